@@ -1,0 +1,56 @@
+"""OpenTelemetry instruments of the cache, declared through the API only (the app installs the SDK)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+
+meter = metrics.get_meter("nvme_cache")
+
+hits = meter.create_counter("registry_mirror_cache_hits", description="Blob lookups answered from the cache")
+misses = meter.create_counter("registry_mirror_cache_misses", description="Blob lookups that needed a fill")
+bytes_read = meter.create_counter("registry_mirror_cache_read_bytes", description="Bytes read from cache files")
+bytes_written = meter.create_counter(
+    "registry_mirror_cache_written_bytes", description="Bytes written by fills (cached or not)"
+)
+fills_in_flight = meter.create_up_down_counter(
+    "registry_mirror_cache_fills_in_flight", description="Fills running now"
+)
+fills = meter.create_counter("registry_mirror_cache_fills", description="Fills finished, by result")
+evictions = meter.create_counter("registry_mirror_evictions", description="Blobs evicted from the cache")
+evicted_bytes = meter.create_counter("registry_mirror_evicted_bytes", description="Bytes evicted")
+verification_failures = meter.create_counter(
+    "registry_mirror_cache_verification_failures",
+    description="Fills whose bytes did not match their digest or size",
+)
+
+# Gauges read the live stores through callbacks; a store registers itself on open.
+_gauge_sources: list[Callable[[], tuple[int, int]]] = []
+
+
+def register_usage_source(source: Callable[[], tuple[int, int]]) -> None:
+    """`source()` returns (bytes used, capacity)."""
+    _gauge_sources.append(source)
+
+
+def unregister_usage_source(source: Callable[[], tuple[int, int]]) -> None:
+    if source in _gauge_sources:
+        _gauge_sources.remove(source)
+
+
+def _observe_used(_: CallbackOptions) -> Iterable[Observation]:
+    return [Observation(source()[0]) for source in _gauge_sources]
+
+
+def _observe_capacity(_: CallbackOptions) -> Iterable[Observation]:
+    return [Observation(source()[1]) for source in _gauge_sources]
+
+
+meter.create_observable_gauge(
+    "registry_mirror_cache_bytes_used", callbacks=[_observe_used], description="Bytes of verified blobs on disk"
+)
+meter.create_observable_gauge(
+    "registry_mirror_cache_bytes_capacity", callbacks=[_observe_capacity], description="The cache size cap"
+)

@@ -1,0 +1,390 @@
+"""The blob store: verified blobs on disk, the fills that add them, the readers that serve them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from nvme_cache import metrics
+from nvme_cache.digest import Digest
+from nvme_cache.errors import BlobNotFound, RangeNotSatisfiable, VerificationFailed
+from nvme_cache.evict import EvictionPolicy, plan_eviction
+from nvme_cache.index import BlobIndex
+from nvme_cache.inflight import Fill, FillSource
+from nvme_cache.layout import Layout
+
+log = logging.getLogger("nvme_cache")
+
+_FLUSH_INTERVAL = 5.0
+
+BlobListener = Callable[[str, int], None]  # (digest, size)
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    digest: str
+    size: int
+    media_type: str | None
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    checked: int
+    corrupt: tuple[str, ...]
+
+
+class CachedBlob:
+    """A committed blob; `read` streams it with one read ahead of the send."""
+
+    source = "cache"
+
+    def __init__(self, store: BlobStore, digest: Digest, info: BlobInfo) -> None:
+        self._store = store
+        self.digest = digest
+        self.size: int | None = info.size
+        self.media_type = info.media_type
+
+    async def wait_started(self) -> None:
+        return None
+
+    async def read(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        async for chunk in self._store._read_file(self.digest, start, end):
+            yield chunk
+
+
+class BlobStore:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_size: int,
+        high_watermark: float = 0.90,
+        low_watermark: float = 0.80,
+        min_free_bytes: int = 0,
+        complete_abandoned_fills: bool = True,
+        chunk_size: int = 1024 * 1024,
+        executor: Executor | None = None,
+    ) -> None:
+        self.layout = Layout(root)
+        self.policy = EvictionPolicy(max_size, high_watermark, low_watermark, min_free_bytes)
+        self.chunk_size = chunk_size
+        self._complete_abandoned = complete_abandoned_fills
+        self._executor = executor or ThreadPoolExecutor(max_workers=8, thread_name_prefix="nvme-cache")
+        self._index: BlobIndex | None = None
+        self._fills: dict[str, Fill] = {}
+        self._readers: Counter[str] = Counter()
+        self._reserved = 0
+        self._flush_task: asyncio.Task[None] | None = None
+        self.on_commit: list[BlobListener] = []
+        self.on_evict: list[BlobListener] = []
+        self.ready = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def open(self) -> None:
+        """Load and validate the index against the directory (no blob is read); drop temp files."""
+        started = time.monotonic()
+        self.layout.create()
+        removed = self.layout.remove_temp_files()
+        self._index = BlobIndex(self.layout.index_path)
+        self._index.load()
+        added, dropped = self._index.reconcile(self.layout.scan())
+        metrics.register_usage_source(self._usage)
+        self.ready = True
+        log.info(
+            "cache open: %d blobs, %d bytes, %d temp files removed, %d found on disk, %d stale rows, %.2fs",
+            len(self._index), self._index.bytes_used, removed, added, dropped, time.monotonic() - started,
+        )
+
+    def start_background(self) -> None:
+        self._flush_task = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    async def aclose(self) -> None:
+        if self._flush_task is not None:
+            self._flush_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flush_task
+        for fill in list(self._fills.values()):
+            with contextlib.suppress(Exception):
+                await fill.wait()
+        self.close()
+
+    def close(self) -> None:
+        metrics.unregister_usage_source(self._usage)
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+        self.ready = False
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_FLUSH_INTERVAL)
+            self.index.flush()
+
+    @property
+    def index(self) -> BlobIndex:
+        if self._index is None:
+            raise RuntimeError("BlobStore.open() was not called")
+        return self._index
+
+    @property
+    def bytes_used(self) -> int:
+        return self.index.bytes_used
+
+    def _usage(self) -> tuple[int, int]:
+        return (self._index.bytes_used if self._index else 0, self.policy.max_size)
+
+    # -- lookups -------------------------------------------------------------------------------
+    def stat(self, digest: Digest) -> BlobInfo | None:
+        entry = self.index.get(str(digest))
+        if entry is None:
+            return None
+        return BlobInfo(str(digest), entry.size, entry.media_type)
+
+    def inflight(self, digest: Digest) -> Fill | None:
+        return self._fills.get(str(digest))
+
+    def get(
+        self,
+        digest: Digest,
+        open_source: FillSource | None = None,
+        *,
+        expected_size: int | None = None,
+        media_type: str | None = None,
+    ) -> CachedBlob | Fill:
+        """The cached blob, the fill already running for it, or a new fill from `open_source`.
+
+        Raises BlobNotFound when the blob is neither cached nor filling and no source is given.
+        """
+        info = self.stat(digest)
+        if info is not None:
+            metrics.hits.add(1)
+            return CachedBlob(self, digest, info)
+        fill = self._fills.get(str(digest))
+        if fill is not None:
+            metrics.hits.add(1, {"inflight": "true"})
+            return fill
+        if open_source is None:
+            raise BlobNotFound(str(digest))
+        metrics.misses.add(1)
+        return self._start_fill(digest, open_source, expected_size, media_type)
+
+    def _start_fill(
+        self, digest: Digest, open_source: FillSource, expected_size: int | None, media_type: str | None
+    ) -> Fill:
+        temp = self.layout.tmp / f"{digest.hex[:16]}.{uuid.uuid4().hex}"
+        fill = Fill(
+            digest,
+            temp,
+            self.layout.blob_path(digest),
+            open_source,
+            self,
+            expected_size=expected_size,
+            media_type=media_type,
+            executor=self._executor,
+            chunk_size=self.chunk_size,
+            complete_abandoned=self._complete_abandoned,
+        )
+        self._fills[str(digest)] = fill
+        fill.start()
+        return fill
+
+    async def put_bytes(self, digest: Digest, data: bytes, media_type: str | None = None) -> None:
+        """Cache a small verified object (a manifest) in one step."""
+        if hashlib.new(digest.algorithm, data).hexdigest() != digest.hex:
+            metrics.verification_failures.add(1)
+            raise VerificationFailed(f"content does not match {digest}")
+        if self.stat(digest) is not None:
+            if media_type:
+                self.index.set_media_type(str(digest), media_type)
+            return
+        temp = self.layout.tmp / f"{digest.hex[:16]}.{uuid.uuid4().hex}"
+        final = self.layout.blob_path(digest)
+        await asyncio.get_running_loop().run_in_executor(self._executor, _write_file, temp, final, data)
+        self.index.add(str(digest), len(data), media_type)
+        metrics.bytes_written.add(len(data), {"source": "origin"})
+        self._after_commit(str(digest), len(data))
+
+    async def read_bytes(self, digest: Digest, limit: int) -> bytes:
+        """A small cached object whole (manifests); BlobNotFound if missing or larger than limit."""
+        info = self.stat(digest)
+        if info is None or info.size > limit:
+            raise BlobNotFound(str(digest))
+        parts = [chunk async for chunk in self._read_file(digest, 0, None)]
+        return b"".join(parts)
+
+    # -- reading committed blobs -------------------------------------------------------------------
+    async def _read_file(self, digest: Digest, start: int, end: int | None) -> AsyncIterator[bytes]:
+        key = str(digest)
+        try:
+            fd = os.open(self.layout.blob_path(digest), os.O_RDONLY)
+        except FileNotFoundError:
+            self.index.remove([key])  # someone removed it behind our back
+            raise BlobNotFound(key) from None
+        self._readers[key] += 1
+        self.index.touch(key)
+        loop = asyncio.get_running_loop()
+        try:
+            size = os.fstat(fd).st_size
+            stop = size if end is None else min(end, size)
+            if start > size or (start == size and size > 0):
+                raise RangeNotSatisfiable(start, size)
+            offset = start
+            ahead = self._read_at(loop, fd, offset, stop)
+            while ahead is not None:
+                data = await ahead
+                if not data:
+                    break
+                offset += len(data)
+                ahead = self._read_at(loop, fd, offset, stop)  # the next read overlaps this send
+                metrics.bytes_read.add(len(data))
+                yield data
+        finally:
+            self._readers[key] -= 1
+            if self._readers[key] <= 0:
+                del self._readers[key]
+            os.close(fd)
+
+    def _read_at(
+        self, loop: asyncio.AbstractEventLoop, fd: int, offset: int, stop: int
+    ) -> asyncio.Future[bytes] | None:
+        if offset >= stop:
+            return None
+        return loop.run_in_executor(self._executor, os.pread, fd, min(self.chunk_size, stop - offset), offset)
+
+    # -- fill hooks --------------------------------------------------------------------------------
+    def reserve(self, size: int) -> bool:
+        """Make room for a fill of `size` bytes; False means it can never fit (serve it uncached)."""
+        if size > self.policy.max_size * self.policy.high_watermark:
+            return False
+        over_cap = self.index.bytes_used + self._reserved + size > self.policy.high_bytes
+        low_on_disk = shutil.disk_usage(self.layout.root).free - size < self.policy.min_free_bytes
+        if over_cap or low_on_disk:
+            target = self.policy.low_bytes - size - self._reserved if over_cap else self.index.bytes_used
+            self._evict(target, free_needed=size)
+        if self.index.bytes_used + self._reserved + size > self.policy.max_size:
+            return False  # everything left is pinned or in use
+        self._reserved += size
+        return True
+
+    def release(self, size: int) -> None:
+        self._reserved -= size
+
+    def make_room(self, size: int) -> None:
+        self._evict(self.index.bytes_used - size, free_needed=size)
+
+    def commit(self, fill: Fill) -> None:
+        assert fill.size is not None
+        self.index.add(str(fill.digest), fill.size, fill.media_type)
+        self._after_commit(str(fill.digest), fill.size)
+
+    def fill_done(self, fill: Fill) -> None:
+        if self._fills.get(str(fill.digest)) is fill:
+            del self._fills[str(fill.digest)]
+
+    def _after_commit(self, digest: str, size: int) -> None:
+        for listener in self.on_commit:
+            listener(digest, size)
+        if self.index.bytes_used > self.policy.high_bytes:
+            self._evict(self.policy.low_bytes)
+
+    # -- eviction, pins, verification ----------------------------------------------------------
+    def _protected(self) -> set[str]:
+        return self.index.pinned() | set(self._readers) | set(self._fills)
+
+    def _evict(self, target_used: int, free_needed: int = 0) -> int:
+        free = shutil.disk_usage(self.layout.root).free
+        victims = plan_eviction(
+            self.index.lru(), self.index.bytes_used, max(target_used, 0), self._protected(),
+            free_bytes=free - free_needed, min_free_bytes=self.policy.min_free_bytes,
+        )
+        for digest in victims:
+            self._remove(digest, reason="lru")
+        return len(victims)
+
+    def evict(self, digest: Digest) -> bool:
+        """Admin eviction of one blob; refuses pinned or busy blobs."""
+        key = str(digest)
+        if key not in self.index or key in self._protected():
+            return False
+        self._remove(key, reason="admin")
+        return True
+
+    def _remove(self, digest: str, *, reason: str) -> None:
+        entry = self.index.get(digest)
+        size = entry.size if entry else 0
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.layout.blob_path(Digest.parse(digest)))
+        self.index.remove([digest])
+        metrics.evictions.add(1, {"reason": reason})
+        metrics.evicted_bytes.add(size)
+        for listener in self.on_evict:
+            listener(digest, size)
+
+    def pin(self, name: str, digests: Iterable[Digest | str]) -> None:
+        self.index.pin(name, [str(d) for d in digests])
+
+    def unpin(self, name: str) -> None:
+        self.index.unpin(name)
+
+    def pins(self) -> dict[str, set[str]]:
+        return self.index.pins()
+
+    async def verify_all(self) -> VerifyReport:
+        """Rehash every blob; move corrupt files to quarantine/ and drop them from the index."""
+        loop = asyncio.get_running_loop()
+        corrupt: list[str] = []
+        checked = 0
+        for digest_str, entry in self.index.lru():
+            digest = Digest.parse(digest_str)
+            path = self.layout.blob_path(digest)
+            ok = await loop.run_in_executor(self._executor, _file_matches, path, digest, entry.size, self.chunk_size)
+            checked += 1
+            if not ok:
+                corrupt.append(digest_str)
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(path, self.layout.quarantine / f"{digest.algorithm}-{digest.hex}")
+                self.index.remove([digest_str])
+                metrics.verification_failures.add(1, {"stage": "verify"})
+        return VerifyReport(checked, tuple(corrupt))
+
+
+def _write_file(temp: Path, final: Path, data: bytes) -> None:
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(temp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+
+
+def _file_matches(path: Path, digest: Digest, size: int, chunk_size: int) -> bool:
+    hasher = hashlib.new(digest.algorithm)
+    total = 0
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            while chunk := handle.read(chunk_size):
+                hasher.update(chunk)
+                total += len(chunk)
+    except OSError:
+        return False
+    return total == size and hasher.hexdigest() == digest.hex

@@ -1,0 +1,60 @@
+"""ENOSPC on a real, size-limited tmpfs (needs root to mount)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nvme_cache import Fill
+from tests.nvme_cache.sources import BytesSource, digest_of
+from tests.nvme_cache.test_store import blob, collect, fill_from, make_store
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.fail("the disk-full tests mount a tmpfs and need root")
+    mount_point = tmp_path / "tmpfs"
+    mount_point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount_point)], check=True)
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+async def test_disk_full_degrades_to_passthrough(small_tmpfs: Path) -> None:
+    # The cap says it fits, the disk says no: every reader still gets every byte, nothing is cached.
+    store = make_store(small_tmpfs, max_size=1 << 30, min_free_bytes=0)
+    data = blob(9 * MiB)
+    handle = store.get(digest_of(data), BytesSource(data, chunk=256 * 1024))
+    assert isinstance(handle, Fill)
+    bodies = await asyncio.gather(collect(handle), collect(handle), collect(handle, 100, 5 * MiB))
+    assert bodies == [data, data, data[100 : 5 * MiB]]
+    await handle.wait()
+    assert handle.passthrough_from is not None
+    assert store.stat(digest_of(data)) is None
+    assert os.listdir(store.layout.tmp) == []
+    store.close()
+
+
+async def test_disk_full_evicts_and_retries(small_tmpfs: Path) -> None:
+    store = make_store(small_tmpfs, max_size=1 << 30, min_free_bytes=0)
+    old = blob(3 * MiB, seed=3)
+    await fill_from(store, old)
+    data = blob(4 * MiB, seed=4)
+    handle = store.get(digest_of(data), BytesSource(data, chunk=256 * 1024))
+    assert await collect(handle) == data
+    assert isinstance(handle, Fill)
+    await handle.wait()
+    assert handle.passthrough_from is None
+    assert store.stat(digest_of(data)) is not None
+    assert store.stat(digest_of(old)) is None  # evicted to make room
+    store.close()
