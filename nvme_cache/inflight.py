@@ -131,7 +131,9 @@ class Fill:
         except Exception as exc:  # a source error we do not know: still every reader must hear it
             result = "source_failed"
             log.warning("fill of %s failed: %r", self.digest, exc)
-            self._fail(SourceFailed(f"fetching {self.digest} failed: {exc}"))
+            failure = SourceFailed(f"fetching {self.digest} failed: {exc}")
+            failure.__cause__ = exc  # the front end maps e.g. an upstream 404 to BLOB_UNKNOWN
+            self._fail(failure)
         else:
             if self.passthrough_from is not None:
                 result = "passthrough"

@@ -1,0 +1,104 @@
+"""GET and HEAD of a blob: cache hit -> stream from disk; miss -> join or start the one fill."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from nvme_cache import CachedBlob, Digest, FillFailed
+from registry_mirror import metrics
+from registry_mirror.errors import ErrorCode
+from registry_mirror.paths import ByteRange, DistributionRequest, parse_range
+from registry_mirror.responses import BlobResponse, BodyDone
+from registry_mirror.sources import origin_source
+from registry_mirror.state import Mirror
+from registry_mirror.translations import fill_error
+from registry_mirror.upstreams import Target
+
+OCTET_STREAM = "application/octet-stream"
+
+
+def blob_headers(digest: Digest, size: int | None) -> dict[str, str]:
+    headers = {
+        "Content-Type": OCTET_STREAM,
+        "Docker-Content-Digest": str(digest),
+        "ETag": f'"{digest}"',
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "max-age=31536000",
+    }
+    if size is not None:
+        headers["Content-Length"] = str(size)
+    return headers
+
+
+async def get_blob(
+    mirror: Mirror, request: DistributionRequest, headers: Mapping[str, str], *, head: bool, started: float
+) -> BlobResponse:
+    target = mirror.upstreams.resolve(request.registry, request.repository)
+    digest = request.digest
+    assert digest is not None
+    if head:
+        return await _head_blob(mirror, target, digest, started)
+    joined = mirror.store.inflight(digest) is not None
+    handle = mirror.store.get(digest, origin_source(target.client, target.repository, digest, target.name))
+    try:
+        await handle.wait_started()
+    except FillFailed as exc:
+        metrics.failed_downloads.add(1, {"reason": "upstream", "upstream": target.name})
+        raise fill_error(exc, ErrorCode.BLOB_UNKNOWN) from None
+    source = "cache" if isinstance(handle, CachedBlob) or joined else handle.source
+    byte_range = parse_range(headers.get("range"), handle.size)
+    status, response_headers, start, end = _framing(digest, handle.size, byte_range)
+    body = handle.read(start, end)
+    return BlobResponse(
+        status,
+        response_headers,
+        body,
+        started=started,
+        source=source,
+        on_done=_recorder(source, target.name, started),
+    )
+
+
+def _framing(
+    digest: Digest, size: int | None, byte_range: ByteRange | None
+) -> tuple[int, dict[str, str], int, int | None]:
+    if byte_range is None:
+        return 200, blob_headers(digest, size), 0, None
+    if byte_range.end is None:
+        # Size not known yet (a chunked upstream): an open range, length unknown.
+        headers = blob_headers(digest, None)
+        headers["Content-Range"] = f"bytes {byte_range.start}-*/*"
+        return 206, headers, byte_range.start, None
+    headers = blob_headers(digest, byte_range.length)
+    headers["Content-Range"] = byte_range.content_range(size)
+    return 206, headers, byte_range.start, byte_range.end + 1
+
+
+async def _head_blob(mirror: Mirror, target: Target, digest: Digest, started: float) -> BlobResponse:
+    info = mirror.store.stat(digest)
+    if info is not None:
+        size: int | None = info.size
+    elif (fill := mirror.store.inflight(digest)) is not None:
+        try:
+            await fill.wait_started()
+        except FillFailed as exc:
+            raise fill_error(exc) from None
+        size = fill.size
+    else:
+        metrics.upstream_requests.add(1, {"kind": "blob_head", "upstream": target.name})
+        size = await target.client.head_blob(target.repository, str(digest))
+    return BlobResponse(200, blob_headers(digest, size), None, started=started)
+
+
+def _recorder(source: str, upstream: str, started: float) -> BodyDone:
+    def record(sent: int, first_byte: float | None, completed: bool) -> None:
+        metrics.blob_bytes.add(sent, {"source": source, "upstream": upstream})
+        if first_byte is not None:
+            metrics.time_to_first_byte.record(first_byte, {"source": source})
+        if completed:
+            metrics.blob_duration.record(time.perf_counter() - started, {"source": source})
+        else:
+            metrics.failed_downloads.add(1, {"reason": "aborted", "upstream": upstream})
+
+    return record

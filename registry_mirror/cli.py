@@ -1,0 +1,240 @@
+"""`registry-mirror` command line: a table of sub-commands, each registered only when it runs.
+
+A sub-command lives in its own small module with `register(subparsers)`, which adds its parser
+and sets `func(args) -> int`. Only the chosen command's module is imported, so `hosts-toml` does
+not pay for (or break on) the server's imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from registry_mirror.config_load import CONFIG_ENV, ConfigError, InvalidValue, load_settings
+from registry_mirror.settings import Settings
+
+PROG = "registry-mirror"
+Subparsers = argparse._SubParsersAction  # argparse exposes no public name for it
+Registrar = Callable[[Subparsers], None]  # type: ignore[type-arg]
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    help: str
+    registrar: str | Registrar  # "module:function" is imported only when this command runs
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one stderr line, exit 2, like configuration errors."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{PROG}: error: {message} (see {self.prog} --help)\n")
+
+
+def fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
+# ---- serve ----
+
+
+def _add_config_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help=f"TOML configuration (default: ${CONFIG_ENV})"
+    )
+
+
+def _register_serve(subparsers: Subparsers) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser("serve", help=SUBCOMMANDS["serve"].help)
+    _add_config_flag(parser)
+    parser.add_argument("--listen", metavar="HOST:PORT", help="address to serve on")
+    parser.add_argument("--cache-dir", metavar="DIR", help="cache root")
+    parser.add_argument("--cache-max-size", metavar="SIZE", help="e.g. 50GiB, 500MB")
+    parser.add_argument(
+        "--upstream", action="append", metavar="NAME=URL", help="add or replace an upstream"
+    )
+    parser.add_argument(
+        "--default-upstream", metavar="NAME", help="upstream for requests with no ?ns="
+    )
+    parser.add_argument("--path-prefix", metavar="P", help="URL path prefix, e.g. /mirror")
+    parser.add_argument(
+        "--log-level", metavar="L", help="critical, error, warning, info, debug, trace"
+    )
+    parser.set_defaults(func=_serve)
+
+
+# Flags of `serve` that load_settings reads (its `cli` mapping keys).
+SERVE_FLAGS = (
+    "listen",
+    "cache_dir",
+    "cache_max_size",
+    "upstream",
+    "default_upstream",
+    "path_prefix",
+    "log_level",
+)
+
+
+def _cli_values(args: argparse.Namespace, names: Sequence[str]) -> dict[str, object]:
+    return {name: getattr(args, name) for name in names}
+
+
+def settings_from_args(
+    args: argparse.Namespace, cli: Mapping[str, object], env: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings for a command with a --config flag; the file defaults to $REGISTRY_MIRROR_CONFIG."""
+    env = os.environ if env is None else env
+    config_file = args.config if args.config is not None else env.get(CONFIG_ENV) or None
+    return load_settings(Path(config_file) if config_file else None, env, cli)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args, _cli_values(args, SERVE_FLAGS))
+    from registry_mirror import server  # lazy: the app's imports are heavy
+
+    return server.run(settings)
+
+
+# ---- cache verify ----
+
+
+def _register_cache(subparsers: Subparsers) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser("cache", help=SUBCOMMANDS["cache"].help)
+    actions = parser.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
+    verify = actions.add_parser("verify", help="check every cached blob against its digest")
+    verify.add_argument("--cache-dir", metavar="DIR", help="cache root")
+    _add_config_flag(verify)
+    verify.set_defaults(func=_cache_verify)
+
+
+def _cache_verify(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args, {"cache_dir": args.cache_dir})
+    from registry_mirror import server
+
+    return server.verify_cache(settings)
+
+
+# ---- hosts-toml ----
+
+
+def _argument(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse type from a value parser, so a bad value is a one-line usage error."""
+
+    def convert(text: str) -> object:
+        try:
+            return parse(text)
+        except InvalidValue as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def _register_hosts_toml(subparsers: Subparsers) -> None:  # type: ignore[type-arg]
+    from registry_mirror import hosts_toml
+    from registry_mirror.config_load import parse_registry_name
+
+    parser = subparsers.add_parser("hosts-toml", help=SUBCOMMANDS["hosts-toml"].help)
+    parser.add_argument(
+        "--mirror", required=True, type=_argument(hosts_toml.parse_mirror_url), metavar="URL"
+    )
+    parser.add_argument(
+        "--registry",
+        required=True,
+        action="append",
+        type=_argument(parse_registry_name),
+        metavar="NAME",
+        help="registry host to send to the mirror (repeatable), e.g. docker.io",
+    )
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="hosts directory")
+    parser.add_argument(
+        "--override-path",
+        action="store_true",
+        help="the mirror URL path is the API root as is (containerd adds no /v2)",
+    )
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        type=_argument(hosts_toml.parse_header),
+        metavar="K=V",
+        help="header containerd sends to the mirror (repeatable)",
+    )
+    parser.set_defaults(func=_hosts_toml)
+
+
+def _hosts_toml(args: argparse.Namespace) -> int:
+    from registry_mirror.hosts_toml import write_hosts_dir
+
+    try:
+        written = write_hosts_dir(
+            args.out,
+            args.registry,
+            args.mirror,
+            override_path=args.override_path,
+            headers=dict(args.header),
+        )
+    except OSError as exc:
+        return fail(f"--out: cannot write {str(exc.filename or args.out)!r}: {exc.strerror}")
+    for path in written:
+        print(path)
+    return 0
+
+
+# ---- the table ----
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "serve": Subcommand("run the mirror", _register_serve),
+    "hosts-toml": Subcommand("write containerd hosts.toml files", _register_hosts_toml),
+    "cache": Subcommand("cache maintenance (verify)", _register_cache),
+    "tracker": Subcommand("serve the p2p tracker", "registry_mirror.cli_tracker:register"),
+    "catalog": Subcommand(
+        "build, sign, verify and publish catalogs", "registry_mirror.cli_catalog:register"
+    ),
+}
+
+
+def _registrar(subcommand: Subcommand) -> Registrar:
+    if not isinstance(subcommand.registrar, str):
+        return subcommand.registrar
+    module, _, function = subcommand.registrar.partition(":")
+    registrar: Registrar = getattr(importlib.import_module(module), function)
+    return registrar
+
+
+def build_parser(command: str | None) -> OneLineParser:
+    """The parser with `command` fully registered and the others listed by name and help only."""
+    parser = OneLineParser(prog=PROG, description="A node-local pull-through registry mirror.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, subcommand in SUBCOMMANDS.items():
+        if name == command:
+            _registrar(subcommand)(subparsers)
+        else:
+            subparsers.add_parser(name, help=subcommand.help, add_help=False)
+    return parser
+
+
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    first = next((arg for arg in argv if not arg.startswith("-")), None)
+    return first if first in SUBCOMMANDS else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(_chosen_command(argv)).parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except ConfigError as exc:
+        return fail(str(exc))
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

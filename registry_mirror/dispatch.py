@@ -1,0 +1,73 @@
+"""The distribution API: parse the request once, then hand it to the handler of its kind.
+
+A plain ASGI app (no per-request Starlette routing) because manifest HEADs are the hot path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from starlette.datastructures import Headers, QueryParams
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from registry_mirror import blobs, manifests, passthrough
+from registry_mirror.errors import API_VERSION_HEADER, ErrorCode, OCIError, to_response_parts, translate
+from registry_mirror.paths import DistributionRequest, parse_scope
+from registry_mirror.state import Mirror
+
+log = logging.getLogger("registry_mirror")
+
+_READ_METHODS = ("GET", "HEAD")
+
+
+class DistributionAPI:
+    def __init__(self, mirror: Mirror) -> None:
+        self.mirror = mirror
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        info: dict[str, Any] = scope.setdefault("registry_mirror", {})
+        try:
+            response = await self._handle(scope, info, started)
+        except Exception as exc:  # every failure becomes OCI error JSON, never a bare 500 page
+            error = translate(exc)
+            if error.code == ErrorCode.UNKNOWN:
+                log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            info.setdefault("error", str(error.code))
+            status, headers, body = to_response_parts(error)
+            response = Response(body if scope["method"] != "HEAD" else b"", status, headers)
+            if scope["method"] == "HEAD":
+                response.headers["Content-Length"] = str(len(body))
+        await response(scope, receive, send)
+
+    async def _handle(self, scope: Scope, info: dict[str, Any], started: float) -> Any:
+        request = parse_scope(scope, self.mirror.settings.path_prefix)
+        info.update(route=request.kind, repository=request.repository, upstream=request.registry)
+        method = scope["method"]
+        if request.kind == "uploads" or method not in _READ_METHODS:
+            raise OCIError(ErrorCode.UNSUPPORTED, "this mirror is read-only: push, delete and uploads are not supported")
+        if request.kind == "base":
+            return Response(b"{}", 200, {"Content-Type": "application/json", API_VERSION_HEADER[0]: API_VERSION_HEADER[1]})
+        headers = Headers(scope=scope)
+        head = method == "HEAD"
+        if request.digest is not None:
+            info["digest"] = str(request.digest)
+        if request.kind == "blob":
+            response = await blobs.get_blob(self.mirror, request, headers, head=head, started=started)
+            info["source"] = response.source
+            return response
+        if request.kind == "manifest":
+            return await manifests.get_manifest(self.mirror, request, headers, head=head)
+        query = QueryParams(scope.get("query_string", b""))
+        if request.kind == "tags":
+            return await passthrough.list_tags(self.mirror, request, query, headers)
+        if request.kind == "referrers":
+            return await passthrough.referrers(self.mirror, request, query, headers)
+        raise _unroutable(request)
+
+
+def _unroutable(request: DistributionRequest) -> OCIError:
+    return OCIError(ErrorCode.NOT_FOUND, f"no handler for {request.kind}")

@@ -1,0 +1,140 @@
+"""Render containerd `hosts.toml` files that send pulls of a registry to this mirror.
+
+Format: containerd docs/hosts.md. The mirror is a `[host."URL"]` with pull and resolve (it is a
+private mirror, trusted to resolve tags); `server` is the registry itself, which containerd uses
+when the mirror is down or answers 404/500.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from registry_mirror.config_load import InvalidValue, parse_registry_name
+from registry_mirror.settings import BUILTIN_UPSTREAMS
+
+HEADER_COMMENT = (
+    "# Written by `registry-mirror hosts-toml`; containerd re-reads it on every pull.\n"
+)
+_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token (RFC 9110)
+_BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def parse_mirror_url(value: str) -> str:
+    """http(s)://host[:port][/prefix] with no trailing slash, query or credentials."""
+    parts = urlsplit(value.strip())
+    if parts.username is not None or parts.password is not None:
+        raise InvalidValue("credentials in the mirror URL are not accepted")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise InvalidValue(f"expected a URL like http://127.0.0.1:5000, got {value!r}")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise InvalidValue(f"bad port in {value!r}") from None
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def parse_header(value: str) -> tuple[str, str]:
+    name, sep, header_value = value.partition("=")
+    if not sep or not _HEADER_NAME_RE.match(name.strip()):
+        raise InvalidValue(f"expected NAME=VALUE with an HTTP header name, got {value!r}")
+    if any(ch in header_value for ch in "\r\n\0"):
+        raise InvalidValue(f"header {name.strip()!r}: the value must be one line")
+    return name.strip(), header_value.strip()
+
+
+def registry_directory(registry: str) -> str:
+    """The directory containerd looks up for a registry: its host, with `:port` on Unix."""
+    return parse_registry_name(registry)
+
+
+def toml_string(text: str) -> str:
+    """A TOML basic string; control characters escaped (TOML forbids them raw)."""
+    escaped = []
+    for char in text:
+        if char in ('"', "\\"):
+            escaped.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            escaped.append(f"\\u{ord(char):04x}")
+        else:
+            escaped.append(char)
+    return '"' + "".join(escaped) + '"'
+
+
+def _toml_key(name: str) -> str:
+    return name if _BARE_KEY_RE.match(name) else toml_string(name)
+
+
+def render_hosts_toml(
+    registry: str,
+    mirror_url: str,
+    *,
+    server_url: str | None = None,
+    override_path: bool = False,
+    headers: Mapping[str, str] | None = None,
+) -> str:
+    """hosts.toml for `registry`: try `mirror_url` first, then `server_url`.
+
+    `server_url` defaults to the real endpoint of a built-in registry (docker.io ->
+    https://registry-1.docker.io); for other registries containerd then uses https://<registry>.
+    With `override_path`, containerd takes the mirror URL path as the API root (no `/v2` added).
+    """
+    parse_registry_name(registry)
+    mirror = parse_mirror_url(mirror_url)
+    server = server_url if server_url is not None else BUILTIN_UPSTREAMS.get(registry)
+    lines = [HEADER_COMMENT.rstrip("\n")]
+    if server is not None:
+        lines.append(f"server = {toml_string(parse_mirror_url(server))}")
+    host = f"host.{toml_string(mirror)}"
+    lines += ["", f"[{host}]", '  capabilities = ["pull", "resolve"]']
+    if override_path:
+        lines.append("  override_path = true")
+    if headers:
+        lines.append(f"  [{host}.header]")
+        for name, value in headers.items():
+            name, value = parse_header(f"{name}={value}")
+            lines.append(f"    {_toml_key(name)} = {toml_string(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def write_hosts_dir(
+    out: Path,
+    registries: Iterable[str],
+    mirror_url: str,
+    *,
+    servers: Mapping[str, str] | None = None,
+    override_path: bool = False,
+    headers: Mapping[str, str] | None = None,
+) -> list[Path]:
+    """Write `out/<registry>/hosts.toml` for each registry; returns the files written."""
+    written = []
+    for registry in registries:
+        text = render_hosts_toml(
+            registry,
+            mirror_url,
+            server_url=(servers or {}).get(registry),
+            override_path=override_path,
+            headers=headers,
+        )
+        path = out / registry_directory(registry) / "hosts.toml"
+        _write_atomically(path, text)
+        written.append(path)
+    return written
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    # containerd reads hosts.toml on every pull: it must never see a half-written file.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".hosts.toml.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

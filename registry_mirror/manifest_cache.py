@@ -1,0 +1,169 @@
+"""Manifests: by digest immutable (nvme_cache plus a small in-memory body cache); tag -> digest
+held for a TTL, revalidated with a HEAD, and served stale while the upstream fails."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from cachetools import LRUCache, TTLCache
+
+from nvme_cache import BlobNotFound, BlobStore, Digest, VerificationFailed
+from registry_mirror import metrics
+from registry_mirror.errors import ErrorCode, OCIError
+from registry_mirror.singleflight import SingleFlight
+from registry_mirror.translations import upstream_error
+from registry_mirror.upstream import (
+    UpstreamError,
+    UpstreamNotFound,
+    UpstreamTooManyRequests,
+    UpstreamUnavailable,
+)
+from registry_mirror.upstreams import Target
+
+_BODY_CACHE_BYTES = 64 * 1024 * 1024
+_DEFAULT_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    digest: Digest
+    media_type: str
+    body: bytes
+
+
+@dataclass
+class _TagEntry:
+    digest: Digest
+    media_type: str
+    confirmed: float  # monotonic time the upstream last confirmed this mapping
+
+
+class ManifestCache:
+    def __init__(
+        self, store: BlobStore, *, tag_ttl: float, max_stale: float, negative_ttl: float, max_bytes: int
+    ) -> None:
+        self._store = store
+        self._tag_ttl = tag_ttl
+        self._max_stale = max_stale
+        self._max_bytes = max_bytes
+        self._tags: LRUCache[tuple[str, ...], _TagEntry] = LRUCache(maxsize=100_000)
+        self._missing: TTLCache[tuple[str, ...], OCIError] = TTLCache(maxsize=100_000, ttl=max(negative_ttl, 0.001))
+        self._bodies: LRUCache[str, Manifest] = LRUCache(maxsize=_BODY_CACHE_BYTES, getsizeof=lambda m: len(m.body) + 200)
+        self._flights: SingleFlight[Manifest] = SingleFlight()
+
+    async def get(self, target: Target, reference: str | Digest, accept: list[str]) -> Manifest:
+        if isinstance(reference, Digest):
+            return await self.by_digest(target, reference, accept)
+        return await self._by_tag(target, reference, accept)
+
+    # -- by digest ------------------------------------------------------------------------------
+    async def by_digest(self, target: Target, digest: Digest, accept: list[str]) -> Manifest:
+        cached = await self._cached(digest)
+        if cached is not None:
+            return cached
+        key = ("digest", target.name, target.repository, str(digest))
+        return await self._flights.do(key, lambda: self._fetch(target, str(digest), accept, digest))
+
+    async def _cached(self, digest: Digest) -> Manifest | None:
+        manifest = self._bodies.get(str(digest))
+        if manifest is not None:
+            return manifest
+        info = self._store.stat(digest)
+        if info is None:
+            return None
+        try:
+            body = await self._store.read_bytes(digest, self._max_bytes)
+        except BlobNotFound:
+            return None
+        manifest = Manifest(digest, info.media_type or _sniff_media_type(body), body)
+        self._bodies[str(digest)] = manifest
+        return manifest
+
+    async def _fetch(self, target: Target, reference: str, accept: list[str], expected: Digest | None) -> Manifest:
+        metrics.upstream_requests.add(1, {"kind": "manifest", "upstream": target.name})
+        response = await target.client.get_manifest(target.repository, reference, accept)
+        body = response.body
+        digest = Digest.from_bytes(body, expected.algorithm if expected else "sha256")
+        if expected is not None and digest != expected:
+            raise OCIError(ErrorCode.UPSTREAM_INVALID, f"upstream manifest does not match {expected}")
+        claimed = response.digest
+        if expected is None and claimed and claimed.startswith("sha256:") and claimed != str(digest):
+            raise OCIError(ErrorCode.UPSTREAM_INVALID, "upstream Docker-Content-Digest does not match the body")
+        media_type = _media_type(response.media_type, body)
+        try:
+            await self._store.put_bytes(digest, body, media_type)
+        except VerificationFailed:  # cannot happen after the check above; keep the cache clean anyway
+            raise OCIError(ErrorCode.UPSTREAM_INVALID) from None
+        manifest = Manifest(digest, media_type, body)
+        self._bodies[str(digest)] = manifest
+        return manifest
+
+    # -- by tag ----------------------------------------------------------------------------------
+    async def _by_tag(self, target: Target, tag: str, accept: list[str]) -> Manifest:
+        key = (target.name, target.repository, tag, ",".join(sorted(accept)))
+        missing = self._missing.get(key)
+        if missing is not None:
+            raise missing
+        entry = self._tags.get(key)
+        if entry is not None and time.monotonic() - entry.confirmed < self._tag_ttl:
+            cached = await self._cached(entry.digest)
+            if cached is not None:
+                return cached
+        return await self._flights.do(("tag", *key), lambda: self._refresh_tag(key, target, tag, accept))
+
+    async def _refresh_tag(self, key: tuple[str, ...], target: Target, tag: str, accept: list[str]) -> Manifest:
+        entry = self._tags.get(key)
+        try:
+            manifest = await self._revalidate(entry, target, tag, accept) if entry else None
+            if manifest is None:
+                manifest = await self._fetch(target, tag, accept, None)
+        except (UpstreamUnavailable, UpstreamTooManyRequests) as exc:
+            stale = await self._stale(entry)
+            if stale is None:
+                raise upstream_error(exc, ErrorCode.MANIFEST_UNKNOWN) from None
+            metrics.stale_tags_served.add(1, {"upstream": target.name})
+            return stale
+        except UpstreamNotFound as exc:
+            self._tags.pop(key, None)
+            error = upstream_error(exc, ErrorCode.MANIFEST_UNKNOWN)
+            self._missing[key] = error
+            raise error from None
+        except UpstreamError as exc:
+            raise upstream_error(exc, ErrorCode.MANIFEST_UNKNOWN) from None
+        self._tags[key] = _TagEntry(manifest.digest, manifest.media_type, time.monotonic())
+        return manifest
+
+    async def _revalidate(self, entry: _TagEntry, target: Target, tag: str, accept: list[str]) -> Manifest | None:
+        """A HEAD that confirms the known digest saves the body; None means fetch it."""
+        metrics.upstream_requests.add(1, {"kind": "manifest_head", "upstream": target.name})
+        head = await target.client.get_manifest(target.repository, tag, accept, method="HEAD")
+        if head.digest != str(entry.digest):
+            return None
+        return await self._cached(entry.digest)
+
+    async def _stale(self, entry: _TagEntry | None) -> Manifest | None:
+        if entry is None or time.monotonic() - entry.confirmed > self._max_stale:
+            return None
+        return await self._cached(entry.digest)
+
+
+def _media_type(content_type: str | None, body: bytes) -> str:
+    value = (content_type or "").split(";")[0].strip()
+    if value and value not in ("application/json", "application/octet-stream", "text/plain"):
+        return value
+    return _sniff_media_type(body)
+
+
+def _sniff_media_type(body: bytes) -> str:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return _DEFAULT_MEDIA_TYPE
+    media_type = document.get("mediaType") if isinstance(document, dict) else None
+    if isinstance(media_type, str) and media_type:
+        return media_type
+    if isinstance(document, dict) and "manifests" in document:
+        return "application/vnd.oci.image.index.v1+json"
+    return _DEFAULT_MEDIA_TYPE

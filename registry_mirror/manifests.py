@@ -1,0 +1,38 @@
+"""GET and HEAD of a manifest, by tag or by digest."""
+
+from __future__ import annotations
+
+from starlette.datastructures import Headers
+from starlette.responses import Response
+
+from registry_mirror.errors import API_VERSION_HEADER
+from registry_mirror.paths import DistributionRequest
+from registry_mirror.state import Mirror
+
+
+def accept_values(headers: Headers) -> list[str]:
+    """Every Accept header line, split on commas: skopeo sends several lines and all must reach
+    the upstream."""
+    values: list[str] = []
+    for line in headers.getlist("accept"):
+        for item in line.split(","):
+            item = item.strip()
+            if item and item not in values:
+                values.append(item)
+    return values
+
+
+async def get_manifest(mirror: Mirror, request: DistributionRequest, headers: Headers, *, head: bool) -> Response:
+    target = mirror.upstreams.resolve(request.registry, request.repository)
+    assert request.reference is not None
+    manifest = await mirror.manifests.get(target, request.reference, accept_values(headers))
+    response_headers = {
+        "Content-Type": manifest.media_type,
+        "Content-Length": str(len(manifest.body)),
+        "Docker-Content-Digest": str(manifest.digest),
+        "ETag": f'"{manifest.digest}"',
+        API_VERSION_HEADER[0]: API_VERSION_HEADER[1],
+    }
+    if head:
+        return Response(status_code=200, headers=response_headers)
+    return Response(content=manifest.body, status_code=200, headers=response_headers)

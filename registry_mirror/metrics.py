@@ -1,0 +1,35 @@
+"""Front-end instruments. Names are the Prometheus names other tooling relies on (the exporter
+adds `_total` to counters)."""
+
+from __future__ import annotations
+
+from opentelemetry import metrics
+
+meter = metrics.get_meter("registry_mirror")
+
+# Latency buckets from 1 ms to 5 min: manifests answer in ms, cold 1 GiB blobs take seconds.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+blob_bytes = meter.create_counter(
+    "registry_mirror_blob_bytes", description="Blob bytes sent to clients, by source and upstream"
+)
+requests = meter.create_counter("registry_mirror_requests", description="Requests by route, method and status")
+blob_duration = meter.create_histogram(
+    "registry_mirror_blob_duration_seconds",
+    description="Time to serve a blob body, by source",
+    explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+)
+time_to_first_byte = meter.create_histogram(
+    "registry_mirror_time_to_first_byte_seconds",
+    description="Time from request to the first body byte, by source",
+    explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+)
+failed_downloads = meter.create_counter(
+    "registry_mirror_failed_downloads", description="Blob or manifest requests that failed, by reason"
+)
+upstream_requests = meter.create_counter(
+    "registry_mirror_upstream_requests", description="Requests sent to upstream registries, by kind"
+)
+stale_tags_served = meter.create_counter(
+    "registry_mirror_stale_tags_served", description="Tags answered from a stale mapping while the upstream failed"
+)

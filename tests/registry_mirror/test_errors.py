@@ -1,0 +1,180 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from nvme_cache.digest import Digest, InvalidDigest
+from registry_mirror import errors
+from registry_mirror.errors import (
+    CODES,
+    ErrorCode,
+    OCIError,
+    error_body,
+    exception_handlers,
+    register_translation,
+    to_response_parts,
+    translate,
+)
+
+SPEC_STATUSES = {
+    "BLOB_UNKNOWN": 404,
+    "BLOB_UPLOAD_INVALID": 400,
+    "BLOB_UPLOAD_UNKNOWN": 404,
+    "DIGEST_INVALID": 400,
+    "MANIFEST_BLOB_UNKNOWN": 400,
+    "MANIFEST_INVALID": 400,
+    "MANIFEST_UNKNOWN": 404,
+    "NAME_INVALID": 400,
+    "NAME_UNKNOWN": 404,
+    "SIZE_INVALID": 400,
+    "UNAUTHORIZED": 401,
+    "DENIED": 403,
+    "UNSUPPORTED": 405,
+    "TOOMANYREQUESTS": 429,
+    "RANGE_INVALID": 416,
+    "UPSTREAM_UNAVAILABLE": 503,
+    "UPSTREAM_INVALID": 502,
+    "UNKNOWN": 500,
+    "NOT_FOUND": 404,
+}
+
+
+class _StoreBroke(Exception):
+    pass
+
+
+class _StoreBrokeBadly(_StoreBroke):
+    pass
+
+
+@pytest.fixture
+def store_translation() -> Iterator[None]:
+    def to_oci(exc: _StoreBroke) -> OCIError:
+        return OCIError(ErrorCode.BLOB_UNKNOWN, detail={"why": str(exc)})
+
+    register_translation(_StoreBroke, to_oci)
+    yield
+    errors._TRANSLATIONS.pop(_StoreBroke)
+
+
+def test_every_code_has_exactly_one_status() -> None:
+    assert set(CODES) == set(ErrorCode)
+    assert {str(code): spec.status for code, spec in CODES.items()} == SPEC_STATUSES
+
+
+@pytest.mark.parametrize("code", list(ErrorCode))
+def test_status_and_default_message_come_from_the_table(code: ErrorCode) -> None:
+    err = OCIError(code)
+    assert err.status == SPEC_STATUSES[str(code)]
+    assert err.message == CODES[code].message and err.message
+
+
+def test_code_may_be_given_as_string_and_unknown_codes_are_refused() -> None:
+    assert OCIError("BLOB_UNKNOWN").code is ErrorCode.BLOB_UNKNOWN
+    with pytest.raises(ValueError):
+        OCIError("NO_SUCH_CODE")
+
+
+def test_error_body_shape() -> None:
+    body = json.loads(error_body(OCIError(ErrorCode.BLOB_UNKNOWN, "gone", {"digest": "sha256:x"})))
+    assert body == {"errors": [{"code": "BLOB_UNKNOWN", "message": "gone", "detail": {"digest": "sha256:x"}}]}
+
+
+def test_error_body_omits_absent_detail_and_takes_many_errors() -> None:
+    body = json.loads(error_body([OCIError("DENIED"), OCIError("NAME_INVALID", detail="bad")]))
+    assert body == {
+        "errors": [
+            {"code": "DENIED", "message": CODES[ErrorCode.DENIED].message},
+            {"code": "NAME_INVALID", "message": CODES[ErrorCode.NAME_INVALID].message, "detail": "bad"},
+        ]
+    }
+
+
+def test_error_body_survives_non_json_detail() -> None:
+    digest = Digest.from_bytes(b"")
+    body = json.loads(error_body(OCIError("BLOB_UNKNOWN", detail={"digest": digest})))
+    assert body["errors"][0]["detail"] == {"digest": str(digest)}
+
+
+def test_response_parts_carry_status_content_type_and_error_headers() -> None:
+    err = OCIError(ErrorCode.RANGE_INVALID, headers={"Content-Range": "bytes */10"})
+    status, headers, body = to_response_parts(err)
+    assert status == 416
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Content-Range"] == "bytes */10"
+    assert headers["Docker-Distribution-API-Version"] == "registry/2.0"
+    assert json.loads(body)["errors"][0]["code"] == "RANGE_INVALID"
+
+
+def test_translate_passes_oci_errors_through() -> None:
+    err = OCIError("DENIED")
+    assert translate(err) is err
+
+
+def test_invalid_digest_translates_to_digest_invalid() -> None:
+    err = translate(InvalidDigest("bad hex"))
+    assert (err.code, err.status) == (ErrorCode.DIGEST_INVALID, 400)
+
+
+def test_untranslated_errors_become_unknown_without_leaking_text() -> None:
+    err = translate(RuntimeError("/var/cache/secret/path"))
+    assert (err.code, err.status) == (ErrorCode.UNKNOWN, 500)
+    assert b"secret" not in error_body(err)
+
+
+@pytest.mark.usefixtures("store_translation")
+def test_registered_translation_applies_to_subclasses() -> None:
+    err = translate(_StoreBrokeBadly("disk"))
+    assert (err.code, err.detail) == (ErrorCode.BLOB_UNKNOWN, {"why": "disk"})
+    assert _StoreBroke in errors.translated_types()
+
+
+@pytest.mark.usefixtures("store_translation")
+def test_a_type_gets_one_translation() -> None:
+    with pytest.raises(ValueError):
+        register_translation(_StoreBroke, lambda exc: OCIError("DENIED"))
+
+
+def _app() -> Starlette:
+    async def raise_oci(request: Request) -> Response:
+        raise OCIError(ErrorCode.TOOMANYREQUESTS, headers={"Retry-After": "1"})
+
+    async def raise_lower(request: Request) -> Response:
+        raise _StoreBrokeBadly("disk")
+
+    async def raise_digest(request: Request) -> Response:
+        Digest.parse("sha256:nothex")
+        return Response()
+
+    routes = [Route("/oci", raise_oci), Route("/lower", raise_lower), Route("/digest", raise_digest)]
+    return Starlette(routes=routes, exception_handlers=exception_handlers())
+
+
+@pytest.mark.usefixtures("store_translation")
+async def test_starlette_handler_renders_oci_and_translated_errors() -> None:
+    transport = httpx.ASGITransport(app=_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        response = await client.get("/oci")
+        assert response.status_code == 429
+        assert response.headers["retry-after"] == "1"
+        assert response.headers["content-type"] == "application/json"
+        assert response.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
+
+        response = await client.get("/lower")
+        assert response.status_code == 404
+        assert response.json()["errors"][0] == {
+            "code": "BLOB_UNKNOWN",
+            "message": CODES[ErrorCode.BLOB_UNKNOWN].message,
+            "detail": {"why": "disk"},
+        }
+
+        response = await client.get("/digest")
+        assert response.status_code == 400
+        assert response.json()["errors"][0]["code"] == "DIGEST_INVALID"
