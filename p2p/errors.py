@@ -1,0 +1,26 @@
+"""Errors raised by the p2p package; `registry_mirror` translates them at its one boundary."""
+
+from __future__ import annotations
+
+
+class P2PError(Exception):
+    """Base of every error the p2p package raises."""
+
+
+class TrackerError(P2PError):
+    """The tracker could not be reached or refused a request.
+
+    `status` is the HTTP status (None when no response arrived), `field` names the request field the
+    tracker rejected, when it said so.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.field = field
+
+    def __str__(self) -> str:
+        where = f" (field {self.field})" if self.field else ""
+        code = f"HTTP {self.status}: " if self.status is not None else ""
+        return f"{code}{self.message}{where}"

@@ -1,0 +1,173 @@
+"""The default tracker store: dictionaries with deadlines on a monotonic clock, for one replica."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from p2p.tracker.models import BlobState, Lease, PeerHolding, PeerInfo, PieceHashes
+from p2p.tracker.store import PieceConflict, Registration, StoreStats
+
+
+@dataclass
+class _Peer:
+    info: PeerInfo
+    session: str
+    expires: float
+
+
+@dataclass(frozen=True)
+class _Holding:
+    session: str
+    blob: BlobState
+    bitmap: bytes
+
+
+@dataclass
+class _Pieces:
+    piece_size: int
+    size: int | None
+    expires: float
+    hashes: dict[int, str] = field(default_factory=dict)
+
+
+class MemoryStore:
+    kind = "memory"
+
+    def __init__(
+        self,
+        peer_ttl: float,
+        pieces_ttl: float = 24 * 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._peer_ttl = peer_ttl
+        self._pieces_ttl = pieces_ttl
+        self._clock = clock
+        self._peers: dict[str, _Peer] = {}
+        self._holdings: dict[str, dict[str, _Holding]] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
+        self._pieces: dict[str, _Pieces] = {}
+        self._excluded: dict[str, float] = {}
+
+    def _live_peer(self, peer_id: str) -> _Peer | None:
+        peer = self._peers.get(peer_id)
+        if peer is not None and peer.expires <= self._clock():
+            del self._peers[peer_id]
+            return None
+        return peer
+
+    async def register_peer(self, peer: PeerInfo) -> Registration:
+        current = self._live_peer(peer.id)
+        session = current.session if current else secrets.token_hex(8)
+        self._peers[peer.id] = _Peer(peer, session, self._clock() + self._peer_ttl)
+        return Registration(session, current is not None)
+
+    async def get_peer(self, peer_id: str) -> PeerInfo | None:
+        peer = self._live_peer(peer_id)
+        return None if peer is None else peer.info
+
+    async def put_holdings(self, peer_id: str, session: str, blobs: Sequence[BlobState]) -> None:
+        for blob in blobs:
+            self._holdings.setdefault(blob.digest, {})[peer_id] = _Holding(session, blob, blob.bitmap())
+
+    async def remove_holdings(self, peer_id: str, digests: Sequence[str]) -> None:
+        for digest in digests:
+            holders = self._holdings.get(digest)
+            if holders is not None:
+                holders.pop(peer_id, None)
+                if not holders:
+                    del self._holdings[digest]
+
+    def _excluded_now(self, peer_id: str) -> bool:
+        until = self._excluded.get(peer_id)
+        return until is not None and until > self._clock()
+
+    async def holders(self, digest: str) -> list[PeerHolding]:
+        found = []
+        for peer_id, holding in list(self._holdings.get(digest, {}).items()):
+            peer = self._live_peer(peer_id)
+            if peer is None or peer.session != holding.session:
+                del self._holdings[digest][peer_id]
+                continue
+            if self._excluded_now(peer_id):
+                continue
+            blob = holding.blob
+            found.append(PeerHolding(peer.info, blob.size, blob.piece_size, blob.complete, holding.bitmap))
+        return found
+
+    async def acquire_lease(self, digest: str, peer_id: str, ttl: float) -> tuple[Lease, bool]:
+        now = self._clock()
+        holder, expires = self._leases.get(digest, ("", 0.0))
+        if expires > now and holder != peer_id:
+            return Lease(False, holder, expires - now, await self.get_peer(holder)), False
+        renewed = expires > now
+        self._leases[digest] = (peer_id, now + ttl)
+        return Lease(True, peer_id, ttl, await self.get_peer(peer_id)), renewed
+
+    async def release_lease(self, digest: str, peer_id: str) -> bool:
+        holder, expires = self._leases.get(digest, ("", 0.0))
+        if holder != peer_id or expires <= self._clock():
+            return False
+        del self._leases[digest]
+        return True
+
+    async def lease_holder(self, digest: str) -> str | None:
+        holder, expires = self._leases.get(digest, ("", 0.0))
+        return holder if expires > self._clock() else None
+
+    async def put_piece_hashes(
+        self, digest: str, piece_size: int, size: int | None, hashes: Mapping[int, str]
+    ) -> PieceConflict | None:
+        now = self._clock()
+        record = self._pieces.get(digest)
+        if record is None or record.expires <= now:
+            record = self._pieces[digest] = _Pieces(piece_size, size, now)
+        record.expires = now + self._pieces_ttl
+        if record.piece_size != piece_size:
+            return PieceConflict("piece_size", str(record.piece_size), str(piece_size))
+        if size is not None:
+            if record.size is not None and record.size != size:
+                return PieceConflict("size", str(record.size), str(size))
+            record.size = size
+        for index, value in sorted(hashes.items()):
+            stored = record.hashes.setdefault(index, value)
+            if stored != value:
+                return PieceConflict(f"hashes.{index}", stored, value)
+        return None
+
+    async def get_piece_hashes(self, digest: str) -> PieceHashes | None:
+        record = self._pieces.get(digest)
+        if record is None or record.expires <= self._clock():
+            return None
+        return PieceHashes(digest, record.piece_size, record.size, dict(record.hashes))
+
+    async def exclude_peer(self, peer_id: str, ttl: float) -> bool:
+        fresh = not self._excluded_now(peer_id)
+        self._excluded[peer_id] = max(self._excluded.get(peer_id, 0.0), self._clock() + ttl)
+        return fresh
+
+    async def stats(self) -> StoreStats:
+        await self.sweep()
+        return StoreStats(len(self._peers), len(self._holdings), len(self._leases), len(self._excluded))
+
+    async def sweep(self) -> None:
+        now = self._clock()
+        self._peers = {k: p for k, p in self._peers.items() if p.expires > now}
+        self._leases = {k: v for k, v in self._leases.items() if v[1] > now}
+        self._pieces = {k: p for k, p in self._pieces.items() if p.expires > now}
+        self._excluded = {k: t for k, t in self._excluded.items() if t > now}
+        for digest in list(self._holdings):
+            holders = {
+                peer_id: h
+                for peer_id, h in self._holdings[digest].items()
+                if (peer := self._peers.get(peer_id)) is not None and peer.session == h.session
+            }
+            if holders:
+                self._holdings[digest] = holders
+            else:
+                del self._holdings[digest]
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,225 @@
+"""A tracker store in Redis, so several tracker replicas behind a load balancer agree.
+
+Every decision that must be exclusive runs server-side in one Lua script (registration, leases,
+first-writer-wins piece hashes); expiry is Redis's own (PX). The sorted sets under `index:` only feed
+`/v1/stats` and are allowed to be approximate.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from p2p.tracker import models
+from p2p.tracker.models import BlobState, Lease, PeerHolding, PeerInfo, PieceHashes
+from p2p.tracker.store import PieceConflict, Registration, StoreStats
+
+# A peer key holds "<session>\n<peer json>"; an existing session survives re-registration.
+_REGISTER = """
+local cur = redis.call('GET', KEYS[1])
+local session, was = ARGV[2], 0
+if cur then
+  local nl = string.find(cur, '\\n', 1, true)
+  if nl then session = string.sub(cur, 1, nl - 1); was = 1 end
+end
+redis.call('SET', KEYS[1], session .. '\\n' .. ARGV[1], 'PX', ARGV[3])
+return {session, was}
+"""
+
+_ACQUIRE = """
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]); return {1, ARGV[1], tonumber(ARGV[2]), 0}
+end
+if cur == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2]); return {1, cur, tonumber(ARGV[2]), 1}
+end
+return {0, cur, redis.call('PTTL', KEYS[1]), 0}
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]); return 1 end
+return 0
+"""
+
+# ARGV: ttl_ms, piece_size, size or '', then field/value pairs (h:<index>, hex).
+_PUT_PIECES = """
+local function first(f, v)
+  if redis.call('HSETNX', KEYS[1], f, v) == 0 then
+    local s = redis.call('HGET', KEYS[1], f)
+    if s ~= v then return s end
+  end
+  return false
+end
+local c = first('ps', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+if c then return {'piece_size', c, ARGV[2]} end
+if ARGV[3] ~= '' then
+  c = first('size', ARGV[3]); if c then return {'size', c, ARGV[3]} end
+end
+for i = 4, #ARGV, 2 do
+  c = first(ARGV[i], ARGV[i + 1]); if c then return {ARGV[i], c, ARGV[i + 1]} end
+end
+return false
+"""
+
+
+class RedisStore:
+    kind = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        peer_ttl: float,
+        pieces_ttl: float = 24 * 3600.0,
+        prefix: str = "registry-mirror:tracker:",
+    ) -> None:
+        self._redis: Any = aioredis.from_url(url, decode_responses=True)
+        self._peer_ttl_ms = max(1, int(peer_ttl * 1000))
+        self._pieces_ttl_ms = max(1, int(pieces_ttl * 1000))
+        self._p = prefix
+        self._register = self._redis.register_script(_REGISTER)
+        self._acquire = self._redis.register_script(_ACQUIRE)
+        self._release = self._redis.register_script(_RELEASE)
+        self._put_pieces = self._redis.register_script(_PUT_PIECES)
+
+    def _key(self, kind: str, name: str) -> str:
+        return f"{self._p}{kind}:{name}"
+
+    async def _index(self, name: str, member: str, ttl_ms: int) -> None:
+        await self._redis.zadd(self._key("index", name), {member: time.time() * 1000 + ttl_ms})
+
+    async def register_peer(self, peer: PeerInfo) -> Registration:
+        info = json.dumps(peer.to_wire())
+        session, was = await self._register(
+            keys=[self._key("peer", peer.id)], args=[info, secrets.token_hex(8), self._peer_ttl_ms]
+        )
+        await self._index("peers", peer.id, self._peer_ttl_ms)
+        return Registration(str(session), bool(was))
+
+    async def _peer_sessions(self, peer_ids: Sequence[str]) -> list[tuple[str, PeerInfo] | None]:
+        if not peer_ids:
+            return []
+        raw = await self._redis.mget([self._key("peer", p) for p in peer_ids])
+        found: list[tuple[str, PeerInfo] | None] = []
+        for value in raw:
+            if value is None:
+                found.append(None)
+                continue
+            session, _, info = value.partition("\n")
+            found.append((session, PeerInfo.from_wire(json.loads(info))))
+        return found
+
+    async def get_peer(self, peer_id: str) -> PeerInfo | None:
+        (entry,) = await self._peer_sessions([peer_id])
+        return None if entry is None else entry[1]
+
+    async def put_holdings(self, peer_id: str, session: str, blobs: Sequence[BlobState]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for blob in blobs:
+                key = self._key("holders", blob.digest)
+                value = {
+                    "s": session,
+                    "size": blob.size,
+                    "ps": blob.piece_size,
+                    "c": blob.complete,
+                    "b": "" if blob.complete else models.encode_bitmap(blob.bitmap()),
+                }
+                pipe.hset(key, peer_id, json.dumps(value))
+                pipe.pexpire(key, self._pieces_ttl_ms)
+                pipe.zadd(self._key("index", "digests"), {blob.digest: time.time() * 1000 + self._pieces_ttl_ms})
+            await pipe.execute()
+
+    async def remove_holdings(self, peer_id: str, digests: Sequence[str]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for digest in digests:
+                pipe.hdel(self._key("holders", digest), peer_id)
+            await pipe.execute()
+
+    async def holders(self, digest: str) -> list[PeerHolding]:
+        key = self._key("holders", digest)
+        entries: dict[str, str] = await self._redis.hgetall(key)
+        peer_ids = list(entries)
+        sessions = await self._peer_sessions(peer_ids)
+        excluded = await self._redis.mget([self._key("excluded", p) for p in peer_ids]) if peer_ids else []
+        found, stale = [], []
+        for peer_id, live, banned in zip(peer_ids, sessions, excluded):
+            holding = json.loads(entries[peer_id])
+            if live is None or live[0] != holding["s"]:
+                stale.append(peer_id)
+            elif banned is None:
+                bitmap = models.decode_bitmap(holding["b"])
+                found.append(PeerHolding(live[1], holding["size"], holding["ps"], holding["c"], bitmap))
+        if stale:
+            await self._redis.hdel(key, *stale)
+        return found
+
+    async def acquire_lease(self, digest: str, peer_id: str, ttl: float) -> tuple[Lease, bool]:
+        ttl_ms = max(1, int(ttl * 1000))
+        granted, holder, left_ms, renewed = await self._acquire(
+            keys=[self._key("lease", digest)], args=[peer_id, ttl_ms]
+        )
+        if granted:
+            await self._index("leases", digest, ttl_ms)
+        lease = Lease(bool(granted), str(holder), max(0, int(left_ms)) / 1000, await self.get_peer(str(holder)))
+        return lease, bool(renewed)
+
+    async def release_lease(self, digest: str, peer_id: str) -> bool:
+        return bool(await self._release(keys=[self._key("lease", digest)], args=[peer_id]))
+
+    async def lease_holder(self, digest: str) -> str | None:
+        holder = await self._redis.get(self._key("lease", digest))
+        return None if holder is None else str(holder)
+
+    async def put_piece_hashes(
+        self, digest: str, piece_size: int, size: int | None, hashes: Mapping[int, str]
+    ) -> PieceConflict | None:
+        args: list[Any] = [self._pieces_ttl_ms, piece_size, "" if size is None else size]
+        for index, value in sorted(hashes.items()):
+            args += [f"h:{index}", value]
+        conflict = await self._put_pieces(keys=[self._key("pieces", digest)], args=args)
+        if not conflict:
+            return None
+        field, stored, offered = (str(x) for x in conflict)
+        if field.startswith("h:"):
+            field = "hashes." + field[2:]
+        return PieceConflict(field, stored, offered)
+
+    async def get_piece_hashes(self, digest: str) -> PieceHashes | None:
+        record: dict[str, str] = await self._redis.hgetall(self._key("pieces", digest))
+        if "ps" not in record:
+            return None
+        hashes = {int(k[2:]): v for k, v in record.items() if k.startswith("h:")}
+        size = int(record["size"]) if "size" in record else None
+        return PieceHashes(digest, int(record["ps"]), size, hashes)
+
+    async def exclude_peer(self, peer_id: str, ttl: float) -> bool:
+        ttl_ms = max(1, int(ttl * 1000))
+        fresh = await self._redis.set(self._key("excluded", peer_id), "1", px=ttl_ms, nx=True)
+        if not fresh:
+            await self._redis.pexpire(self._key("excluded", peer_id), ttl_ms, gt=True)
+        await self._index("excluded", peer_id, ttl_ms)
+        return bool(fresh)
+
+    async def stats(self) -> StoreStats:
+        now_ms = time.time() * 1000
+        counts = []
+        for name in ("peers", "digests", "leases", "excluded"):
+            key = self._key("index", name)
+            await self._redis.zremrangebyscore(key, "-inf", now_ms)
+            counts.append(int(await self._redis.zcard(key)))
+        return StoreStats(*counts)
+
+    async def sweep(self) -> None:
+        return None  # Redis expires keys itself
+
+    async def ping(self) -> None:
+        await self._redis.ping()
+
+    async def close(self) -> None:
+        await self._redis.aclose()

@@ -1,0 +1,80 @@
+"""What a tracker store must do; `memory_store` and `redis_store` implement it.
+
+Liveness is per peer: each registration gets a session id that lives as long as the peer keeps
+heartbeating. Holdings carry the session they were announced under, so a peer that expired and
+comes back starts empty instead of reviving stale pieces, and nothing needs a sweep to be correct.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from p2p.tracker.models import BlobState, Lease, PeerHolding, PeerInfo, PieceHashes
+
+
+@dataclass(frozen=True)
+class Registration:
+    session: str
+    was_live: bool  # False: the tracker had forgotten this peer, which must announce everything again
+
+
+@dataclass(frozen=True)
+class PieceConflict:
+    field: str  # piece_size, size or hashes.<index>
+    stored: str
+    offered: str
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    peers: int
+    digests: int
+    leases: int
+    excluded: int
+
+
+class TrackerStore(Protocol):
+    kind: str
+
+    async def register_peer(self, peer: PeerInfo) -> Registration: ...
+
+    async def put_holdings(self, peer_id: str, session: str, blobs: Sequence[BlobState]) -> None: ...
+
+    async def remove_holdings(self, peer_id: str, digests: Sequence[str]) -> None: ...
+
+    async def holders(self, digest: str) -> list[PeerHolding]:
+        """Live, not excluded peers holding at least one piece of `digest`."""
+        ...
+
+    async def get_peer(self, peer_id: str) -> PeerInfo | None: ...
+
+    async def acquire_lease(self, digest: str, peer_id: str, ttl: float) -> tuple[Lease, bool]:
+        """Grant, renew (when `peer_id` holds it) or refuse; the bool says whether it was renewed."""
+        ...
+
+    async def release_lease(self, digest: str, peer_id: str) -> bool: ...
+
+    async def lease_holder(self, digest: str) -> str | None: ...
+
+    async def put_piece_hashes(
+        self, digest: str, piece_size: int, size: int | None, hashes: Mapping[int, str]
+    ) -> PieceConflict | None:
+        """First writer wins per value. Values are checked in order (piece_size, size, hashes by index)
+        and the first conflict is returned; values before it may have been stored."""
+        ...
+
+    async def get_piece_hashes(self, digest: str) -> PieceHashes | None: ...
+
+    async def exclude_peer(self, peer_id: str, ttl: float) -> bool:
+        """True when the peer was not excluded already."""
+        ...
+
+    async def stats(self) -> StoreStats: ...
+
+    async def sweep(self) -> None:
+        """Drop expired entries; only bounds memory, correctness never waits for it."""
+        ...
+
+    async def close(self) -> None: ...
