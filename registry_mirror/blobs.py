@@ -40,7 +40,8 @@ async def get_blob(
     if head:
         return await _head_blob(mirror, target, digest, started)
     joined = mirror.store.inflight(digest) is not None
-    handle = mirror.store.get(digest, origin_source(target.client, target.repository, digest, target.name))
+    origin = origin_source(target.client, target.repository, digest, target.name)
+    handle = mirror.store.get(digest, mirror.fill_source(digest, origin))
     try:
         await handle.wait_started()
     except FillFailed as exc:
