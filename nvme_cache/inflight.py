@@ -35,7 +35,11 @@ _SLOW_READER_TIMEOUT = 30.0
 
 
 class SourceStream(Protocol):
-    """What a fill reads from: an origin response, a peer download, a delta rebuild."""
+    """What a fill reads from: an origin response, a peer download, a delta rebuild.
+
+    A stream may also have `tap(offset, chunk)`: called on the fill's worker thread after each
+    chunk is written (p2p hashes pieces there, off the event loop).
+    """
 
     size: int | None
     source: str  # "origin" | "peer" | "delta": the label bytes are counted under
@@ -95,6 +99,7 @@ class Fill:
         self._fd: int | None = None
         self._reserved = 0
         self._received = 0
+        self._tap: Callable[[int, bytes], None] | None = None
         self._hasher = hashlib.new(digest.algorithm)
         self._started = asyncio.Event()
         self._changed = asyncio.Event()
@@ -146,6 +151,7 @@ class Fill:
     async def _fetch(self) -> None:
         async with self._open_source() as stream:
             self.source = stream.source
+            self._tap = getattr(stream, "tap", None)
             self._set_size(stream.size)
             if self.size is not None and not self._reserve(self.size):
                 self.passthrough_from = 0
@@ -200,6 +206,8 @@ class Fill:
             while done < len(view):
                 done += os.pwrite(self._fd, view[done:], offset + done)
         self._hasher.update(chunk)
+        if self._tap is not None:
+            self._tap(offset, chunk)
 
     async def _finish_chunk(self, offset: int, chunk: bytes, future: asyncio.Future[None]) -> None:
         try:
@@ -365,6 +373,28 @@ class Fill:
         self._queues.discard(queue)
         while not queue.empty():  # frees a broadcast that waits for room in this queue
             queue.get_nowait()
+
+    async def read_available(self, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes [start, end) that are already in the temp file, without waiting for the rest.
+
+        For peers: p2p serves a piece of a fill in progress once the piece is written (and, for
+        a download, verified against its piece hash). Raises FillUnavailable if not there yet.
+        """
+        if self.error is not None or self.passthrough_from is not None or end > self.written:
+            raise FillUnavailable(f"{self.digest}: bytes {start}-{end} are not available")
+        fd = self._open_for_reading()
+        try:
+            loop = asyncio.get_running_loop()
+            offset = start
+            while offset < end:
+                count = min(self._chunk_size, end - offset)
+                data = await loop.run_in_executor(self._executor, os.pread, fd, count, offset)
+                if not data:
+                    raise FillUnavailable(f"temp file of {self.digest} ended early")
+                offset += len(data)
+                yield data
+        finally:
+            os.close(fd)
 
     def _open_for_reading(self) -> int:
         try:

@@ -24,3 +24,11 @@ class TrackerError(P2PError):
         where = f" (field {self.field})" if self.field else ""
         code = f"HTTP {self.status}: " if self.status is not None else ""
         return f"{code}{self.message}{where}"
+
+
+class PieceError(P2PError):
+    """A piece could not be fetched from a peer (refused, stalled, short)."""
+
+
+class BadPiece(PieceError):
+    """A piece's bytes did not hash to the seed's published sha256."""

@@ -37,3 +37,27 @@ tracker_piece_hash_conflicts = meter.create_counter(
     "p2p_tracker_piece_hash_conflicts_total",
     description="Piece hash publications rejected because they differ from the first writer's",
 )
+
+# -- the peer data plane (mirror side) --------------------------------------------------------
+pieces_received = meter.create_counter(
+    "registry_mirror_p2p_pieces_received", description="Pieces downloaded from peers and verified"
+)
+pieces_served = meter.create_counter("registry_mirror_p2p_pieces_served", description="Pieces uploaded to peers")
+peer_bytes_served = meter.create_counter(
+    "registry_mirror_p2p_upload_bytes", description="Bytes uploaded to other peers"
+)
+bad_pieces = meter.create_counter(
+    "registry_mirror_p2p_bad_pieces", description="Pieces from peers that failed their sha256 check"
+)
+peers_excluded = meter.create_counter(
+    "registry_mirror_p2p_peers_excluded", description="Peers dropped from a download, by reason"
+)
+lease_waits = meter.create_counter(
+    "registry_mirror_p2p_lease_waits", description="Fills that waited for another mirror's origin fetch"
+)
+p2p_fills = meter.create_counter(
+    "registry_mirror_p2p_fills", description="Fills by how the bytes came: seed, peer, origin fallback, takeover"
+)
+uploads_refused = meter.create_counter(
+    "registry_mirror_p2p_uploads_refused", description="Piece requests refused because the upload cap was reached"
+)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -15,11 +16,15 @@ from starlette.types import ASGIApp
 import registry_mirror.translations  # noqa: F401  (registers the exception translations)
 from nvme_cache import BlobStore
 from registry_mirror.access_log import AccessLog
+from registry_mirror.admin import install_admin
 from registry_mirror.dispatch import DistributionAPI
 from registry_mirror.manifest_cache import ManifestCache
+from registry_mirror.p2p_wiring import install_p2p
+from registry_mirror.policy.setup import build_policy, build_upstream_limits
 from registry_mirror.settings import Settings
 from registry_mirror.state import Mirror
 from registry_mirror.telemetry import install_metrics, metrics_endpoint
+from registry_mirror.tracing import TracingMiddleware, install_tracing, shutdown_tracing
 from registry_mirror.upstreams import Upstreams
 
 log = logging.getLogger("registry_mirror")
@@ -47,17 +52,39 @@ def build_mirror(settings: Settings) -> Mirror:
 
 
 def create_app(settings: Settings) -> ASGIApp:
-    install_metrics()
+    return build_app(settings)[0]
+
+
+def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGIApp, Mirror]:
+    """The main ASGI app and the Mirror behind it (whose `listeners` the server also serves).
+    `config_file` is polled for blocklist changes."""
+    metrics_registry = install_metrics()
     mirror = build_mirror(settings)
+    install_p2p(mirror, settings.p2p)
+    policy = build_policy(settings, config_file)
+    mirror.upstream_limits = build_upstream_limits(settings)
+    from registry_mirror.catalog_wiring import install_catalogs  # signed catalogs (issue 5)
+
+    catalogs = install_catalogs(mirror, settings)
+    admin = install_admin(mirror, policy, metrics_registry)
+    if admin is not None:
+        admin.catalog = catalogs
+    mirror.on_startup.append(policy.blocklist.start_watching)
+    mirror.on_shutdown.append(policy.blocklist.stop_watching)
+    tracing = install_tracing(settings.telemetry.otlp_endpoint, settings.telemetry.service_name)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         mirror.store.open()
         mirror.store.start_background()
+        for hook in mirror.on_startup:
+            await hook()
         log.info("registry-mirror ready: upstreams %s, default %s", ", ".join(mirror.upstreams.names()), settings.default_upstream)
         try:
             yield
         finally:
+            for hook in reversed(mirror.on_shutdown):
+                await hook()
             await mirror.upstreams.aclose()
             await mirror.store.aclose()
 
@@ -68,15 +95,35 @@ def create_app(settings: Settings) -> ASGIApp:
         ready = mirror.store.ready and settings.upstream(settings.default_upstream) is not None
         return JSONResponse({"ready": ready, "cache_index_loaded": mirror.store.ready}, status_code=200 if ready else 503)
 
-    api = DistributionAPI(mirror)
+    api = DistributionAPI(mirror, policy)
+    from starlette.routing import Mount  # the model hubs (registry_mirror/hub)
+
+    from registry_mirror.hub import build_hub_app
+
+    hub = build_hub_app(mirror, settings.hf.upstream, settings.modelscope.upstream,
+                        settings.hf.revision_ttl, settings.hf.auth_ttl)
+    mirror.on_shutdown.append(hub.aclose)
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
             Route("/readyz", readyz, methods=["GET", "HEAD"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Mount("/hf", hub),
+            Mount("/modelscope", hub),
             Route("/{path:path}", api, methods=None),
         ],
         lifespan=lifespan,
     )
     app.state.mirror = mirror
-    return AccessLog(app, enabled=settings.access_log)
+    logged = AccessLog(app, enabled=settings.access_log)
+    if tracing:
+        mirror.on_shutdown.insert(0, _async(shutdown_tracing))  # runs last: flushes the final spans
+        return TracingMiddleware(logged), mirror
+    return logged, mirror
+
+
+def _async(fn: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def hook() -> None:
+        fn()
+
+    return hook

@@ -6,20 +6,52 @@ Secrets are read from the files or variables the configuration names and are nev
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-import ipaddress
-import math
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit
 
+from registry_mirror.config_values import (
+    LOG_LEVELS,
+    TiB,
+    InvalidValue,
+    bool_from_text,
+    format_size,
+    glob,
+    is_loopback_host,
+    parse_bool,
+    parse_count,
+    parse_duration,
+    parse_env_name,
+    parse_fraction,
+    parse_globs,
+    parse_image_references,
+    parse_listen,
+    parse_log_level,
+    parse_optional_digest,
+    parse_optional_env_name,
+    parse_optional_listen,
+    parse_optional_path,
+    parse_optional_url,
+    parse_origin_url,
+    parse_otlp_endpoint,
+    parse_path,
+    parse_path_prefix,
+    parse_paths,
+    parse_rate,
+    parse_registry_name,
+    parse_size,
+    parse_text,
+    parse_timeout,
+    parse_tracker,
+    parse_zone,
+    sized,
+)
 from registry_mirror.settings import (
-    CacheSettings,
-    GiB,
+    BlockRule,
     KiB,
     MiB,
     Settings,
@@ -27,11 +59,19 @@ from registry_mirror.settings import (
     builtin_upstreams,
 )
 
+# Parsers are re-exported: hosts_toml, the CLI and tests import them from here.
+__all__ = [
+    "LOG_LEVELS", "TiB", "ConfigError", "InvalidValue", "Key", "SECTIONS", "SETTING_KEYS",
+    "BLOCK_RULE_KEYS", "UPSTREAM_KEYS", "TOML_ONLY_KEYS", "bool_from_text", "format_size",
+    "key_help", "load_blocklist", "load_settings", "parse_blocklist", "parse_duration", "parse_origin_url", "parse_path_prefix",
+    "parse_registry_name", "parse_size", "serve_flags", "sized",
+]  # fmt: skip
+
 ENV_PREFIX = "REGISTRY_MIRROR_"
 CONFIG_ENV = "REGISTRY_MIRROR_CONFIG"  # read by the CLI, not here
 UPSTREAMS_ENV = "REGISTRY_MIRROR_UPSTREAMS"
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
-TiB = 1024 * GiB
+_BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_REGISTRY_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$")
 
 
 class ConfigError(ValueError):
@@ -46,218 +86,9 @@ class ConfigError(ValueError):
         return " ".join(f"{self.field}: {self.message}".split("\n"))
 
 
-class InvalidValue(ValueError):
-    """Raised by the value parsers; the loader adds the field name and the source."""
-
-
-# ---- value parsers: each takes a TOML value or a text value from the environment / CLI ----
-
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
-_SIZE_UNITS = {
-    "": 1, "b": 1,
-    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "kib": KiB, "mib": MiB, "gib": GiB, "tib": TiB,
-}  # fmt: skip
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-_REGISTRY_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$")
-_PREFIX_SEGMENT_RE = re.compile(r"^[A-Za-z0-9._~-]+$")
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
 def _show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-def parse_size(value: object) -> int:
-    """Bytes from 50GiB, 500MB, 1TB or a plain integer (binary units: KiB..TiB, decimal: kB..TB)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise InvalidValue(f"must not be negative, got {value}")
-        return value
-    match = _SIZE_RE.match(value) if isinstance(value, str) else None
-    unit = _SIZE_UNITS.get(match.group(2).lower()) if match else None
-    if match is None or unit is None:
-        raise InvalidValue(f"expected a size like 50GiB, got {_show(value)}")
-    return int(Decimal(match.group(1)) * unit)
-
-
-def format_size(size: int) -> str:
-    for name, unit in (("TiB", TiB), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
-        if size and size % unit == 0:
-            return f"{size // unit}{name}"
-    return str(size)
-
-
-def sized(minimum: int, maximum: int | None = None) -> Callable[[object], int]:
-    def parse(value: object) -> int:
-        size = parse_size(value)
-        if size < minimum or (maximum is not None and size > maximum):
-            upper = f" and at most {format_size(maximum)}" if maximum is not None else ""
-            raise InvalidValue(
-                f"must be at least {format_size(minimum)}{upper}, got {_show(value)}"
-            )
-        return size
-
-    return parse
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from a number or text like 30s, 250ms, 5m, 1h, 1d."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        match = _DURATION_RE.match(value) if isinstance(value, str) else None
-        if match is None:
-            raise InvalidValue(
-                f"expected seconds or a duration like 30s, 5m, 1h, got {_show(value)}"
-            )
-        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    if not math.isfinite(seconds) or seconds < 0:
-        raise InvalidValue(f"must be a finite number of seconds >= 0, got {_show(value)}")
-    return seconds
-
-
-def parse_timeout(value: object) -> float:
-    seconds = parse_duration(value)
-    if seconds <= 0:
-        raise InvalidValue(f"must be more than 0 seconds, got {_show(value)}")
-    return seconds
-
-
-def parse_fraction(value: object) -> float:
-    try:
-        number = (
-            float(value)
-            if isinstance(value, (int, float, str)) and not isinstance(value, bool)
-            else None
-        )
-    except ValueError:
-        number = None
-    if number is None or not 0 < number <= 1:
-        raise InvalidValue(f"expected a fraction in (0, 1] like 0.9, got {_show(value)}")
-    return number
-
-
-def parse_bool(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidValue(f"expected true or false, got {_show(value)}")
-    return value
-
-
-def bool_from_text(text: str) -> bool | str:
-    """Environment and CLI spellings of a boolean; anything else is left to parse_bool."""
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    return text
-
-
-def parse_text(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidValue(f"expected a non-empty string, got {_show(value)}")
-    return value.strip()
-
-
-def _check_host(host: str) -> str:
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        pass
-    labels = host.rstrip(".").split(".")
-    if len(host) > 253 or not all(_HOST_LABEL_RE.match(label) for label in labels):
-        raise InvalidValue(f"{_show(host)} is not a host name or IP address")
-    return host.lower()
-
-
-def parse_listen(value: object) -> tuple[str, int]:
-    """(host, port) from HOST:PORT or [IPv6]:PORT; port 0 asks the kernel for a free one."""
-    text = value.strip() if isinstance(value, str) else ""
-    match = re.match(r"^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]+)):(\d{1,5})$", text)
-    if match is None or int(match.group(3)) > 65535:
-        raise InvalidValue(f"expected HOST:PORT like 127.0.0.1:5000, got {_show(value)}")
-    host = match.group(1) or match.group(2)
-    if match.group(1):
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise InvalidValue(f"{_show(host)} is not an IPv6 address") from None
-        return host, int(match.group(3))
-    return _check_host(host), int(match.group(3))
-
-
-def parse_origin_url(value: object) -> str:
-    """scheme://host[:port] with scheme http or https and no path, query or credentials."""
-    text = parse_text(value)
-    parts = urlsplit(text)
-    if parts.username is not None or parts.password is not None:
-        # Never echo the value: it carries a secret.
-        raise InvalidValue(
-            "credentials in the URL are not accepted; use username and password_file"
-        )
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise InvalidValue(
-            f"expected an http(s) URL like https://registry-1.docker.io, got {_show(text)}"
-        )
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise InvalidValue(f"must be scheme://host[:port] with no path or query, got {_show(text)}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise InvalidValue(f"bad port in {_show(text)}") from None
-    host = parts.hostname
-    host = f"[{host}]" if ":" in host else _check_host(host)
-    return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port is not None else "")
-
-
-def parse_registry_name(value: object) -> str:
-    text = value.strip() if isinstance(value, str) else ""
-    if not _REGISTRY_RE.match(text) or (":" in text and int(text.rsplit(":", 1)[1]) > 65535):
-        raise InvalidValue(
-            f"expected a registry host like docker.io or 127.0.0.1:5101, got {_show(value)}"
-        )
-    return text
-
-
-def parse_path_prefix(value: object) -> str:
-    """'' or '/a/b': leading slash added, trailing slash dropped."""
-    if not isinstance(value, str):
-        raise InvalidValue(f"expected a URL path like /mirror, got {_show(value)}")
-    segments = value.strip().strip("/").split("/") if value.strip().strip("/") else []
-    for segment in segments:
-        if not _PREFIX_SEGMENT_RE.match(segment) or segment in (".", ".."):
-            raise InvalidValue(f"expected a URL path like /mirror, got {_show(value)}")
-    return "/" + "/".join(segments) if segments else ""
-
-
-def parse_log_level(value: object) -> str:
-    level = value.strip().lower() if isinstance(value, str) else ""
-    if level not in LOG_LEVELS:
-        raise InvalidValue(f"expected one of {', '.join(LOG_LEVELS)}, got {_show(value)}")
-    return level
-
-
-def parse_path(value: object) -> Path:
-    return Path(parse_text(value)).expanduser()
-
-
-def parse_globs(value: object) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(g, str) and g.strip() for g in value):
-        raise InvalidValue(
-            f'expected a list of repository globs like ["library/*"], got {_show(value)}'
-        )
-    return tuple(g.strip() for g in value)
-
-
-def parse_env_name(value: object) -> str:
-    if not isinstance(value, str) or not _ENV_NAME_RE.match(value):
-        raise InvalidValue(f"expected an environment variable name, got {_show(value)}")
-    return value
 
 
 # ---- the table of settings: one row per TOML key ----
@@ -267,10 +98,14 @@ def parse_env_name(value: object) -> str:
 class Key:
     path: str  # dotted TOML path; also the Settings attribute it sets (cache.max_size)
     parse: Callable[[object], object]
-    kind: str  # how the reference renders it: text, size, duration, fraction, bool, path, listen
+    # How the reference renders it: text, size, duration, fraction, bool, path, listen, int,
+    # rate, list (of text), paths.
+    kind: str
     cli: str | None = None  # key in load_settings' `cli` mapping; the flag is --<cli with dashes>
     env_name: str | None = None  # when not REGISTRY_MIRROR_<PATH>
     attrs_set: tuple[str, ...] = ()  # when not just `path` (listen sets host and port)
+    secret: str | None = None  # *_file / *_env keys: the secret attribute they fill
+    help: str | None = None  # when the key is not a dataclass field
 
     @property
     def env(self) -> str:
@@ -284,6 +119,24 @@ class Key:
     def flag(self) -> str | None:
         return "--" + self.cli.replace("_", "-") if self.cli else None
 
+    @property
+    def repeatable(self) -> bool:
+        return self.kind in ("list", "paths")
+
+
+def _secret_keys(path: str, what: str, cli: str | None = None) -> tuple[Key, Key]:
+    """`<path>_file` and `<path>_env`: where the secret `path` is read from (one of the two)."""
+    name = path.rpartition(".")[2]
+    return (
+        Key(f"{path}_file", parse_optional_path, "path", cli, secret=path,
+            help=f'File holding the {what} (trailing newline dropped); "" is unset.'),
+        Key(f"{path}_env", parse_optional_env_name, "text", secret=path,
+            help=f"Environment variable holding the {what}; instead of {name}_file."),
+    )  # fmt: skip
+
+
+# Sub-tables in the order the reference and the example show them.
+SECTIONS = ("cache", "p2p", "catalog", "hf", "modelscope", "admin", "limits", "telemetry")
 
 SETTING_KEYS: tuple[Key, ...] = (
     Key("listen", parse_listen, "listen", "listen", attrs_set=("listen_host", "listen_port")),
@@ -295,6 +148,7 @@ SETTING_KEYS: tuple[Key, ...] = (
     Key("manifest_max_bytes", sized(1 * KiB), "size"),
     Key("log_level", parse_log_level, "text", "log_level"),
     Key("access_log", parse_bool, "bool"),
+    *_secret_keys("client_token", "token clients must send"),
     Key("cache.directory", parse_path, "path", "cache_dir", env_name=ENV_PREFIX + "CACHE_DIR"),
     Key("cache.max_size", sized(1 * MiB), "size", "cache_max_size"),
     Key("cache.high_watermark", parse_fraction, "fraction"),
@@ -302,6 +156,41 @@ SETTING_KEYS: tuple[Key, ...] = (
     Key("cache.min_free_bytes", sized(0), "size"),
     Key("cache.complete_abandoned_fills", parse_bool, "bool"),
     Key("cache.chunk_size", sized(4 * KiB, 64 * MiB), "size"),
+    Key("p2p.tracker", parse_tracker, "text", "tracker"),
+    Key("p2p.peer_listen", parse_optional_listen, "text", "peer_listen"),
+    Key("p2p.advertise", parse_optional_url, "text", "advertise"),
+    Key("p2p.zone", parse_zone, "text", "zone"),
+    Key("p2p.piece_size", sized(256 * KiB, 64 * MiB), "size", "piece_size"),
+    *_secret_keys("p2p.tracker_token", "tracker token", "tracker_token_file"),
+    Key("p2p.peer_ca", parse_optional_path, "path", "peer_ca"),
+    Key("p2p.peer_cert", parse_optional_path, "path", "peer_cert"),
+    Key("p2p.peer_key", parse_optional_path, "path", "peer_key"),
+    Key("p2p.max_uploads", parse_count(1), "int"),
+    Key("p2p.upload_bandwidth", sized(0), "size"),
+    Key("p2p.origin_concurrency", parse_count(1), "int"),
+    Key("p2p.stall_timeout", parse_timeout, "duration"),
+    Key("p2p.lease_ttl", parse_timeout, "duration"),
+    Key("p2p.fault_corrupt_uploads", parse_bool, "bool", "fault_corrupt_uploads"),
+    Key("catalog.sources", parse_image_references, "list", "catalog"),
+    Key("catalog.trusted_keys", parse_paths, "paths", "trusted_key"),
+    Key("catalog.poll_interval", parse_timeout, "duration", "catalog_poll_interval"),
+    Key("catalog.prefetch_concurrency", parse_count(1), "int"),
+    Key("catalog.insecure", parse_bool, "bool", "catalog_insecure"),
+    Key("catalog.state_dir", parse_optional_path, "path"),
+    Key("hf.upstream", parse_origin_url, "text", "hf_upstream"),
+    Key("hf.revision_ttl", parse_duration, "duration"),
+    Key("hf.auth_ttl", parse_duration, "duration"),
+    Key("modelscope.upstream", parse_origin_url, "text", "modelscope_upstream"),
+    Key("modelscope.revision_ttl", parse_duration, "duration"),
+    Key("modelscope.auth_ttl", parse_duration, "duration"),
+    Key("admin.listen", parse_optional_listen, "text", "admin_listen"),
+    *_secret_keys("admin.token", "admin API token"),
+    Key("limits.client_rate", parse_rate, "rate"),
+    Key("limits.client_burst", parse_count(1), "int"),
+    Key("limits.upstream_concurrency", parse_count(0), "int"),
+    Key("limits.upstream_bandwidth", sized(0), "size"),
+    Key("telemetry.otlp_endpoint", parse_otlp_endpoint, "text", "otlp_endpoint"),
+    Key("telemetry.service_name", parse_text, "text"),
 )
 
 # Keys of one `[upstreams."NAME"]` table; password and token come only from *_file or *_env.
@@ -319,10 +208,20 @@ UPSTREAM_KEYS: dict[str, Callable[[object], object]] = {
     "allow_repositories": parse_globs,
     "library_prefix": parse_bool,
 }
+# Keys of one `[[blocklist]]` rule (TOML only: the admin API changes rules at run time).
+BLOCK_RULE_KEYS: dict[str, Callable[[object], object]] = {
+    "upstream": glob(empty_ok=False),
+    "repository": glob(empty_ok=False),
+    "tag": glob(empty_ok=True),
+    "digest": parse_optional_digest,
+    "hf_repo": glob(empty_ok=True),
+    "reason": parse_text,
+}
 TOML_ONLY_KEYS = {
     "builtin_upstreams": "Start from the built-in upstreams (false: only those configured)."
 }
 UPSTREAM_FLAG = "--upstream"
+LISTEN_HELP = "HOST:PORT to serve on ([::1]:5000 for IPv6; port 0 picks a free port)."
 
 _KEYS_BY_PATH = {key.path: key for key in SETTING_KEYS}
 _KEYS_BY_ENV = {key.env: key for key in SETTING_KEYS}
@@ -332,6 +231,25 @@ _KEYS_BY_CLI = {key.cli: key for key in SETTING_KEYS if key.cli}
 _K8S_SERVICE_ENV_RE = re.compile(
     r"^REGISTRY_MIRROR_(SERVICE_(HOST|PORT\w*)|PORT(_\d+_(TCP|UDP|SCTP)\w*)?)$"
 )
+
+
+def serve_flags() -> tuple[str, ...]:
+    """Every key of load_settings' `cli` mapping: one per flagged setting, plus "upstream"."""
+    return (*_KEYS_BY_CLI, "upstream")
+
+
+def key_help(key: Key) -> str:
+    """The one-line description of a key, from its dataclass field's metadata."""
+    if key.help is not None:
+        return key.help
+    if key.path == "listen":
+        return LISTEN_HELP
+    section, _, name = key.path.rpartition(".")
+    owner: object = getattr(Settings(), section) if section else Settings()
+    for field in dataclasses.fields(owner):  # type: ignore[arg-type]
+        if field.name == name:
+            return str(field.metadata.get("help", ""))
+    raise KeyError(key.path)
 
 
 def _quoted(name: str) -> str:
@@ -353,24 +271,39 @@ def _suggest(name: str, known: Iterable[str]) -> str:
 class _Builder:
     """Collects parsed values layer by layer, remembering the source of each for error messages."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env  # where *_env secrets are read from
         self.values: dict[str, object] = {}
         self.sources: dict[str, str] = {}
         self.upstreams: dict[str, UpstreamSettings] = {u.name: u for u in builtin_upstreams()}
+        self.blocklist: tuple[BlockRule, ...] = ()
 
     def set(self, key: Key, raw: object, source: str, base: Path, *, text: bool) -> None:
         if text and isinstance(raw, str) and key.parse is parse_bool:
             raw = bool_from_text(raw)
+        if text and isinstance(raw, str) and key.repeatable:
+            raw = [part.strip() for part in raw.split(",") if part.strip()]
         try:
             value = key.parse(raw)
         except InvalidValue as exc:
             raise ConfigError(key.path, f"{exc} ({_from(source)})") from None
         if isinstance(value, Path):
             value = base / value
+        elif key.kind == "paths":
+            value = tuple(base / path for path in value)  # type: ignore[attr-defined]
+        if key.secret is not None:
+            # A later layer naming the secret's other source replaces it; one layer naming
+            # both is an error (in _read_secret).
+            for other in (k for k in SETTING_KEYS if k.secret == key.secret and k is not key):
+                if self.sources.get(other.path, source) != source:
+                    self.values.pop(other.path, None)
         parts = value if len(key.attrs) > 1 else (value,)
         for attr, part in zip(key.attrs, parts, strict=True):
             self.values[attr] = part
             self.sources[attr] = source
+
+    def source(self, *attrs: str) -> str:
+        return next((self.sources[a] for a in attrs if a in self.sources), "defaults")
 
     def override_upstream(self, spec: object, source: str) -> None:
         """NAME=URL from the environment or CLI: replaces that upstream, credentials too."""
@@ -389,32 +322,108 @@ class _Builder:
         self.upstreams[name] = UpstreamSettings(name=name, url=url, library_prefix=library_prefix)
 
     def build(self) -> Settings:
-        top = {k: v for k, v in self.values.items() if "." not in k}
-        cache = {k.split(".", 1)[1]: v for k, v in self.values.items() if k.startswith("cache.")}
+        plain = {k: v for k, v in self.values.items() if not _KEYS_BY_PATH.get(k, _NO_KEY).secret}
+        for key in (k for k in SETTING_KEYS if k.secret and k.path.endswith("_file")):
+            secret = self._secret(key.secret)  # type: ignore[arg-type]
+            if secret is not None:
+                plain[key.secret] = secret  # type: ignore[index]
+        defaults = Settings()
+        sections = {
+            section: replace(
+                getattr(defaults, section),
+                **{k.partition(".")[2]: v for k, v in plain.items() if k.startswith(section + ".")},
+            )
+            for section in SECTIONS
+        }
+        top = {k: v for k, v in plain.items() if "." not in k}
         settings = Settings(
-            **top, cache=CacheSettings(**cache), upstreams=tuple(self.upstreams.values())
+            **top,  # type: ignore[arg-type]
+            **sections,  # type: ignore[arg-type]
+            upstreams=tuple(self.upstreams.values()),
+            blocklist=self.blocklist,
         )
         self._check(settings)
         return settings
 
+    def _secret(self, path: str) -> str | None:
+        prefix, _, name = path.rpartition(".")
+        field_of = lambda suffix: (f"{prefix}." if prefix else "") + f"{name}_{suffix}"  # noqa: E731
+        file_path, env_path = field_of("file"), field_of("env")
+        return _read_secret(
+            name,
+            self.values.get(file_path),
+            self.values.get(env_path),
+            self.env,
+            field_of,
+            self.source(file_path, env_path),
+        )
+
     def _check(self, settings: Settings) -> None:
         low, high = settings.cache.low_watermark, settings.cache.high_watermark
         if not low < high:
-            source = self.sources.get("cache.low_watermark") or self.sources.get(
-                "cache.high_watermark", "defaults"
-            )
+            source = self.source("cache.low_watermark", "cache.high_watermark")
             raise ConfigError(
                 "cache.low_watermark",
                 f"must be below cache.high_watermark ({low} >= {high}) ({_from(source)})",
             )
         if settings.upstream(settings.default_upstream) is None:
             names = ", ".join(u.name for u in settings.upstreams) or "none"
-            source = self.sources.get("default_upstream", "defaults")
             raise ConfigError(
                 "default_upstream",
                 f"{settings.default_upstream!r} is not a configured upstream"
-                f" (configured: {names}) ({_from(source)})",
+                f" (configured: {names}) ({_from(self.source('default_upstream'))})",
             )
+        self._check_peer_tls(settings)
+        self._check_catalog(settings)
+        admin = settings.admin
+        if admin.listen and admin.token is None:
+            host = parse_listen(admin.listen)[0]
+            if not is_loopback_host(host):
+                raise ConfigError(
+                    "admin.token",
+                    f"required when admin.listen ({admin.listen}) is not a loopback address;"
+                    f" set admin.token_file or admin.token_env ({_from(self.source('admin.listen'))})",
+                )
+
+    def _check_peer_tls(self, settings: Settings) -> None:
+        names = ("peer_ca", "peer_cert", "peer_key")
+        files = {name: getattr(settings.p2p, name) for name in names}
+        given = [name for name in names if files[name] is not None]
+        for name in given:
+            _check_file(f"p2p.{name}", files[name], self.source(f"p2p.{name}"))
+        if given and len(given) < len(names):
+            missing = next(name for name in names if files[name] is None)
+            raise ConfigError(
+                f"p2p.{missing}",
+                "set p2p.peer_ca, p2p.peer_cert and p2p.peer_key together, or none"
+                f" ({_from(self.source(*(f'p2p.{n}' for n in given)))})",
+            )
+
+    def _check_catalog(self, settings: Settings) -> None:
+        catalog = settings.catalog
+        if catalog.sources and not catalog.trusted_keys:
+            raise ConfigError(
+                "catalog.trusted_keys",
+                "required with catalog.sources: catalogs are only followed when signed"
+                f" ({_from(self.source('catalog.sources'))})",
+            )
+        for path in catalog.trusted_keys:
+            _check_file("catalog.trusted_keys", path, self.source("catalog.trusted_keys"))
+        if catalog.state_dir is not None and catalog.state_dir.exists():
+            if not catalog.state_dir.is_dir():
+                raise ConfigError(
+                    "catalog.state_dir",
+                    f"{str(catalog.state_dir)!r} is not a directory"
+                    f" ({_from(self.source('catalog.state_dir'))})",
+                )
+
+
+_NO_KEY = Key("", parse_text, "text")
+
+
+def _check_file(field: str, path: object, source: str) -> None:
+    if not Path(str(path)).is_file():
+        raise ConfigError(field, f"no such file {str(path)!r} ({_from(source)})")
 
 
 def _from(source: str) -> str:
@@ -433,10 +442,11 @@ def load_settings(
 ) -> Settings:
     """Settings from defaults, then `config_file`, then `REGISTRY_MIRROR_*` in `env`, then `cli`.
 
-    `cli` holds the values of the flags given (None or absent: not given), keyed by Key.cli, plus
-    "upstream": a list of NAME=URL.
+    `cli` holds the values of the flags given (None or absent: not given), keyed by Key.cli
+    (see `serve_flags()`): text, a bool for on/off flags, a list for repeatable flags, plus
+    "upstream": a list of NAME=URL. Secrets named by *_env are read from `env`.
     """
-    builder = _Builder()
+    builder = _Builder(env)
     if config_file is not None:
         _apply_toml(builder, config_file, env)
     _apply_env(builder, env)
@@ -459,12 +469,14 @@ def _apply_toml(builder: _Builder, config_file: Path, env: Mapping[str, str]) ->
     source = str(config_file)
     base = config_file.absolute().parent  # relative paths in the file are relative to it
     for name, value in document.items():
-        if name in ("cache", "upstreams"):
+        if name in (*SECTIONS, "upstreams"):
             if not isinstance(value, dict):
                 raise ConfigError(name, f"expected a table [{name}] ({_from(source)})")
-            if name == "cache":
+            if name != "upstreams":
                 for sub, sub_value in value.items():
-                    _set_toml_key(builder, f"cache.{sub}", sub_value, source, base)
+                    _set_toml_key(builder, f"{name}.{sub}", sub_value, source, base)
+        elif name == "blocklist":
+            builder.blocklist = parse_blocklist(value, source)
         elif name == "builtin_upstreams":
             if not _parse_field(name, parse_bool, value, source):
                 builder.upstreams.clear()
@@ -477,9 +489,38 @@ def _apply_toml(builder: _Builder, config_file: Path, env: Mapping[str, str]) ->
 def _set_toml_key(builder: _Builder, path: str, value: object, source: str, base: Path) -> None:
     key = _KEYS_BY_PATH.get(path)
     if key is None:
-        known = [k.path for k in SETTING_KEYS] + ["cache", "upstreams", *TOML_ONLY_KEYS]
+        known = [k.path for k in SETTING_KEYS] + [*SECTIONS, "upstreams", "blocklist"]
+        known += list(TOML_ONLY_KEYS)
         raise ConfigError(path, f"unknown setting{_suggest(path, known)} ({_from(source)})")
     builder.set(key, value, source, base, text=False)
+
+
+def load_blocklist(config_file: Path) -> tuple[BlockRule, ...]:
+    """The `[[blocklist]]` rules of a config file, validated as at start (to re-read on change)."""
+    return parse_blocklist(_read_toml(config_file).get("blocklist", []), str(config_file))
+
+
+def parse_blocklist(value: object, source: str) -> tuple[BlockRule, ...]:
+    """Rules from the TOML value of `blocklist`; `source` is named in errors."""
+    if not isinstance(value, list) or not all(isinstance(rule, dict) for rule in value):
+        raise ConfigError("blocklist", f"expected [[blocklist]] tables ({_from(source)})")
+    rules = []
+    for index, table in enumerate(value):
+        parsed: dict[str, object] = {}
+        for key, raw in table.items():
+            field = f"blocklist[{index}].{key}"
+            parse = BLOCK_RULE_KEYS.get(key)
+            if parse is None:
+                message = f"unknown setting{_suggest(key, BLOCK_RULE_KEYS)}"
+                raise ConfigError(field, f"{message} ({_from(source)})")
+            parsed[key] = _parse_field(field, parse, raw, source)
+        if "reason" not in parsed:
+            raise ConfigError(f"blocklist[{index}].reason", f"required ({_from(source)})")
+        rules.append(BlockRule(**parsed))  # type: ignore[arg-type]
+    return tuple(rules)
+
+
+_parse_blocklist = parse_blocklist  # the name registry_mirror.policy.setup imports
 
 
 def _apply_upstream_table(
@@ -510,13 +551,18 @@ def _apply_upstream_table(
             f"required for an upstream that is not built in ({_from(source)})",
         )
     secrets = {
-        kind: _read_secret(name, kind, parsed, env, source) for kind in ("password", "token")
-    }
-    if parsed.get("ca_bundle") is not None and not Path(str(parsed["ca_bundle"])).is_file():
-        raise ConfigError(
-            _upstream_field(name, "ca_bundle"),
-            f"no such file {str(parsed['ca_bundle'])!r} ({_from(source)})",
+        kind: _read_secret(
+            kind,
+            parsed.get(f"{kind}_file"),
+            parsed.get(f"{kind}_env"),
+            env,
+            lambda suffix, kind=kind: _upstream_field(name, f"{kind}_{suffix}"),  # type: ignore[misc]
+            source,
         )
+        for kind in ("password", "token")
+    }
+    if parsed.get("ca_bundle") is not None:
+        _check_file(_upstream_field(name, "ca_bundle"), parsed["ca_bundle"], source)
     fields = {k: v for k, v in parsed.items() if k in UpstreamSettings.__dataclass_fields__}
     if "ca_bundle" in fields:
         fields["ca_bundle"] = str(fields["ca_bundle"])
@@ -530,13 +576,17 @@ def _apply_upstream_table(
 
 
 def _read_secret(
-    name: str, kind: str, parsed: Mapping[str, object], env: Mapping[str, str], source: str
+    kind: str,
+    file: object,
+    variable: object,
+    env: Mapping[str, str],
+    field_of: Callable[[str], str],
+    source: str,
 ) -> str | None:
-    file, variable = parsed.get(f"{kind}_file"), parsed.get(f"{kind}_env")
+    """The secret from `file` or the variable named `variable`; field_of("file") names fields."""
     if file is not None and variable is not None:
         raise ConfigError(
-            _upstream_field(name, f"{kind}_file"),
-            f"set {kind}_file or {kind}_env, not both ({_from(source)})",
+            field_of("file"), f"set {kind}_file or {kind}_env, not both ({_from(source)})"
         )
     if file is not None:
         try:
@@ -544,19 +594,16 @@ def _read_secret(
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise ConfigError(
-                _upstream_field(name, f"{kind}_file"),
-                f"cannot read {str(file)!r}: {reason} ({_from(source)})",
+                field_of("file"), f"cannot read {str(file)!r}: {reason} ({_from(source)})"
             ) from None
-        where = f"{kind}_file"
+        where = "file"
     elif variable is not None:
         secret = env.get(str(variable), "")
-        where = f"{kind}_env"
+        where = "env"
     else:
         return None
     if not secret:
-        raise ConfigError(
-            _upstream_field(name, where), f"{kind} is empty or unset ({_from(source)})"
-        )
+        raise ConfigError(field_of(where), f"{kind} is empty or unset ({_from(source)})")
     return secret
 
 

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
+from collections.abc import Generator
+
+from pathlib import Path
 
 import uvicorn
+import uvloop
 
 from nvme_cache import BlobStore
 from registry_mirror.settings import Settings
@@ -20,28 +25,62 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per tracker call is noise
 
 
-def run(settings: Settings) -> int:
-    from registry_mirror.app import create_app
+def run(settings: Settings, config_file: Path | None = None) -> int:
+    """`config_file`: the TOML the settings came from, polled for blocklist changes."""
+    from registry_mirror.app import build_app
 
     configure_logging(settings.log_level)
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.listen_host,
-        port=settings.listen_port,
+    app, mirror = build_app(settings, config_file)
+    main = uvicorn.Server(_config(app, settings.listen_host, settings.listen_port, settings.log_level))
+    extra = [
+        _Secondary(_config(listener.app, listener.host, listener.port, settings.log_level, **listener.ssl))
+        for listener in mirror.listeners
+    ]
+    if not extra:
+        main.run()
+        return 0 if main.started else 1
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_serve_together(main, extra))
+
+
+def _config(app: object, host: str, port: int, log_level: str, **ssl: object) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
         loop="uvloop",
         http="httptools",
-        lifespan="on",
+        lifespan="auto",
         access_log=False,  # our own JSON access log replaces uvicorn's
-        log_level="trace" if settings.log_level == "trace" else settings.log_level,
+        log_level="trace" if log_level == "trace" else log_level,
         log_config=None,
         timeout_graceful_shutdown=10,
+        **ssl,  # type: ignore[arg-type]
     )
-    server = uvicorn.Server(config)
-    server.run()
-    return 0 if server.started else 1
+
+
+class _Secondary(uvicorn.Server):
+    """A second listener in the same loop: the main server owns the signal handlers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+async def _serve_together(main: uvicorn.Server, extra: list[uvicorn.Server]) -> int:
+    # The main app's lifespan opens the cache; the other listeners start once it is ready.
+    main_task = asyncio.create_task(main.serve())
+    while not main.started and not main_task.done():
+        await asyncio.sleep(0.02)
+    tasks = [asyncio.create_task(server.serve()) for server in extra]
+    await main_task
+    for server in extra:
+        server.should_exit = True
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return 0 if main.started else 1
 
 
 def verify_cache(settings: Settings) -> int:

@@ -111,6 +111,170 @@ class CacheSettings:
 
 
 @dataclass(frozen=True)
+class P2PSettings:
+    tracker: str = field(
+        default="",
+        metadata={"help": 'Tracker URL http(s)://host:port, "embedded" to serve one here, "" for off.'},
+    )
+    peer_listen: str = field(
+        default="", metadata={"help": 'HOST:PORT serving pieces to peers; "" turns serving off.'}
+    )
+    advertise: str = field(
+        default="",
+        metadata={"help": 'URL peers use to reach this node; "" derives it from peer_listen.'},
+    )
+    zone: str = field(
+        default="", metadata={"help": "Topology zone; peers in the same zone are preferred."}
+    )
+    piece_size: int = field(
+        default=4 * MiB, metadata={"help": "Bytes per verified piece (256KiB to 64MiB)."}
+    )
+    tracker_token: str | None = field(
+        default=None,
+        repr=False,
+        metadata={
+            "help": "Bearer token for the tracker, read at load from"
+            " `tracker_token_file` or `tracker_token_env`."
+        },
+    )
+    peer_ca: Path | None = field(
+        default=None, metadata={"help": "PEM CA that peer certificates chain to (mutual TLS)."}
+    )
+    peer_cert: Path | None = field(
+        default=None, metadata={"help": "PEM certificate this node shows to peers."}
+    )
+    peer_key: Path | None = field(
+        default=None, metadata={"help": "PEM private key of peer_cert."}
+    )
+    max_uploads: int = field(
+        default=16, metadata={"help": "Piece uploads to peers served at once."}
+    )
+    upload_bandwidth: int = field(
+        default=0, metadata={"help": "Bytes per second sent to peers; 0 is unlimited."}
+    )
+    origin_concurrency: int = field(
+        default=8, metadata={"help": "Blobs this node fetches from origins at once as a seed."}
+    )
+    stall_timeout: float = field(
+        default=5.0, metadata={"help": "Seconds without progress before a peer is dropped."}
+    )
+    lease_ttl: float = field(
+        default=30.0, metadata={"help": "Seconds a seed lease from the tracker lasts."}
+    )
+    fault_corrupt_uploads: bool = field(
+        default=False,
+        metadata={"help": "TEST ONLY fault injection: send corrupted pieces to peers."},
+    )
+
+
+@dataclass(frozen=True)
+class CatalogSettings:
+    sources: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": "Signed catalogs to follow, as REGISTRY/REPO:TAG references."},
+    )
+    trusted_keys: tuple[Path, ...] = field(
+        default=(),
+        metadata={"help": "Public keys a catalog signature must verify with; needed with sources."},
+    )
+    poll_interval: float = field(
+        default=60.0, metadata={"help": "Seconds between checks of each catalog source."}
+    )
+    prefetch_concurrency: int = field(
+        default=4, metadata={"help": "Blobs prefetched at once for a new catalog."}
+    )
+    insecure: bool = field(
+        default=False, metadata={"help": "Fetch catalogs over plain HTTP (test registries)."}
+    )
+    state_dir: Path | None = field(
+        default=None, metadata={"help": 'Catalog state; "" means <cache directory>/catalog.'}
+    )
+
+
+HUGGINGFACE_URL = "https://huggingface.co"
+MODELSCOPE_URL = "https://www.modelscope.cn"
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    upstream: str = field(
+        default=HUGGINGFACE_URL, metadata={"help": "Model hub origin, scheme://host[:port]."}
+    )
+    revision_ttl: float = field(
+        default=60.0,
+        metadata={"help": "Seconds a branch or tag -> commit answer is served before revalidation."},
+    )
+    auth_ttl: float = field(
+        default=60.0,
+        metadata={"help": "Seconds a token's access to a private repository is remembered."},
+    )
+
+
+def default_modelscope() -> HubSettings:
+    return HubSettings(upstream=MODELSCOPE_URL)
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    listen: str = field(
+        default="127.0.0.1:5001",
+        metadata={"help": 'HOST:PORT of the admin API; "" disables it.'},
+    )
+    token: str | None = field(
+        default=None,
+        repr=False,
+        metadata={
+            "help": "Bearer token for the admin API, read at load from `token_file` or"
+            " `token_env`; required when listen is not a loopback address."
+        },
+    )
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    client_rate: float = field(
+        default=0.0, metadata={"help": "Requests per second per client IP; 0 is off."}
+    )
+    client_burst: int = field(
+        default=200, metadata={"help": "Requests a client IP may send at once above the rate."}
+    )
+    upstream_concurrency: int = field(
+        default=0, metadata={"help": "Requests in flight per upstream; 0 is off."}
+    )
+    upstream_bandwidth: int = field(
+        default=0, metadata={"help": "Bytes per second per upstream; 0 is off."}
+    )
+
+
+@dataclass(frozen=True)
+class BlockRule:
+    reason: str = field(metadata={"help": "Why; sent to the client in the error (required)."})
+    upstream: str = field(default="*", metadata={"help": "Registry name glob."})
+    repository: str = field(default="*", metadata={"help": "Repository glob."})
+    tag: str = field(default="", metadata={"help": 'Tag glob; "" matches any tag.'})
+    digest: str = field(
+        default="", metadata={"help": 'A full digest; "" matches any digest.'}
+    )
+    hf_repo: str = field(
+        default="",
+        metadata={
+            "help": 'Model hub repository glob (org/name); set: the rule is for model hubs'
+            ' only, "": for images only.'
+        },
+    )
+
+
+@dataclass(frozen=True)
+class TelemetrySettings:
+    otlp_endpoint: str = field(
+        default="", metadata={"help": 'OTLP endpoint for traces, e.g. http://127.0.0.1:4318; "" is off.'}
+    )
+    service_name: str = field(
+        default="registry-mirror", metadata={"help": "service.name of exported traces."}
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     listen_host: str = field(
         default="127.0.0.1", metadata={"help": "Address to serve on (host part of `listen`)."}
@@ -153,12 +317,44 @@ class Settings:
         default="info", metadata={"help": "One of critical, error, warning, info, debug, trace."}
     )
     access_log: bool = field(default=True, metadata={"help": "Log one line per request."})
+    client_token: str | None = field(
+        default=None,
+        repr=False,
+        metadata={
+            "help": "Clients must send `Authorization: Bearer <token>`; read at load from"
+            " `client_token_file` or `client_token_env`."
+        },
+    )
+    p2p: P2PSettings = field(default_factory=P2PSettings, metadata={"help": "The `[p2p]` table."})
+    catalog: CatalogSettings = field(
+        default_factory=CatalogSettings, metadata={"help": "The `[catalog]` table."}
+    )
+    hf: HubSettings = field(default_factory=HubSettings, metadata={"help": "The `[hf]` table."})
+    modelscope: HubSettings = field(
+        default_factory=default_modelscope, metadata={"help": "The `[modelscope]` table."}
+    )
+    admin: AdminSettings = field(
+        default_factory=AdminSettings, metadata={"help": "The `[admin]` table."}
+    )
+    limits: LimitSettings = field(
+        default_factory=LimitSettings, metadata={"help": "The `[limits]` table."}
+    )
+    blocklist: tuple[BlockRule, ...] = field(
+        default=(), metadata={"help": "`[[blocklist]]` rules; the admin API changes them at run time."}
+    )
+    telemetry: TelemetrySettings = field(
+        default_factory=TelemetrySettings, metadata={"help": "The `[telemetry]` table."}
+    )
 
     def upstream(self, name: str) -> UpstreamSettings | None:
         for upstream in self.upstreams:
             if upstream.name == name:
                 return upstream
         return None
+
+    def catalog_state_dir(self) -> Path:
+        """catalog.state_dir, or <cache directory>/catalog when unset."""
+        return self.catalog.state_dir or self.cache.directory / "catalog"
 
 
 def builtin_upstreams() -> tuple[UpstreamSettings, ...]:

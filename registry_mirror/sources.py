@@ -5,30 +5,54 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from nvme_cache import Digest, FillSource
 from registry_mirror import metrics
+from registry_mirror.tracing import upstream_span
 from registry_mirror.upstream import BlobStream, UpstreamClient, UpstreamUnavailable
+
+if TYPE_CHECKING:
+    from registry_mirror.policy.ratelimit import UpstreamLimits
 
 
 class OriginStream:
     source = "origin"
 
-    def __init__(self, stream: BlobStream) -> None:
+    def __init__(self, stream: BlobStream, limits: UpstreamLimits | None = None, upstream_name: str = "") -> None:
         self._stream = stream
+        self._limits = limits
+        self._upstream_name = upstream_name
         self.size = stream.size
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._stream.iter_chunks()
+        chunks = self._stream.iter_chunks()
+        if self._limits is not None and self._limits.bandwidth is not None:
+            return self._limits.throttle(self._upstream_name, chunks)
+        return chunks
 
 
-def origin_source(client: UpstreamClient, repository: str, digest: Digest, upstream_name: str) -> FillSource:
+def origin_source(
+    client: UpstreamClient,
+    repository: str,
+    digest: Digest,
+    upstream_name: str,
+    limits: UpstreamLimits | None = None,
+) -> FillSource:
+    """`limits`: the per-upstream concurrency and bandwidth caps (registry_mirror.policy)."""
+
     @contextlib.asynccontextmanager
-    async def open_origin() -> AsyncIterator[OriginStream]:
-        metrics.upstream_requests.add(1, {"kind": "blob", "upstream": upstream_name})
-        async with client.open_blob(repository, str(digest)) as stream:
-            if stream.status != 200:
-                raise UpstreamUnavailable(stream.status, None, f"blob GET answered {stream.status}, expected 200")
-            yield OriginStream(stream)
+    async def open_origin(offset: int = 0) -> AsyncIterator[OriginStream]:
+        """The blob from `offset` on (p2p resumes a download from the origin with a Range)."""
+        async with contextlib.AsyncExitStack() as stack:
+            if limits is not None and limits.concurrency is not None:
+                await stack.enter_async_context(limits.slot(upstream_name))
+            metrics.upstream_requests.add(1, {"kind": "blob", "upstream": upstream_name})
+            stack.enter_context(upstream_span("upstream blob GET", upstream=upstream_name, digest=str(digest)))
+            stream = await stack.enter_async_context(client.open_blob(repository, str(digest), range_start=offset or None))
+            expected = 206 if offset else 200
+            if stream.status != expected:
+                raise UpstreamUnavailable(stream.status, None, f"blob GET answered {stream.status}, expected {expected}")
+            yield OriginStream(stream, limits, upstream_name)
 
     return open_origin

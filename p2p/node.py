@@ -1,0 +1,217 @@
+"""This mirror as a peer: what it tells the tracker (like spegel's sync.go: cache events become
+announce and withdraw calls, so the store never sees the tracker), and how it reaches peers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import aiohttp
+
+from nvme_cache import BlobStore, Digest, FillFailed, FillSource
+from p2p.config import P2PConfig
+from p2p.errors import PieceError, TrackerError
+from p2p.pieces import pieces_within
+from p2p.swarm import OriginOpener, SwarmStream
+from p2p.tracker.models import MAX_BLOBS_PER_ANNOUNCE, MAX_EXCLUDES, BlobState, PeerHolding, PeerInfo
+from p2p.tracker_client import TrackerClient
+
+log = logging.getLogger("p2p.node")
+
+PIECE_PATH = "/p2p/v1/blobs/"
+
+
+class P2PNode:
+    def __init__(self, config: P2PConfig, store: BlobStore) -> None:
+        self.config = config
+        self.store = store
+        self.tracker = TrackerClient(config.tracker_url, config.tracker_token, ssl_context=config.client_ssl)
+        self.uploads_active = 0
+        self._session: aiohttp.ClientSession | None = None
+        self._tracked: dict[str, tuple[int, int]] = {}  # fills in progress: digest -> (size, piece size)
+        self._announced: dict[str, int] = {}  # pieces last announced per tracked digest
+        self._completed: dict[str, int] = {}  # committed since the last announce: digest -> size
+        self._withdrawn: set[str] = set()
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.store.on_commit.append(self._on_commit)
+        self.store.on_evict.append(self._on_evict)
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._announce_loop()), loop.create_task(self._heartbeat_loop())]
+        self._tasks.append(loop.create_task(self._announce_everything()))
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._session is not None:
+            await self._session.close()
+        await self.tracker.aclose()
+
+    def peer(self) -> PeerInfo:
+        return PeerInfo(self.config.peer_id, self.config.advertise_url, self.config.zone, float(self.uploads_active))
+
+    # -- the source wrapper the front end installs ----------------------------------------------
+    def wrap(self, digest: Digest, origin: FillSource, size: int | None = None) -> FillSource:
+        @contextlib.asynccontextmanager
+        async def open_swarm() -> AsyncIterator[SwarmStream]:
+            stream = SwarmStream(self, str(digest), _as_opener(origin))
+            failed = True
+            try:
+                await stream.open()
+                yield stream
+                failed = False
+            finally:
+                await stream.aclose(failed)
+
+        return open_swarm
+
+    # -- what fills in progress tell the tracker --------------------------------------------------
+    def track(self, digest: str, size: int, piece_size: int) -> None:
+        self._tracked[digest] = (size, piece_size)
+
+    def untrack(self, digest: str, *, failed: bool) -> None:
+        self._tracked.pop(digest, None)
+        self._announced.pop(digest, None)
+        # Verification runs after the source closes: withdraw unless the blob really committed.
+        self._tasks.append(asyncio.get_running_loop().create_task(self._withdraw_unless_committed(digest)))
+
+    async def _withdraw_unless_committed(self, digest: str) -> None:
+        fill = self.store.inflight(Digest.parse(digest))
+        if fill is not None:
+            with contextlib.suppress(FillFailed):
+                await fill.wait()
+        if self.store.stat(Digest.parse(digest)) is None:
+            self._withdrawn.add(digest)
+            with contextlib.suppress(TrackerError):
+                await self.tracker.release(digest, self.config.peer_id)
+
+    def _on_commit(self, digest: str, size: int) -> None:
+        self._completed[digest] = size
+        self._withdrawn.discard(digest)
+
+    def _on_evict(self, digest: str, size: int) -> None:
+        self._completed.pop(digest, None)
+        self._withdrawn.add(digest)
+
+    def _progress(self) -> list[BlobState]:
+        states = []
+        for digest, (size, piece_size) in list(self._tracked.items()):
+            fill = self.store.inflight(Digest.parse(digest))
+            if fill is None or fill.passthrough_from is not None:
+                continue
+            count = pieces_within(fill.written, size, piece_size)
+            if self._announced.get(digest) != count:
+                self._announced[digest] = count
+                states.append(BlobState(digest, size, piece_size, False, frozenset(range(count))))
+        return states
+
+    async def _announce_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.announce_interval)
+            await self._announce_once()
+
+    async def _announce_once(self) -> None:
+        completed, self._completed = self._completed, {}
+        states = self._progress() + [
+            BlobState(d, s, self.config.piece_size, complete=True) for d, s in completed.items()
+        ]
+        withdrawn, self._withdrawn = self._withdrawn, set()
+        try:
+            for batch in _batches(states, MAX_BLOBS_PER_ANNOUNCE):
+                await self.tracker.announce(self.peer(), batch)
+            if withdrawn:
+                await self.tracker.withdraw(self.config.peer_id, sorted(withdrawn)[:MAX_BLOBS_PER_ANNOUNCE])
+        except TrackerError as exc:
+            log.warning("announce failed: %s", exc)
+            self._completed.update(completed)
+            self._withdrawn |= withdrawn
+            for state in states:
+                self._announced.pop(state.digest, None)
+
+    async def _announce_everything(self) -> None:
+        """Every committed blob, in batches: after a start, or when the tracker forgot us."""
+        index = self.store.index
+        for digest, entry in index.lru():
+            self._completed[digest] = entry.size
+        self._announced.clear()
+        await self._announce_once()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval)
+            try:
+                known = await self.tracker.heartbeat(self.peer())
+            except TrackerError as exc:
+                log.warning("tracker heartbeat failed: %s", exc)
+                continue
+            if not known:
+                log.info("the tracker forgot this peer: announcing every blob again")
+                await self._announce_everything()
+
+    # -- asking the swarm -----------------------------------------------------------------------------
+    async def holders(self, digest: str, excluded: Iterable[str] = ()) -> list[PeerHolding]:
+        exclude = [self.config.peer_id, *excluded][:MAX_EXCLUDES]
+        try:
+            found = await self.tracker.peers(digest, zone=self.config.zone, exclude=exclude)
+        except TrackerError as exc:
+            log.warning("peer lookup for %s failed: %s", digest, exc)
+            return []
+        return [h for h in found if h.peer.id not in exclude and h.size > 0]
+
+    async def piece_hashes(self, digest: str, piece_size: int) -> dict[int, str]:
+        try:
+            published = await self.tracker.get_pieces(digest)
+        except TrackerError as exc:
+            log.warning("piece hashes of %s unavailable: %s", digest, exc)
+            return {}
+        if published is None or published.piece_size != piece_size:
+            return {}
+        return dict(published.hashes)
+
+    def report_later(self, peer_id: str, digest: str, reason: str) -> None:
+        async def report() -> None:
+            with contextlib.suppress(TrackerError):
+                await self.tracker.report(self.config.peer_id, peer_id, digest, reason)
+
+        self._tasks.append(asyncio.get_running_loop().create_task(report()))
+
+    async def fetch_range(self, base_url: str, digest: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of a blob from a peer; the caller verifies them."""
+        session = self._client()
+        headers = {"Range": f"bytes={start}-{end - 1}"}
+        if self.config.tracker_token:
+            headers["Authorization"] = f"Bearer {self.config.tracker_token}"
+        async with session.get(f"{base_url.rstrip('/')}{PIECE_PATH}{digest}", headers=headers) as response:
+            if response.status != 206:
+                raise PieceError(f"peer answered {response.status}")
+            if response.content_length is not None and response.content_length != end - start:
+                raise PieceError(f"peer sent {response.content_length} bytes, expected {end - start}")
+            return await response.content.readexactly(end - start)
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            timeout = aiohttp.ClientTimeout(
+                total=self.config.stall_timeout * 4,
+                sock_connect=self.config.stall_timeout,
+                sock_read=self.config.stall_timeout,
+            )
+            connector = aiohttp.TCPConnector(limit=64, ssl=self.config.client_ssl or False)
+            self._session = aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False)
+        return self._session
+
+
+def _as_opener(origin: FillSource) -> OriginOpener:
+    return origin  # type: ignore[return-value]  # origin sources take an optional offset
+
+
+def _batches(items: list[BlobState], size: int) -> Iterable[list[BlobState]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

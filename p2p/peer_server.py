@@ -1,0 +1,145 @@
+"""The peer listener: serves byte ranges of cached blobs and the verified pieces of fills in
+progress to other mirrors, under an upload cap and a bandwidth cap. Optionally hosts the
+embedded tracker under /tracker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp
+
+from nvme_cache import BlobNotFound, CacheError, Digest, FillUnavailable, InvalidDigest
+from p2p import metrics
+from p2p.node import PIECE_PATH, P2PNode
+
+log = logging.getLogger("p2p.peer_server")
+
+_RANGE = re.compile(r"^bytes=(\d{1,15})-(\d{1,15})$")
+
+
+class TokenBucket:
+    """Bytes per second shared by every upload; 0 means unlimited."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._tokens = float(rate)
+        self._stamp = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def take(self, amount: int) -> None:
+        if self.rate <= 0:
+            return
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self._tokens = min(float(self.rate), self._tokens + (now - self._stamp) * self.rate)
+                self._stamp = now
+                if self._tokens >= min(amount, self.rate):
+                    self._tokens -= amount
+                    return
+                await asyncio.sleep((min(amount, self.rate) - self._tokens) / self.rate)
+
+
+def create_peer_app(node: P2PNode, tracker_app: ASGIApp | None = None) -> Starlette:
+    config = node.config
+    bucket = TokenBucket(config.upload_bandwidth)
+
+    async def serve_range(request: Request) -> Response:
+        if config.tracker_token and not _authorized(request, config.tracker_token):
+            return JSONResponse({"error": "unauthorized"}, 401)
+        try:
+            digest = Digest.parse(request.path_params["digest"])
+        except InvalidDigest as exc:
+            return JSONResponse({"error": str(exc), "field": "digest"}, 400)
+        match = _RANGE.match(request.headers.get("range", ""))
+        if match is None:
+            return JSONResponse({"error": "a single Range bytes=a-b is required", "field": "range"}, 400)
+        start, end = int(match.group(1)), int(match.group(2)) + 1
+        if end <= start:
+            return JSONResponse({"error": "empty range", "field": "range"}, 400)
+        if node.uploads_active >= config.max_uploads:
+            metrics.uploads_refused.add(1)
+            return JSONResponse({"error": "too many uploads"}, 503, headers={"Retry-After": "1"})
+        try:
+            size, body = await _open_range(node, digest, start, end)
+        except (BlobNotFound, FillUnavailable):
+            return JSONResponse({"error": "not available here"}, 404)
+        except CacheError as exc:
+            return JSONResponse({"error": str(exc)}, 416)
+        headers = {"Content-Range": f"bytes {start}-{end - 1}/{size}", "Content-Length": str(end - start)}
+        return StreamingResponse(
+            _upload(node, body, bucket, config.fault_corrupt_uploads), 206, headers, "application/octet-stream"
+        )
+
+    routes: list[Route | Mount] = [Route(PIECE_PATH + "{digest}", serve_range, methods=["GET"])]
+    lifespan = None
+    if tracker_app is not None:
+        routes.append(Mount("/tracker", app=tracker_app))
+        lifespan = _tracker_lifespan(tracker_app)
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+async def _open_range(node: P2PNode, digest: Digest, start: int, end: int) -> tuple[int, AsyncIterator[bytes]]:
+    info = node.store.stat(digest)
+    if info is not None:
+        if end > info.size:
+            raise CacheError(f"range beyond {info.size} bytes")
+        return info.size, node.store.get(digest).read(start, end)
+    fill = node.store.inflight(digest)
+    if fill is None or fill.size is None:
+        raise BlobNotFound(str(digest))
+    if end > fill.size:
+        raise CacheError(f"range beyond {fill.size} bytes")
+    # Only what is written: a downloader writes verified pieces only, a seed's bytes define them.
+    if end > fill.written:
+        raise FillUnavailable(str(digest))
+    return fill.size, fill.read_available(start, end)
+
+
+async def _upload(node: P2PNode, body: AsyncIterator[bytes], bucket: TokenBucket, corrupt: bool) -> AsyncIterator[bytes]:
+    node.uploads_active += 1
+    first = True
+    sent = 0
+    try:
+        async for chunk in body:
+            await bucket.take(len(chunk))
+            if corrupt and first and chunk:
+                chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]  # fault injection for tests
+            first = False
+            sent += len(chunk)
+            yield chunk
+        metrics.pieces_served.add(1)
+    finally:
+        node.uploads_active -= 1
+        metrics.peer_bytes_served.add(sent)
+        aclose = getattr(body, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _authorized(request: Request, token: str) -> bool:
+    header = request.headers.get("authorization", "")
+    return hmac.compare_digest(header.encode(), f"Bearer {token}".encode())
+
+
+def _tracker_lifespan(tracker_app: ASGIApp):  # type: ignore[no-untyped-def]
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        context = getattr(getattr(tracker_app, "router", None), "lifespan_context", None)
+        if context is None:
+            yield
+            return
+        async with context(tracker_app):
+            yield
+
+    return lifespan

@@ -1,0 +1,313 @@
+"""One fill's view of the swarm: download verified pieces from peers, or be the seed, or fall
+back to the origin, and never leave a client waiting on a dead swarm.
+
+How a missing blob is fetched:
+1. Peers that hold it (whole, or pieces of a fill in progress) -> download from them.
+2. Nobody has it -> ask the tracker for the seed lease. Granted: fetch from the origin, hash each
+   piece on the fill's worker thread and publish the hashes. Refused: another mirror is the seed;
+   wait for its announcement (bounded by stall_timeout), then download from it.
+3. A download that makes no progress for stall_timeout takes the lease over (the seed died) and
+   resumes from the origin with a Range; if another mirror took the lease, it goes back to the
+   swarm (bounded rounds); failing that, it resumes from the origin without the lease: a client
+   is never left waiting.
+
+Pieces are fetched in order with a window of parallel requests: the fill streams to its clients
+as it goes, so the next piece it needs matters more than global rarity; within the window the
+rarest pieces are asked for first and no peer gets more than two requests at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from typing import TYPE_CHECKING, Protocol
+
+import aiohttp
+
+from p2p import metrics
+from p2p.errors import BadPiece, PieceError, TrackerError
+from p2p.pieces import PieceHasher, piece_bounds, piece_count
+from p2p.tracker.models import PeerHolding
+
+if TYPE_CHECKING:
+    from p2p.node import P2PNode
+
+log = logging.getLogger("p2p.swarm")
+
+
+class _Stream(Protocol):
+    size: int | None
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+
+class OriginOpener(Protocol):
+    def __call__(self, offset: int = 0) -> AbstractAsyncContextManager[_Stream]: ...
+
+
+class SwarmStream:
+    """A fill source stream (nvme_cache.SourceStream) with a `tap` for piece hashing."""
+
+    def __init__(self, node: P2PNode, digest: str, origin: OriginOpener) -> None:
+        self._node = node
+        self._config = node.config
+        self._digest = digest
+        self._origin = origin
+        self._exits = AsyncExitStack()
+        self._loop = asyncio.get_running_loop()
+        self.size: int | None = None
+        self.source = "peer"
+        self._piece_size = node.config.piece_size
+        self._mode = "peer"
+        self._origin_stream: _Stream | None = None
+        self._hasher: PieceHasher | None = None
+        self._new_hashes: dict[int, str] = {}
+        self._publisher: asyncio.Task[None] | None = None
+        self._seeding = False
+        self._offset = 0
+        self._excluded: set[str] = set()
+
+    # -- choosing where the bytes come from ----------------------------------------------------
+    async def open(self) -> None:
+        deadline = self._loop.time() + self._config.stall_timeout
+        waited = False
+        while True:
+            holdings = await self._node.holders(self._digest)
+            if holdings:
+                self.size, self._piece_size = holdings[0].size, holdings[0].piece_size
+                metrics.p2p_fills.add(1, {"mode": "peer"})
+                return
+            try:
+                lease = await self._node.tracker.lease(self._digest, self._config.peer_id, self._config.lease_ttl)
+            except TrackerError as exc:
+                log.warning("tracker unavailable (%s): fetching %s from the origin", exc, self._digest)
+                await self._open_origin(0, seed=False)
+                return
+            if lease.granted:
+                await self._open_origin(0, seed=True)
+                return
+            if not waited:
+                metrics.lease_waits.add(1)
+                waited = True
+            if self._loop.time() >= deadline:
+                log.warning("seed %s announced nothing for %s: fetching from the origin", lease.holder_id, self._digest)
+                await self._open_origin(0, seed=False)
+                return
+            await asyncio.sleep(self._config.poll_interval)
+
+    async def _open_origin(self, offset: int, *, seed: bool) -> None:
+        stream = await self._exits.enter_async_context(self._origin(offset))
+        remaining = stream.size
+        total = None if remaining is None else offset + remaining
+        if self.size is None:
+            self.size = total
+        elif total is not None and total != self.size:
+            raise PieceError(f"origin says {total} bytes for {self._digest}, the swarm said {self.size}")
+        self._origin_stream = stream
+        self._mode = "origin"
+        self.source = "origin"
+        metrics.p2p_fills.add(1, {"mode": "seed" if seed else ("takeover" if offset else "origin")})
+        if seed and self.size is not None:
+            self._seeding = True
+            self._hasher = PieceHasher(self.size, self._piece_size, offset, self._piece_hashed)
+            self._node.track(self._digest, self.size, self._piece_size)
+            self._publisher = asyncio.get_running_loop().create_task(self._publish_loop())
+
+    # -- the fill's view -------------------------------------------------------------------------
+    def tap(self, offset: int, chunk: bytes) -> None:
+        if self._hasher is not None:
+            self._hasher(offset, chunk)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        rounds = 0
+        while self._mode == "peer":
+            assert self.size is not None
+            self._node.track(self._digest, self.size, self._piece_size)
+            before = self._offset
+            async for piece in self._download():
+                self._offset += len(piece)
+                yield piece
+            if self._offset >= self.size:
+                return
+            rounds += 1
+            # Stalled. The lease if it is free; back to the swarm if someone else took it and
+            # the last round moved; the origin otherwise.
+            if await self._try_lease():
+                await self._open_origin(self._offset, seed=True)
+            elif rounds < 3 and (self._offset > before or rounds == 1) and await self._node.holders(
+                self._digest, self._excluded
+            ):
+                continue
+            else:
+                await self._open_origin(self._offset, seed=False)
+        assert self._origin_stream is not None
+        async for chunk in self._origin_stream:
+            yield chunk
+
+    async def aclose(self, failed: bool) -> None:
+        await asyncio.sleep(0)  # let the last piece hashes from the worker thread arrive
+        if self._publisher is not None:
+            self._publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publisher
+            await self._flush_hashes()
+        if self._seeding and failed:
+            with contextlib.suppress(TrackerError):
+                await self._node.tracker.release(self._digest, self._config.peer_id)
+        self._node.untrack(self._digest, failed=failed)
+        await self._exits.aclose()
+
+    # -- seeding --------------------------------------------------------------------------------
+    def _piece_hashed(self, index: int, hexdigest: str) -> None:
+        # Called on the fill's worker thread.
+        self._loop.call_soon_threadsafe(self._new_hashes.__setitem__, index, hexdigest)
+
+    async def _publish_loop(self) -> None:
+        renew_every = max(self._config.lease_ttl / 3, 0.5)
+        next_renew = self._loop.time() + renew_every
+        while True:
+            await asyncio.sleep(self._config.poll_interval)
+            await self._flush_hashes()
+            if self._loop.time() >= next_renew:
+                next_renew = self._loop.time() + renew_every
+                with contextlib.suppress(TrackerError):
+                    await self._node.tracker.lease(self._digest, self._config.peer_id, self._config.lease_ttl)
+
+    async def _flush_hashes(self) -> None:
+        if not self._new_hashes:
+            return
+        batch, self._new_hashes = self._new_hashes, {}
+        assert self.size is not None
+        try:
+            await self._node.tracker.put_pieces(
+                self._digest, self._config.peer_id, self._piece_size, batch, size=self.size
+            )
+        except TrackerError as exc:
+            log.warning("publishing piece hashes of %s failed: %s", self._digest, exc)
+            self._new_hashes.update(batch)  # try again with the next batch
+
+    # -- downloading ----------------------------------------------------------------------------
+    async def _download(self) -> AsyncIterator[bytes]:
+        assert self.size is not None
+        config = self._config
+        count = piece_count(self.size, self._piece_size)
+        next_index = self._offset // self._piece_size
+        inflight: dict[int, tuple[asyncio.Task[bytes], str]] = {}
+        ready: dict[int, bytes] = {}
+        hashes: dict[int, str] = {}
+        excluded = self._excluded  # served a bad piece: never again for this blob
+        backoff: dict[str, float] = {}  # refused or failed: skipped until the time given
+        holdings: list[PeerHolding] = []
+        last_refresh = -1.0
+        last_progress = self._loop.time()
+        try:
+            while next_index < count:
+                now = self._loop.time()
+                if now - last_refresh >= config.poll_interval:
+                    last_refresh = now
+                    holdings = await self._node.holders(self._digest, excluded)
+                    if any(i not in hashes for i in range(next_index, min(count, next_index + config.window))):
+                        hashes.update(await self._node.piece_hashes(self._digest, self._piece_size))
+                resting = excluded | {p for p, until in backoff.items() if until > self._loop.time()}
+                self._schedule(next_index, count, holdings, hashes, resting, inflight, ready)
+                if next_index not in ready:
+                    tasks = [task for task, _ in inflight.values()]
+                    if tasks:
+                        await asyncio.wait(tasks, timeout=config.poll_interval, return_when=asyncio.FIRST_COMPLETED)
+                    else:
+                        await asyncio.sleep(config.poll_interval)
+                for index in [i for i, (task, _) in inflight.items() if task.done()]:
+                    task, peer_id = inflight.pop(index)
+                    if self._collect(task, index, peer_id, excluded, backoff, ready):
+                        last_progress = self._loop.time()
+                while next_index in ready:
+                    yield ready.pop(next_index)
+                    next_index += 1
+                    last_progress = self._loop.time()
+                if self._loop.time() - last_progress > config.stall_timeout:
+                    log.warning("download of %s stalled at piece %d: leaving the swarm", self._digest, next_index)
+                    return
+        finally:
+            for task, _ in inflight.values():
+                task.cancel()
+
+    def _schedule(
+        self,
+        next_index: int,
+        count: int,
+        holdings: list[PeerHolding],
+        hashes: dict[int, str],
+        excluded: set[str],
+        inflight: dict[int, tuple[asyncio.Task[bytes], str]],
+        ready: dict[int, bytes],
+    ) -> None:
+        window = [i for i in range(next_index, min(count, next_index + self._config.window))]
+        wanted = [i for i in window if i not in inflight and i not in ready and i in hashes]
+        holders = {i: [h for h in holdings if h.has(i) and h.peer.id not in excluded] for i in wanted}
+        busy: dict[str, int] = {}
+        for _, peer_id in inflight.values():
+            busy[peer_id] = busy.get(peer_id, 0) + 1
+        for index in sorted(wanted, key=lambda i: (len(holders[i]) == 0, len(holders[i]), i)):
+            candidates = [h for h in holders[index] if busy.get(h.peer.id, 0) < 2]
+            if not candidates:
+                continue
+            holder = min(candidates, key=lambda h: busy.get(h.peer.id, 0))  # ranked by the tracker
+            busy[holder.peer.id] = busy.get(holder.peer.id, 0) + 1
+            task = self._loop.create_task(self._fetch_piece(holder, index, hashes[index]))
+            inflight[index] = (task, holder.peer.id)
+
+    def _collect(
+        self,
+        task: asyncio.Task[bytes],
+        index: int,
+        peer_id: str,
+        excluded: set[str],
+        backoff: dict[str, float],
+        ready: dict[int, bytes],
+    ) -> bool:
+        try:
+            ready[index] = task.result()
+            metrics.pieces_received.add(1)
+            return True
+        except BadPiece as exc:
+            metrics.bad_pieces.add(1)
+            metrics.peers_excluded.add(1, {"reason": "bad_piece"})
+            excluded.add(peer_id)
+            log.warning("peer %s sent a bad piece %d of %s: %s", peer_id, index, self._digest, exc)
+            self._node.report_later(peer_id, self._digest, f"bad piece {index}")
+        except (PieceError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            # Busy, not there yet, or slow: rest this peer a moment; a stalled one for longer.
+            stalled = isinstance(exc, asyncio.TimeoutError)
+            backoff[peer_id] = self._loop.time() + (self._config.stall_timeout if stalled else 0.5)
+            metrics.peers_excluded.add(1, {"reason": "stalled" if stalled else "unavailable"})
+            log.info("peer %s failed piece %d of %s: %r", peer_id, index, self._digest, exc)
+        return False
+
+    async def _fetch_piece(self, holder: PeerHolding, index: int, expected: str) -> bytes:
+        assert self.size is not None
+        start, end = piece_bounds(index, self.size, self._piece_size)
+        data = await self._node.fetch_range(holder.peer.url, self._digest, start, end)
+        if len(data) != end - start:
+            raise PieceError(f"got {len(data)} bytes for piece {index}, expected {end - start}")
+        actual = await self._loop.run_in_executor(None, _sha256, data)
+        if actual != expected:
+            raise BadPiece(f"sha256 {actual} != {expected}")
+        return data
+
+    async def _try_lease(self) -> bool:
+        try:
+            lease = await self._node.tracker.lease(self._digest, self._config.peer_id, self._config.lease_ttl)
+        except TrackerError:
+            return False
+        return lease.granted
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,84 @@
+"""Turns `settings.p2p` into a running peer: the node, its listener, the optional embedded
+tracker, and the source wrapper that puts peers in front of the origin."""
+
+from __future__ import annotations
+
+import logging
+import re
+import ssl
+
+from p2p.config import P2PConfig
+from p2p.node import P2PNode
+from p2p.peer_server import create_peer_app
+from registry_mirror.config_values import parse_listen
+from registry_mirror.settings import P2PSettings
+from registry_mirror.state import Listener, Mirror
+
+log = logging.getLogger("registry_mirror.p2p")
+
+_PEER_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
+
+
+def install_p2p(mirror: Mirror, settings: P2PSettings) -> P2PNode | None:
+    if not settings.tracker:
+        return None
+    if not settings.peer_listen:
+        raise ValueError("p2p.peer_listen: required when p2p.tracker is set")
+    host, port = parse_listen(settings.peer_listen)
+    tls = bool(settings.peer_cert)
+    scheme = "https" if tls else "http"
+    advertise = settings.advertise or f"{scheme}://{host}:{port}"
+    embedded = settings.tracker == "embedded"
+    tracker_url = f"{advertise.rstrip('/')}/tracker" if embedded else settings.tracker
+    if not tls:
+        log.warning("peer TLS is off (no --peer-cert/--peer-key/--peer-ca): peers talk plain HTTP")
+    config = P2PConfig(
+        peer_id=_peer_id(advertise),
+        advertise_url=advertise,
+        tracker_url=tracker_url,
+        tracker_token=settings.tracker_token,
+        zone=settings.zone,
+        piece_size=settings.piece_size,
+        max_uploads=settings.max_uploads,
+        upload_bandwidth=settings.upload_bandwidth,
+        stall_timeout=settings.stall_timeout,
+        lease_ttl=settings.lease_ttl,
+        fault_corrupt_uploads=settings.fault_corrupt_uploads,
+        client_ssl=_client_ssl(settings) if tls else None,
+    )
+    node = P2PNode(config, mirror.store)
+    tracker_app = _embedded_tracker(settings) if embedded else None
+    server_ssl = _server_ssl(settings) if tls else {}
+    mirror.listeners.append(Listener("peer", create_peer_app(node, tracker_app), host, port, server_ssl))
+    mirror.source_wrappers.append(node.wrap)
+    mirror.on_startup.append(node.start)
+    mirror.on_shutdown.append(node.aclose)
+    log.info("p2p on: peer %s, tracker %s%s", config.peer_id, tracker_url, " (embedded)" if embedded else "")
+    return node
+
+
+def _peer_id(advertise: str) -> str:
+    host_port = advertise.split("://", 1)[-1].split("/", 1)[0]
+    return _PEER_ID_UNSAFE.sub("-", host_port)[:128] or "peer"
+
+
+def _embedded_tracker(settings: P2PSettings):  # type: ignore[no-untyped-def]
+    from p2p.tracker.app import TrackerConfig, create_app
+    from p2p.tracker.memory_store import MemoryStore
+
+    return create_app(MemoryStore(peer_ttl=30.0), TrackerConfig(token=settings.tracker_token))
+
+
+def _client_ssl(settings: P2PSettings) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(settings.peer_ca) if settings.peer_ca else None)
+    context.check_hostname = False  # peers are addressed by IP; the CA is private to the cluster
+    if settings.peer_cert and settings.peer_key:
+        context.load_cert_chain(str(settings.peer_cert), str(settings.peer_key))
+    return context
+
+
+def _server_ssl(settings: P2PSettings) -> dict[str, object]:
+    options: dict[str, object] = {"ssl_certfile": str(settings.peer_cert), "ssl_keyfile": str(settings.peer_key)}
+    if settings.peer_ca:
+        options.update(ssl_ca_certs=str(settings.peer_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
+    return options

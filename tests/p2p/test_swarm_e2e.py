@@ -1,0 +1,134 @@
+"""Real mirrors on their own loopback addresses, a real docker-registry origin, one tracker:
+the origin serves each blob's bytes once, every copy is verified, faults are survived."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.images import push_blob, write_random_file
+from tests.support.mirror import MirrorProcess
+from tests.support.net import free_port
+from tests.support.origin import OriginRegistry
+
+pytestmark = pytest.mark.integration
+
+MiB = 1024 * 1024
+PIECE = 1 * MiB
+
+
+def start_swarm(
+    mirror_process: Callable[..., MirrorProcess],
+    origin: OriginRegistry,
+    count: int,
+    extra: dict[int, list[str]] | None = None,
+) -> list[MirrorProcess]:
+    """Mirror 0 runs the embedded tracker; the others use it. Each has its own 127.0.0.x."""
+    mirrors: list[MirrorProcess] = []
+    tracker_url = ""
+    for i in range(count):
+        host = f"127.0.0.{11 + i}"
+        peer_port = free_port(host)
+        args = ["--peer-listen", f"{host}:{peer_port}", "--piece-size", str(PIECE), "--default-upstream", origin.host]
+        if i == 0:
+            args += ["--tracker", "embedded"]
+            tracker_url = f"http://{host}:{peer_port}/tracker"
+        else:
+            args += ["--tracker", tracker_url]
+        args += (extra or {}).get(i, [])
+        mirrors.append(mirror_process({origin.host: origin.url}, extra_args=args, host=host))
+    return mirrors
+
+
+def get_all(mirrors: list[MirrorProcess], path: str, timeout: float = 120) -> list[str | BaseException]:
+    """GET `path` from every mirror at the same moment; the sha256 of each body, or the error."""
+    barrier = threading.Barrier(len(mirrors))
+
+    def fetch(mirror: MirrorProcess) -> str:
+        barrier.wait()
+        digest = hashlib.sha256()
+        with httpx.stream("GET", f"{mirror.url}{path}", timeout=timeout) as response:
+            response.raise_for_status()
+            for chunk in response.iter_bytes(1 << 20):
+                digest.update(chunk)
+        return "sha256:" + digest.hexdigest()
+
+    with concurrent.futures.ThreadPoolExecutor(len(mirrors)) as pool:
+        futures = [pool.submit(fetch, m) for m in mirrors]
+        results: list[str | BaseException] = []
+        for future in futures:
+            try:
+                results.append(future.result())
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion
+                results.append(exc)
+        return results
+
+
+@pytest.fixture
+def big_blob(origin_factory: Callable[..., OriginRegistry], tmp_path: Path) -> tuple[OriginRegistry, str, int]:
+    origin = origin_factory()
+    size = 96 * MiB + 12345
+    path = write_random_file(tmp_path / "blob.bin", size, "swarm")
+    digest = push_blob(origin, "test/big", path)
+    return origin, digest, size
+
+
+def test_eight_mirrors_pull_once_from_origin(big_blob, mirror_process) -> None:  # type: ignore[no-untyped-def]
+    origin, digest, size = big_blob
+    mirrors = start_swarm(mirror_process, origin, 8)
+    marker = origin.clear_log_marker()
+    results = get_all(mirrors, f"/v2/test/big/blobs/{digest}")
+    assert results == [digest] * 8, results
+    gets = origin.blob_gets(digest, since=marker)
+    assert len(gets) == 1, [(e.method, e.status, e.bytes) for e in gets]
+    assert sum(e.bytes for e in gets) <= size + PIECE
+    # Every mirror cached a verified copy: asking again costs the origin nothing.
+    marker = origin.clear_log_marker()
+    assert get_all(mirrors, f"/v2/test/big/blobs/{digest}") == [digest] * 8
+    assert origin.blob_gets(digest, since=marker) == []
+
+
+def test_corrupting_peer_is_excluded(big_blob, mirror_process) -> None:  # type: ignore[no-untyped-def]
+    origin, digest, size = big_blob
+    mirrors = start_swarm(mirror_process, origin, 3, extra={0: ["--fault-corrupt-uploads"]})
+    seed = mirrors[0]
+    # The faulty mirror fetches first and holds the whole blob.
+    assert get_all([seed], f"/v2/test/big/blobs/{digest}") == [digest]
+    marker = origin.clear_log_marker()
+    results = get_all(mirrors[1:], f"/v2/test/big/blobs/{digest}")
+    assert results == [digest] * 2, results
+    metrics = httpx.get(f"{mirrors[1].url}/metrics").text + httpx.get(f"{mirrors[2].url}/metrics").text
+    assert "registry_mirror_p2p_bad_pieces_total" in metrics
+    # The bad peer was dropped and the bytes came from the origin at most once more.
+    assert len(origin.blob_gets(digest, since=marker)) <= 1
+
+
+def test_seed_killed_mid_transfer(big_blob, mirror_process) -> None:  # type: ignore[no-untyped-def]
+    origin, digest, size = big_blob
+    mirrors = start_swarm(mirror_process, origin, 4)
+    seed = mirrors[1]  # not the tracker's host
+    started = threading.Event()
+
+    def slow_seed_read() -> None:
+        with httpx.stream("GET", f"{seed.url}/v2/test/big/blobs/{digest}", timeout=60) as response:
+            for i, _ in enumerate(response.iter_bytes(256 * 1024)):
+                if i == 8:
+                    started.set()
+                    break
+
+    reader = threading.Thread(target=slow_seed_read)
+    reader.start()
+    assert started.wait(30)
+    others = mirrors[2:]
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        later = pool.submit(get_all, others, f"/v2/test/big/blobs/{digest}")
+        seed.kill9()
+        results = later.result(timeout=120)
+    reader.join(10)
+    assert results == [digest] * len(others), results
