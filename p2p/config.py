@@ -17,6 +17,7 @@ class P2PConfig:
     zone: str = ""
     piece_size: int = 4 * MiB
     max_uploads: int = 16
+    origin_concurrency: int = 8  # origin fetches this node runs at once (as seed or fallback)
     upload_bandwidth: int = 0  # bytes/s for all uploads together, 0 = unlimited
     stall_timeout: float = 5.0  # a peer (or the whole swarm) that moves no bytes this long is dropped
     lease_ttl: float = 10.0

@@ -36,6 +36,7 @@ class P2PNode:
         self._completed: dict[str, int] = {}  # committed since the last announce: digest -> size
         self._withdrawn: set[str] = set()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._origin_slots = asyncio.Semaphore(max(1, config.origin_concurrency))
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -54,6 +55,21 @@ class P2PNode:
         if self._session is not None:
             await self._session.close()
         await self.tracker.aclose()
+
+    @contextlib.asynccontextmanager
+    async def origin_slot(self) -> AsyncIterator[None]:
+        """At most origin_concurrency origin fetches at once; a fill waits at most stall_timeout
+        for a slot and then goes anyway, because a client must never hang on the cap."""
+        try:
+            await asyncio.wait_for(self._origin_slots.acquire(), self.config.stall_timeout)
+        except TimeoutError:
+            log.warning("origin concurrency cap reached for %.0fs: fetching anyway", self.config.stall_timeout)
+            yield
+            return
+        try:
+            yield
+        finally:
+            self._origin_slots.release()
 
     def peer(self) -> PeerInfo:
         return PeerInfo(self.config.peer_id, self.config.advertise_url, self.config.zone, float(self.uploads_active))

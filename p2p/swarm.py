@@ -31,6 +31,7 @@ import aiohttp
 from p2p import metrics
 from p2p.errors import BadPiece, PieceError, TrackerError
 from p2p.pieces import PieceHasher, piece_bounds, piece_count
+from p2p.scheduler import choose_requests
 from p2p.tracker.models import PeerHolding
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ class SwarmStream:
             await asyncio.sleep(self._config.poll_interval)
 
     async def _open_origin(self, offset: int, *, seed: bool) -> None:
+        await self._exits.enter_async_context(self._node.origin_slot())
         stream = await self._exits.enter_async_context(self._origin(offset))
         remaining = stream.size
         total = None if remaining is None else offset + remaining
@@ -248,20 +250,17 @@ class SwarmStream:
         inflight: dict[int, tuple[asyncio.Task[bytes], str]],
         ready: dict[int, bytes],
     ) -> None:
-        window = [i for i in range(next_index, min(count, next_index + self._config.window))]
+        window = range(next_index, min(count, next_index + self._config.window))
         wanted = [i for i in window if i not in inflight and i not in ready and i in hashes]
-        holders = {i: [h for h in holdings if h.has(i) and h.peer.id not in excluded] for i in wanted}
+        usable = [h for h in holdings if h.peer.id not in excluded]
+        holders = {i: [h.peer.id for h in usable if h.has(i)] for i in wanted}
+        by_id = {h.peer.id: h for h in usable}
         busy: dict[str, int] = {}
         for _, peer_id in inflight.values():
             busy[peer_id] = busy.get(peer_id, 0) + 1
-        for index in sorted(wanted, key=lambda i: (len(holders[i]) == 0, len(holders[i]), i)):
-            candidates = [h for h in holders[index] if busy.get(h.peer.id, 0) < 2]
-            if not candidates:
-                continue
-            holder = min(candidates, key=lambda h: busy.get(h.peer.id, 0))  # ranked by the tracker
-            busy[holder.peer.id] = busy.get(holder.peer.id, 0) + 1
-            task = self._loop.create_task(self._fetch_piece(holder, index, hashes[index]))
-            inflight[index] = (task, holder.peer.id)
+        for index, peer_id in choose_requests(wanted, holders, busy):
+            task = self._loop.create_task(self._fetch_piece(by_id[peer_id], index, hashes[index]))
+            inflight[index] = (task, peer_id)
 
     def _collect(
         self,

@@ -40,6 +40,7 @@ def install_p2p(mirror: Mirror, settings: P2PSettings) -> P2PNode | None:
         zone=settings.zone,
         piece_size=settings.piece_size,
         max_uploads=settings.max_uploads,
+        origin_concurrency=settings.origin_concurrency,
         upload_bandwidth=settings.upload_bandwidth,
         stall_timeout=settings.stall_timeout,
         lease_ttl=settings.lease_ttl,
