@@ -51,35 +51,46 @@ def _add_config_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# Placeholders shown in `serve --help`, by Key.kind.
+_METAVARS = {"size": "SIZE", "duration": "SECONDS", "path": "PATH", "paths": "PATH", "list": "REF",
+             "listen": "HOST:PORT", "int": "N", "rate": "N"}  # fmt: skip
+
+
 def _register_serve(subparsers: Subparsers) -> None:  # type: ignore[type-arg]
+    """One flag per setting with a `cli` name in config_load's table, so the two never drift."""
+    from registry_mirror.config_load import SETTING_KEYS, UPSTREAM_FLAG, key_help
+
     parser = subparsers.add_parser("serve", help=SUBCOMMANDS["serve"].help)
     _add_config_flag(parser)
-    parser.add_argument("--listen", metavar="HOST:PORT", help="address to serve on")
-    parser.add_argument("--cache-dir", metavar="DIR", help="cache root")
-    parser.add_argument("--cache-max-size", metavar="SIZE", help="e.g. 50GiB, 500MB")
     parser.add_argument(
-        "--upstream", action="append", metavar="NAME=URL", help="add or replace an upstream"
+        UPSTREAM_FLAG, action="append", metavar="NAME=URL", help="add or replace an upstream"
     )
-    parser.add_argument(
-        "--default-upstream", metavar="NAME", help="upstream for requests with no ?ns="
-    )
-    parser.add_argument("--path-prefix", metavar="P", help="URL path prefix, e.g. /mirror")
-    parser.add_argument(
-        "--log-level", metavar="L", help="critical, error, warning, info, debug, trace"
-    )
+    for key in (k for k in SETTING_KEYS if k.cli):
+        help_text = f"{key_help(key)} [{key.path}, ${key.env}]".replace("%", "%%")
+        if key.kind == "bool":
+            parser.add_argument(
+                key.flag, dest=key.cli, action=argparse.BooleanOptionalAction, help=help_text
+            )
+        else:
+            parser.add_argument(
+                key.flag,
+                dest=key.cli,
+                action="append" if key.repeatable else "store",
+                metavar="HOST:PORT" if key.path.endswith("listen") else _METAVARS.get(key.kind, "VALUE"),
+                help=help_text + (" (repeatable)" if key.repeatable else ""),
+            )
     parser.set_defaults(func=_serve)
 
 
-# Flags of `serve` that load_settings reads (its `cli` mapping keys).
-SERVE_FLAGS = (
-    "listen",
-    "cache_dir",
-    "cache_max_size",
-    "upstream",
-    "default_upstream",
-    "path_prefix",
-    "log_level",
-)
+def serve_flags() -> tuple[str, ...]:
+    """The names of `serve`'s flags that load_settings reads (its `cli` mapping keys)."""
+    from registry_mirror.config_load import serve_flags as table_flags
+
+    return table_flags()
+
+
+# Kept for callers of the old constant; equal to serve_flags().
+SERVE_FLAGS = serve_flags()
 
 
 def _cli_values(args: argparse.Namespace, names: Sequence[str]) -> dict[str, object]:
@@ -96,10 +107,11 @@ def settings_from_args(
 
 
 def _serve(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args, _cli_values(args, SERVE_FLAGS))
+    settings = settings_from_args(args, _cli_values(args, serve_flags()))
     from registry_mirror import server  # lazy: the app's imports are heavy
 
-    return server.run(settings)
+    config_file = args.config if args.config is not None else os.environ.get(CONFIG_ENV) or None
+    return server.run(settings, Path(config_file) if config_file else None)
 
 
 # ---- cache verify ----
@@ -195,9 +207,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "hosts-toml": Subcommand("write containerd hosts.toml files", _register_hosts_toml),
     "cache": Subcommand("cache maintenance (verify)", _register_cache),
     "tracker": Subcommand("serve the p2p tracker", "registry_mirror.cli_tracker:register"),
+    "ctl": Subcommand("control a running mirror through its admin API", "registry_mirror.cli_ctl:register"),
     "catalog": Subcommand(
         "build, sign, verify and publish catalogs", "registry_mirror.cli_catalog:register"
     ),
+    "get": Subcommand("download a hf:// or modelscope:// repo through the mirror", "registry_mirror.cli_get:register"),
 }
 
 

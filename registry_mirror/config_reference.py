@@ -10,18 +10,41 @@ import dataclasses
 from pathlib import Path
 
 from registry_mirror.config_load import (
+    BLOCK_RULE_KEYS,
     CONFIG_ENV,
+    SECTIONS,
     SETTING_KEYS,
     TOML_ONLY_KEYS,
     UPSTREAM_FLAG,
     UPSTREAMS_ENV,
     Key,
     format_size,
+    key_help,
 )
 from registry_mirror.hosts_toml import toml_string
-from registry_mirror.settings import BUILTIN_UPSTREAMS, Settings, UpstreamSettings
+from registry_mirror.settings import BUILTIN_UPSTREAMS, BlockRule, Settings, UpstreamSettings
 
-LISTEN_HELP = "HOST:PORT to serve on ([::1]:5000 for IPv6; port 0 picks a free port)."
+# One line under each section's heading, for what the table as a whole is about.
+SECTION_NOTES = {
+    "cache": "The local content-addressed cache.",
+    "p2p": "Sharing blobs between nodes: a tracker, peers serving verified pieces, seed leases.",
+    "catalog": "Signed catalogs of images to prefetch, polled from registries.",
+    "hf": "The Hugging Face model hub mirror.",
+    "modelscope": "The ModelScope model hub mirror.",
+    "admin": "The admin API (pins, blocklist, status). A listen address that is not loopback"
+    " needs a token.",
+    "limits": "Rate and concurrency limits, to protect the node and the origins.",
+    "telemetry": "Tracing export; metrics are always served at `/metrics`.",
+}
+# An example `[[blocklist]]` rule for the example config, in key order.
+BLOCK_RULE_EXAMPLE: tuple[tuple[str, str], ...] = (
+    ("upstream", '"docker.io"'),
+    ("repository", '"example/xz-utils"'),
+    ("tag", '"5.6.*"'),
+    ("digest", '""'),
+    ("hf_repo", '""'),
+    ("reason", '"CVE-2024-3094: backdoored xz"'),
+)
 # Keys of `[upstreams."NAME"]`: (key, the UpstreamSettings field it fills, example value).
 UPSTREAM_EXAMPLE_NAME = "registry.example.internal"
 UPSTREAM_ROWS: tuple[tuple[str, str, str | None], ...] = (
@@ -53,19 +76,21 @@ def _field_help(cls: type, name: str) -> str:
     raise KeyError(name)
 
 
-def _key_help(key: Key) -> str:
-    if key.path == "listen":
-        return LISTEN_HELP
-    section, _, name = key.path.rpartition(".")
-    cls = type(Settings().cache) if section == "cache" else Settings
-    return _field_help(cls, name)
-
-
 def _default_literal(key: Key) -> str:
-    """The key's default as a TOML value."""
+    """The key's default as a TOML value; "" for an unset secret source or optional path."""
+    if key.secret is not None:
+        return '""'
     settings = Settings()
     values = [_attribute(settings, attr) for attr in key.attrs]
     value = values[0]
+    if value is None:
+        return '""'
+    if key.kind in ("list", "paths"):
+        return "[" + ", ".join(toml_string(str(item)) for item in value) + "]"  # type: ignore[attr-defined]
+    if key.kind == "int":
+        return str(value)
+    if key.kind == "rate":
+        return repr(float(value))  # type: ignore[arg-type]
     if key.kind == "listen":
         return toml_string(f"{values[0]}:{values[1]}")
     if key.kind == "size":
@@ -126,19 +151,37 @@ def render_reference() -> str:
         "or plain bytes; durations are seconds or `250ms`, `30s`, `5m`, `1h`, `1d`; booleans in",
         "the environment are `true/false`, `1/0`, `yes/no` or `on/off`. Relative paths in the file",
         "are relative to the file; in the environment and in flags, to the working directory.",
+        "Lists in the environment are comma-separated; list flags are repeated (`--catalog A",
+        "--catalog B`); on/off flags also have a `--no-` form (`--no-catalog-insecure`).",
+        "Secrets (`client_token`, `p2p.tracker_token`, `admin.token`, upstream passwords) are",
+        "never written inline: each is read at start from its `*_file` (trailing newline",
+        "dropped) or `*_env` key; one set in a later layer replaces the other.",
         "An example with every setting: `config/registry-mirror.toml`.",
         "",
     ]
-    lines += _key_table("Top level", [k for k in SETTING_KEYS if "." not in k.path], toml_only=True)
-    lines += _key_table("[cache]", [k for k in SETTING_KEYS if k.path.startswith("cache.")])
+    lines += _key_table("Top level", _top_keys(), toml_only=True)
+    for section in SECTIONS:
+        lines += _key_table(f"[{section}]", _section_keys(section), note=SECTION_NOTES[section])
     lines += _upstream_section()
+    lines += _blocklist_section()
     return "\n".join(lines)
 
 
-def _key_table(title: str, keys: list[Key], *, toml_only: bool = False) -> list[str]:
-    lines = [
-        f"## {title}",
-        "",
+def _top_keys() -> list[Key]:
+    return [k for k in SETTING_KEYS if "." not in k.path]
+
+
+def _section_keys(section: str) -> list[Key]:
+    return [k for k in SETTING_KEYS if k.path.startswith(section + ".")]
+
+
+def _key_table(
+    title: str, keys: list[Key], *, toml_only: bool = False, note: str = ""
+) -> list[str]:
+    lines = [f"## {title}", ""]
+    if note:
+        lines += [note, ""]
+    lines += [
         "| Key | Default | Environment | Flag | Description |",
         "|---|---|---|---|---|",
     ]
@@ -146,7 +189,7 @@ def _key_table(title: str, keys: list[Key], *, toml_only: bool = False) -> list[
         name = key.path.rpartition(".")[2]
         flag = f"`{key.flag}`" if key.flag else ""
         lines.append(
-            f"| `{name}` | `{_default_literal(key)}` | `{key.env}` | {flag} | {_key_help(key)} |"
+            f"| `{name}` | `{_default_literal(key)}` | `{key.env}` | {flag} | {key_help(key)} |"
         )
     if toml_only:
         for name, help_text in TOML_ONLY_KEYS.items():
@@ -195,17 +238,18 @@ def render_example_config() -> str:
         f"# or {CONFIG_ENV}=FILE; REGISTRY_MIRROR_* variables and flags override it.",
         "",
     ]
-    for key in [k for k in SETTING_KEYS if "." not in k.path]:
-        lines += [f"# {_key_help(key)}", f"# {key.path} = {_default_literal(key)}", ""]
+    for key in _top_keys():
+        lines += [f"# {key_help(key)}", f"# {key.path} = {_default_literal(key)}", ""]
     for name, help_text in TOML_ONLY_KEYS.items():
         lines += [f"# {help_text}", f"# {name} = true", ""]
-    lines += ["# [cache]", ""]
-    for key in [k for k in SETTING_KEYS if k.path.startswith("cache.")]:
-        lines += [
-            f"# {_key_help(key)}",
-            f"# {key.path.partition('.')[2]} = {_default_literal(key)}",
-        ]
-        lines.append("")
+    for section in SECTIONS:
+        lines += [f"# {SECTION_NOTES[section]}", f"# [{section}]", ""]
+        for key in _section_keys(section):
+            lines += [
+                f"# {key_help(key)}",
+                f"# {key.path.partition('.')[2]} = {_default_literal(key)}",
+                "",
+            ]
     lines += [
         "# One table per origin, named by the registry host containerd sends in ?ns=.",
         f"# [upstreams.{toml_string(UPSTREAM_EXAMPLE_NAME)}]",
@@ -219,4 +263,31 @@ def render_example_config() -> str:
             lines.append(f"# {key} = {example}")
         else:
             lines.append(f"#   e.g. {key} = {_UPSTREAM_ALTERNATIVES[key]}")
+    lines += [
+        "",
+        "# Pulls matching a rule are refused with its reason; one [[blocklist]] table per rule.",
+        "# [[blocklist]]",
+    ]
+    for key, example in BLOCK_RULE_EXAMPLE:
+        lines += [f"# {_field_help(BlockRule, key)}", f"# {key} = {example}"]
     return "\n".join(lines) + "\n"
+
+
+def _blocklist_section() -> list[str]:
+    lines = [
+        "## [[blocklist]]",
+        "",
+        "Rules that refuse matching pulls with their reason; one `[[blocklist]]` table per rule,",
+        "in the file only (the admin API changes them at run time). A rule matches when every",
+        "condition it sets matches; globs use `*`, `?` and `[...]`. Errors name a rule by its",
+        "position from 0, e.g. `blocklist[2].digest`.",
+        "",
+        "| Key | Default | Description |",
+        "|---|---|---|",
+    ]
+    defaults = {f.name: f.default for f in dataclasses.fields(BlockRule)}
+    for key in BLOCK_RULE_KEYS:
+        default = defaults[key]
+        shown = "required" if default is dataclasses.MISSING else f"`{toml_string(str(default))}`"
+        lines.append(f"| `{key}` | {shown} | {_field_help(BlockRule, key)} |")
+    return [*lines, ""]

@@ -304,7 +304,8 @@ def parse_optional_listen(value: object) -> str:
     """HOST:PORT normalised, or "" for off."""
     if isinstance(value, str) and not value.strip():
         return ""
-    return format_listen(*parse_listen(value))
+    host, port = parse_listen(value)
+    return format_listen(str(ipaddress.ip_address(host)) if ":" in host else host, port)
 
 
 def is_loopback_host(host: str) -> bool:

@@ -34,6 +34,12 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         (["--listen", "nowhere"], "listen"),
         (["--cache-max-size", "lots"], "cache.max_size"),
         (["--upstream", "nonsense"], "upstreams"),
+        (["--piece-size", "1KiB"], "p2p.piece_size"),
+        (["--tracker", "ftp://x"], "p2p.tracker"),
+        (["--peer-ca", "README.md"], "p2p.peer_cert"),
+        (["--catalog", "ghcr.io/org/catalog:v1"], "catalog.trusted_keys"),
+        (["--admin-listen", "0.0.0.0:5001"], "admin.token"),
+        (["--otlp-endpoint", "grpc://x"], "telemetry.otlp_endpoint"),
     ],
 )
 def test_bad_serve_flag_exits_2_with_one_line_naming_the_field(
@@ -102,7 +108,7 @@ def server_stub(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Settings]]:
     """Stands in for the lead's registry_mirror.server to see what the CLI hands it."""
     calls: list[tuple[str, Settings]] = []
     stub = types.ModuleType("registry_mirror.server")
-    stub.run = lambda settings: calls.append(("run", settings)) or 0  # type: ignore[attr-defined]
+    stub.run = lambda settings, config_file=None: calls.append(("run", settings)) or 0  # type: ignore[attr-defined]
     stub.verify_cache = lambda settings: calls.append(("verify", settings)) or 3  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "registry_mirror.server", stub)
     monkeypatch.setattr(registry_mirror, "server", stub, raising=False)
@@ -145,3 +151,56 @@ def test_config_error_from_the_file_exits_2(server_stub, tmp_path: Path, capsys)
     assert capsys.readouterr().err.startswith("registry-mirror: error: cache.low_watermark: ")
     assert cli.main(["serve", "--config", str(tmp_path / "absent.toml")]) == 2
     assert server_stub == []
+
+
+def test_serve_has_a_flag_for_every_flagged_setting() -> None:
+    from registry_mirror.config_load import SETTING_KEYS
+
+    result = run_cli("serve", "--help")
+    assert result.returncode == 0
+    for key in (k for k in SETTING_KEYS if k.cli):
+        assert f"{key.flag} " in result.stdout or f"{key.flag}," in result.stdout, key.flag
+    assert set(cli.SERVE_FLAGS) == set(cli.serve_flags()) >= {k.cli for k in SETTING_KEYS if k.cli}
+
+
+def test_serve_passes_p2p_catalog_hub_admin_and_telemetry_flags(
+    server_stub, tmp_path: Path
+) -> None:
+    for name in ("ca.pem", "cert.pem", "key.pem", "a.pub", "b.pub"):
+        (tmp_path / name).write_text("pem\n")
+    (tmp_path / "tracker-token").write_text("tok\n")
+    argv = ["serve", "--tracker", "embedded", "--peer-listen", "127.0.0.1:5002",
+            "--advertise", "http://127.0.0.1:5002", "--zone", "z1", "--piece-size", "1MiB",
+            "--tracker-token-file", str(tmp_path / "tracker-token"),
+            "--peer-ca", str(tmp_path / "ca.pem"), "--peer-cert", str(tmp_path / "cert.pem"),
+            "--peer-key", str(tmp_path / "key.pem"), "--fault-corrupt-uploads",
+            "--catalog", "127.0.0.1:5101/cat/a:v1", "--catalog", "127.0.0.1:5101/cat/b:v1",
+            "--trusted-key", str(tmp_path / "a.pub"), "--trusted-key", str(tmp_path / "b.pub"),
+            "--catalog-poll-interval", "5s", "--catalog-insecure",
+            "--hf-upstream", "http://127.0.0.1:5201", "--modelscope-upstream", "http://127.0.0.1:5202",
+            "--admin-listen", "127.0.0.1:0", "--otlp-endpoint", "http://127.0.0.1:4318"]  # fmt: skip
+    assert cli.main(argv) == 0
+    ((_, settings),) = server_stub
+    p2p = settings.p2p
+    assert (p2p.tracker, p2p.peer_listen, p2p.advertise, p2p.zone) == (
+        "embedded", "127.0.0.1:5002", "http://127.0.0.1:5002", "z1"
+    )
+    assert p2p.piece_size == 1024 * 1024 and p2p.tracker_token == "tok"
+    assert (p2p.peer_ca, p2p.peer_cert, p2p.peer_key) == tuple(
+        tmp_path / n for n in ("ca.pem", "cert.pem", "key.pem")
+    )
+    assert p2p.fault_corrupt_uploads is True
+    assert settings.catalog.sources == ("127.0.0.1:5101/cat/a:v1", "127.0.0.1:5101/cat/b:v1")
+    assert settings.catalog.trusted_keys == (tmp_path / "a.pub", tmp_path / "b.pub")
+    assert settings.catalog.poll_interval == 5.0 and settings.catalog.insecure is True
+    assert settings.hf.upstream == "http://127.0.0.1:5201"
+    assert settings.modelscope.upstream == "http://127.0.0.1:5202"
+    assert settings.admin.listen == "127.0.0.1:0"
+    assert settings.telemetry.otlp_endpoint == "http://127.0.0.1:4318"
+
+
+def test_no_form_of_an_on_off_flag_overrides_the_environment(server_stub, monkeypatch) -> None:
+    monkeypatch.setenv("REGISTRY_MIRROR_CATALOG_INSECURE", "true")
+    assert cli.main(["serve", "--no-catalog-insecure"]) == 0
+    assert cli.main(["serve"]) == 0
+    assert [s.catalog.insecure for _, s in server_stub] == [False, True]

@@ -7,15 +7,27 @@ from pathlib import Path
 import pytest
 
 from registry_mirror.config_load import (
+    SECTIONS,
     SETTING_KEYS,
     ConfigError,
+    format_size,
+    load_blocklist,
     load_settings,
     parse_origin_url,
     parse_path_prefix,
     parse_size,
+    serve_flags,
 )
 from registry_mirror.config_reference import render_example_config, render_reference
-from registry_mirror.settings import GiB, KiB, MiB, Settings, UpstreamSettings, builtin_upstreams
+from registry_mirror.settings import (
+    BlockRule,
+    GiB,
+    KiB,
+    MiB,
+    Settings,
+    UpstreamSettings,
+    builtin_upstreams,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "s3cret-Value-Never-Shown"
@@ -244,6 +256,45 @@ BAD_VALUES = {
     "cache.min_free_bytes": "-5",
     "cache.complete_abandoned_fills": "perhaps",
     "cache.chunk_size": "1B",
+    "client_token_file": "missing-token",
+    "client_token_env": "not a name",
+    "p2p.tracker": "ftp://tracker:5050",
+    "p2p.peer_listen": "nope",
+    "p2p.advertise": "https://peer/with/path",
+    "p2p.zone": "bad zone!",
+    "p2p.piece_size": "1KiB",
+    "p2p.tracker_token_file": "missing-token",
+    "p2p.tracker_token_env": "not a name",
+    "p2p.peer_ca": "missing-ca.pem",
+    "p2p.peer_cert": "missing-cert.pem",
+    "p2p.peer_key": "missing-key.pem",
+    "p2p.max_uploads": "0",
+    "p2p.upload_bandwidth": "lots",
+    "p2p.origin_concurrency": "many",
+    "p2p.stall_timeout": "0",
+    "p2p.lease_ttl": "never",
+    "p2p.fault_corrupt_uploads": "maybe",
+    "catalog.sources": "not-a-reference",
+    "catalog.trusted_keys": "missing.pub",
+    "catalog.poll_interval": "0",
+    "catalog.prefetch_concurrency": "0",
+    "catalog.insecure": "maybe",
+    "catalog.state_dir": "/dev/null",
+    "hf.upstream": "ftp://hub",
+    "hf.revision_ttl": "soon",
+    "hf.auth_ttl": "-1",
+    "modelscope.upstream": "https://hub/with/path",
+    "modelscope.revision_ttl": "later",
+    "modelscope.auth_ttl": "-5",
+    "admin.listen": "nope",
+    "admin.token_file": "missing-token",
+    "admin.token_env": "not a name",
+    "limits.client_rate": "fast",
+    "limits.client_burst": "0",
+    "limits.upstream_concurrency": "-1",
+    "limits.upstream_bandwidth": "lots",
+    "telemetry.otlp_endpoint": "ftp://collector",
+    "telemetry.service_name": "",
 }
 
 
@@ -376,7 +427,8 @@ def test_example_config_loads_to_the_defaults() -> None:
 def test_example_config_uncommented_is_valid_and_says_the_defaults(tmp_path: Path) -> None:
     text = (REPO / "config" / "registry-mirror.toml").read_text()
     uncommented = re.sub(r"(?m)^# (?=\[|[a-z_]+ = )", "", text)
-    assert uncommented.count("\n[") == 2  # [cache] and the example upstream table
+    # every section, the example upstream table and the example blocklist rule
+    assert uncommented.count("\n[") == len(SECTIONS) + 2
     settings = load_settings(
         write(tmp_path, uncommented), {"EXAMPLE_REGISTRY_PASSWORD": SECRET}, {}
     )
@@ -386,9 +438,296 @@ def test_example_config_uncommented_is_valid_and_says_the_defaults(tmp_path: Pat
         username="puller",
         password=SECRET,
     )
+    rule = BlockRule(
+        upstream="docker.io", repository="example/xz-utils", tag="5.6.*",
+        reason="CVE-2024-3094: backdoored xz",
+    )  # fmt: skip
     defaults = load_settings(None, {}, {})
-    assert settings == replace(defaults, upstreams=(*defaults.upstreams, example))
+    assert settings == replace(
+        defaults, upstreams=(*defaults.upstreams, example), blocklist=(rule,)
+    )
     for key in SETTING_KEYS:
         assert re.search(rf"(?m)^{re.escape(key.path.rpartition('.')[2])} = ", uncommented), (
             key.path
         )
+
+
+# ---- p2p, catalog, model hubs and operations ----
+
+SECTION_LAYERED = [
+    ("p2p.tracker", "tracker", ("http://127.0.0.1:7001", "embedded", "https://127.0.0.1:7003"),
+     lambda s: s.p2p.tracker),
+    ("p2p.peer_listen", "peer_listen", ("127.0.0.1:7001", "[::1]:7002", "0.0.0.0:7003"),
+     lambda s: s.p2p.peer_listen),
+    ("p2p.advertise", "advertise", ("http://10.0.0.1:7001", "http://10.0.0.2:7002", "https://10.0.0.3:7003"),
+     lambda s: s.p2p.advertise),
+    ("p2p.zone", "zone", ("zone-a", "zone-b", "zone-c"), lambda s: s.p2p.zone),
+    ("p2p.piece_size", "piece_size", ("256KiB", "1MiB", "64MiB"), lambda s: format_size(s.p2p.piece_size)),
+    ("catalog.poll_interval", "catalog_poll_interval", ("10s", "2m", "1h"),
+     lambda s: {10.0: "10s", 120.0: "2m", 3600.0: "1h"}.get(s.catalog.poll_interval)),
+    ("hf.upstream", "hf_upstream", ("http://127.0.0.1:7001", "http://127.0.0.1:7002", "http://127.0.0.1:7003"),
+     lambda s: s.hf.upstream),
+    ("modelscope.upstream", "modelscope_upstream",
+     ("http://127.0.0.1:7001", "http://127.0.0.1:7002", "http://127.0.0.1:7003"), lambda s: s.modelscope.upstream),
+    ("admin.listen", "admin_listen", ("127.0.0.1:7001", "[::1]:7002", "localhost:7003"), lambda s: s.admin.listen),
+    ("telemetry.otlp_endpoint", "otlp_endpoint",
+     ("http://127.0.0.1:4318", "http://127.0.0.1:4317", "http://127.0.0.1:4318/v1/traces"),
+     lambda s: s.telemetry.otlp_endpoint),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "cli_name", "values", "read"), SECTION_LAYERED)
+def test_section_flags_cli_beats_env_beats_toml_beats_defaults(
+    tmp_path, path, cli_name, values, read
+) -> None:
+    section, _, key = path.partition(".")
+    config = write(tmp_path, f'[{section}]\n{key} = "{values[0]}"\n')
+    env = {f"REGISTRY_MIRROR_{path.replace('.', '_').upper()}": values[1]}
+    assert read(load_settings(config, env, {cli_name: values[2]})) == values[2]
+    assert read(load_settings(config, env, {cli_name: None})) == values[1]
+    assert read(load_settings(config, {}, {})) == values[0]
+    assert read(load_settings(None, {}, {})) != values[0]
+
+
+def test_every_flagged_key_has_a_precedence_test() -> None:
+    tested = {p for p, *_ in LAYERED} | {p for p, *_ in SECTION_LAYERED}
+    tested |= {"cache.directory", "p2p.fault_corrupt_uploads", "catalog.insecure",
+               "catalog.sources", "catalog.trusted_keys", "p2p.tracker_token_file",
+               "p2p.peer_ca", "p2p.peer_cert", "p2p.peer_key"}  # fmt: skip
+    assert {key.path for key in SETTING_KEYS if key.cli} == tested
+
+
+def test_unflagged_section_keys_from_file_and_environment(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        '[p2p]\nmax_uploads = 4\nupload_bandwidth = "100MB"\norigin_concurrency = 2\n'
+        'stall_timeout = "2s"\nlease_ttl = 10\n'
+        "[catalog]\nprefetch_concurrency = 2\n"
+        '[hf]\nrevision_ttl = "5m"\nauth_ttl = 30\n'
+        "[limits]\nclient_rate = 50\nclient_burst = 20\nupstream_concurrency = 3\n"
+        'upstream_bandwidth = "1GiB"\n'
+        '[telemetry]\nservice_name = "mirror-a"\n',
+    )
+    settings = load_settings(config, {}, {})
+    assert settings.p2p.max_uploads == 4 and settings.p2p.upload_bandwidth == 100 * 10**6
+    assert (settings.p2p.origin_concurrency, settings.p2p.stall_timeout) == (2, 2.0)
+    assert settings.p2p.lease_ttl == 10.0 and settings.catalog.prefetch_concurrency == 2
+    assert (settings.hf.revision_ttl, settings.hf.auth_ttl) == (300.0, 30.0)
+    assert settings.modelscope == Settings().modelscope  # [hf] does not leak into [modelscope]
+    assert (settings.limits.client_rate, settings.limits.client_burst) == (50.0, 20)
+    assert settings.limits.upstream_concurrency == 3
+    assert settings.limits.upstream_bandwidth == GiB
+    assert settings.telemetry.service_name == "mirror-a"
+    env = {"REGISTRY_MIRROR_P2P_MAX_UPLOADS": "8", "REGISTRY_MIRROR_LIMITS_CLIENT_RATE": "2.5",
+           "REGISTRY_MIRROR_CATALOG_STATE_DIR": "state", "REGISTRY_MIRROR_MODELSCOPE_AUTH_TTL": "2m"}  # fmt: skip
+    from_env = load_settings(config, env, {})
+    assert from_env.p2p.max_uploads == 8 and from_env.limits.client_rate == 2.5
+    assert from_env.catalog.state_dir == Path.cwd() / "state"
+    assert from_env.catalog_state_dir() == Path.cwd() / "state"
+    assert from_env.modelscope.auth_ttl == 120.0 and from_env.modelscope.upstream.endswith("modelscope.cn")
+
+
+def test_section_defaults() -> None:
+    settings = load_settings(None, {}, {})
+    assert settings.p2p.piece_size == 4 * MiB and settings.p2p.tracker == ""
+    assert settings.hf.upstream == "https://huggingface.co"
+    assert settings.modelscope.upstream == "https://www.modelscope.cn"
+    assert settings.admin.listen == "127.0.0.1:5001" and settings.admin.token is None
+    assert settings.limits.client_burst == 200 and settings.client_token is None
+    assert settings.catalog_state_dir() == settings.cache.directory / "catalog"
+    assert settings.telemetry.service_name == "registry-mirror" and settings.blocklist == ()
+
+
+@pytest.mark.parametrize(("path", "flag"), [("p2p.fault_corrupt_uploads", "fault_corrupt_uploads"),
+                                             ("catalog.insecure", "catalog_insecure")])  # fmt: skip
+def test_on_off_flags_layer(tmp_path: Path, path: str, flag: str) -> None:
+    section, _, key = path.partition(".")
+    read = lambda s: getattr(getattr(s, section), key)  # noqa: E731
+    config = write(tmp_path, f"[{section}]\n{key} = true\n")
+    env = {f"REGISTRY_MIRROR_{path.replace('.', '_').upper()}": "off"}
+    assert read(load_settings(None, {}, {})) is False
+    assert read(load_settings(config, {}, {})) is True
+    assert read(load_settings(config, env, {})) is False
+    assert read(load_settings(config, env, {flag: True})) is True
+    assert read(load_settings(config, {}, {flag: False})) is False
+
+
+def _keys(tmp_path: Path, *names: str) -> list[Path]:
+    paths = [tmp_path / name for name in names]
+    for path in paths:
+        path.write_text("-----BEGIN PUBLIC KEY-----\n")
+    return paths
+
+
+def test_catalog_lists_layer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    a, b, c = _keys(tmp_path, "a.pub", "b.pub", "c.pub")
+    config = write(
+        tmp_path, '[catalog]\nsources = ["127.0.0.1:5101/cat/one:v1"]\ntrusted_keys = ["a.pub"]\n'
+    )
+    from_file = load_settings(config, {}, {}).catalog
+    assert from_file.sources == ("127.0.0.1:5101/cat/one:v1",) and from_file.trusted_keys == (a,)
+    env = {"REGISTRY_MIRROR_CATALOG_SOURCES": "ghcr.io/o/c:1, localhost:5000/c@sha256:" + "0" * 64,
+           "REGISTRY_MIRROR_CATALOG_TRUSTED_KEYS": "a.pub,b.pub"}  # fmt: skip
+    from_env = load_settings(config, env, {}).catalog
+    assert from_env.sources == ("ghcr.io/o/c:1", "localhost:5000/c@sha256:" + "0" * 64)
+    assert from_env.trusted_keys == (a, b)
+    cli = {"catalog": ["registry.example:443/x/y:z"], "trusted_key": [str(c)]}
+    from_cli = load_settings(config, env, cli).catalog
+    assert from_cli.sources == ("registry.example:443/x/y:z",) and from_cli.trusted_keys == (c,)
+
+
+def test_catalog_sources_need_trusted_keys(tmp_path: Path) -> None:
+    err = error_of(catalog=["ghcr.io/org/catalog:v1"])
+    assert err.field == "catalog.trusted_keys" and "--catalog" in str(err)
+    (key,) = _keys(tmp_path, "k.pub")
+    ok = load_settings(None, {}, {"catalog": ["ghcr.io/org/catalog:v1"], "trusted_key": [str(key)]})
+    assert ok.catalog.sources == ("ghcr.io/org/catalog:v1",)
+    assert load_settings(None, {}, {"trusted_key": [str(key)]}).catalog.sources == ()
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["catalog:v1", "docker.io/org/catalog", "ghcr.io/Org/catalog:v1", "ghcr.io/o/c:bad tag",
+     "ghcr.io/o/c@sha256:abc", "ghcr.io//c:v1"],
+)  # fmt: skip
+def test_bad_catalog_sources(ref: str) -> None:
+    assert error_of(catalog=[ref]).field == "catalog.sources"
+
+
+def test_peer_tls_files_all_three_or_none(tmp_path: Path) -> None:
+    ca, cert, key = _keys(tmp_path, "ca.pem", "cert.pem", "key.pem")
+    all_three = load_settings(None, {}, {"peer_ca": str(ca), "peer_cert": str(cert), "peer_key": str(key)})
+    assert (all_three.p2p.peer_ca, all_three.p2p.peer_cert, all_three.p2p.peer_key) == (ca, cert, key)
+    assert error_of(peer_ca=str(ca)).field == "p2p.peer_cert"
+    assert error_of(peer_ca=str(ca), peer_cert=str(cert)).field == "p2p.peer_key"
+    assert error_of(peer_key=str(key), peer_cert=str(cert)).field == "p2p.peer_ca"
+    err = error_of(peer_ca=str(ca), peer_cert=str(cert), peer_key=str(tmp_path / "absent.pem"))
+    assert err.field == "p2p.peer_key" and "--peer-key" in str(err)
+    # A later layer may turn a file's setting off with "".
+    config = write(tmp_path, f'[p2p]\npeer_ca = "{ca}"\npeer_cert = "{cert}"\npeer_key = "{key}"\n')
+    env = {"REGISTRY_MIRROR_P2P_PEER_CA": "", "REGISTRY_MIRROR_P2P_PEER_CERT": "",
+           "REGISTRY_MIRROR_P2P_PEER_KEY": ""}  # fmt: skip
+    assert load_settings(config, env, {}).p2p.peer_ca is None
+
+
+def test_tracker_token_sources_and_precedence(tmp_path: Path) -> None:
+    (tmp_path / "file-token").write_text("from-file\n")
+    (tmp_path / "flag-token").write_text("from-flag")
+    config = write(tmp_path, '[p2p]\ntracker_token_file = "file-token"\n')
+    assert load_settings(config, {}, {}).p2p.tracker_token == "from-file"
+    env = {"REGISTRY_MIRROR_P2P_TRACKER_TOKEN_ENV": "TRACKER_TOKEN", "TRACKER_TOKEN": "from-env"}
+    assert load_settings(config, env, {}).p2p.tracker_token == "from-env"  # env replaces the file
+    flag = {"tracker_token_file": str(tmp_path / "flag-token")}
+    assert load_settings(config, env, flag).p2p.tracker_token == "from-flag"
+    both = write(tmp_path, '[p2p]\ntracker_token_file = "file-token"\ntracker_token_env = "T"\n')
+    assert error_of(both, {"T": "x"}).field == "p2p.tracker_token_file"
+    unset = {"REGISTRY_MIRROR_P2P_TRACKER_TOKEN_ENV": "UNSET_TOKEN"}
+    err = error_of(env=unset)
+    assert err.field == "p2p.tracker_token_env" and "REGISTRY_MIRROR_P2P_TRACKER_TOKEN_ENV" in str(err)
+    (tmp_path / "empty").write_text("\n")
+    assert error_of(tracker_token_file=str(tmp_path / "empty")).field == "p2p.tracker_token_file"
+
+
+def test_client_and_admin_tokens(tmp_path: Path) -> None:
+    (tmp_path / "client").write_text(SECRET)
+    config = write(tmp_path, 'client_token_file = "client"\n[admin]\ntoken_env = "ADMIN_TOKEN"\n')
+    settings = load_settings(config, {"ADMIN_TOKEN": SECRET + "-admin"}, {})
+    assert settings.client_token == SECRET and settings.admin.token == SECRET + "-admin"
+    assert load_settings(None, {"REGISTRY_MIRROR_CLIENT_TOKEN_ENV": "C", "C": "c"}, {}).client_token == "c"
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:5001", "10.1.2.3:5001", "[::]:5001", "node.example:5001"])
+def test_admin_token_required_off_loopback(listen: str) -> None:
+    err = error_of(admin_listen=listen)
+    assert err.field == "admin.token" and "--admin-listen" in str(err)
+    env = {"REGISTRY_MIRROR_ADMIN_TOKEN_ENV": "T", "T": SECRET}
+    assert load_settings(None, env, {"admin_listen": listen}).admin.token == SECRET
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:5001", "127.0.0.2:0", "[::1]:5001", "localhost:5001", ""])
+def test_admin_on_loopback_or_off_needs_no_token(listen: str) -> None:
+    assert load_settings(None, {}, {"admin_listen": listen}).admin.listen == listen
+
+
+def test_new_secrets_never_appear_in_repr_str_or_errors(tmp_path: Path) -> None:
+    (tmp_path / "tok").write_text(SECRET)
+    env = {"REGISTRY_MIRROR_CLIENT_TOKEN_ENV": "S", "REGISTRY_MIRROR_ADMIN_TOKEN_ENV": "S", "S": SECRET,
+           "REGISTRY_MIRROR_P2P_TRACKER_TOKEN_FILE": str(tmp_path / "tok")}  # fmt: skip
+    settings = load_settings(None, env, {})
+    assert (settings.client_token, settings.admin.token, settings.p2p.tracker_token) == (SECRET,) * 3
+    for text in (repr(settings), str(settings), repr(settings.p2p), repr(settings.admin)):
+        assert SECRET not in text
+    err = error_of(env={**env, "REGISTRY_MIRROR_ADMIN_LISTEN": "nope"})
+    assert SECRET not in str(err)
+    assert SECRET not in error_of(tracker=f"https://u:{SECRET}@tracker:5050").message
+    assert SECRET not in render_reference() + render_example_config()
+
+
+def test_blocklist_rules(tmp_path: Path) -> None:
+    digest = "sha256:" + "a" * 64
+    config = write(
+        tmp_path,
+        f'[[blocklist]]\nrepository = "team/*"\ntag = "1.*"\nreason = "old"\n'
+        f'[[blocklist]]\nupstream = "ghcr.io"\ndigest = "{digest}"\nreason = "CVE"\n'
+        '[[blocklist]]\nhf_repo = "org/*"\nreason = "license"\n',
+    )
+    assert load_settings(config, {}, {}).blocklist == (
+        BlockRule(repository="team/*", tag="1.*", reason="old"),
+        BlockRule(upstream="ghcr.io", digest=digest, reason="CVE"),
+        BlockRule(hf_repo="org/*", reason="license"),
+    )
+    assert load_settings(config, {}, {}) == load_settings(config, {}, {})
+    assert load_blocklist(config) == load_settings(config, {}, {}).blocklist
+
+
+@pytest.mark.parametrize(
+    ("rules", "field"),
+    [
+        ('[[blocklist]]\nreason = "a"\n[[blocklist]]\nrepository = "x"', "blocklist[1].reason"),
+        ('[[blocklist]]\nreason = "a"\n[[blocklist]]\nreason = "b"\n[[blocklist]]\ndigest = "sha256:abc"\nreason = "c"',
+         "blocklist[2].digest"),
+        ('[[blocklist]]\nreason = "a"\ndigest = "sha256:' + "A" * 64 + '"', "blocklist[0].digest"),
+        ('[[blocklist]]\nreason = ""', "blocklist[0].reason"),
+        ('[[blocklist]]\nreason = "a"\nrepository = ""', "blocklist[0].repository"),
+        ('[[blocklist]]\nreason = "a"\nupstream = 5', "blocklist[0].upstream"),
+        ('[[blocklist]]\nreason = "a"\ntag = 1', "blocklist[0].tag"),
+        ('[[blocklist]]\nreason = "a"\nhf_repo = []', "blocklist[0].hf_repo"),
+        ('[[blocklist]]\nreason = "a"\nrepo = "x"', "blocklist[0].repo"),
+        ("blocklist = 1", "blocklist"),
+    ],
+)  # fmt: skip
+def test_blocklist_errors_name_the_rule_and_key(tmp_path: Path, rules: str, field: str) -> None:
+    assert error_of(write(tmp_path, rules + "\n")).field == field
+
+
+@pytest.mark.parametrize(("text", "section"), [("p2p = 1", "p2p"), ("[admin]\nlisen = 1", "admin.lisen"),
+                                                ("[limits]\nrate = 1", "limits.rate")])  # fmt: skip
+def test_unknown_section_keys_are_errors(tmp_path: Path, text: str, section: str) -> None:
+    assert error_of(write(tmp_path, text + "\n")).field == section
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [("EMBEDDED", "embedded"), (" ", ""), ("HTTPS://Tracker.Example:5050/", "https://tracker.example:5050")],
+)
+def test_tracker_values(value: str, stored: str) -> None:
+    assert load_settings(None, {}, {"tracker": value}).p2p.tracker == stored
+
+
+def test_listen_style_values_are_normalised() -> None:
+    settings = load_settings(None, {}, {"peer_listen": "[0:0::1]:5002", "admin_listen": "LOCALHOST:5001"})
+    assert settings.p2p.peer_listen == "[::1]:5002" and settings.admin.listen == "localhost:5001"
+    assert load_settings(None, {}, {"otlp_endpoint": "http://c:4318/v1/traces/"}).telemetry.otlp_endpoint == (
+        "http://c:4318/v1/traces"
+    )
+
+
+def test_serve_flags_cover_every_flagged_key() -> None:
+    assert set(serve_flags()) == {key.cli for key in SETTING_KEYS if key.cli} | {"upstream"}
+    flags = {key.flag for key in SETTING_KEYS if key.cli}
+    assert {"--tracker", "--peer-listen", "--advertise", "--zone", "--piece-size", "--tracker-token-file",
+            "--peer-ca", "--peer-cert", "--peer-key", "--fault-corrupt-uploads", "--catalog", "--trusted-key",
+            "--catalog-poll-interval", "--catalog-insecure", "--hf-upstream", "--modelscope-upstream",
+            "--admin-listen", "--otlp-endpoint"} <= flags  # fmt: skip
+    assert len({key.env for key in SETTING_KEYS}) == len(SETTING_KEYS)
