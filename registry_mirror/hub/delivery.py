@@ -1,0 +1,146 @@
+"""Serving hub files from nvme_cache.
+
+- LFS files (and ModelScope files with a listed Sha256) are blobs named `sha256:<oid>`: a miss
+  starts (or joins) the one verified fill through `mirror.fill_source`, so peers share them.
+- Small non-LFS files have no sha256 upstream. Their (repo, commit, path) is immutable, so they
+  are fetched whole (capped), verified by size and git blob oid (sha1 of "blob <size>\\0" + bytes),
+  stored under the sha256 of their bytes, and found again through an in-memory map.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+from cachetools import LRUCache
+from starlette.responses import Response
+from starlette.types import ASGIApp
+from yarl import URL
+
+from nvme_cache import CachedBlob, Digest, FillFailed, FillSource
+from registry_mirror import metrics as front_metrics
+from registry_mirror.errors import OCIError
+from registry_mirror.hub import metrics
+from registry_mirror.hub.hf_upstream import HubClient, HubUnavailable
+from registry_mirror.paths import parse_range
+from registry_mirror.responses import BlobResponse, BodyDone
+from registry_mirror.state import Mirror
+
+SMALL_FILE_MAX_BYTES = 16 * 1024 * 1024  # the Hub keeps non-LFS files under 10 MB
+
+
+class HubSourceStream:
+    source = "origin"
+
+    def __init__(self, size: int | None, chunks: AsyncIterator[bytes]) -> None:
+        self.size = size
+        self._chunks = chunks
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks
+
+
+def hub_source(client: HubClient, url: URL, creds: Mapping[str, str], kind: str) -> FillSource:
+    """A fill source reading one file from the hub origin (GET, redirects followed)."""
+
+    @contextlib.asynccontextmanager
+    async def open_origin() -> AsyncIterator[HubSourceStream]:
+        async with client.open("GET", url, creds, kind=kind) as response:
+            if response.status != 200:
+                raise HubUnavailable(f"GET {url.path} answered {response.status}, expected 200", response.status)
+            yield HubSourceStream(response.content_length, response.content.iter_chunked(client.chunk_size))
+
+    return open_origin
+
+
+def _recorder(source: str, kind: str, started: float) -> BodyDone:
+    def record(sent: int, first_byte: float | None, completed: bool) -> None:
+        front_metrics.blob_bytes.add(sent, {"source": source, "upstream": kind, "kind": kind})
+        if first_byte is not None:
+            front_metrics.time_to_first_byte.record(first_byte, {"source": source})
+        if completed:
+            front_metrics.blob_duration.record(time.perf_counter() - started, {"source": source})
+        else:
+            front_metrics.failed_downloads.add(1, {"reason": "aborted", "upstream": kind})
+
+    return record
+
+
+async def serve_blob(
+    mirror: Mirror, digest: Digest, size: int | None, origin: FillSource | None, headers: Mapping[str, str],
+    *, request_headers: Mapping[str, str], head: bool, kind: str,
+) -> ASGIApp:
+    """HEAD from what we know; GET from the cache or the one fill of `digest` (verified)."""
+    started = time.perf_counter()
+    if head:
+        return BlobResponse(200, {**headers, **_length(size)}, None, started=started)
+    joined = mirror.store.inflight(digest) is not None
+    source = None if origin is None else mirror.fill_source(digest, origin, size)
+    handle = mirror.store.get(digest, source, expected_size=size)
+    try:
+        await handle.wait_started()
+    except FillFailed as exc:
+        front_metrics.failed_downloads.add(1, {"reason": "upstream", "upstream": kind})
+        return Response(f"origin fetch failed: {exc}", 502, headers={"X-Error-Code": "UpstreamError"})
+    served_from = "cache" if isinstance(handle, CachedBlob) or joined else handle.source
+    try:
+        byte_range = parse_range(request_headers.get("range"), handle.size)
+    except OCIError as exc:
+        return Response(b"", 416, headers=exc.headers)
+    status, framing, start, end = 200, _length(handle.size), 0, None
+    if byte_range is not None and byte_range.end is not None:
+        status, start, end = 206, byte_range.start, byte_range.end + 1
+        framing = {"Content-Length": str(byte_range.length), "Content-Range": byte_range.content_range(handle.size)}
+    return BlobResponse(
+        status, {**headers, **framing, "Accept-Ranges": "bytes"}, handle.read(start, end), started=started,
+        source=served_from, on_done=_recorder(served_from, kind, started),
+    )
+
+
+def _length(size: int | None) -> dict[str, str]:
+    return {} if size is None else {"Content-Length": str(size)}
+
+
+def git_blob_oid(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # noqa: S324 (git's own id)
+
+
+@dataclass(frozen=True)
+class SmallFileKey:
+    repo_type: str
+    repo: str
+    commit: str
+    path: str
+
+
+class SmallFiles:
+    """(repo, commit, path) -> sha256 of the verified bytes stored in nvme_cache."""
+
+    def __init__(self, mirror: Mirror, max_entries: int = 100_000) -> None:
+        self._mirror = mirror
+        self._digests: LRUCache[SmallFileKey, Digest] = LRUCache(max_entries)
+
+    def cached(self, key: SmallFileKey) -> Digest | None:
+        digest = self._digests.get(key)
+        if digest is not None and self._mirror.store.stat(digest) is None:
+            del self._digests[key]  # evicted since
+            return None
+        return digest
+
+    async def fetch(
+        self, key: SmallFileKey, client: HubClient, url: URL, creds: Mapping[str, str], size: int, git_oid: str,
+    ) -> Digest:
+        """Downloads, verifies against the listing's size and git oid, stores; raises on mismatch."""
+        reply = await client.request("GET", url, creds, kind="small_file", limit=SMALL_FILE_MAX_BYTES)
+        if reply.status != 200:
+            raise HubUnavailable(f"GET {url.path} answered {reply.status}", reply.status)
+        if len(reply.body) != size or git_blob_oid(reply.body) != git_oid:
+            metrics.verification_failures.add(1, {"kind": "small_file"})
+            raise HubUnavailable(f"{key.path}@{key.commit}: bytes do not match size {size} / oid {git_oid}")
+        digest = Digest.from_bytes(reply.body)
+        await self._mirror.store.put_bytes(digest, reply.body)
+        self._digests[key] = digest
+        return digest

@@ -1,0 +1,148 @@
+"""The ModelScope API under `/modelscope` (MODELSCOPE_ENDPOINT=http://mirror/modelscope).
+
+- `GET /api/v1/models/{owner}/{name}/repo/files?Revision=...`: passed through; its `Sha256` and
+  `Size` per path are remembered per (repo, revision) for `revision_ttl` (stale while the origin
+  fails), and the origin serving it to these credentials grants them the repo for `auth_ttl`.
+- `GET /api/v1/models/{owner}/{name}/repo?Revision=&FilePath=`: a file with a listed sha256 is a
+  blob `sha256:<Sha256>` in nvme_cache (one verified fill, shared with peers); one without is
+  relayed uncached.
+- Anything else: passed through with the client's credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from nvme_cache import Digest, InvalidDigest
+from registry_mirror.hub.auth_cache import AccessCache
+from registry_mirror.hub.delivery import hub_source, serve_blob
+from registry_mirror.hub.hf_routes import _route_path
+from registry_mirror.hub.hf_upstream import HubClient, HubReply, HubTooLarge, HubUnavailable, credentials
+from registry_mirror.hub.relay import OriginRefused, relay, unavailable
+from registry_mirror.hub.revisions import Resolution, RevisionCache
+from registry_mirror.state import Mirror
+
+REPO_API = re.compile(r"^/api/v1/(?P<type>models|datasets)/(?P<repo>[^/]+/[^/]+)/(?P<op>repo/files|repo)$")
+DEFAULT_REVISION = "master"
+
+
+@dataclass(frozen=True)
+class ListedFile:
+    size: int
+    sha256: str | None
+
+
+class ModelScopeApp:
+    def __init__(self, mirror: Mirror, client: HubClient, listings: RevisionCache, access: AccessCache) -> None:
+        self.mirror = mirror
+        self.client = client
+        self.listings = listings  # (type, repo, revision) -> the listing JSON (commit field unused)
+        self.access = access
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            response = await self.dispatch(request, _route_path(scope))
+        except OriginRefused as refused:
+            response = relay(refused.reply, self.client, request, strip_json=False)
+        except HubUnavailable as exc:
+            response = unavailable(str(exc))
+        except HubTooLarge as exc:
+            response = Response(str(exc), 502)
+        await response(scope, receive, send)
+
+    async def dispatch(self, request: Request, path: str) -> ASGIApp:
+        creds = credentials(request.headers)
+        match = REPO_API.match(path)
+        if match is None or request.method not in ("GET", "HEAD"):
+            return await self.pass_through(request, path, creds)
+        repo_type, repo = match["type"], match["repo"]
+        revision = request.query_params.get("Revision") or DEFAULT_REVISION
+        if match["op"] == "repo/files":
+            reply = await self._fetch_listing(request, path, creds)
+            if reply.ok:
+                self._remember(repo_type, repo, revision, creds, reply.body)
+            return relay(reply, self.client, request, strip_json=False)
+        file_path = request.query_params.get("FilePath")
+        if not file_path:
+            return await self.pass_through(request, path, creds)
+        listed = await self.listed_file(repo_type, repo, revision, file_path, creds)
+        if listed is None or listed.sha256 is None:
+            return await self.pass_through(request, path, creds)
+        try:
+            digest = Digest("sha256", listed.sha256.lower())
+        except InvalidDigest:
+            return await self.pass_through(request, path, creds)
+        url = self.client.url(path, request.url.query)
+        headers = {"Content-Type": "application/octet-stream", "ETag": f'"{digest.hex}"'}
+        return await serve_blob(self.mirror, digest, listed.size, hub_source(self.client, url, creds, "file"), headers,
+                                request_headers=request.headers, head=request.method == "HEAD", kind="modelscope")
+
+    async def listed_file(
+        self, repo_type: str, repo: str, revision: str, file_path: str, creds: Mapping[str, str]
+    ) -> ListedFile | None:
+        key = (repo_type, repo, revision)
+
+        async def fetch() -> Resolution:
+            query = f"Revision={revision}&Recursive=True"
+            url = self.client.url(f"/api/v1/{repo_type}/{repo}/repo/files", query)
+            reply = await self.client.request("GET", url, creds, kind="listing")
+            if not reply.ok:
+                raise OriginRefused(reply)
+            self.access.allow(creds, f"{repo_type}/{repo}")
+            return Resolution("", reply.body, time.monotonic())
+
+        listing = await self.listings.resolve(key, fetch)
+        assert listing is not None
+        await self._require_access(repo_type, repo, revision, creds)
+        return _files(listing.body).get(file_path)
+
+    async def _require_access(self, repo_type: str, repo: str, revision: str, creds: Mapping[str, str]) -> None:
+        refused: list[HubReply] = []
+
+        async def ask_origin() -> bool:
+            url = self.client.url(f"/api/v1/{repo_type}/{repo}/repo/files", f"Revision={revision}")
+            reply = await self.client.request("GET", url, creds, kind="auth_check")
+            if not reply.ok:
+                refused.append(reply)
+            return reply.ok
+
+        if not await self.access.check(creds, f"{repo_type}/{repo}", ask_origin):
+            raise OriginRefused(refused[0])
+
+    async def _fetch_listing(self, request: Request, path: str, creds: Mapping[str, str]) -> HubReply:
+        return await self.client.request("GET", self.client.url(path, request.url.query), creds, kind="listing")
+
+    def _remember(self, repo_type: str, repo: str, revision: str, creds: Mapping[str, str], body: bytes) -> None:
+        if _files(body):
+            self.listings.remember((repo_type, repo, revision), Resolution("", body, time.monotonic()))
+            self.access.allow(creds, f"{repo_type}/{repo}")
+
+    async def pass_through(self, request: Request, path: str, creds: Mapping[str, str]) -> Response:
+        body = await request.body() if request.method in ("POST", "PUT") else b""
+        content_type = {"Content-Type": request.headers["content-type"]} if "content-type" in request.headers else {}
+        url = self.client.url(path, request.url.query)
+        reply = await self.client.request(request.method, url, creds, kind="api", data=body or None,
+                                          headers=content_type)
+        return relay(reply, self.client, request, strip_json=False)
+
+
+def _files(body: bytes) -> dict[str, ListedFile]:
+    try:
+        entries = json.loads(body)["Data"]["Files"]
+    except (ValueError, KeyError, TypeError):
+        return {}
+    files: dict[str, ListedFile] = {}
+    for entry in entries or []:
+        if isinstance(entry, dict) and entry.get("Type") != "tree" and "Path" in entry:
+            sha256 = entry.get("Sha256") or entry.get("sha256")
+            files[str(entry["Path"])] = ListedFile(int(entry.get("Size") or 0), str(sha256) if sha256 else None)
+    return files

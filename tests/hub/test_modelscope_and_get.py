@@ -1,0 +1,101 @@
+"""The real `modelscope` client and `registry-mirror get` through the mirror.
+
+No public ModelScope-compatible server runs offline, so the ModelScope origin is tests/hub/ms_origin.py,
+a small server answering the API's documented shapes (listing with Sha256, file download)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from tests.hub.conftest import REPO_ROOT, HubMirror, HubOrigin, run_python
+from tests.support.net import free_port, wait_http
+from tests.support.procs import ManagedProcess
+
+MS_SNAPSHOT = """
+import sys
+from modelscope import snapshot_download
+print(snapshot_download(sys.argv[1], local_dir=sys.argv[2]))
+"""
+
+
+@pytest.fixture
+def ms_origin(tmp_path: Path) -> Iterator[tuple[str, Path, ManagedProcess]]:
+    files = tmp_path / "ms-files"
+    (files / "sub").mkdir(parents=True)
+    (files / "config.json").write_text('{"a": 1}')
+    (files / "model.bin").write_bytes(random.Random(7).randbytes(2 * 1024 * 1024 + 3))
+    (files / "sub" / "notes.txt").write_text("notes")
+    port = free_port()
+    origin = ManagedProcess([sys.executable, "-m", "tests.hub.ms_origin", str(port), str(files), "org/msmodel"],
+                            tmp_path / "ms-origin.log", cwd=REPO_ROOT).start()
+    wait_http(f"http://127.0.0.1:{port}/", alive=origin.alive)
+    yield f"http://127.0.0.1:{port}", files, origin
+    origin.stop()
+
+
+def get(mirror: HubMirror, *args: str) -> subprocess.CompletedProcess[str]:
+    cli = Path(sys.executable).parent / "registry-mirror"
+    return subprocess.run([str(cli), "get", *args, "--mirror", mirror.url], capture_output=True, text=True,
+                          timeout=60, cwd=REPO_ROOT, env={k: v for k, v in os.environ.items() if k != "HF_TOKEN"})
+
+
+def test_modelscope_client_twice_fetches_each_file_once(
+    ms_origin: tuple[str, Path, ManagedProcess], hub_mirror: Callable[..., HubMirror], tmp_path: Path
+) -> None:
+    url, files, origin = ms_origin
+    mirror = hub_mirror(ms_url=url)
+    env = {"MODELSCOPE_ENDPOINT": f"{mirror.url}/modelscope", "MODELSCOPE_CACHE": str(tmp_path / "ms-cache"),
+           "MODELSCOPE_DOMAIN": f"127.0.0.1:{mirror.port}/modelscope"}
+    for round_ in range(2):
+        out = tmp_path / f"out-{round_}"
+        result = run_python(MS_SNAPSHOT, env, "org/msmodel", str(out))
+        assert result.returncode == 0, result.stderr[-3000:]
+        for source in files.rglob("*"):
+            if source.is_file():
+                assert (out / source.relative_to(files)).read_bytes() == source.read_bytes()
+    model_gets = [line for line in origin.log_text().splitlines() if "FilePath=model.bin" in line]
+    assert len(model_gets) == 1
+    sha256 = hashlib.sha256((files / "model.bin").read_bytes()).hexdigest()
+    assert mirror.cached_blob(sha256).exists()
+
+
+def test_get_modelscope_include_and_relisting(
+    ms_origin: tuple[str, Path, ManagedProcess], hub_mirror: Callable[..., HubMirror], tmp_path: Path
+) -> None:
+    url, files, _ = ms_origin
+    mirror = hub_mirror(ms_url=url)
+    out = tmp_path / "got"
+    result = get(mirror, "modelscope://org/msmodel", "--out", str(out), "--include", "*.bin")
+    assert result.returncode == 0, result.stderr
+    assert (out / "model.bin").read_bytes() == (files / "model.bin").read_bytes()
+    assert not (out / "config.json").exists()
+    # The origin publishes new bytes: the next listing carries their sha256 and get follows it.
+    (files / "sub" / "notes.txt").write_text("NOTES")  # same size, new sha256 in the next listing
+    (files / "model.bin").write_bytes(random.Random(8).randbytes(2 * 1024 * 1024 + 3))
+    assert get(mirror, "modelscope://org/msmodel", "--out", str(out)).returncode == 0  # re-listed: new sha256s
+
+
+def test_get_hf_resumes_and_verifies(
+    hub_origin: HubOrigin, hub_mirror: Callable[..., HubMirror], tmp_path: Path
+) -> None:
+    mirror = hub_mirror(hub_origin.front_url)
+    out = tmp_path / "model"
+    weights = hub_origin.sources["org/model/model.safetensors"]
+    out.mkdir()
+    (out / "model.safetensors.part").write_bytes(weights[:1000])  # an interrupted earlier run
+    result = get(mirror, "hf://org/model@main", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    for key, expected in hub_origin.sources.items():
+        if key.startswith("org/model/"):
+            assert (out / key[len("org/model/"):]).read_bytes() == expected
+    assert not list(out.rglob("*.part"))
+    assert get(mirror, "hf://org/corrupt", "--out", str(tmp_path / "bad")).returncode == 1
+    assert get(mirror, "ftp://org/model").returncode == 2
