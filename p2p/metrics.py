@@ -5,7 +5,10 @@ The application that embeds us installs the SDK and an exporter; without one the
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
 
 meter = metrics.get_meter("registry_mirror.p2p")
 
@@ -60,4 +63,20 @@ p2p_fills = meter.create_counter(
 )
 uploads_refused = meter.create_counter(
     "registry_mirror_p2p_uploads_refused", description="Piece requests refused because the upload cap was reached"
+)
+
+
+_peer_counts: list[Callable[[], int]] = []
+
+
+def register_peer_count(source: Callable[[], int]) -> None:
+    _peer_counts.append(source)
+
+
+def _observe_peers(_: CallbackOptions) -> Iterable[Observation]:
+    return [Observation(source()) for source in _peer_counts]
+
+
+meter.create_observable_gauge(
+    "registry_mirror_p2p_peers_known", callbacks=[_observe_peers], description="Peers the tracker named recently"
 )

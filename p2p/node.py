@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import aiohttp
 
 from nvme_cache import BlobStore, Digest, FillFailed, FillSource
+from p2p import metrics
 from p2p.config import P2PConfig
 from p2p.errors import PieceError, TrackerError
 from p2p.pieces import pieces_within
@@ -37,6 +39,8 @@ class P2PNode:
         self._withdrawn: set[str] = set()
         self._tasks: list[asyncio.Task[Any]] = []
         self._origin_slots = asyncio.Semaphore(max(1, config.origin_concurrency))
+        self._peers_seen: dict[str, float] = {}
+        metrics.register_peer_count(self.peers_known)
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -180,7 +184,33 @@ class P2PNode:
         except TrackerError as exc:
             log.warning("peer lookup for %s failed: %s", digest, exc)
             return []
+        now = time.monotonic()
+        for holding in found:
+            self._peers_seen[holding.peer.id] = now
         return [h for h in found if h.peer.id not in exclude and h.size > 0]
+
+    def peers_known(self, within: float = 300.0) -> int:
+        """Distinct peers the tracker named to us in the last `within` seconds."""
+        cutoff = time.monotonic() - within
+        self._peers_seen = {p: t for p, t in self._peers_seen.items() if t >= cutoff}
+        return len(self._peers_seen)
+
+    async def status(self) -> dict[str, Any]:
+        """For `ctl status` through the admin API."""
+        answer: dict[str, Any] = {
+            "peer_id": self.config.peer_id,
+            "advertise": self.config.advertise_url,
+            "tracker": self.config.tracker_url,
+            "zone": self.config.zone,
+            "uploads_active": self.uploads_active,
+            "fills_shared": len(self._tracked),
+            "peers_known": self.peers_known(),
+        }
+        try:
+            answer["tracker_stats"] = await self.tracker.stats()
+        except TrackerError as exc:
+            answer["tracker_error"] = str(exc)
+        return answer
 
     async def piece_hashes(self, digest: str, piece_size: int) -> dict[int, str]:
         try:

@@ -60,7 +60,7 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
     `config_file` is polled for blocklist changes."""
     metrics_registry = install_metrics()
     mirror = build_mirror(settings)
-    install_p2p(mirror, settings.p2p)
+    node = install_p2p(mirror, settings.p2p)
     policy = build_policy(settings, config_file)
     mirror.upstream_limits = build_upstream_limits(settings)
     from registry_mirror.catalog_wiring import install_catalogs  # signed catalogs (issue 5)
@@ -69,6 +69,8 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
     admin = install_admin(mirror, policy, metrics_registry)
     if admin is not None:
         admin.catalog = catalogs
+        if node is not None:
+            admin.status_providers["peers"] = node.status
     mirror.on_startup.append(policy.blocklist.start_watching)
     mirror.on_shutdown.append(policy.blocklist.stop_watching)
     tracing = install_tracing(settings.telemetry.otlp_endpoint, settings.telemetry.service_name)

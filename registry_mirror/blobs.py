@@ -40,7 +40,7 @@ async def get_blob(
     if head:
         return await _head_blob(mirror, target, digest, started)
     joined = mirror.store.inflight(digest) is not None
-    origin = origin_source(target.client, target.repository, digest, target.name)
+    origin = origin_source(target.client, target.repository, digest, target.name, mirror.upstream_limits)
     handle = mirror.store.get(digest, mirror.fill_source(digest, origin))
     try:
         await handle.wait_started()

@@ -520,7 +520,6 @@ def parse_blocklist(value: object, source: str) -> tuple[BlockRule, ...]:
     return tuple(rules)
 
 
-_parse_blocklist = parse_blocklist  # the name registry_mirror.policy.setup imports
 
 
 def _apply_upstream_table(

@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 from registry_mirror import blobs, manifests, passthrough
 from registry_mirror.errors import API_VERSION_HEADER, ErrorCode, OCIError, to_response_parts, translate
 from registry_mirror.paths import DistributionRequest, parse_scope
+from registry_mirror.policy import Policy
 from registry_mirror.state import Mirror
 
 log = logging.getLogger("registry_mirror")
@@ -24,8 +25,9 @@ _READ_METHODS = ("GET", "HEAD")
 
 
 class DistributionAPI:
-    def __init__(self, mirror: Mirror) -> None:
+    def __init__(self, mirror: Mirror, policy: Policy | None = None) -> None:
         self.mirror = mirror
+        self.policy = policy  # rate limit, client token, blocklist (registry_mirror.policy)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -46,6 +48,9 @@ class DistributionAPI:
     async def _handle(self, scope: Scope, info: dict[str, Any], started: float) -> Any:
         request = parse_scope(scope, self.mirror.settings.path_prefix)
         info.update(route=request.kind, repository=request.repository, upstream=request.registry)
+        if self.policy is not None:
+            client = scope.get("client")
+            self.policy.check(request, client[0] if client else None, Headers(scope=scope))
         method = scope["method"]
         if request.kind == "uploads" or method not in _READ_METHODS:
             raise OCIError(ErrorCode.UNSUPPORTED, "this mirror is read-only: push, delete and uploads are not supported")

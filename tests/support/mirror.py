@@ -48,6 +48,7 @@ class MirrorProcess:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.workdir / "cache"
         self.env = dict(env or {})
         self.process: ManagedProcess | None = None
+        self.admin_port = 0
         self._starts = 0
 
     @property
@@ -62,6 +63,11 @@ class MirrorProcess:
         argv = [mirror_binary(), "serve", "--listen", self.host, "--cache-dir", str(self.cache_dir)]
         for name, url in self.upstreams.items():
             argv += ["--upstream", f"{name}={url}"]
+        if "--admin-listen" not in self.extra_args:
+            # The default admin port (5001) would be shared by every mirror a test starts.
+            if not self.admin_port:
+                self.admin_port = free_port(self.bind_host)
+            argv += ["--admin-listen", f"{self.bind_host}:{self.admin_port}"]
         return argv + self.extra_args
 
     def start(self, timeout: float = 30.0, attempts: int = 3) -> "MirrorProcess":
