@@ -1,0 +1,90 @@
+"""Wires signed catalogs into the mirror: pollers that prefetch into the cache through the mirror's
+own sources (peers when p2p is on, then deltas, then the origin), and the delta source wrapper."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from catalog.models import Blob
+from catalog.service import CatalogOptions, CatalogService, load_trusted_keys
+from nvme_cache import Digest, FillSource
+from registry_mirror.settings import Settings
+from registry_mirror.sources import origin_source
+from registry_mirror.state import Mirror
+
+log = logging.getLogger("registry_mirror.catalog")
+
+_MANIFEST_TYPES = frozenset({
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+})
+
+
+def catalog_options(settings: Settings) -> CatalogOptions:
+    config = settings.catalog
+    return CatalogOptions(
+        sources=tuple(config.sources),
+        trusted_keys=load_trusted_keys(config.trusted_keys),
+        state_dir=settings.catalog_state_dir(),
+        poll_interval=config.poll_interval,
+        prefetch_concurrency=config.prefetch_concurrency,
+        insecure=config.insecure,
+    )
+
+
+def install_catalogs(mirror: Mirror, settings: Settings) -> CatalogService | None:
+    """Build the catalog service (None without catalog sources): its delta wrapper joins the fill
+    sources now, its pollers start with the app (`mirror.on_startup`, after the cache opened)."""
+    if not settings.catalog.sources:
+        return None
+    service = CatalogService(mirror.store, catalog_options(settings), lambda blob, registry: _source_for(mirror, blob, registry))
+    # Innermost wrapper: tried right before the origin, after peers (which cost the origin nothing).
+    mirror.source_wrappers.insert(0, service.deltas.wrap)
+    mirror.on_startup.append(service.start)
+    mirror.on_shutdown.append(service.aclose)
+    log.info("following %d catalog(s): %s", len(service.pollers), ", ".join(settings.catalog.sources))
+    return service
+
+
+async def start_catalogs(mirror: Mirror, settings: Settings) -> CatalogService | None:
+    """install_catalogs and start the pollers now (for a caller whose cache is already open)."""
+    service = install_catalogs(mirror, settings)
+    if service is not None:
+        mirror.on_startup.remove(service.start)
+        await service.start()
+    return service
+
+
+def _source_for(mirror: Mirror, blob: Blob, registry: str) -> FillSource:
+    target = mirror.upstreams.resolve(registry, blob.repository)
+    digest = Digest.parse(blob.digest)
+    if blob.media_type in _MANIFEST_TYPES:
+        return _manifest_source(mirror, registry, blob, digest)
+    origin = origin_source(target.client, target.repository, digest, target.name, mirror.upstream_limits)
+    return mirror.fill_source(digest, origin, blob.size)
+
+
+class _BodyStream:
+    source = "origin"
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self.size: int | None = len(body)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self._body
+
+
+def _manifest_source(mirror: Mirror, registry: str, blob: Blob, digest: Digest) -> FillSource:
+    # Registries serve manifests on /manifests/, not /blobs/; they are small (capped by the client).
+    @contextlib.asynccontextmanager
+    async def open_manifest() -> AsyncIterator[_BodyStream]:
+        target = mirror.upstreams.resolve(registry, blob.repository)
+        response = await target.client.get_manifest(target.repository, str(digest), [blob.media_type])
+        yield _BodyStream(response.body)
+
+    return open_manifest
