@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -96,30 +98,35 @@ def apply_delta(
     out_path: Path,
     expected_digest: str,
     expected_size: int,
+    *,
+    durable: bool = True,
 ) -> None:
     """Rebuild a blob from `base_path` + `delta_path` into `out_path`, atomically.
 
     The output is hashed as it is written; only a result matching `expected_digest` and
     `expected_size` is renamed into place, otherwise DeltaMismatch and nothing is left.
+    Decompression and hash+write run on two threads (both release the GIL), so the rebuild
+    costs about the slower of the two rather than their sum. `durable=False` skips the fsync
+    for an output that is only a fill's source (the cache fsyncs its own copy).
     """
     algo, _, hexdigest = expected_digest.partition(":")
     if algo != "sha256" or len(hexdigest) != 64:
         raise DeltaMismatch(f"unsupported expected digest {expected_digest!r}")
     prefix = _load_prefix(base_path)
     decompressor = pyzstd.ZstdDecompressor(zstd_dict=prefix.as_prefix, option={DParameter.windowLogMax: _MAX_WINDOW_LOG})
-    digest, size = hashlib.sha256(), 0
     tmp = _temp_path(out_path)
     try:
-        with open(delta_path, "rb") as src, open(tmp, "wb") as out:
-            while not decompressor.eof and (chunk := src.read(CHUNK)):
-                size += _drain(decompressor, chunk, out, digest, expected_size - size)
-            if not decompressor.eof:
-                raise DeltaMismatch("delta is truncated")
-            out.flush()
-            os.fsync(out.fileno())
-        if size != expected_size or digest.hexdigest() != hexdigest:
+        with open(delta_path, "rb") as src, open(tmp, "wb", buffering=0) as out:
+            writer = _HashingWriter(out)
+            try:
+                size = _decompress_into(decompressor, src, writer, expected_size)
+            finally:
+                digest = writer.close()
+            if durable:
+                os.fsync(out.fileno())
+        if size != expected_size or digest != hexdigest:
             raise DeltaMismatch(
-                f"rebuilt blob is sha256:{digest.hexdigest()} ({size} bytes), expected {expected_digest} ({expected_size})"
+                f"rebuilt blob is sha256:{digest} ({size} bytes), expected {expected_digest} ({expected_size})"
             )
         os.replace(tmp, out_path)
     except pyzstd.ZstdError as exc:
@@ -134,18 +141,60 @@ def apply_delta(
     delta_rebuilt_bytes.add(size)
 
 
-def _drain(decompressor: pyzstd.ZstdDecompressor, chunk: bytes, out: BinaryIO, digest: hashlib._Hash, room: int) -> int:
+def _decompress_into(
+    decompressor: pyzstd.ZstdDecompressor, src: BinaryIO, writer: _HashingWriter, expected_size: int
+) -> int:
     # Output is produced 1 MiB at a time so a tiny, highly compressed delta cannot balloon memory.
-    written = 0
-    data = decompressor.decompress(chunk, CHUNK)
-    while True:
-        written += len(data)
-        if written > room:
-            raise DeltaMismatch("rebuilt blob is larger than expected")
-        _write(out, digest, data)
-        if decompressor.eof or decompressor.needs_input:
-            return written
-        data = decompressor.decompress(b"", CHUNK)
+    size = 0
+    while not decompressor.eof and (chunk := src.read(CHUNK)):
+        data = decompressor.decompress(chunk, CHUNK)
+        while True:
+            size += len(data)
+            if size > expected_size:
+                raise DeltaMismatch("rebuilt blob is larger than expected")
+            writer.put(data)
+            if decompressor.eof or decompressor.needs_input:
+                break
+            data = decompressor.decompress(b"", CHUNK)
+    if not decompressor.eof:
+        raise DeltaMismatch("delta is truncated")
+    return size
+
+
+class _HashingWriter:
+    """sha256 + write on a thread of its own, fed through a short queue (bounded memory)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._digest = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="delta-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        if data:
+            self._queue.put(data)
+
+    def close(self) -> str:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._digest.hexdigest()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._digest.update(data)
+                    view = memoryview(data)
+                    while view:
+                        view = view[self._out.write(view) :]
+                except BaseException as exc:  # reported to the decompressing thread
+                    self._error = exc
 
 
 def _write(out: BinaryIO, digest: hashlib._Hash, data: bytes) -> int:

@@ -156,7 +156,9 @@ class DeltaSources:
                 delta_rebuilds.add(1, {"result": "delta_fetch_failed"})
                 raise
             base = self._store.layout.blob_path(Digest.parse(delta.from_digest))
-            await asyncio.to_thread(apply_delta, base, delta_path, out_path, delta.to_digest, target_size)
+            await asyncio.to_thread(
+                apply_delta, base, delta_path, out_path, delta.to_digest, target_size, durable=False
+            )
         except BaseException:
             out_path.unlink(missing_ok=True)
             raise

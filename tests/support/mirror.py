@@ -61,6 +61,14 @@ class MirrorProcess:
 
     def argv(self) -> list[str]:
         argv = [mirror_binary(), "serve", "--listen", self.host, "--cache-dir", str(self.cache_dir)]
+        if "--config" not in self.extra_args:
+            # Only the test's own origins: the built-in upstreams point at the internet.
+            config = self.workdir / "no-builtins.toml"
+            config.parent.mkdir(parents=True, exist_ok=True)
+            config.write_text("builtin_upstreams = false\n")
+            argv += ["--config", str(config)]
+            if "--default-upstream" not in self.extra_args and self.upstreams:
+                argv += ["--default-upstream", next(iter(self.upstreams))]
         for name, url in self.upstreams.items():
             argv += ["--upstream", f"{name}={url}"]
         if "--admin-listen" not in self.extra_args:
@@ -93,9 +101,16 @@ class MirrorProcess:
 
     def _wait_ready(self, timeout: float) -> None:
         assert self.process is not None
-        response = wait_http(f"{self.url}/v2/", timeout=timeout, alive=self.process.alive)
+        # /healthz answers whatever the path prefix is; /v2/ then proves the API is up.
+        wait_http(f"{self.url}/healthz", timeout=timeout, alive=self.process.alive)
+        response = wait_http(f"{self.url}{self._prefix()}/v2/", timeout=timeout, alive=self.process.alive)
         if response.status_code != 200:
             raise RuntimeError(f"GET /v2/ answered {response.status_code}: {response.text[:300]}")
+
+    def _prefix(self) -> str:
+        if "--path-prefix" in self.extra_args:
+            return "/" + self.extra_args[self.extra_args.index("--path-prefix") + 1].strip("/")
+        return ""
 
     def stop(self) -> int | None:
         return None if self.process is None else self.process.stop()
@@ -114,7 +129,8 @@ class MirrorProcess:
         return "" if self.process is None else self.process.log_text()
 
     def client(self, **kwargs: object) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60, **kwargs)  # type: ignore[arg-type]
+        kwargs.setdefault("timeout", 60)
+        return httpx.Client(base_url=self.url, **kwargs)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return f"MirrorProcess({self.url}, cache={self.cache_dir}, {self.process!r})"
