@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from typing import Any
 
 import aiohttp
@@ -37,7 +37,8 @@ class P2PNode:
         self._announced: dict[str, int] = {}  # pieces last announced per tracked digest
         self._completed: dict[str, int] = {}  # committed since the last announce: digest -> size
         self._withdrawn: set[str] = set()
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._tasks: list[asyncio.Task[Any]] = []  # the loops, cancelled at close
+        self._background: set[asyncio.Task[None]] = set()  # short jobs (settle a fill, report a peer)
         self._origin_slots = asyncio.Semaphore(max(1, config.origin_concurrency))
         self._peers_seen: dict[str, float] = {}
         metrics.register_peer_count(self.peers_known)
@@ -51,9 +52,9 @@ class P2PNode:
         self._tasks.append(loop.create_task(self._announce_everything()))
 
     async def aclose(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._background]:
             task.cancel()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._background]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self._session is not None:
@@ -74,6 +75,11 @@ class P2PNode:
             yield
         finally:
             self._origin_slots.release()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def peer(self) -> PeerInfo:
         return PeerInfo(self.config.peer_id, self.config.advertise_url, self.config.zone, float(self.uploads_active))
@@ -98,16 +104,17 @@ class P2PNode:
         self._tracked[digest] = (size, piece_size)
 
     def untrack(self, digest: str, *, failed: bool) -> None:
-        self._tracked.pop(digest, None)
-        self._announced.pop(digest, None)
-        # Verification runs after the source closes: withdraw unless the blob really committed.
-        self._tasks.append(asyncio.get_running_loop().create_task(self._withdraw_unless_committed(digest)))
+        # The source closed, but verification, fsync and rename still follow: keep announcing
+        # the pieces (the last ones too) until the fill ended, then "complete" or withdraw.
+        self._spawn(self._settle(digest))
 
-    async def _withdraw_unless_committed(self, digest: str) -> None:
+    async def _settle(self, digest: str) -> None:
         fill = self.store.inflight(Digest.parse(digest))
         if fill is not None:
             with contextlib.suppress(FillFailed):
                 await fill.wait()
+        self._tracked.pop(digest, None)
+        self._announced.pop(digest, None)
         if self.store.stat(Digest.parse(digest)) is None:
             self._withdrawn.add(digest)
             with contextlib.suppress(TrackerError):
@@ -227,7 +234,7 @@ class P2PNode:
             with contextlib.suppress(TrackerError):
                 await self.tracker.report(self.config.peer_id, peer_id, digest, reason)
 
-        self._tasks.append(asyncio.get_running_loop().create_task(report()))
+        self._spawn(report())
 
     async def fetch_range(self, base_url: str, digest: str, start: int, end: int) -> bytes:
         """Bytes [start, end) of a blob from a peer; the caller verifies them."""

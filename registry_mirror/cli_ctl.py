@@ -77,6 +77,20 @@ def register(subparsers: Any) -> None:
     prefetch.add_argument("--platform", default="linux/amd64")
     prefetch.add_argument("--no-wait", action="store_true", help="start the job and return")
     prefetch.set_defaults(func=_run(_prefetch))
+    _accept_common_flags_everywhere(commands)
+
+
+def _accept_common_flags_everywhere(commands: Any) -> None:
+    """`ctl status --json` works like `ctl --json status`: every leaf command takes the common
+    flags too (SUPPRESS keeps a leaf from overwriting what was given before the command)."""
+    for sub in commands.choices.values():
+        nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:
+            _accept_common_flags_everywhere(nested[0])
+            continue
+        sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sub.add_argument("--admin", metavar="URL", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sub.add_argument("--token-file", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 # ---- plumbing ----

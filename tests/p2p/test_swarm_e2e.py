@@ -28,6 +28,7 @@ def start_swarm(
     origin: OriginRegistry,
     count: int,
     extra: dict[int, list[str]] | None = None,
+    stall_timeout: float = 15.0,
 ) -> list[MirrorProcess]:
     """Mirror 0 runs the embedded tracker; the others use it. Each has its own 127.0.0.x."""
     mirrors: list[MirrorProcess] = []
@@ -42,7 +43,9 @@ def start_swarm(
         else:
             args += ["--tracker", tracker_url]
         args += (extra or {}).get(i, [])
-        mirrors.append(mirror_process({origin.host: origin.url}, extra_args=args, host=host))
+        # A generous stall timeout: 8 mirrors on 2 busy cores must not be taken for dead peers.
+        env = {"REGISTRY_MIRROR_P2P_STALL_TIMEOUT": str(stall_timeout)}
+        mirrors.append(mirror_process({origin.host: origin.url}, extra_args=args, host=host, env=env))
     return mirrors
 
 
@@ -111,7 +114,7 @@ def test_corrupting_peer_is_excluded(big_blob, mirror_process) -> None:  # type:
 
 def test_seed_killed_mid_transfer(big_blob, mirror_process) -> None:  # type: ignore[no-untyped-def]
     origin, digest, size = big_blob
-    mirrors = start_swarm(mirror_process, origin, 4)
+    mirrors = start_swarm(mirror_process, origin, 4, stall_timeout=5.0)
     seed = mirrors[1]  # not the tracker's host
     started = threading.Event()
 
