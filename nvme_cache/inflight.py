@@ -18,7 +18,7 @@ import errno
 import hashlib
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -182,7 +182,7 @@ class Fill:
     async def _copy(self, stream: SourceStream) -> None:
         loop = asyncio.get_running_loop()
         received = 0
-        pending: tuple[int, bytes, asyncio.Future[None]] | None = None
+        pending: tuple[int, bytes, Awaitable[list[object]]] | None = None
         async for chunk in stream:
             if not chunk:
                 continue
@@ -192,26 +192,36 @@ class Fill:
             # the next one.
             if pending is not None:
                 await self._finish_chunk(*pending)
-            future = loop.run_in_executor(self._executor, self._store_chunk, chunk, received)
+            # The write and the hash of one chunk run on two workers at once (both drop the GIL).
+            future = asyncio.gather(
+                loop.run_in_executor(self._executor, self._write_chunk, chunk, received),
+                loop.run_in_executor(self._executor, self._hash_chunk, chunk, received),
+                return_exceptions=True,  # both halves finish before either error is raised
+            )
             pending = (received, chunk, future)
             received += len(chunk)
         if pending is not None:
             await self._finish_chunk(*pending)
         self._received = received
 
-    def _store_chunk(self, chunk: bytes, offset: int) -> None:
+    def _write_chunk(self, chunk: bytes, offset: int) -> None:
         if self.passthrough_from is None and self._fd is not None:
             view = memoryview(chunk)
             done = 0
             while done < len(view):
                 done += os.pwrite(self._fd, view[done:], offset + done)
+
+    def _hash_chunk(self, chunk: bytes, offset: int) -> None:
         self._hasher.update(chunk)
         if self._tap is not None:
             self._tap(offset, chunk)
 
-    async def _finish_chunk(self, offset: int, chunk: bytes, future: asyncio.Future[None]) -> None:
+    async def _finish_chunk(self, offset: int, chunk: bytes, future: Awaitable[list[object]]) -> None:
         try:
-            await future
+            # The hash is done before anything (a write retry, the next chunk) touches it again.
+            for result in await future:
+                if isinstance(result, BaseException):
+                    raise result
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -228,15 +238,14 @@ class Fill:
         remaining = (self.size - offset) if self.size is not None else len(chunk) * 64
         self._hooks.make_room(remaining)
         try:
-            await loop.run_in_executor(self._executor, self._store_chunk, chunk, offset)
+            await loop.run_in_executor(self._executor, self._write_chunk, chunk, offset)
             return
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
         log.warning("disk full while filling %s: serving it uncached", self.digest)
         self.passthrough_from = offset
-        self._notify()
-        await loop.run_in_executor(self._executor, self._hasher.update, chunk)
+        self._notify()  # the chunk was hashed already, beside the write that failed
 
     async def _broadcast(self, offset: int, chunk: bytes) -> None:
         for queue in list(self._queues):

@@ -79,6 +79,9 @@ class BlobStore:
         self.layout = Layout(root)
         self.policy = EvictionPolicy(max_size, high_watermark, low_watermark, min_free_bytes)
         self.chunk_size = chunk_size
+        # Cache hits read bigger chunks: measured 1.28x with four clients and 1.13x with one
+        # for 4 MiB over 1 MiB (fewer loop turns and syscalls per byte; see docs/benchmarks.md).
+        self.read_chunk_size = max(chunk_size, 4 * 1024 * 1024)
         self._complete_abandoned = complete_abandoned_fills
         self._executor = executor or ThreadPoolExecutor(max_workers=8, thread_name_prefix="nvme-cache")
         self._index: BlobIndex | None = None
@@ -260,7 +263,7 @@ class BlobStore:
     ) -> asyncio.Future[bytes] | None:
         if offset >= stop:
             return None
-        return loop.run_in_executor(self._executor, os.pread, fd, min(self.chunk_size, stop - offset), offset)
+        return loop.run_in_executor(self._executor, os.pread, fd, min(self.read_chunk_size, stop - offset), offset)
 
     # -- fill hooks --------------------------------------------------------------------------------
     def reserve(self, size: int) -> bool:

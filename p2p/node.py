@@ -184,10 +184,10 @@ class P2PNode:
                 await self._announce_everything()
 
     # -- asking the swarm -----------------------------------------------------------------------------
-    async def holders(self, digest: str, excluded: Iterable[str] = ()) -> list[PeerHolding]:
+    async def holders(self, digest: str, excluded: Iterable[str] = (), piece: int | None = None) -> list[PeerHolding]:
         exclude = [self.config.peer_id, *excluded][:MAX_EXCLUDES]
         try:
-            found = await self.tracker.peers(digest, zone=self.config.zone, exclude=exclude)
+            found = await self.tracker.peers(digest, zone=self.config.zone, exclude=exclude, piece=piece)
         except TrackerError as exc:
             log.warning("peer lookup for %s failed: %s", digest, exc)
             return []

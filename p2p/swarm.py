@@ -139,15 +139,13 @@ class SwarmStream:
             if self._offset >= self.size:
                 return
             rounds += 1
-            # Stalled. The lease if it is free; back to the swarm if someone else took it and
-            # the last round moved; the origin otherwise.
-            if await self._try_lease():
+            # Stalled. The lease if it is free; back to the swarm if someone else took it (and
+            # the last round moved); the origin otherwise.
+            rejoin = rounds < 3 and (self._offset > before or rounds == 1)
+            choice = await self._rejoin() if rejoin else "origin"
+            if choice == "seed":
                 await self._open_origin(self._offset, seed=True)
-            elif rounds < 3 and (self._offset > before or rounds == 1) and await self._node.holders(
-                self._digest, self._excluded
-            ):
-                continue
-            else:
+            elif choice == "origin":
                 await self._open_origin(self._offset, seed=False)
         assert self._origin_stream is not None
         async for chunk in self._origin_stream:
@@ -194,6 +192,11 @@ class SwarmStream:
         except TrackerError as exc:
             log.warning("publishing piece hashes of %s failed: %s", self._digest, exc)
             self._new_hashes.update(batch)  # try again with the next batch
+        except BaseException:
+            # Cancelled mid-request (the stream closed): the final flush must still send these,
+            # or every downloader stalls at the first piece whose hash never arrived.
+            self._new_hashes.update(batch)
+            raise
 
     # -- downloading ----------------------------------------------------------------------------
     async def _download(self) -> AsyncIterator[bytes]:
@@ -214,7 +217,7 @@ class SwarmStream:
                 now = self._loop.time()
                 if now - last_refresh >= config.poll_interval:
                     last_refresh = now
-                    holdings = await self._node.holders(self._digest, excluded)
+                    holdings = await self._node.holders(self._digest, excluded, piece=next_index)
                     if any(i not in hashes for i in range(next_index, min(count, next_index + config.window))):
                         hashes.update(await self._node.piece_hashes(self._digest, self._piece_size))
                 resting = excluded | {p for p, until in backoff.items() if until > self._loop.time()}
@@ -233,6 +236,11 @@ class SwarmStream:
                     yield ready.pop(next_index)
                     next_index += 1
                     last_progress = self._loop.time()
+                if holdings and not any(h.peer.id not in excluded for h in holdings):
+                    holdings = []
+                if not holdings and not inflight and self._loop.time() - last_progress > 1.0:
+                    log.info("no usable peer holds %s any more: leaving the swarm", self._digest)
+                    return
                 if self._loop.time() - last_progress > config.stall_timeout:
                     log.warning("download of %s stalled at piece %d: leaving the swarm", self._digest, next_index)
                     return
@@ -299,6 +307,21 @@ class SwarmStream:
         if actual != expected:
             raise BadPiece(f"sha256 {actual} != {expected}")
         return data
+
+    async def _rejoin(self) -> str:
+        """After a stall: "seed" (we hold the lease now), "peer" (someone usable holds it), or
+        "origin" (nobody turned up within stall_timeout)."""
+        deadline = self._loop.time() + self._config.stall_timeout
+        while True:
+            # Peers first: a seed that just completed released its lease, and taking it over
+            # would fetch from the origin what a peer already has.
+            if await self._node.holders(self._digest, self._excluded):
+                return "peer"
+            if await self._try_lease():
+                return "seed"
+            if self._loop.time() >= deadline:
+                return "origin"
+            await asyncio.sleep(self._config.poll_interval)
 
     async def _try_lease(self) -> bool:
         try:

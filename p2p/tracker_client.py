@@ -92,9 +92,16 @@ class TrackerClient:
         return bool(payload["known"])
 
     async def peers(
-        self, digest: str, zone: str = "", exclude: Sequence[str] = (), limit: int | None = None
+        self,
+        digest: str,
+        zone: str = "",
+        exclude: Sequence[str] = (),
+        limit: int | None = None,
+        piece: int | None = None,
     ) -> list[PeerHolding]:
         params: list[tuple[str, str]] = [("exclude", e) for e in exclude]
+        if piece is not None:
+            params.append(("piece", str(piece)))
         if zone:
             params.append(("zone", zone))
         if limit is not None:

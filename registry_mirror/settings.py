@@ -159,7 +159,8 @@ class P2PSettings:
         default=5.0, metadata={"help": "Seconds without progress before a peer is dropped."}
     )
     lease_ttl: float = field(
-        default=30.0, metadata={"help": "Seconds a seed lease from the tracker lasts."}
+        default=10.0,
+        metadata={"help": "Seconds a seed lease lasts (renewed every third); a dead seed's lease moves on after it."},
     )
     fault_corrupt_uploads: bool = field(
         default=False,

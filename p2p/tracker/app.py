@@ -113,7 +113,7 @@ async def lookup(request: Request) -> Response:
     digest = validate.digest(request.path_params["digest"])
     query = validate.lookup(request.query_params, request.query_params.getlist("exclude"))
     holdings = await _store(request).holders(digest)
-    ranked = rank_peers(holdings, query.zone, set(query.exclude), query.limit)
+    ranked = rank_peers(holdings, query.zone, set(query.exclude), query.limit, query.piece)
     return JSONResponse({"digest": digest, "peers": [h.to_wire() for h in ranked]})
 
 

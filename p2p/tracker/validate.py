@@ -65,6 +65,7 @@ class LookupQuery:
     zone: str
     exclude: tuple[str, ...]
     limit: int
+    piece: int | None = None  # the asker's next piece: its holders are offered first
 
 
 def _object(value: Any, field: str, allowed: set[str], required: set[str]) -> Mapping[str, Any]:
@@ -254,15 +255,19 @@ def report(body: Any) -> ReportRequest:
 
 def lookup(params: Mapping[str, str], excludes: list[str]) -> LookupQuery:
     for key in params:
-        if key not in ("zone", "exclude", "limit"):
+        if key not in ("zone", "exclude", "limit", "piece"):
             raise InvalidField(key, "unknown query parameter")
     if len(excludes) > models.MAX_EXCLUDES:
         raise InvalidField("exclude", f"must be given at most {models.MAX_EXCLUDES} times")
     limit_text = params.get("limit", "20")
     if not limit_text.isdecimal() or len(limit_text) > 4:
         raise InvalidField("limit", "must be an integer")
+    piece_text = params.get("piece")
+    if piece_text is not None and (not piece_text.isdecimal() or len(piece_text) > 6):
+        raise InvalidField("piece", "must be a piece index")
     return LookupQuery(
         zone=zone(params.get("zone", "")),
         exclude=tuple(peer_id(e, "exclude") for e in excludes),
         limit=_integer(int(limit_text), "limit", 1, models.MAX_LOOKUP_LIMIT),
+        piece=None if piece_text is None else _integer(int(piece_text), "piece", 0, models.MAX_PIECES - 1),
     )

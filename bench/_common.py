@@ -1,0 +1,252 @@
+"""What every bench script shares: the real servers (origin, proxy, mirror, nginx), a test blob,
+curl as the GET client, interleaved rounds, the table and the JSON result file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    # tests.support holds the real-server fixtures; PYTHONPATH still wins, so a prototype copy of
+    # a package can be measured against the tree's own.
+    _after_pythonpath = 1 + len([p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    sys.path.insert(_after_pythonpath, str(REPO_ROOT))
+
+from tests.support.mirror import MirrorProcess  # noqa: E402
+from tests.support.net import free_port, wait_port  # noqa: E402
+from tests.support.origin import OriginRegistry, ProxyRegistry  # noqa: E402
+from tests.support.procs import ManagedProcess, require_binary  # noqa: E402
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+# run_all --quick points this elsewhere so smoke runs never overwrite real results.
+RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).parent / "results")
+REPO = "bench/blob"
+UPSTREAM = "origin"
+
+__all__ = [
+    "GiB", "MiB", "REPO", "MirrorProcess", "Nginx", "OriginRegistry", "ProxyRegistry", "Table",
+    "curl_get", "curl_get_many", "drop_from_page_cache", "interleaved", "make_blob", "median",
+    "mirror_blob_path", "origin_blob_path", "read_warm", "registry_data_path", "start_mirror", "wait_for_file",
+    "workdir", "write_result",
+]
+
+
+@contextmanager
+def workdir(prefix: str, parent: Path | None = None) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-", dir=parent or os.environ.get("BENCH_TMP")))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+# -- the blob --------------------------------------------------------------------------------------
+def make_blob(path: Path, size: int, seed: int = 1) -> str:
+    """`size` incompressible bytes (a counter hashed into 1 MiB blocks of sha-stretched noise)."""
+    digest = hashlib.sha256()
+    block = os.urandom(MiB)  # one random block, varied per MiB: cheap and never compressible
+    with path.open("wb") as out:
+        for index in range(0, size, MiB):
+            chunk = (index // MiB + seed).to_bytes(8, "little") + block[8 : min(MiB, size - index)]
+            digest.update(chunk)
+            out.write(chunk)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def registry_data_path(storage: Path, digest: str) -> Path:
+    hex_ = digest.split(":", 1)[1]
+    return storage / "docker" / "registry" / "v2" / "blobs" / "sha256" / hex_[:2] / hex_ / "data"
+
+
+def origin_blob_path(origin: OriginRegistry, digest: str) -> Path:
+    return registry_data_path(origin.workdir / "storage", digest)
+
+
+def mirror_blob_path(cache_dir: Path, digest: str) -> Path:
+    algorithm, hex_ = digest.split(":", 1)
+    return cache_dir / "blobs" / algorithm / hex_[:2] / hex_
+
+
+def wait_for_file(path: Path, timeout: float = 60.0) -> Path:
+    """A fill commits (fsync, rename) after the last byte went out: wait for the file."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.05)
+    return path
+
+
+def read_warm(*paths: Path) -> None:
+    """The VM drops page cache idle for ~60 s: read the file just before a warm figure."""
+    for path in paths:
+        with path.open("rb", buffering=0) as src:
+            while src.readinto(_WARM_BUFFER):
+                pass
+
+
+_WARM_BUFFER = bytearray(8 * MiB)
+
+
+def drop_from_page_cache(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+# -- servers ---------------------------------------------------------------------------------------
+def start_mirror(work: Path, origin_url: str, cache_dir: Path | None = None,
+                 env: dict[str, str] | None = None) -> MirrorProcess:
+    mirror = MirrorProcess(
+        work, {UPSTREAM: origin_url}, ["--default-upstream", UPSTREAM, "--log-level", "warning",
+                                       "--cache-max-size", "40GiB"],
+        cache_dir=cache_dir, env=env,
+    )
+    return mirror.start()
+
+
+class Nginx:
+    """nginx with sendfile on, serving `root` on a free loopback port; run in the foreground."""
+
+    def __init__(self, work: Path, root: Path) -> None:
+        self.work = work
+        self.root = root
+        self.port = free_port()
+        self.process: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Nginx:
+        prefix = self.work / "nginx"
+        (prefix / "logs").mkdir(parents=True, exist_ok=True)
+        temp = prefix / "temp"
+        temp.mkdir(exist_ok=True)
+        conf = prefix / "nginx.conf"
+        conf.write_text(
+            "worker_processes 1;\n"
+            + ("user root;\n" if os.geteuid() == 0 else "")  # the work dir is 0700
+            + f"pid {prefix}/nginx.pid;\nerror_log {prefix}/logs/error.log warn;\n"
+            "events { worker_connections 1024; }\n"
+            "http {\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 100000;\n"
+            f"  client_body_temp_path {temp}/body;\n  proxy_temp_path {temp}/proxy;\n"
+            f"  fastcgi_temp_path {temp}/fastcgi;\n  uwsgi_temp_path {temp}/uwsgi;\n"
+            f"  scgi_temp_path {temp}/scgi;\n"
+            "  default_type application/octet-stream;\n"
+            f"  server {{ listen 127.0.0.1:{self.port}; root {self.root}; }}\n}}\n"
+        )
+        self.process = ManagedProcess(
+            [require_binary("nginx"), "-c", str(conf), "-p", str(prefix), "-g", "daemon off;"],
+            prefix / "nginx.log",
+        ).start()
+        wait_port("127.0.0.1", self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+# -- curl as the GET client --------------------------------------------------------------------------
+def curl_get(url: str) -> tuple[int, float]:
+    """(bytes received, seconds) for one GET into /dev/null; raises unless HTTP 200."""
+    (result,) = curl_get_many([url])
+    return result
+
+
+def curl_get_many(urls: Sequence[str]) -> list[tuple[int, float]]:
+    """Start one curl per URL at once; each reports its own bytes and time."""
+    procs = [
+        subprocess.Popen(
+            ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{time_total}", url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for url in urls
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        code, size, seconds = out.split()
+        if proc.returncode != 0 or code not in ("200", "206"):
+            raise RuntimeError(f"curl failed: rc={proc.returncode} http={code} {err.strip()}")
+        results.append((int(size), float(seconds)))
+    return results
+
+
+# -- rounds, table, result file ----------------------------------------------------------------------
+def interleaved(variants: Sequence[str], rounds: int) -> Iterator[tuple[int, str]]:
+    """(round, variant): the order flips every round so drift hits every variant alike."""
+    for round_no in range(rounds):
+        order = list(variants) if round_no % 2 == 0 else list(reversed(variants))
+        for name in order:
+            yield round_no, name
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+@dataclass
+class Table:
+    columns: Sequence[str]
+    rows: list[Sequence[object]]
+
+    def render(self) -> str:
+        cells = [[_cell(value) for value in row] for row in self.rows]
+        widths = [max(len(str(c)), *(len(row[i]) for row in cells)) for i, c in enumerate(self.columns)]
+        lines = ["  ".join(str(c).ljust(w) for c, w in zip(self.columns, widths))]
+        lines.append("  ".join("-" * w for w in widths))
+        lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        cells = [[_cell(value) for value in row] for row in self.rows]
+        lines = ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
+        lines += ["| " + " | ".join(row) + " |" for row in cells]
+        return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def write_result(name: str, result: dict[str, object], tables: Sequence[Table]) -> Path:
+    for table in tables:
+        print(table.render())
+        print()
+        print(table.markdown())
+        print()
+    result = {
+        "name": name, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(),
+        "python": platform.python_version(), **result,
+    }
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path
+
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
