@@ -42,7 +42,7 @@ class AccessLog:
 
     def _record(self, scope: Scope, info: dict[str, Any], status: int, sent: int, seconds: float) -> None:
         route = info.get("route") or _plain_route(scope["path"])
-        metrics.requests.add(1, {"route": route, "method": scope["method"], "status": str(status)})
+        metrics.count_request(route, scope["method"], status)
         if not self.enabled or not log.isEnabledFor(logging.INFO):
             return
         client = scope.get("client")

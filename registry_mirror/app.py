@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import registry_mirror.translations  # noqa: F401  (registers the exception translations)
 from nvme_cache import BlobStore
@@ -117,11 +117,29 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
         lifespan=lifespan,
     )
     app.state.mirror = mirror
-    logged = AccessLog(app, enabled=settings.access_log)
+    logged = AccessLog(_FastPath(api, app, settings.path_prefix), enabled=settings.access_log)
     if tracing:
         mirror.on_shutdown.insert(0, _async(shutdown_tracing))  # runs last: flushes the final spans
         return TracingMiddleware(logged), mirror
     return logged, mirror
+
+
+class _FastPath:
+    """Distribution API paths go straight to DistributionAPI (it parses and answers errors
+    itself); everything else through Starlette. Skipping Starlette's router and middleware
+    stack measured about a third of the CPU of a cached manifest HEAD (py-spy)."""
+
+    def __init__(self, api: ASGIApp, app: ASGIApp, path_prefix: str) -> None:
+        self.api = api
+        self.app = app
+        self.root = path_prefix or "/v2"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] == "http" and (path == self.root or path.startswith(self.root + "/")):
+            await self.api(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def _async(fn: Callable[[], None]) -> Callable[[], Awaitable[None]]:

@@ -3,7 +3,11 @@ adds `_total` to counters)."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
+
 from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Observation
 
 meter = metrics.get_meter("registry_mirror")
 
@@ -13,7 +17,25 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 blob_bytes = meter.create_counter(
     "registry_mirror_blob_bytes", description="Blob bytes sent to clients, by source and upstream"
 )
-requests = meter.create_counter("registry_mirror_requests", description="Requests by route, method and status")
+# Requests are counted in a plain dict and reported through an observable counter: an SDK
+# Counter.add with attributes cost ~10% of a manifest HEAD (py-spy), a dict increment nothing.
+_request_counts: Counter[tuple[str, str, str]] = Counter()
+
+
+def count_request(route: str, method: str, status: int) -> None:
+    _request_counts[(route, method, str(status))] += 1
+
+
+def _observe_requests(_: CallbackOptions) -> Iterable[Observation]:
+    return [
+        Observation(count, {"route": route, "method": method, "status": status})
+        for (route, method, status), count in list(_request_counts.items())
+    ]
+
+
+meter.create_observable_counter(
+    "registry_mirror_requests", callbacks=[_observe_requests], description="Requests by route, method and status"
+)
 blob_duration = meter.create_histogram(
     "registry_mirror_blob_duration_seconds",
     description="Time to serve a blob body, by source",

@@ -55,6 +55,7 @@ def _config(app: object, host: str, port: int, log_level: str, **ssl: object) ->
         http="httptools",
         lifespan="auto",
         access_log=False,  # our own JSON access log replaces uvicorn's
+        proxy_headers=False,  # nothing sits in front of us: X-Forwarded-For would let clients pick their IP
         log_level="trace" if log_level == "trace" else log_level,
         log_config=None,
         timeout_graceful_shutdown=10,
