@@ -88,7 +88,7 @@ class P2PNode:
     def wrap(self, digest: Digest, origin: FillSource, size: int | None = None) -> FillSource:
         @contextlib.asynccontextmanager
         async def open_swarm() -> AsyncIterator[SwarmStream]:
-            stream = SwarmStream(self, str(digest), _as_opener(origin))
+            stream = SwarmStream(self, str(digest), _as_opener(origin), size_hint=size)
             failed = True
             try:
                 await stream.open()

@@ -53,7 +53,7 @@ class OriginOpener(Protocol):
 class SwarmStream:
     """A fill source stream (nvme_cache.SourceStream) with a `tap` for piece hashing."""
 
-    def __init__(self, node: P2PNode, digest: str, origin: OriginOpener) -> None:
+    def __init__(self, node: P2PNode, digest: str, origin: OriginOpener, size_hint: int | None = None) -> None:
         self._node = node
         self._config = node.config
         self._digest = digest
@@ -71,6 +71,7 @@ class SwarmStream:
         self._seeding = False
         self._offset = 0
         self._excluded: set[str] = set()
+        self._size_hint = size_hint  # from a listing, for origins that send no Content-Length
 
     # -- choosing where the bytes come from ----------------------------------------------------
     async def open(self) -> None:
@@ -104,7 +105,7 @@ class SwarmStream:
         await self._exits.enter_async_context(self._node.origin_slot())
         stream = await self._exits.enter_async_context(self._origin(offset))
         remaining = stream.size
-        total = None if remaining is None else offset + remaining
+        total = self._size_hint if remaining is None else offset + remaining
         if self.size is None:
             self.size = total
         elif total is not None and total != self.size:

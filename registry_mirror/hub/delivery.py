@@ -43,15 +43,24 @@ class HubSourceStream:
         return self._chunks
 
 
-def hub_source(client: HubClient, url: URL, creds: Mapping[str, str], kind: str) -> FillSource:
-    """A fill source reading one file from the hub origin (GET, redirects followed)."""
+def hub_source(
+    client: HubClient, url: URL, creds: Mapping[str, str], kind: str, size: int | None = None,
+) -> FillSource:
+    """A fill source reading one file from the hub origin (GET, redirects followed). `size` (from the
+    listing) stands in for a missing Content-Length: p2p seeds, hashing pieces, only a known size."""
 
     @contextlib.asynccontextmanager
-    async def open_origin() -> AsyncIterator[HubSourceStream]:
-        async with client.open("GET", url, creds, kind=kind) as response:
-            if response.status != 200:
-                raise HubUnavailable(f"GET {url.path} answered {response.status}, expected 200", response.status)
-            yield HubSourceStream(response.content_length, response.content.iter_chunked(client.chunk_size))
+    async def open_origin(offset: int = 0) -> AsyncIterator[HubSourceStream]:
+        """The file from `offset` on: p2p opens origin sources with an offset to resume a download."""
+        headers = {"Range": f"bytes={offset}-"} if offset else None
+        expected = 206 if offset else 200
+        async with client.open("GET", url, creds, kind=kind, headers=headers) as response:
+            if response.status != expected:
+                raise HubUnavailable(f"GET {url.path} answered {response.status}, expected {expected}", response.status)
+            remaining = response.content_length
+            if remaining is None and size is not None:
+                remaining = size - offset
+            yield HubSourceStream(remaining, response.content.iter_chunked(client.chunk_size))
 
     return open_origin
 

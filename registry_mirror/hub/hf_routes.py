@@ -164,7 +164,8 @@ class HuggingFaceApp:
         url = self.client.url(f"/{TYPE_PREFIX[ref.repo_type]}{ref.raw_repo}/resolve/{commit}/{raw_path}")
         if info.lfs_sha256 is not None:
             digest = Digest("sha256", info.lfs_sha256)
-            return await serve_blob(self.mirror, digest, info.size, hub_source(self.client, url, creds, "lfs"), headers,
+            origin = hub_source(self.client, url, creds, "lfs", info.size)
+            return await serve_blob(self.mirror, digest, info.size, origin, headers,
                                     request_headers=request.headers, head=head, kind="hf")
         if head:
             return await serve_blob(self.mirror, Digest("sha256", "0" * 64), info.size, None, headers,

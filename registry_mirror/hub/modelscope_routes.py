@@ -83,7 +83,8 @@ class ModelScopeApp:
             return await self.pass_through(request, path, creds)
         url = self.client.url(path, request.url.query)
         headers = {"Content-Type": "application/octet-stream", "ETag": f'"{digest.hex}"'}
-        return await serve_blob(self.mirror, digest, listed.size, hub_source(self.client, url, creds, "file"), headers,
+        origin = hub_source(self.client, url, creds, "file", listed.size)
+        return await serve_blob(self.mirror, digest, listed.size, origin, headers,
                                 request_headers=request.headers, head=request.method == "HEAD", kind="modelscope")
 
     async def listed_file(

@@ -1,24 +1,30 @@
 """Real processes for the hub tests: olah (offline, serving git repos made here) behind a small
-HF-like front (private repos, Xet metadata), the mirror with the hub mounted, and clients run as
-subprocesses (huggingface_hub, modelscope, `registry-mirror get`)."""
+HF-like front (private repos, Xet metadata), `registry-mirror serve --hf-upstream ...
+--modelscope-upstream ...`, and clients run as subprocesses (huggingface_hub, modelscope,
+`registry-mirror get`). Every helper process runs in a temp dir, so nothing lands in the repo."""
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.hub.olah_origin import HubRepo, OlahOrigin
+from tests.support.mirror import MirrorProcess
 from tests.support.net import free_port, wait_http
 from tests.support.procs import ManagedProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GOOD_TOKEN = "hf_good_token_for_tests"
 WEIGHTS_SIZE = 3 * 1024 * 1024 + 17  # several 1 MiB chunks and a ragged end
+DEAD_URL = "http://127.0.0.1:1"  # an origin nobody answers: keeps every default off the internet
+# `serve` needs one registry upstream; the hub tests never ask it for anything.
+UNUSED_REGISTRY = {"127.0.0.1:1": DEAD_URL}
 
 
 @dataclass
@@ -41,6 +47,27 @@ def _random(size: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
+def start_module(module: str, args: Sequence[str], workdir: Path) -> ManagedProcess:
+    """`python -m tests.hub.<module> ARGS` with its cwd and log in `workdir`, not in the repo."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {"PYTHONPATH": str(REPO_ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+    return ManagedProcess([sys.executable, "-m", f"tests.hub.{module}", *args], workdir / f"{module}.log",
+                          env=env, cwd=workdir).start()
+
+
+def start_front(workdir: Path, olah_url: str, token: str) -> tuple[ManagedProcess, str]:
+    """The HF-like front (tests/hub/hub_front.py) before olah; returns (process, url)."""
+    port = free_port()
+    front = start_module("hub_front", [str(port), olah_url, token], workdir)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/api/whoami-v2", timeout=30, alive=front.alive)
+    except BaseException:
+        front.stop()
+        raise
+    return front, url
+
+
 @pytest.fixture(scope="module")
 def hub_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubOrigin]:
     work = tmp_path_factory.mktemp("hub-origin")
@@ -61,63 +88,61 @@ def hub_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubOrigin]:
     # Same size, different bytes: the origin now serves a body that does not match its LFS pointer.
     corrupt.lfs_object("model.safetensors").write_bytes(_random(WEIGHTS_SIZE, 99))
     olah.start()
-    port = free_port()
-    front = ManagedProcess([sys.executable, "-m", "tests.hub.hub_front", str(port), olah.url, GOOD_TOKEN],
-                           work / "front.log", cwd=REPO_ROOT).start()
     try:
-        wait_http(f"http://127.0.0.1:{port}/api/whoami-v2", timeout=30, alive=front.alive)
-        yield HubOrigin(olah, front, f"http://127.0.0.1:{port}", public, private, corrupt, sources)
+        front, front_url = start_front(work / "front", olah.url, GOOD_TOKEN)
+    except BaseException:
+        olah.stop()
+        raise
+    try:
+        yield HubOrigin(olah, front, front_url, public, private, corrupt, sources)
     finally:
         front.stop()
         olah.stop()
 
 
-class HubMirror:
-    def __init__(self, workdir: Path, hf_url: str, ms_url: str, revision_ttl: float = 60.0) -> None:
-        self.workdir = workdir
-        self.cache_dir = workdir / "cache"
-        self.port = free_port()
-        self.process = ManagedProcess(
-            [sys.executable, "-m", "tests.hub.serve_hub", str(self.port), str(self.cache_dir), hf_url, ms_url,
-             str(revision_ttl)],
-            workdir / "mirror.log", cwd=REPO_ROOT,
-        )
+def hub_args(hf_url: str = DEAD_URL, ms_url: str = DEAD_URL) -> list[str]:
+    return ["--hf-upstream", hf_url, "--modelscope-upstream", ms_url]
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "HubMirror":
-        self.process.start()
-        wait_http(f"{self.url}/healthz", timeout=30, alive=self.process.alive)
-        return self
+def cached_blob(mirror: MirrorProcess, sha256: str) -> Path:
+    """Where nvme_cache keeps the verified blob `sha256:<sha256>`."""
+    return mirror.cache_dir / "blobs" / "sha256" / sha256[:2] / sha256
 
-    def cached_blob(self, sha256: str) -> Path:
-        return self.cache_dir / "blobs" / "sha256" / sha256[:2] / sha256
+
+def committed_blob(mirror: MirrorProcess, sha256: str, deadline: float = 30.0) -> Path:
+    """The cached blob once its fill committed. A client can have the whole body a moment before
+    the fill's fsync and rename, so this waits for the file rather than expecting it at once."""
+    path = cached_blob(mirror, sha256)
+    end = time.monotonic() + deadline
+    while not path.exists():
+        if time.monotonic() > end:
+            raise AssertionError(f"sha256:{sha256} never committed to {mirror.cache_dir}")
+        time.sleep(0.05)
+    return path
 
 
 @pytest.fixture
-def hub_mirror(tmp_path: Path) -> Iterator[Callable[..., HubMirror]]:
-    started: list[HubMirror] = []
+def hub_mirror(mirror_process: Callable[..., MirrorProcess]) -> Callable[..., MirrorProcess]:
+    """Factory: a real `registry-mirror serve` with the hubs pointed at the given origins."""
 
-    def start(hf_url: str = "http://127.0.0.1:1", ms_url: str = "http://127.0.0.1:1", revision_ttl: float = 60.0,
-              ) -> HubMirror:
-        mirror = HubMirror(tmp_path / f"mirror-{len(started)}", hf_url, ms_url, revision_ttl)
-        started.append(mirror)
-        return mirror.start()
+    def start(hf_url: str = DEAD_URL, ms_url: str = DEAD_URL, revision_ttl: float | None = None,
+              extra_args: Sequence[str] = (), host: str = "127.0.0.1") -> MirrorProcess:
+        env: Mapping[str, str] = {} if revision_ttl is None else {"REGISTRY_MIRROR_HF_REVISION_TTL": str(revision_ttl)}
+        return mirror_process(UNUSED_REGISTRY, extra_args=[*hub_args(hf_url, ms_url), *extra_args], host=host,
+                              env=env)
 
-    yield start
-    for mirror in started:
-        mirror.process.stop()
+    return start
 
 
-def run_python(code: str, env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Runs a client in its own interpreter, as a user would."""
+def run_python(code: str, env: dict[str, str], *args: str, cwd: Path,
+               timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Runs a client in its own interpreter, as a user would, in `cwd` (a temp dir)."""
+    cwd.mkdir(parents=True, exist_ok=True)
     return subprocess.run([sys.executable, "-c", code, *args], env={**os.environ, **env}, capture_output=True,
-                          text=True, timeout=timeout, cwd=REPO_ROOT)
+                          text=True, timeout=timeout, cwd=cwd)
 
 
-def hf_env(mirror: HubMirror, home: Path, *, xet: bool, token: str | None = None) -> dict[str, str]:
+def hf_env(mirror: MirrorProcess, home: Path, *, xet: bool, token: str | None = None) -> dict[str, str]:
     env = {"HF_ENDPOINT": f"{mirror.url}/hf", "HF_HOME": str(home), "HF_HUB_DISABLE_TELEMETRY": "1",
            "HF_HUB_DISABLE_XET": "0" if xet else "1", "HF_HUB_ETAG_TIMEOUT": "30", "HF_HUB_DOWNLOAD_TIMEOUT": "30"}
     if token:

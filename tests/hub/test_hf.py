@@ -8,7 +8,10 @@ from typing import Callable
 import httpx
 import pytest
 
-from tests.hub.conftest import GOOD_TOKEN, HubMirror, HubOrigin, hf_env, run_python
+from tests.hub.conftest import (
+    GOOD_TOKEN, WEIGHTS_SIZE, HubOrigin, cached_blob, committed_blob, hf_env, run_python, start_front,
+)
+from tests.support.mirror import MirrorProcess
 
 SNAPSHOT = """
 import sys
@@ -35,7 +38,7 @@ def assert_snapshot(folder: Path, origin: HubOrigin, repo: str) -> None:
 
 @pytest.mark.parametrize("xet", [False, True], ids=["plain", "hf_xet"])
 def test_snapshot_download_twice_fetches_weights_once(
-    hub_origin: HubOrigin, hub_mirror: Callable[..., HubMirror], tmp_path: Path, xet: bool
+    hub_origin: HubOrigin, hub_mirror: Callable[..., MirrorProcess], tmp_path: Path, xet: bool
 ) -> None:
     if xet:
         pytest.importorskip("hf_xet")  # the front advertises Xet: the mirror must hide it
@@ -43,18 +46,20 @@ def test_snapshot_download_twice_fetches_weights_once(
     repo = "org/model"
     before = origin_gets(hub_origin, repo, "model.safetensors")
     for round_ in range(2):
-        result = run_python(SNAPSHOT, hf_env(mirror, tmp_path / f"home-{round_}", xet=xet), repo)
+        result = run_python(SNAPSHOT, hf_env(mirror, tmp_path / f"home-{round_}", xet=xet), repo,
+                            cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
         assert_snapshot(Path(result.stdout.strip().splitlines()[-1]), hub_origin, repo)
     assert origin_gets(hub_origin, repo, "model.safetensors") - before == 1
-    assert "xet-read-token" not in mirror.process.log_text()
+    assert "xet-read-token" not in mirror.log_text()
 
 
 def test_hf_hub_download_by_branch_and_range(
-    hub_origin: HubOrigin, hub_mirror: Callable[..., HubMirror], tmp_path: Path
+    hub_origin: HubOrigin, hub_mirror: Callable[..., MirrorProcess], tmp_path: Path
 ) -> None:
     mirror = hub_mirror(hub_origin.front_url)
-    result = run_python(ONE_FILE, hf_env(mirror, tmp_path / "home", xet=True), "org/model", "model.safetensors", "main")
+    result = run_python(ONE_FILE, hf_env(mirror, tmp_path / "home", xet=True), "org/model", "model.safetensors", "main",
+                        cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     expected = hub_origin.sources["org/model/model.safetensors"]
     assert Path(result.stdout.strip().splitlines()[-1]).read_bytes() == expected
@@ -68,7 +73,7 @@ def test_hf_hub_download_by_branch_and_range(
 
 
 def test_corrupted_lfs_body_is_never_served_or_cached(
-    hub_origin: HubOrigin, hub_mirror: Callable[..., HubMirror], tmp_path: Path
+    hub_origin: HubOrigin, hub_mirror: Callable[..., MirrorProcess], tmp_path: Path
 ) -> None:
     mirror = hub_mirror(hub_origin.front_url)
     sha256 = hub_origin.corrupt.lfs["model.safetensors"]
@@ -77,22 +82,23 @@ def test_corrupted_lfs_body_is_never_served_or_cached(
         with pytest.raises(httpx.HTTPError):
             response = httpx.get(url, timeout=30)
             response.raise_for_status()  # a 502 is fine too; a complete 200 is not
-    assert not mirror.cached_blob(sha256).exists()
+    assert not cached_blob(mirror, sha256).exists()
     result = run_python(ONE_FILE, hf_env(mirror, tmp_path / "home", xet=False), "org/corrupt", "model.safetensors",
-                        "main")
+                        "main", cwd=tmp_path)
     assert result.returncode != 0
     assert not list((tmp_path / "home").rglob("snapshots/*/model.safetensors"))
 
 
 def test_private_files_only_for_a_token_the_origin_accepts(
-    hub_origin: HubOrigin, hub_mirror: Callable[..., HubMirror], tmp_path: Path
+    hub_origin: HubOrigin, hub_mirror: Callable[..., MirrorProcess], tmp_path: Path
 ) -> None:
     mirror = hub_mirror(hub_origin.front_url)
-    result = run_python(SNAPSHOT, hf_env(mirror, tmp_path / "home", xet=False, token=GOOD_TOKEN), "private/model")
+    result = run_python(SNAPSHOT, hf_env(mirror, tmp_path / "home", xet=False, token=GOOD_TOKEN), "private/model",
+                        cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert_snapshot(Path(result.stdout.strip().splitlines()[-1]), hub_origin, "private/model")
     commit = hub_origin.private.commit
-    assert mirror.cached_blob(hub_origin.private.lfs["model.safetensors"]).exists()
+    assert committed_blob(mirror, hub_origin.private.lfs["model.safetensors"]).stat().st_size == WEIGHTS_SIZE
     for path in ("model.safetensors", "config.json"):
         url = f"{mirror.url}/hf/private/model/resolve/{commit}/{path}"
         for headers in ({}, {"Authorization": "Bearer hf_wrong"}):
@@ -102,30 +108,23 @@ def test_private_files_only_for_a_token_the_origin_accepts(
             assert hub_origin.sources[f"private/model/{path}"] not in response.content
         good = httpx.get(url, headers={"Authorization": f"Bearer {GOOD_TOKEN}"})
         assert good.status_code == 200 and good.content == hub_origin.sources[f"private/model/{path}"]
-    denied = run_python(SNAPSHOT, hf_env(mirror, tmp_path / "anon", xet=False), "private/model")
+    denied = run_python(SNAPSHOT, hf_env(mirror, tmp_path / "anon", xet=False), "private/model", cwd=tmp_path)
     assert denied.returncode != 0
 
 
 def test_revision_served_stale_while_origin_fails(
-    hub_origin: HubOrigin, hub_mirror: Callable[..., HubMirror], tmp_path: Path
+    hub_origin: HubOrigin, hub_mirror: Callable[..., MirrorProcess], tmp_path: Path
 ) -> None:
     # revision_ttl=0: every request revalidates; the origin is a port nobody answers after the first.
-    from tests.support.net import free_port
-    from tests.support.procs import ManagedProcess
-    import sys
-
-    port = free_port()
-    front = ManagedProcess([sys.executable, "-m", "tests.hub.hub_front", str(port), hub_origin.olah.url, "x"],
-                           tmp_path / "front.log", cwd=Path(__file__).resolve().parents[2]).start()
-    from tests.support.net import wait_http
-
-    wait_http(f"http://127.0.0.1:{port}/api/whoami-v2", alive=front.alive)
-    mirror = hub_mirror(f"http://127.0.0.1:{port}", revision_ttl=0.0)
-    url = f"{mirror.url}/hf/api/models/org/model/revision/main"
-    fresh = httpx.get(url)
-    assert fresh.status_code == 200 and fresh.json()["sha"] == hub_origin.public.commit
-    assert httpx.get(f"{mirror.url}/hf/org/model/resolve/main/config.json").status_code == 200
-    front.stop()
+    front, front_url = start_front(tmp_path / "front", hub_origin.olah.url, "x")
+    try:
+        mirror = hub_mirror(front_url, revision_ttl=0.0)
+        url = f"{mirror.url}/hf/api/models/org/model/revision/main"
+        fresh = httpx.get(url)
+        assert fresh.status_code == 200 and fresh.json()["sha"] == hub_origin.public.commit
+        assert httpx.get(f"{mirror.url}/hf/org/model/resolve/main/config.json").status_code == 200
+    finally:
+        front.stop()
     stale = httpx.get(url)
     assert stale.status_code == 200 and stale.json()["sha"] == hub_origin.public.commit
     cached = httpx.get(f"{mirror.url}/hf/org/model/resolve/main/config.json")

@@ -15,7 +15,8 @@ from typing import Callable
 
 import pytest
 
-from tests.hub.conftest import REPO_ROOT, HubMirror, HubOrigin, run_python
+from tests.hub.conftest import HubOrigin, committed_blob, run_python, start_module
+from tests.support.mirror import MirrorProcess
 from tests.support.net import free_port, wait_http
 from tests.support.procs import ManagedProcess
 
@@ -34,21 +35,22 @@ def ms_origin(tmp_path: Path) -> Iterator[tuple[str, Path, ManagedProcess]]:
     (files / "model.bin").write_bytes(random.Random(7).randbytes(2 * 1024 * 1024 + 3))
     (files / "sub" / "notes.txt").write_text("notes")
     port = free_port()
-    origin = ManagedProcess([sys.executable, "-m", "tests.hub.ms_origin", str(port), str(files), "org/msmodel"],
-                            tmp_path / "ms-origin.log", cwd=REPO_ROOT).start()
-    wait_http(f"http://127.0.0.1:{port}/", alive=origin.alive)
-    yield f"http://127.0.0.1:{port}", files, origin
-    origin.stop()
+    origin = start_module("ms_origin", [str(port), str(files), "org/msmodel"], tmp_path / "ms-origin")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/", alive=origin.alive)
+        yield f"http://127.0.0.1:{port}", files, origin
+    finally:
+        origin.stop()
 
 
-def get(mirror: HubMirror, *args: str) -> subprocess.CompletedProcess[str]:
+def get(mirror: MirrorProcess, *args: str) -> subprocess.CompletedProcess[str]:
     cli = Path(sys.executable).parent / "registry-mirror"
     return subprocess.run([str(cli), "get", *args, "--mirror", mirror.url], capture_output=True, text=True,
-                          timeout=60, cwd=REPO_ROOT, env={k: v for k, v in os.environ.items() if k != "HF_TOKEN"})
+                          timeout=60, cwd=mirror.workdir, env={k: v for k, v in os.environ.items() if k != "HF_TOKEN"})
 
 
 def test_modelscope_client_twice_fetches_each_file_once(
-    ms_origin: tuple[str, Path, ManagedProcess], hub_mirror: Callable[..., HubMirror], tmp_path: Path
+    ms_origin: tuple[str, Path, ManagedProcess], hub_mirror: Callable[..., MirrorProcess], tmp_path: Path
 ) -> None:
     url, files, origin = ms_origin
     mirror = hub_mirror(ms_url=url)
@@ -56,7 +58,7 @@ def test_modelscope_client_twice_fetches_each_file_once(
            "MODELSCOPE_DOMAIN": f"127.0.0.1:{mirror.port}/modelscope"}
     for round_ in range(2):
         out = tmp_path / f"out-{round_}"
-        result = run_python(MS_SNAPSHOT, env, "org/msmodel", str(out))
+        result = run_python(MS_SNAPSHOT, env, "org/msmodel", str(out), cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
         for source in files.rglob("*"):
             if source.is_file():
@@ -64,11 +66,11 @@ def test_modelscope_client_twice_fetches_each_file_once(
     model_gets = [line for line in origin.log_text().splitlines() if "FilePath=model.bin" in line]
     assert len(model_gets) == 1
     sha256 = hashlib.sha256((files / "model.bin").read_bytes()).hexdigest()
-    assert mirror.cached_blob(sha256).exists()
+    assert committed_blob(mirror, sha256).read_bytes() == (files / "model.bin").read_bytes()
 
 
 def test_get_modelscope_include_and_relisting(
-    ms_origin: tuple[str, Path, ManagedProcess], hub_mirror: Callable[..., HubMirror], tmp_path: Path
+    ms_origin: tuple[str, Path, ManagedProcess], hub_mirror: Callable[..., MirrorProcess], tmp_path: Path
 ) -> None:
     url, files, _ = ms_origin
     mirror = hub_mirror(ms_url=url)
@@ -84,7 +86,7 @@ def test_get_modelscope_include_and_relisting(
 
 
 def test_get_hf_resumes_and_verifies(
-    hub_origin: HubOrigin, hub_mirror: Callable[..., HubMirror], tmp_path: Path
+    hub_origin: HubOrigin, hub_mirror: Callable[..., MirrorProcess], tmp_path: Path
 ) -> None:
     mirror = hub_mirror(hub_origin.front_url)
     out = tmp_path / "model"
