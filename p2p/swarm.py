@@ -167,8 +167,12 @@ class SwarmStream:
 
     # -- seeding --------------------------------------------------------------------------------
     def _piece_hashed(self, index: int, hexdigest: str) -> None:
-        # Called on the fill's worker thread.
-        self._loop.call_soon_threadsafe(self._new_hashes.__setitem__, index, hexdigest)
+        # Called on the fill's worker thread. Not `self._new_hashes.__setitem__`: that would bind
+        # the dict of this moment, and a flush may swap it out before the callback runs.
+        self._loop.call_soon_threadsafe(self._record_hash, index, hexdigest)
+
+    def _record_hash(self, index: int, hexdigest: str) -> None:
+        self._new_hashes[index] = hexdigest
 
     async def _publish_loop(self) -> None:
         renew_every = max(self._config.lease_ttl / 3, 0.5)

@@ -38,16 +38,20 @@ async def test_announce_then_lookup_returns_piece_bitmaps(client: TrackerClient)
     assert found["leech-1"].peer.url == peer("leech-1").url
 
 
-async def test_lookup_ranks_same_zone_then_load_then_pieces(client: TrackerClient) -> None:
+async def test_lookup_ranks_same_zone_then_piece_holders_then_load(client: TrackerClient) -> None:
     digest = new_digest()
     await client.announce(peer("far-idle", zone="z2", load=0), [complete(digest)])
     await client.announce(peer("near-busy", zone="z1", load=9), [complete(digest)])
     await client.announce(peer("near-idle-few", zone="z1", load=1), [partial(digest, 1)])
     await client.announce(peer("near-idle-many", zone="z1", load=1), [partial(digest, 0, 1)])
     await client.announce(peer("near-empty", zone="z1", load=0), [partial(digest)])
-    ranked = [h.peer.id for h in await client.peers(digest, zone="z1")]
-    assert ranked == ["near-idle-many", "near-idle-few", "near-busy", "far-idle"]
-    limited = await client.peers(digest, zone="z1", exclude=["near-idle-many"], limit=1)
+    # Asking for piece 0: its holders first, then load; peers with no piece are never offered.
+    ranked = [h.peer.id for h in await client.peers(digest, zone="z1", piece=0)]
+    assert ranked == ["near-idle-many", "near-busy", "near-idle-few", "far-idle"]
+    # Without a piece, equally loaded peers come in random order (spreads a big swarm's load).
+    unhinted = [h.peer.id for h in await client.peers(digest, zone="z1")]
+    assert set(unhinted[:2]) == {"near-idle-many", "near-idle-few"} and unhinted[2:] == ["near-busy", "far-idle"]
+    limited = await client.peers(digest, zone="z1", exclude=["near-idle-many"], limit=1, piece=1)
     assert [h.peer.id for h in limited] == ["near-idle-few"]
 
 
