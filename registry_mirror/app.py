@@ -10,14 +10,16 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import registry_mirror.translations  # noqa: F401  (registers the exception translations)
 from nvme_cache import BlobStore
 from registry_mirror.access_log import AccessLog
 from registry_mirror.admin import install_admin
+from registry_mirror.catalog_wiring import install_catalogs
 from registry_mirror.dispatch import DistributionAPI
+from registry_mirror.hub import build_hub_app
 from registry_mirror.manifest_cache import ManifestCache
 from registry_mirror.p2p_wiring import install_p2p
 from registry_mirror.policy.setup import build_policy, build_upstream_limits
@@ -63,8 +65,6 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
     node = install_p2p(mirror, settings.p2p)
     policy = build_policy(settings, config_file)
     mirror.upstream_limits = build_upstream_limits(settings)
-    from registry_mirror.catalog_wiring import install_catalogs  # signed catalogs (issue 5)
-
     catalogs = install_catalogs(mirror, settings)
     admin = install_admin(mirror, policy, metrics_registry)
     if admin is not None:
@@ -98,12 +98,9 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
         return JSONResponse({"ready": ready, "cache_index_loaded": mirror.store.ready}, status_code=200 if ready else 503)
 
     api = DistributionAPI(mirror, policy)
-    from starlette.routing import Mount  # the model hubs (registry_mirror/hub)
-
-    from registry_mirror.hub import build_hub_app
-
-    hub = build_hub_app(mirror, settings.hf.upstream, settings.modelscope.upstream,
-                        settings.hf.revision_ttl, settings.hf.auth_ttl)
+    hub = build_hub_app(
+        mirror, settings.hf.upstream, settings.modelscope.upstream, settings.hf.revision_ttl, settings.hf.auth_ttl
+    )
     mirror.on_shutdown.append(hub.aclose)
     app = Starlette(
         routes=[

@@ -57,7 +57,7 @@ async def get_blob(
         body,
         started=started,
         source=source,
-        on_done=_recorder(source, target.name, started),
+        on_done=body_recorder(source, target.name, started),
     )
 
 
@@ -92,9 +92,12 @@ async def _head_blob(mirror: Mirror, target: Target, digest: Digest, started: fl
     return BlobResponse(200, blob_headers(digest, size), None, started=started)
 
 
-def _recorder(source: str, upstream: str, started: float) -> BodyDone:
+def body_recorder(source: str, upstream: str, started: float, kind: str | None = None) -> BodyDone:
+    """Counts a blob body's bytes by source, its latency and an aborted transfer (also for /hf)."""
+    byte_labels = {"source": source, "upstream": upstream} | ({"kind": kind} if kind else {})
+
     def record(sent: int, first_byte: float | None, completed: bool) -> None:
-        metrics.blob_bytes.add(sent, {"source": source, "upstream": upstream})
+        metrics.blob_bytes.add(sent, byte_labels)
         if first_byte is not None:
             metrics.time_to_first_byte.record(first_byte, {"source": source})
         if completed:

@@ -8,7 +8,6 @@ while the origin is down, public repos stay readable and nothing else is.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from cachetools import TTLCache

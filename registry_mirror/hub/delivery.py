@@ -26,7 +26,8 @@ from registry_mirror.errors import OCIError
 from registry_mirror.hub import metrics
 from registry_mirror.hub.hf_upstream import HubClient, HubUnavailable
 from registry_mirror.paths import parse_range
-from registry_mirror.responses import BlobResponse, BodyDone
+from registry_mirror.blobs import body_recorder
+from registry_mirror.responses import BlobResponse
 from registry_mirror.state import Mirror
 
 SMALL_FILE_MAX_BYTES = 16 * 1024 * 1024  # the Hub keeps non-LFS files under 10 MB
@@ -65,19 +66,6 @@ def hub_source(
     return open_origin
 
 
-def _recorder(source: str, kind: str, started: float) -> BodyDone:
-    def record(sent: int, first_byte: float | None, completed: bool) -> None:
-        front_metrics.blob_bytes.add(sent, {"source": source, "upstream": kind, "kind": kind})
-        if first_byte is not None:
-            front_metrics.time_to_first_byte.record(first_byte, {"source": source})
-        if completed:
-            front_metrics.blob_duration.record(time.perf_counter() - started, {"source": source})
-        else:
-            front_metrics.failed_downloads.add(1, {"reason": "aborted", "upstream": kind})
-
-    return record
-
-
 async def serve_blob(
     mirror: Mirror, digest: Digest, size: int | None, origin: FillSource | None, headers: Mapping[str, str],
     *, request_headers: Mapping[str, str], head: bool, kind: str,
@@ -105,7 +93,7 @@ async def serve_blob(
         framing = {"Content-Length": str(byte_range.length), "Content-Range": byte_range.content_range(handle.size)}
     return BlobResponse(
         status, {**headers, **framing, "Accept-Ranges": "bytes"}, handle.read(start, end), started=started,
-        source=served_from, on_done=_recorder(served_from, kind, started),
+        source=served_from, on_done=body_recorder(served_from, kind, started, kind=kind),
     )
 
 
