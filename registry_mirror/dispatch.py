@@ -5,6 +5,7 @@ A plain ASGI app (no per-request Starlette routing) because manifest HEADs are t
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any
@@ -46,17 +47,18 @@ class DistributionAPI:
         await response(scope, receive, send)
 
     async def _handle(self, scope: Scope, info: dict[str, Any], started: float) -> Any:
-        request = parse_scope(scope, self.mirror.settings.path_prefix)
+        request = _parse(scope.get("raw_path") or scope["path"].encode(), scope.get("query_string", b""),
+                         self.mirror.settings.path_prefix)
         info.update(route=request.kind, repository=request.repository, upstream=request.registry)
+        headers = Headers(scope=scope)
         if self.policy is not None:
             client = scope.get("client")
-            self.policy.check(request, client[0] if client else None, Headers(scope=scope))
+            self.policy.check(request, client[0] if client else None, headers)
         method = scope["method"]
         if request.kind == "uploads" or method not in _READ_METHODS:
             raise OCIError(ErrorCode.UNSUPPORTED, "this mirror is read-only: push, delete and uploads are not supported")
         if request.kind == "base":
             return Response(b"{}", 200, {"Content-Type": "application/json", API_VERSION_HEADER[0]: API_VERSION_HEADER[1]})
-        headers = Headers(scope=scope)
         head = method == "HEAD"
         if request.digest is not None:
             info["digest"] = str(request.digest)
@@ -72,6 +74,13 @@ class DistributionAPI:
         if request.kind == "referrers":
             return await passthrough.referrers(self.mirror, request, query, headers)
         raise _unroutable(request)
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse(raw_path: bytes, query_string: bytes, path_prefix: str) -> DistributionRequest:
+    """Parsing is pure and the result immutable: hot paths (a tag every node HEADs) parse once.
+    Only successes are cached; a bad request raises its OCIError every time."""
+    return parse_scope({"raw_path": raw_path, "query_string": query_string, "path": ""}, path_prefix)
 
 
 def _unroutable(request: DistributionRequest) -> OCIError:
