@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -35,6 +36,7 @@ os.environ.pop("HF_TOKEN", None)
 
 from _common import MiB, MirrorProcess, Table, median, read_warm, workdir, write_result  # noqa: E402
 from huggingface_hub import snapshot_download  # noqa: E402
+from olah.utils.repo_utils import get_meta_save_dir  # noqa: E402
 
 from tests.hub.olah_origin import HubRepo, OlahOrigin  # noqa: E402
 from tests.support.net import free_port, wait_http  # noqa: E402
@@ -95,6 +97,16 @@ def snapshot(endpoint: str, target: Path, repo: HubRepo, origin: OlahOrigin, nam
             raise RuntimeError(f"{name}: {path} differs")
     shutil.rmtree(target, ignore_errors=True)
     return Download(name, seconds, lfs_requests(new_log, "GET"), lfs_requests(new_log, "HEAD"))
+
+
+def seed_origin_repo_meta(origin: OlahOrigin, repo: HubRepo) -> None:
+    """An offline olah answers `/api/models/ORG/REPO` (no revision) only from revision metadata in
+    its cache, which serving a git mirror never writes: 401 RepositoryNotFound otherwise. An online
+    olah checks exactly that URL before anything else, so olah-behind-olah needs this file."""
+    meta_dir = Path(get_meta_save_dir(str(origin.workdir / "cache"), "models", *REPO_ID.split("/"))) / repo.commit
+    meta_dir.mkdir(parents=True, exist_ok=True)
+    (meta_dir / "meta_head.json").write_text(json.dumps({"sha": repo.commit,
+                                                         "lastModified": "2024-01-01T00:00:00.000000Z"}))
 
 
 @contextmanager
@@ -164,6 +176,7 @@ def main() -> None:
         make_weights(staged, size)
         origin = OlahOrigin(work / "origin")
         repo = origin.add_repo(REPO_ID, SMALL_FILES, {WEIGHTS: staged})
+        seed_origin_repo_meta(origin, repo)
         origin.start()
         try:
             for round_no in range(args.rounds):
