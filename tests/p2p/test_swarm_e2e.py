@@ -73,17 +73,19 @@ def get_all(mirrors: list[MirrorProcess], path: str, timeout: float = 120) -> li
         return results
 
 
+def pushed_blob(origin_factory: Callable[..., OriginRegistry], tmp_path: Path, size: int) -> tuple[OriginRegistry, str, int]:
+    origin = origin_factory()
+    path = write_random_file(tmp_path / "blob.bin", size, "swarm")
+    return origin, push_blob(origin, "test/big", path), size
+
+
 @pytest.fixture
 def big_blob(origin_factory: Callable[..., OriginRegistry], tmp_path: Path) -> tuple[OriginRegistry, str, int]:
-    origin = origin_factory()
-    size = 96 * MiB + 12345
-    path = write_random_file(tmp_path / "blob.bin", size, "swarm")
-    digest = push_blob(origin, "test/big", path)
-    return origin, digest, size
+    return pushed_blob(origin_factory, tmp_path, 96 * MiB + 12345)
 
 
-def test_eight_mirrors_pull_once_from_origin(big_blob, mirror_process) -> None:  # type: ignore[no-untyped-def]
-    origin, digest, size = big_blob
+def test_eight_mirrors_pull_once_from_origin(origin_factory, tmp_path, mirror_process) -> None:  # type: ignore[no-untyped-def]
+    origin, digest, size = pushed_blob(origin_factory, tmp_path, 256 * MiB + 12345)
     mirrors = start_swarm(mirror_process, origin, 8)
     marker = origin.clear_log_marker()
     results = get_all(mirrors, f"/v2/test/big/blobs/{digest}")
