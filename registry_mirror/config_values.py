@@ -99,15 +99,18 @@ def parse_timeout(value: object) -> float:
     return seconds
 
 
-def parse_fraction(value: object) -> float:
+def _number(value: object) -> float | None:
+    """A float from a TOML number or text; None for anything else (booleans included)."""
+    if not isinstance(value, (int, float, str)) or isinstance(value, bool):
+        return None
     try:
-        number = (
-            float(value)
-            if isinstance(value, (int, float, str)) and not isinstance(value, bool)
-            else None
-        )
+        return float(value)
     except ValueError:
-        number = None
+        return None
+
+
+def parse_fraction(value: object) -> float:
+    number = _number(value)
     if number is None or not 0 < number <= 1:
         raise InvalidValue(f"expected a fraction in (0, 1] like 0.9, got {_show(value)}")
     return number
@@ -263,14 +266,7 @@ def parse_count(minimum: int) -> Callable[[object], int]:
 
 def parse_rate(value: object) -> float:
     """Events per second, >= 0 (0 turns the limit off)."""
-    try:
-        number = (
-            float(value)
-            if isinstance(value, (int, float, str)) and not isinstance(value, bool)
-            else None
-        )
-    except ValueError:
-        number = None
+    number = _number(value)
     if number is None or not math.isfinite(number) or number < 0:
         raise InvalidValue(f"expected a number per second >= 0 like 50, got {_show(value)}")
     return number
