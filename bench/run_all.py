@@ -22,6 +22,7 @@ SCRIPTS: dict[str, list[str]] = {
     "cold_blob": [],
     "manifest_head": [],
     "cache_store": [],
+    "hf_snapshot": [],
 }
 QUICK: dict[str, list[str]] = {
     "warm_blob": ["--size-mib", "64", "--rounds", "1"],
@@ -29,6 +30,7 @@ QUICK: dict[str, list[str]] = {
                   "--fanout-rounds", "1"],
     "manifest_head": ["--seconds", "1", "--rounds", "1"],
     "cache_store": ["--size-mib", "64", "--rounds", "1", "--blobs", "2000"],
+    "hf_snapshot": ["--size-mib", "16", "--rounds", "1"],
 }
 
 
