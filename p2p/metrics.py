@@ -14,30 +14,30 @@ meter = metrics.get_meter("registry_mirror.p2p")
 
 # Client side: how long each tracker call takes, labelled by `operation` and `outcome`.
 tracker_request_duration = meter.create_histogram(
-    "p2p_tracker_request_duration_seconds",
+    "registry_mirror_tracker_request_duration_seconds",
     unit="s",
     description="Latency of requests to the p2p tracker, by operation and outcome",
 )
 
 # Tracker side.
 tracker_peers_known = meter.create_gauge(
-    "p2p_tracker_peers_known",
+    "registry_mirror_tracker_peers_known",
     description="Live peers the tracker knows (heartbeat within the TTL)",
 )
 tracker_leases = meter.create_counter(
-    "p2p_tracker_leases_total",
+    "registry_mirror_tracker_leases_total",
     description="Seed lease requests, by result: granted, renewed or waited",
 )
 tracker_bad_piece_reports = meter.create_counter(
-    "p2p_tracker_bad_piece_reports_total",
+    "registry_mirror_tracker_bad_piece_reports_total",
     description="Reports that a peer served a piece failing its sha256",
 )
 tracker_peers_excluded = meter.create_counter(
-    "p2p_tracker_peers_excluded_total",
+    "registry_mirror_tracker_peers_excluded_total",
     description="Peers excluded from lookups after a bad-piece report",
 )
 tracker_piece_hash_conflicts = meter.create_counter(
-    "p2p_tracker_piece_hash_conflicts_total",
+    "registry_mirror_tracker_piece_hash_conflicts_total",
     description="Piece hash publications rejected because they differ from the first writer's",
 )
 

@@ -78,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
         settings = _settings(args)
     except OSError as exc:
         raise SystemExit(f"--token-file: {exc}") from exc
-    serve(settings)
+    from registry_mirror.telemetry import install_metrics, metrics_endpoint
+
+    install_metrics("registry-mirror-tracker")  # tracker latency, leases, reports at GET /metrics
+    serve(settings, metrics_endpoint)
     return 0
 
 

@@ -195,7 +195,9 @@ async def _sweep_forever(store: TrackerStore, interval: float) -> None:
             log.exception("tracker sweep failed")
 
 
-def create_app(store: TrackerStore, config: TrackerConfig) -> Starlette:
+def create_app(store: TrackerStore, config: TrackerConfig, metrics_endpoint: Handler | None = None) -> Starlette:
+    """`metrics_endpoint`: GET /metrics, handed in by whoever installed the OpenTelemetry SDK
+    (registry_mirror's CLI); outside /v1, so Prometheus needs no tracker token."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         sweeper = asyncio.create_task(_sweep_forever(store, config.sweep_interval))
@@ -218,6 +220,8 @@ def create_app(store: TrackerStore, config: TrackerConfig) -> Starlette:
         Route("/v1/stats", stats, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
+    if metrics_endpoint is not None:
+        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     middleware = [Middleware(BearerTokenAuth, token=config.token)] if config.token else []
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.store = store

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import uvicorn
 
-from p2p.tracker.app import TrackerConfig, create_app
+from p2p.tracker.app import Handler, TrackerConfig, create_app
 from p2p.tracker.memory_store import MemoryStore
 from p2p.tracker.store import TrackerStore
 
@@ -40,8 +40,8 @@ def build_store(store_url: str | None, peer_ttl: float) -> TrackerStore:
     raise ValueError(f"store: unsupported URL {store_url!r} (use redis://HOST:PORT/DB or memory)")
 
 
-def serve(settings: ServerSettings) -> None:
-    app = create_app(build_store(settings.store_url, settings.peer_ttl), settings.tracker)
+def serve(settings: ServerSettings, metrics_endpoint: Handler | None = None) -> None:
+    app = create_app(build_store(settings.store_url, settings.peer_ttl), settings.tracker, metrics_endpoint)
     tls: dict[str, object] = {}
     if settings.tls is not None:
         tls = {"ssl_certfile": settings.tls.cert, "ssl_keyfile": settings.tls.key}
