@@ -99,7 +99,12 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
 
     api = DistributionAPI(mirror, policy)
     hub = build_hub_app(
-        mirror, settings.hf.upstream, settings.modelscope.upstream, settings.hf.revision_ttl, settings.hf.auth_ttl
+        mirror,
+        settings.hf.upstream,
+        settings.modelscope.upstream,
+        settings.hf.revision_ttl,
+        settings.hf.auth_ttl,
+        modelscope_ttls=(settings.modelscope.revision_ttl, settings.modelscope.auth_ttl),
     )
     mirror.on_shutdown.append(hub.aclose)
     app = Starlette(

@@ -57,12 +57,19 @@ class HubApp:
 
 
 def build_hub_app(
-    mirror: Mirror, hf_upstream: str, modelscope_upstream: str, revision_ttl: float, auth_ttl: float
+    mirror: Mirror,
+    hf_upstream: str,
+    modelscope_upstream: str,
+    revision_ttl: float,
+    auth_ttl: float,
+    modelscope_ttls: tuple[float, float] | None = None,
 ) -> HubApp:
+    """`modelscope_ttls`: (revision_ttl, auth_ttl) of the ModelScope hub; the HF pair when None."""
+    ms_revision_ttl, ms_auth_ttl = modelscope_ttls or (revision_ttl, auth_ttl)
     chunk_size = mirror.store.chunk_size
     hf_client = HubClient(hf_upstream, "hf", chunk_size=chunk_size)
     ms_client = HubClient(modelscope_upstream, "modelscope", chunk_size=chunk_size)
     small = SmallFiles(mirror)
     huggingface = HuggingFaceApp(mirror, hf_client, RevisionCache(revision_ttl), AccessCache(auth_ttl), small)
-    modelscope = ModelScopeApp(mirror, ms_client, RevisionCache(revision_ttl), AccessCache(auth_ttl))
+    modelscope = ModelScopeApp(mirror, ms_client, RevisionCache(ms_revision_ttl), AccessCache(ms_auth_ttl))
     return HubApp(huggingface, modelscope, [hf_client, ms_client])
