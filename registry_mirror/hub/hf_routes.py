@@ -26,7 +26,7 @@ from nvme_cache import Digest
 from registry_mirror.hub.auth_cache import AccessCache
 from registry_mirror.hub.delivery import SMALL_FILE_MAX_BYTES, SmallFileKey, SmallFiles, hub_source, serve_blob
 from registry_mirror.hub.hf_upstream import HubClient, HubReply, HubTooLarge, HubUnavailable, credentials
-from registry_mirror.hub.relay import OriginRefused, relay, unavailable
+from registry_mirror.hub.relay import StreamedRelay, OriginRefused, relay, unavailable
 from registry_mirror.hub.revisions import Resolution, RevisionCache, is_commit
 from registry_mirror.hub.xet import strip_xet_json
 from registry_mirror.state import Mirror
@@ -171,7 +171,7 @@ class HuggingFaceApp:
             return await serve_blob(self.mirror, Digest("sha256", "0" * 64), info.size, None, headers,
                                     request_headers=request.headers, head=True, kind="hf")
         if info.size > SMALL_FILE_MAX_BYTES:
-            return await self.pass_through(request, url.raw_path, creds, url=url)
+            return StreamedRelay(self.client, url, creds, request.headers.get("range"))
         small_key = SmallFileKey(ref.repo_type, ref.repo, commit, path)
         digest_or_none = self.small.cached(small_key)
         if digest_or_none is None:

@@ -3,8 +3,12 @@ pass-through without Xet fields, and `Link` pagination pointed back at this mirr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+from yarl import URL
 
 from registry_mirror.hub.hf_upstream import HubClient, HubReply
 from registry_mirror.hub.xet import is_xet_header, strip_xet_json
@@ -45,3 +49,29 @@ def relay(reply: HubReply, client: HubClient, request: Request, *, strip_json: b
 
 def unavailable(message: str) -> Response:
     return Response(message, 502, headers={"X-Error-Code": "UpstreamUnavailable", "X-Error-Message": message[:200]})
+
+
+class StreamedRelay:
+    """A large non-LFS file (rare: the Hub keeps those under 10 MB) relayed uncached, chunk by
+    chunk: nothing in memory beyond one chunk, and a body cut short by the origin is cut short
+    for the client too (no content-addressed digest to verify it against)."""
+
+    def __init__(self, client: HubClient, url: URL, creds: Mapping[str, str], range_header: str | None) -> None:
+        self._client = client
+        self._url = url
+        self._creds = creds
+        self._range = range_header
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {"Range": self._range} if self._range else {}
+        async with self._client.open("GET", self._url, self._creds, kind="large_file", headers=headers) as response:
+            out = [
+                (name.lower().encode("latin-1"), value.encode("latin-1"))
+                for name, value in response.headers.items()
+                if name.lower() in RELAYED_HEADERS | {"content-length", "content-range", "accept-ranges"}
+                and not is_xet_header(name, value)
+            ]
+            await send({"type": "http.response.start", "status": response.status, "headers": out})
+            async for chunk in response.content.iter_chunked(self._client.chunk_size):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})

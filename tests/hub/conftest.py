@@ -85,6 +85,10 @@ def hub_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubOrigin]:
         return repo
 
     public, private, corrupt = make("org/model", 1), make("private/model", 2), make("org/corrupt", 3)
+    # A plain git file over the mirror's small-file cap: relayed, streamed, never cached whole.
+    big_plain = _random(17 * 1024 * 1024, 7)
+    olah.add_repo("org/plainbig", {"big.bin": big_plain})
+    sources["org/plainbig/big.bin"] = big_plain
     # Same size, different bytes: the origin now serves a body that does not match its LFS pointer.
     corrupt.lfs_object("model.safetensors").write_bytes(_random(WEIGHTS_SIZE, 99))
     olah.start()

@@ -129,3 +129,16 @@ def test_revision_served_stale_while_origin_fails(
     assert stale.status_code == 200 and stale.json()["sha"] == hub_origin.public.commit
     cached = httpx.get(f"{mirror.url}/hf/org/model/resolve/main/config.json")
     assert cached.status_code == 200 and cached.content == hub_origin.sources["org/model/config.json"]
+
+
+def test_large_plain_file_is_relayed_in_full_and_by_range(
+    hub_origin: HubOrigin, hub_mirror: Callable[..., MirrorProcess]
+) -> None:
+    mirror = hub_mirror(hub_origin.front_url)
+    expected = hub_origin.sources["org/plainbig/big.bin"]
+    url = f"{mirror.url}/hf/org/plainbig/resolve/main/big.bin"
+    whole = httpx.get(url, timeout=60)
+    assert whole.status_code == 200 and whole.content == expected
+    part = httpx.get(url, headers={"Range": "bytes=5-104"}, timeout=60)
+    assert part.status_code in (200, 206)
+    assert part.content == (expected[5:105] if part.status_code == 206 else expected)
