@@ -58,7 +58,7 @@ def register(subparsers: Any) -> None:
     blocklist = commands.add_parser("blocklist", help="list, add and remove blocklist rules")
     block_actions = blocklist.add_subparsers(dest="blocklist_action", required=True, metavar="ACTION")
     block_actions.add_parser("ls", help="rules in force").set_defaults(func=_run(_blocklist_ls))
-    add = block_actions.add_parser("add", help="block pulls now (kept until rm or restart)")
+    add = block_actions.add_parser("add", help="block pulls now (kept across restarts until rm)")
     for field in ("upstream", "repository", "tag", "digest", "hf-repo"):
         add.add_argument(f"--{field}", help=f"{field} to match (globs except digest)")
     add.add_argument("--reason", required=True, help="sent to the client in the 403")

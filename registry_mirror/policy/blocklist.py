@@ -112,11 +112,18 @@ RuleLoader = Callable[[Path], tuple[Rule, ...]]
 
 class Blocklist:
     def __init__(
-        self, file_rules: Iterable[Rule] = (), config_file: Path | None = None, load_rules: RuleLoader | None = None
+        self,
+        file_rules: Iterable[Rule] = (),
+        config_file: Path | None = None,
+        load_rules: RuleLoader | None = None,
+        admin_state: Path | None = None,
     ) -> None:
-        """`load_rules(config_file)` re-reads the file's rules on change (raises ValueError when bad)."""
+        """`load_rules(config_file)` re-reads the file's rules on change (raises ValueError when bad).
+        `admin_state`: where rules added through the admin API are kept, so an emergency block
+        survives a restart (a JSON list, written atomically)."""
         self._file_rules: tuple[Rule, ...] = tuple(file_rules)
-        self._admin_rules: dict[str, Rule] = {}
+        self._admin_state = admin_state
+        self._admin_rules: dict[str, Rule] = {rule.id: rule for rule in _load_admin_rules(admin_state)}
         self._config_file = config_file
         self._load_rules = load_rules
         self._watcher: asyncio.Task[None] | None = None
@@ -142,17 +149,31 @@ class Blocklist:
     # -- admin API -----------------------------------------------------------------------------
     def add(self, rule: Rule) -> Rule:
         self._admin_rules[rule.id] = rule
+        self._save_admin_rules()
         log.warning("blocklist: rule %s added via admin API: %s", rule.id, rule.to_json())
         return rule
 
     def remove(self, rule_id: str) -> Origin | None:
         """Remove an admin rule: "admin"; a file rule stays (edit the file): "file"; unknown: None."""
         if self._admin_rules.pop(rule_id, None) is not None:
+            self._save_admin_rules()
             log.warning("blocklist: rule %s removed via admin API", rule_id)
             return "admin"
         if any(rule.id == rule_id for rule in self._file_rules):
             return "file"
         return None
+
+    def _save_admin_rules(self) -> None:
+        if self._admin_state is None:
+            return
+        payload = json.dumps([rule.to_json() for rule in self._admin_rules.values()], indent=1).encode()
+        self._admin_state.parent.mkdir(parents=True, exist_ok=True)
+        temp = self._admin_state.with_name(self._admin_state.name + ".tmp")
+        with open(temp, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, self._admin_state)
 
     # -- hot reload ----------------------------------------------------------------------------
     def reload_if_changed(self) -> bool:
@@ -200,3 +221,15 @@ def _mtime(path: Path) -> tuple[int, int, int] | None:
         return None
     # Size and inode too: two writes within one mtime tick, or an atomic rename (ConfigMap updates).
     return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+
+def _load_admin_rules(path: Path | None) -> list[Rule]:
+    if path is None or not path.exists():
+        return []
+    try:
+        entries = json.loads(path.read_bytes())
+        return [rule_from_mapping(entry) for entry in entries]
+    except (OSError, ValueError, TypeError, InvalidRule) as exc:
+        # A broken state file must not stop the mirror; say so loudly and start without it.
+        log.error("blocklist: ignoring unreadable admin rules in %s: %s", path, exc)
+        return []

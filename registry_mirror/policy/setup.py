@@ -27,7 +27,10 @@ def build_policy(settings: Settings, config_file: Path | None = None) -> Policy:
     return Policy(
         default_upstream=settings.default_upstream,
         blocklist=Blocklist(
-            (rule_from_object(rule) for rule in settings.blocklist), config_file, blocklist_from_config_file
+            (rule_from_object(rule) for rule in settings.blocklist),
+            config_file,
+            blocklist_from_config_file,
+            admin_state=settings.cache.directory / "admin-blocklist.json",
         ),
         client_auth=ClientAuth(settings.client_token) if settings.client_token else None,
         client_limiter=ClientRateLimiter(limits.client_rate, limits.client_burst) if limits.client_rate > 0 else None,

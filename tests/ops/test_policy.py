@@ -49,6 +49,12 @@ def test_blocklist_file_rule_hot_reload_and_admin_api(ops_mirror: OpsMirrorFacto
         by_digest = client.get(f"/v2/{images.multi.repo}/manifests/{images.multi.manifest.digest}",
                                params={"ns": images.multi.registry})
         assert by_digest.status_code == 403 and by_digest.json()["errors"][0]["message"] == "incident 7"
+        # An emergency block must survive a restart (mend the file broken above first).
+        mirror.config_file.write_text(mirror.config_file.read_text().replace("\n[[blocklist]]\nnonsense = 1\n", ""))
+        mirror.restart()
+        assert rule.json()["id"] in {r["id"] for r in admin.get("/admin/blocklist").json()["rules"]}
+        assert client.get(f"/v2/{images.multi.repo}/manifests/{images.multi.manifest.digest}",
+                          params={"ns": images.multi.registry}).status_code == 403
         listed = admin.get("/admin/blocklist").json()["rules"]
         assert {r["origin"] for r in listed} == {"file", "admin"}
         file_rule = next(r for r in listed if r["origin"] == "file")
