@@ -182,7 +182,7 @@ class Fill:
     async def _copy(self, stream: SourceStream) -> None:
         loop = asyncio.get_running_loop()
         received = 0
-        pending: tuple[int, bytes, Awaitable[list[object]]] | None = None
+        pending: tuple[int, bytes, Awaitable[tuple[object, object]]] | None = None
         async for chunk in stream:
             if not chunk:
                 continue
@@ -216,7 +216,7 @@ class Fill:
         if self._tap is not None:
             self._tap(offset, chunk)
 
-    async def _finish_chunk(self, offset: int, chunk: bytes, future: Awaitable[list[object]]) -> None:
+    async def _finish_chunk(self, offset: int, chunk: bytes, future: Awaitable[tuple[object, object]]) -> None:
         try:
             # The hash is done before anything (a write retry, the next chunk) touches it again.
             for result in await future:

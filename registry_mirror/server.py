@@ -35,7 +35,7 @@ def run(settings: Settings, config_file: Path | None = None) -> int:
     configure_logging(settings.log_level)
     app, mirror = build_app(settings, config_file)
     main = uvicorn.Server(_config(app, settings.listen_host, settings.listen_port, settings.log_level))
-    extra = [
+    extra: list[uvicorn.Server] = [
         _Secondary(_config(listener.app, listener.host, listener.port, settings.log_level, **listener.ssl))
         for listener in mirror.listeners
     ]
