@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -142,3 +145,20 @@ def test_large_plain_file_is_relayed_in_full_and_by_range(
     part = httpx.get(url, headers={"Range": "bytes=5-104"}, timeout=60)
     assert part.status_code in (200, 206)
     assert part.content == (expected[5:105] if part.status_code == 206 else expected)
+
+
+def test_hf_cli_downloads_through_the_mirror(
+    hub_origin: HubOrigin, hub_mirror: Callable[..., MirrorProcess], tmp_path: Path
+) -> None:
+    """The `hf` command line (huggingface_hub's own CLI) with HF_ENDPOINT pointing at us."""
+    mirror = hub_mirror(hub_origin.front_url)
+    out = tmp_path / "out"
+    hf = Path(sys.executable).parent / "hf"
+    result = subprocess.run(
+        [str(hf), "download", "org/model", "--local-dir", str(out)],
+        env={**os.environ, **hf_env(mirror, tmp_path / "home", xet=False)},
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("model.safetensors", "config.json", "tokenizer/vocab.txt"):
+        assert (out / name).read_bytes() == hub_origin.sources[f"org/model/{name}"]
