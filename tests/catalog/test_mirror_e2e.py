@@ -10,11 +10,9 @@ the active catalog and the cache stay as they were."""
 from __future__ import annotations
 
 import base64
-import io
 import json
 import random
 import re
-import tarfile
 import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -29,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from catalog.models import Catalog, catalog_to_json, parse_catalog
 from catalog.signing import envelope_to_json, generate_keypair, load_private_key, sign
 from registry_mirror.cli_catalog import main as catalog_cli
+from tests.catalog.conftest import tar_of
 from tests.support.containerd import ContainerdDaemon, write_hosts_toml
 from tests.support.images import push_blob, push_manifest
 from tests.support.mirror import MirrorProcess
@@ -49,15 +48,6 @@ def weights(version: int) -> bytes:
         data[5 << 20:(5 << 20) + 1_000_000] = patch.randbytes(1_000_000)
         data[40 << 20:40 << 20] = patch.randbytes(1_000_000)
     return bytes(data)
-
-
-def tar_of(name: str, content: bytes) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        info = tarfile.TarInfo(name)
-        info.size, info.mtime = len(content), 0
-        tar.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
 
 
 def push_image(origin: OriginRegistry, tag: str, version: int) -> dict[str, str]:
