@@ -10,7 +10,8 @@ from nvme_cache.errors import (
     SourceFailed,
     VerificationFailed,
 )
-from nvme_cache.inflight import Fill, FillSource, SourceStream
+from nvme_cache.inflight import PIECE_SIZE, Fill, FillSource, RangeBody, RangeSource, SourceStream
+from nvme_cache.sendfile import FileSegment, ZeroCopyMiddleware, ZeroCopySender, read_segment, sender_of
 from nvme_cache.store import BlobInfo, BlobStore, CachedBlob, VerifyReport
 
 __all__ = [
@@ -24,6 +25,14 @@ __all__ = [
     "FillFailed",
     "FillSource",
     "FillUnavailable",
+    "FileSegment",
+    "PIECE_SIZE",
+    "RangeBody",
+    "RangeSource",
+    "ZeroCopyMiddleware",
+    "ZeroCopySender",
+    "read_segment",
+    "sender_of",
     "InvalidDigest",
     "RangeNotSatisfiable",
     "SourceFailed",

@@ -1,9 +1,22 @@
-"""One fill per digest, read by any number of readers while it grows.
+"""One fill per digest: pieces land in a temp file in any order, readers take what is there.
 
 A fill runs in its own task (never inside a response generator: Starlette cancels those when a
-client leaves). It writes each chunk to a temp file and hashes it on a worker thread, then tells
-the readers how far the file has grown. Readers hold back their last chunk until the whole blob
-verified, so a body that turns out wrong is always cut short, never completed.
+client leaves). Bytes come from one of two kinds of source:
+
+- a **range source** (the origin): the fill asks for byte ranges itself, first the one a reader
+  needs, then, for a big blob from an origin that answers Range, up to `max_parallel` ranges at
+  once. Receiving, writing and hashing run on threads with blocking sockets and preallocated
+  buffers (`readinto`, `pwrite`, `hashlib` all release the GIL): the event loop never touches a
+  byte of it.
+- a **stream source** (peers, a delta rebuild, a hub): ordered chunks from an async iterator,
+  written and hashed on worker threads as they arrive.
+
+Either way the temp file has a record of which ranges are present, readers wait only for the
+range they need, and the whole-blob digest is computed in order as the contiguous prefix grows
+(never rereading what it hashed). The blob enters the cache only after the whole digest and size
+match. A full read holds back its last bytes until then, so a body that turns out wrong is always
+cut short, never completed; a Range read may complete with the source's bytes for that range
+(docs/architecture.md says why that is safe).
 
 When the disk is full (ENOSPC after one eviction and retry) or the blob can never fit, the fill
 degrades to pass-through: chunks go to the attached readers through small queues and nothing is
@@ -18,24 +31,31 @@ import errno
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from nvme_cache import metrics
 from nvme_cache.digest import Digest
 from nvme_cache.errors import FillFailed, FillUnavailable, SourceFailed, VerificationFailed
+from nvme_cache.present import PresentRanges, union
+from nvme_cache.sendfile import FileSegment, read_segment
 
 log = logging.getLogger("nvme_cache.fill")
 
 _QUEUE_DEPTH = 2  # chunks buffered per reader in pass-through mode
 _SLOW_READER_TIMEOUT = 30.0
+PIECE_SIZE = 4 * 1024 * 1024  # the unit ranges are claimed in; a reader's demand asks for one
+_RUN_PIECES = 2  # pieces per request in parallel mode: few requests, yet a demand waits little
+_SEGMENT_MAX = 64 * 1024 * 1024  # one zero-copy send at most (the reader re-checks state between)
+_RANGE_RETRIES = 2  # a range whose connection broke is asked for again this often
 
 
 class SourceStream(Protocol):
-    """What a fill reads from: an origin response, a peer download, a delta rebuild.
+    """What a stream fill reads from: a peer download, a delta rebuild, a hub response.
 
     A stream may also have `tap(offset, chunk)`: called on the fill's worker thread after each
     chunk is written (p2p hashes pieces there, off the event loop).
@@ -47,7 +67,33 @@ class SourceStream(Protocol):
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 
 
-FillSource = Callable[[], AbstractAsyncContextManager[SourceStream]]
+class RangeBody(Protocol):
+    """An open response for a byte range. `readinto` blocks: it runs on a fill worker thread."""
+
+    ranged: bool  # the source honoured the Range (False: this is the whole blob from byte 0)
+    start: int  # offset of the first byte this body carries
+    total: int | None  # the blob's size as the source states it
+
+    def readinto(self, buffer: memoryview) -> int: ...
+
+
+class RangeSource(Protocol):
+    """A source the fill may ask for any byte range, several at once (the origin)."""
+
+    source: str
+    max_parallel: int  # concurrent ranges one fill may use
+    parallel_min_size: int  # blobs smaller than this use one request
+
+    def open(self, start: int, end: int | None) -> AbstractAsyncContextManager[RangeBody]:
+        """Bytes [start, end) (end None: to the end); raises on any error status."""
+        ...
+
+
+class FillSource(Protocol):
+    """Opens a stream for a fill (offset: where a resumed download starts). A source that also
+    has a `ranges` attribute (a RangeSource) is fetched by ranges instead."""
+
+    def __call__(self, offset: int = 0) -> AbstractAsyncContextManager[SourceStream]: ...
 
 
 class FillHooks(Protocol):
@@ -64,6 +110,11 @@ class FillHooks(Protocol):
     def fill_done(self, fill: Fill) -> None: ...
 
 
+def ranges_of(source: object) -> RangeSource | None:
+    ranges = getattr(source, "ranges", None)
+    return ranges if ranges is not None and hasattr(ranges, "open") else None
+
+
 class Fill:
     def __init__(
         self,
@@ -78,6 +129,7 @@ class Fill:
         executor: Executor | None,
         chunk_size: int,
         complete_abandoned: bool,
+        first_offset: int = 0,
     ) -> None:
         self.digest = digest
         self.temp_path = temp_path
@@ -86,29 +138,52 @@ class Fill:
         self.expected_size = expected_size
         self.size: int | None = expected_size
         self.source = "origin"
-        self.written = 0  # bytes in the temp file, readable by readers
         self.verified = False
         self.committed = False
         self.error: BaseException | None = None
         self.passthrough_from: int | None = None
+        self.ranged_requests = 0  # range requests this fill sent (a metric and a test aid)
         self._open_source = open_source
         self._hooks = hooks
         self._executor = executor
         self._chunk_size = chunk_size
         self._complete_abandoned = complete_abandoned
+        self._first_offset = first_offset - first_offset % PIECE_SIZE
         self._fd: int | None = None
         self._reserved = 0
         self._received = 0
-        self._tap: Callable[[int, bytes], None] | None = None
+        self._tap: Callable[[int, Any], None] | None = None
         self._hasher = hashlib.new(digest.algorithm)
         self._started = asyncio.Event()
         self._changed = asyncio.Event()
         self._queues: set[asyncio.Queue[tuple[int, bytes] | None]] = set()
+        self._readers = 0
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Shared with worker threads, under _lock.
+        self._lock = threading.Lock()
+        self._landed = threading.Condition(self._lock)
+        self._present = PresentRanges()
+        self._claims: dict[int, tuple[int, int]] = {}
+        self._demand: list[int] = []
+        self._stopping = False
+        self._source_done = False  # a stream of unknown size ended: `size` is final
+
+    # -- what readers and peers see ------------------------------------------------------------
+    @property
+    def written(self) -> int:
+        """Bytes present from offset 0 without a gap."""
+        with self._lock:
+            return self._present.prefix()
+
+    def has(self, start: int, end: int) -> bool:
+        with self._lock:
+            return self._present.covers(start, end)
 
     # -- the fill task -------------------------------------------------------------------------
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"fill {self.digest}")
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name=f"fill {self.digest}")
 
     async def wait(self) -> None:
         """Wait for the fill to end; raises its error."""
@@ -121,7 +196,14 @@ class Fill:
         metrics.fills_in_flight.add(1)
         result = "committed"
         try:
-            await self._fetch()
+            ranges = ranges_of(self._open_source)
+            if ranges is None:
+                await self._fetch_stream()
+            else:
+                try:
+                    await self._fetch_ranges(ranges)
+                except _Uncached:
+                    await self._fetch_uncached(ranges)
         except asyncio.CancelledError:
             result = "cancelled"
             self._fail(FillFailed(f"fill of {self.digest} was cancelled"))
@@ -148,15 +230,306 @@ class Fill:
             await self._cleanup()
             self._hooks.fill_done(self)
 
-    async def _fetch(self) -> None:
+    def _set_size(self, reported: int | None) -> None:
+        if reported is not None and self.expected_size is not None and reported != self.expected_size:
+            raise VerificationFailed(f"{self.digest}: source reports {reported} bytes, expected {self.expected_size}")
+        if reported is not None:
+            self.size = reported
+
+    def _open_temp(self, size: int | None) -> bool:
+        """Reserve room and create the temp file; False: serve it uncached."""
+        if size is not None:
+            if not self._hooks.reserve(size):
+                return False
+            self._reserved = size
+        self._fd = os.open(self.temp_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        if size:
+            return self._allocate(size)
+        return True
+
+    def _allocate(self, size: int) -> bool:
+        # Allocating the whole blob up front turns a full disk into one answer at the start
+        # (evict, retry, else stream uncached) instead of a failed write halfway through.
+        assert self._fd is not None
+        for attempt in range(2):
+            try:
+                os.posix_fallocate(self._fd, 0, size)
+                return True
+            except OSError as exc:
+                if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    return True  # the filesystem cannot: writes report ENOSPC instead
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                if attempt == 0:
+                    self._hooks.make_room(size)
+        log.warning("disk full while filling %s: serving it uncached", self.digest)
+        os.close(self._fd)
+        self._fd = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.temp_path)
+        return False
+
+    # -- range fills ---------------------------------------------------------------------------
+    async def _fetch_ranges(self, ranges: RangeSource) -> None:
+        first_start = self._first_offset if self.size is None or self._first_offset < self.size else 0
+        first_end = first_start + max(ranges.parallel_min_size, PIECE_SIZE)
+        async with ranges.open(first_start, first_end) as body:
+            self.ranged_requests += 1
+            self.source = ranges.source
+            self._set_size(body.total)
+            if not body.ranged:
+                metrics.range_fills.add(1, {"mode": "single_stream"})
+                await self._single_body(body)
+                return
+            if self.size is None:
+                raise SourceFailed(f"{self.digest}: a ranged answer without the blob's size")
+            self._check_range(body, first_start)
+            if not self._open_temp(self.size):
+                raise _Uncached()
+            parallel = ranges.max_parallel > 1 and self.size >= ranges.parallel_min_size
+            metrics.range_fills.add(1, {"mode": "parallel" if parallel else "ranged"})
+            self._started.set()
+            self._notify()
+            hashing = self._start_hasher()
+            first_end = min(first_end, self.size)
+            with self._lock:
+                self._claims[-1] = (first_start, first_end)
+            try:
+                got = await self._receive_on_thread(body, first_start, first_end)
+            finally:
+                with self._lock:
+                    del self._claims[-1]
+            if got < first_end:
+                raise SourceFailed(f"{self.digest}: range ended at {got}, expected {first_end}")
+        workers = ranges.max_parallel if parallel else 1
+        try:
+            async with asyncio.TaskGroup() as group:
+                for worker in range(workers):
+                    group.create_task(self._range_worker(ranges, parallel, worker))
+        except BaseExceptionGroup as failures:
+            self._stop()
+            raise failures.exceptions[0] from None
+        except BaseException:
+            self._stop()
+            raise
+        await hashing
+        self._finish_hash()
+        await self._settle()
+
+    async def _single_body(self, body: RangeBody) -> None:
+        """The origin ignored Range: this one response is the whole blob, read to its end."""
+        if not self._open_temp(self.size):
+            raise _Uncached()
+        self._started.set()
+        self._notify()
+        hashing = self._start_hasher()
+        try:
+            got = await self._receive_on_thread(body, 0, self.size)
+        except BaseException:
+            self._stop()
+            raise
+        if self.size is None:
+            with self._lock:
+                self.size = got
+                self._source_done = True
+                self._landed.notify_all()
+        elif got != self.size:
+            self._stop()
+            raise VerificationFailed(f"{self.digest}: got {got} bytes, expected {self.size}")
+        await hashing
+        self._finish_hash()
+        await self._settle()
+
+    async def _fetch_uncached(self, ranges: RangeSource) -> None:
+        """No room to cache it: one stream from byte 0 to the attached readers, hashed as it goes."""
+        self.passthrough_from = 0
+        async with ranges.open(0, None) as body:
+            self.ranged_requests += 1
+            self._set_size(body.total)
+            if body.start != 0:
+                raise SourceFailed(f"{self.digest}: asked for the whole blob, got bytes from {body.start}")
+            self._started.set()
+            self._notify()
+            await self._copy(self._body_chunks(body))
+        self._verify()
+        self.verified = True
+        self._notify()
+        await self._broadcast_end()
+
+    async def _body_chunks(self, body: RangeBody) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+
+        def read() -> bytes:
+            buffer = bytearray(self._chunk_size)
+            count = body.readinto(memoryview(buffer))
+            return bytes(buffer[:count]) if count < len(buffer) else bytes(buffer)
+
+        while chunk := await loop.run_in_executor(self._executor, read):
+            yield chunk
+
+    def _check_range(self, body: RangeBody, start: int) -> None:
+        if body.start != start or body.total != self.size:
+            raise SourceFailed(
+                f"{self.digest}: asked for bytes from {start}, got {body.start} of {body.total}"
+            )
+
+    async def _range_worker(self, ranges: RangeSource, parallel: bool, worker: int) -> None:
+        failures = 0
+        while True:
+            claim = self._claim(parallel, worker)
+            if claim is None:
+                return
+            start, end = claim
+            try:
+                async with ranges.open(start, end) as body:
+                    self.ranged_requests += 1
+                    self._check_range(body, start)
+                    got = await self._receive_on_thread(body, start, end)
+                if got < end:
+                    raise SourceFailed(f"{self.digest}: range {start}-{end} ended at {got}")
+                failures = 0
+            except (asyncio.CancelledError, VerificationFailed):
+                raise
+            except Exception as exc:
+                failures += 1
+                if self._stopping or failures > _RANGE_RETRIES:
+                    raise
+                metrics.range_retries.add(1)
+                log.info("range %d-%d of %s failed (%r): asking again", start, end, self.digest, exc)
+            finally:
+                with self._lock:
+                    self._claims.pop(worker, None)
+
+    def _claim(self, parallel: bool, worker: int) -> tuple[int, int] | None:
+        """The next range to fetch: a piece a reader waits for first, then the lowest missing."""
+        assert self.size is not None
+        size = self.size
+        with self._lock:
+            taken = union(self._present.intervals(), list(self._claims.values()))
+            while self._demand:
+                wanted = self._demand.pop(0)
+                start = taken.next_missing(wanted)
+                if start < size and start < wanted + PIECE_SIZE:
+                    end = taken.missing_end(start, min(size, start - start % PIECE_SIZE + PIECE_SIZE))
+                    self._claims[worker] = (start, end)
+                    metrics.demand_fetches.add(1)
+                    return start, end
+            start = taken.next_missing(0)
+            if start >= size:
+                return None
+            limit = min(size, start - start % PIECE_SIZE + _RUN_PIECES * PIECE_SIZE) if parallel else size
+            end = taken.missing_end(start, limit)
+            self._claims[worker] = (start, end)
+            return start, end
+
+    def _want(self, offset: int) -> None:
+        """A reader waits at `offset`: its piece goes to the front of the queue."""
+        with self._lock:
+            if offset not in self._demand and len(self._demand) < 64:
+                self._demand.append(offset)
+
+    async def _receive_on_thread(self, body: RangeBody, start: int, end: int | None) -> int:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._receive, body, start, end)
+
+    def _receive(self, body: RangeBody, start: int, end: int | None) -> int:
+        """Worker thread: the body's bytes straight into a reused buffer, then into the file."""
+        buffer = memoryview(bytearray(self._chunk_size))
+        offset = start
+        fd = self._fd
+        assert fd is not None
+        while end is None or offset < end:
+            if self._stopping:
+                raise FillFailed(f"fill of {self.digest} stopped")
+            want = self._chunk_size if end is None else min(self._chunk_size, end - offset)
+            count = body.readinto(buffer[:want])
+            if not count:
+                break
+            done = 0
+            while done < count:
+                done += os.pwrite(fd, buffer[done:count], offset + done)
+            with self._lock:
+                self._present.add(offset, offset + count)
+                self._landed.notify_all()
+            offset += count
+            metrics.bytes_written.add(count, {"source": self.source})
+            self._notify_threadsafe()
+        return offset
+
+    def _start_hasher(self) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def run() -> None:
+            try:
+                self._hash_prefix()
+            except BaseException as exc:  # handed to the fill task, which fails the fill
+                loop.call_soon_threadsafe(_settle_future, future, exc)
+            else:
+                loop.call_soon_threadsafe(_settle_future, future, None)
+
+        # Its own thread: it waits for pieces for the whole fill and must never wait for a
+        # pool thread that is itself waiting.
+        threading.Thread(target=run, name=f"hash {self.digest.hex[:12]}", daemon=True).start()
+        return future
+
+    def _hash_prefix(self) -> None:
+        """Hasher thread: hash the contiguous prefix as it grows, reading it back once from the
+        page cache (the bytes were written a moment ago)."""
+        fd = os.open(self.temp_path, os.O_RDONLY)
+        try:
+            buffer = memoryview(bytearray(max(self._chunk_size, PIECE_SIZE)))
+            hashed = 0
+            while True:
+                with self._landed:
+                    while True:
+                        if self._stopping:
+                            return
+                        upto = self._present.prefix()
+                        done = self.size is not None and hashed >= self.size
+                        if upto > hashed or done:
+                            break
+                        self._landed.wait(1.0)
+                if done:
+                    self._received = hashed
+                    return
+                while hashed < upto:
+                    count = os.preadv(fd, [buffer[: min(len(buffer), upto - hashed)]], hashed)
+                    if count <= 0:
+                        raise SourceFailed(f"temp file of {self.digest} ended early")
+                    self._hasher.update(buffer[:count])
+                    if self._tap is not None:
+                        self._tap(hashed, buffer[:count])
+                    hashed += count
+        finally:
+            os.close(fd)
+
+    def _finish_hash(self) -> None:
+        self._verify()
+        self.verified = True
+        self._notify()
+
+    async def _settle(self) -> None:
+        if self.passthrough_from is None:
+            await self._commit()
+
+    def _stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._landed.notify_all()
+
+    def _notify_threadsafe(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._notify)
+
+    # -- stream fills --------------------------------------------------------------------------
+    async def _fetch_stream(self) -> None:
         async with self._open_source() as stream:
             self.source = stream.source
             self._tap = getattr(stream, "tap", None)
             self._set_size(stream.size)
-            if self.size is not None and not self._reserve(self.size):
+            if not self._open_temp(self.size):
                 self.passthrough_from = 0
-            else:
-                self._fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             self._started.set()
             self._notify()
             await self._copy(stream)
@@ -164,22 +537,9 @@ class Fill:
         self.verified = True
         self._notify()
         await self._broadcast_end()
-        if self.passthrough_from is None:
-            await self._commit()
+        await self._settle()
 
-    def _set_size(self, reported: int | None) -> None:
-        if reported is not None and self.expected_size is not None and reported != self.expected_size:
-            raise VerificationFailed(f"{self.digest}: source reports {reported} bytes, expected {self.expected_size}")
-        if reported is not None:
-            self.size = reported
-
-    def _reserve(self, size: int) -> bool:
-        if self._hooks.reserve(size):
-            self._reserved = size
-            return True
-        return False
-
-    async def _copy(self, stream: SourceStream) -> None:
+    async def _copy(self, stream: SourceStream | AsyncIterator[bytes]) -> None:
         loop = asyncio.get_running_loop()
         received = 0
         pending: tuple[int, bytes, Awaitable[tuple[object, object]]] | None = None
@@ -228,7 +588,8 @@ class Fill:
             await self._after_disk_full(offset, chunk)
         if self.passthrough_from is None:
             metrics.bytes_written.add(len(chunk), {"source": self.source})
-            self.written = offset + len(chunk)
+            with self._lock:
+                self._present.add(offset, offset + len(chunk))
             self._notify()
         else:
             await self._broadcast(offset, chunk)
@@ -283,6 +644,9 @@ class Fill:
         self._hooks.commit(self)
 
     def _fail(self, error: BaseException) -> None:
+        self._stop()
+        if isinstance(error, _Uncached):
+            return
         self.error = error
         self._started.set()
         self._notify()
@@ -318,65 +682,127 @@ class Fill:
 
     async def read(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Bytes [start, end) as they arrive; the final chunk only after the blob verified."""
+        loop = asyncio.get_running_loop()
+        async for item in self.segments(start, end):
+            if isinstance(item, FileSegment):
+                offset, stop = item.offset, item.offset + item.count
+                while offset < stop:
+                    part = FileSegment(item.fd, offset, min(self._chunk_size, stop - offset))
+                    data = await loop.run_in_executor(self._executor, read_segment, part)
+                    if not data:
+                        raise FillFailed(f"temp file of {self.digest} ended early")
+                    offset += len(data)
+                    yield data
+            else:
+                yield item
+
+    async def segments(
+        self, start: int = 0, end: int | None = None, *, hold_back: bool = True
+    ) -> AsyncIterator[bytes | FileSegment]:
+        """Bytes [start, end) as file segments (or, streaming uncached, as bytes) once present.
+
+        `hold_back`: the last chunk only after the whole blob verified (always for a full read;
+        a Range read may finish on the source's bytes for that range).
+        """
         queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(_QUEUE_DEPTH)
         self._queues.add(queue)
+        self._readers += 1
         fd: int | None = None
         try:
             await self.wait_started()
             if self.passthrough_from != 0:
                 fd = self._open_for_reading()
             offset = start
-            held: bytes | None = None
             while True:
                 self._raise_if_failed()
                 stop = end if end is not None else self.size
                 if stop is not None and offset >= stop:
                     break
-                data = await self._next_chunk(fd, queue, offset, stop)
-                if data is None:
+                if self.passthrough_from is not None and (fd is None or offset >= self.passthrough_from):
+                    async for data in self._read_queued(queue, offset, end, hold_back):
+                        yield data
+                    return
+                with self._lock:
+                    available = self._present.run_end(offset)
+                if self.passthrough_from is not None:
+                    available = min(available, self.passthrough_from)
+                if available <= offset:
+                    self._want(offset)
+                    await self._changed.wait()
                     continue
-                offset += len(data)
-                if held is not None:
-                    yield held
-                held = data
+                upto = available if stop is None else min(available, stop)
+                if hold_back and (stop is None or upto >= stop) and not self.verified:
+                    # The final bytes wait for the whole digest: a wrong body is never completed.
+                    keep = min(self._chunk_size, upto - start)
+                    if upto - keep <= offset:
+                        await self._changed.wait()
+                        continue
+                    upto -= keep
+                upto = min(upto, offset + _SEGMENT_MAX)
+                assert fd is not None
+                yield FileSegment(fd, offset, upto - offset)
+                offset = upto
             self._detach(queue)  # nothing more to receive; don't hold the fill back
-            while not self.verified:
-                self._raise_if_failed()
-                await self._changed.wait()
-            self._raise_if_failed()
-            if held is not None:
-                yield held
+            if hold_back:
+                await self._wait_verified()
         finally:
             self._detach(queue)
+            self._readers -= 1
             if fd is not None:
                 os.close(fd)
             self._reader_left()
 
-    async def _next_chunk(
-        self, fd: int | None, queue: asyncio.Queue[tuple[int, bytes] | None], offset: int, stop: int | None
+    async def _wait_verified(self) -> None:
+        while not self.verified:
+            self._raise_if_failed()
+            await self._changed.wait()
+        self._raise_if_failed()
+
+    async def _read_queued(
+        self, queue: asyncio.Queue[tuple[int, bytes] | None], offset: int, end: int | None, hold_back: bool
+    ) -> AsyncIterator[bytes]:
+        """Pass-through: chunks from this reader's queue; the last one only after verification."""
+        held: bytes | None = None
+        while True:
+            self._raise_if_failed()
+            stop = end if end is not None else self.size
+            if stop is not None and offset >= stop:
+                break
+            data = await self._next_queued(queue, offset, stop)
+            if data is None:
+                if self.verified:
+                    break
+                continue
+            offset += len(data)
+            if held is not None:
+                yield held
+            held = data if hold_back else None
+            if not hold_back:
+                yield data
+        self._detach(queue)
+        if hold_back:
+            await self._wait_verified()
+        if held is not None:
+            yield held
+
+    async def _next_queued(
+        self, queue: asyncio.Queue[tuple[int, bytes] | None], offset: int, stop: int | None
     ) -> bytes | None:
-        in_file = self.written if self.passthrough_from is None else self.passthrough_from
-        want = self._chunk_size if stop is None else min(self._chunk_size, stop - offset)
-        if offset < in_file and fd is not None:
-            count = min(want, in_file - offset)
-            data = await asyncio.get_running_loop().run_in_executor(self._executor, os.pread, fd, count, offset)
-            if not data:
-                raise FillFailed(f"temp file of {self.digest} ended early")
-            return data
-        if self.passthrough_from is not None:
-            item = await queue.get()
-            if item is None:
-                self._raise_if_failed()
+        item = await queue.get()
+        if item is None:
+            self._raise_if_failed()
+            if self.verified and (stop is None or offset >= stop):
                 return None
-            chunk_offset, chunk = item
-            if chunk_offset + len(chunk) <= offset:
-                return None
-            if chunk_offset > offset:
-                raise FillUnavailable(f"{self.digest} is streaming uncached and bytes from {offset} are gone")
-            # Take the whole rest of a queued chunk: the next one starts after it.
-            return chunk[offset - chunk_offset : None if stop is None else stop - chunk_offset]
-        await self._changed.wait()
-        return None
+            if self.verified:
+                raise FillUnavailable(f"{self.digest} streamed uncached and bytes from {offset} are gone")
+            return None
+        chunk_offset, chunk = item
+        if chunk_offset + len(chunk) <= offset:
+            return None
+        if chunk_offset > offset:
+            raise FillUnavailable(f"{self.digest} is streaming uncached and bytes from {offset} are gone")
+        # Take the whole rest of a queued chunk: the next one starts after it.
+        return chunk[offset - chunk_offset : None if stop is None else stop - chunk_offset]
 
     def _detach(self, queue: asyncio.Queue[tuple[int, bytes] | None]) -> None:
         self._queues.discard(queue)
@@ -389,7 +815,7 @@ class Fill:
         For peers: p2p serves a piece of a fill in progress once the piece is written (and, for
         a download, verified against its piece hash). Raises FillUnavailable if not there yet.
         """
-        if self.error is not None or self.passthrough_from is not None or end > self.written:
+        if self.error is not None or self.passthrough_from is not None or not self.has(start, end):
             raise FillUnavailable(f"{self.digest}: bytes {start}-{end} are not available")
         fd = self._open_for_reading()
         try:
@@ -414,8 +840,21 @@ class Fill:
     def _reader_left(self) -> None:
         if self._complete_abandoned or self._task is None or self._task.done():
             return
-        if not self._queues:
+        if self._readers <= 0:
             self._task.cancel()
+
+
+class _Uncached(Exception):
+    """The blob cannot be cached here (no room): the fill restarts as a pass-through stream."""
+
+
+def _settle_future(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 def _durable_rename(fd: int, temp: Path, final: Path) -> None:

@@ -26,6 +26,24 @@ verification_failures = meter.create_counter(
     description="Fills whose bytes did not match their digest or size",
 )
 
+sendfile_bytes = meter.create_counter(
+    "registry_mirror_sendfile_bytes", description="Body bytes sent with sendfile (no copy through Python)"
+)
+copied_bytes = meter.create_counter(
+    "registry_mirror_copied_body_bytes", description="Body bytes sent by copying (TLS, or no zero-copy path)"
+)
+
+range_fills = meter.create_counter(
+    "registry_mirror_range_fills",
+    description="Fills from a range source, by mode: parallel, ranged (one connection), single_stream (no Range support)",
+)
+range_retries = meter.create_counter(
+    "registry_mirror_range_retries", description="Ranges asked for again after their connection broke"
+)
+demand_fetches = meter.create_counter(
+    "registry_mirror_demand_fetches", description="Pieces fetched out of order because a reader waited for them"
+)
+
 # Gauges read the live stores through callbacks; a store registers itself on open.
 _gauge_sources: list[Callable[[], tuple[int, int]]] = []
 

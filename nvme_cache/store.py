@@ -23,10 +23,12 @@ from nvme_cache.evict import EvictionPolicy, plan_eviction
 from nvme_cache.index import BlobIndex
 from nvme_cache.inflight import Fill, FillSource
 from nvme_cache.layout import Layout
+from nvme_cache.sendfile import FileSegment
 
 log = logging.getLogger("nvme_cache")
 
 _FLUSH_INTERVAL = 5.0
+_SEGMENT_MAX = 256 * 1024 * 1024  # one zero-copy send of a cached blob at most
 
 BlobListener = Callable[[str, int], None]  # (digest, size)
 
@@ -61,6 +63,10 @@ class CachedBlob:
     async def read(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         async for chunk in self._store._read_file(self.digest, start, end):
             yield chunk
+
+    def segments(self, start: int = 0, end: int | None = None, *, hold_back: bool = True) -> AsyncIterator[FileSegment]:
+        """The range as file segments for a zero-copy send (a committed blob is verified)."""
+        return self._store._file_segments(self.digest, start, end)
 
 
 class BlobStore:
@@ -164,9 +170,11 @@ class BlobStore:
         *,
         expected_size: int | None = None,
         media_type: str | None = None,
+        first_offset: int = 0,
     ) -> CachedBlob | Fill:
         """The cached blob, the fill already running for it, or a new fill from `open_source`.
 
+        `first_offset`: where the first reader starts (a Range), fetched first by a range fill.
         Raises BlobNotFound when the blob is neither cached nor filling and no source is given.
         """
         info = self.stat(digest)
@@ -180,10 +188,15 @@ class BlobStore:
         if open_source is None:
             raise BlobNotFound(str(digest))
         metrics.misses.add(1)
-        return self._start_fill(digest, open_source, expected_size, media_type)
+        return self._start_fill(digest, open_source, expected_size, media_type, first_offset)
 
     def _start_fill(
-        self, digest: Digest, open_source: FillSource, expected_size: int | None, media_type: str | None
+        self,
+        digest: Digest,
+        open_source: FillSource,
+        expected_size: int | None,
+        media_type: str | None,
+        first_offset: int = 0,
     ) -> Fill:
         temp = self.layout.tmp / f"{digest.hex[:16]}.{uuid.uuid4().hex}"
         fill = Fill(
@@ -197,6 +210,7 @@ class BlobStore:
             executor=self._executor,
             chunk_size=self.chunk_size,
             complete_abandoned=self._complete_abandoned,
+            first_offset=first_offset,
         )
         self._fills[str(digest)] = fill
         fill.start()
@@ -252,6 +266,32 @@ class BlobStore:
                 ahead = self._read_at(loop, fd, offset, stop)  # the next read overlaps this send
                 metrics.bytes_read.add(len(data))
                 yield data
+        finally:
+            self._readers[key] -= 1
+            if self._readers[key] <= 0:
+                del self._readers[key]
+            os.close(fd)
+
+    async def _file_segments(self, digest: Digest, start: int, end: int | None) -> AsyncIterator[FileSegment]:
+        key = str(digest)
+        try:
+            fd = os.open(self.layout.blob_path(digest), os.O_RDONLY)
+        except FileNotFoundError:
+            self.index.remove([key])  # someone removed it behind our back
+            raise BlobNotFound(key) from None
+        self._readers[key] += 1
+        self.index.touch(key)
+        try:
+            size = os.fstat(fd).st_size
+            stop = size if end is None else min(end, size)
+            if start > size or (start == size and size > 0):
+                raise RangeNotSatisfiable(start, size)
+            offset = start
+            while offset < stop:
+                count = min(_SEGMENT_MAX, stop - offset)
+                metrics.bytes_read.add(count)
+                yield FileSegment(fd, offset, count)
+                offset += count
         finally:
             self._readers[key] -= 1
             if self._readers[key] <= 0:

@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nvme_cache import sender_of
 from registry_mirror import metrics
 
 log = logging.getLogger("registry_mirror.access")
@@ -38,7 +39,9 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_and_count)
         finally:
-            self._record(scope, info, state["status"], state["bytes"], time.perf_counter() - started)
+            sender = sender_of(scope)  # bytes sent with sendfile went around `send`
+            sent = state["bytes"] + (sender.sent if sender is not None else 0)
+            self._record(scope, info, state["status"], sent, time.perf_counter() - started)
 
     def _record(self, scope: Scope, info: dict[str, Any], status: int, sent: int, seconds: float) -> None:
         route = info.get("route") or _plain_route(scope["path"])

@@ -14,7 +14,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import registry_mirror.translations  # noqa: F401  (registers the exception translations)
-from nvme_cache import BlobStore
+from nvme_cache import BlobStore, ZeroCopyMiddleware
 from registry_mirror.access_log import AccessLog
 from registry_mirror.admin import install_admin
 from registry_mirror.catalog_wiring import install_catalogs
@@ -122,8 +122,8 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
     logged = AccessLog(_FastPath(api, app, settings.path_prefix), enabled=settings.access_log)
     if tracing:
         mirror.on_shutdown.insert(0, _async(shutdown_tracing))  # runs last: flushes the final spans
-        return TracingMiddleware(logged), mirror
-    return logged, mirror
+        return ZeroCopyMiddleware(TracingMiddleware(logged)), mirror
+    return ZeroCopyMiddleware(logged), mirror
 
 
 class _FastPath:

@@ -41,7 +41,11 @@ async def get_blob(
         return await _head_blob(mirror, target, digest, started)
     joined = mirror.store.inflight(digest) is not None
     origin = origin_source(target.client, target.repository, digest, target.name, mirror.upstream_limits)
-    handle = mirror.store.get(digest, mirror.fill_source(digest, origin))
+    # Where this reader starts: a cold Range's pieces are the first ones a range fill fetches.
+    wanted = parse_range(headers.get("range"), None)
+    handle = mirror.store.get(
+        digest, mirror.fill_source(digest, origin), first_offset=wanted.start if wanted else 0
+    )
     try:
         await handle.wait_started()
     except FillFailed as exc:
@@ -50,7 +54,8 @@ async def get_blob(
     source = "cache" if isinstance(handle, CachedBlob) or joined else handle.source
     byte_range = parse_range(headers.get("range"), handle.size)
     status, response_headers, start, end = _framing(digest, handle.size, byte_range)
-    body = handle.read(start, end)
+    # A full GET never completes unverified; a Range may finish on the source's bytes for it.
+    body = handle.segments(start, end, hold_back=byte_range is None)
     return BlobResponse(
         status,
         response_headers,

@@ -207,6 +207,8 @@ UPSTREAM_KEYS: dict[str, Callable[[object], object]] = {
     "read_timeout": parse_timeout,
     "allow_repositories": parse_globs,
     "library_prefix": parse_bool,
+    "max_parallel_ranges": parse_count(1),
+    "parallel_range_min_size": parse_size,
 }
 # Keys of one `[[blocklist]]` rule (TOML only: the admin API changes rules at run time).
 BLOCK_RULE_KEYS: dict[str, Callable[[object], object]] = {

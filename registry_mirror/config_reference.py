@@ -60,6 +60,8 @@ UPSTREAM_ROWS: tuple[tuple[str, str, str | None], ...] = (
     ("read_timeout", "read_timeout", "20.0"),
     ("allow_repositories", "allow_repositories", "[]"),
     ("library_prefix", "library_prefix", "false"),
+    ("max_parallel_ranges", "max_parallel_ranges", "4"),
+    ("parallel_range_min_size", "parallel_range_min_size", '"64MiB"'),
 )
 _UPSTREAM_ALTERNATIVES = {
     "password_file": '"/run/secrets/example-password" (instead of password_env)',

@@ -1,4 +1,5 @@
-"""A blob body response in plain ASGI: 1 MiB chunks, stops when the client leaves, and aborts the
+"""A blob body response in plain ASGI: file segments go out with sendfile where the connection
+allows (nvme_cache.ZeroCopySender), bytes otherwise; stops when the client leaves, and aborts the
 connection (no final chunk) when the bytes behind it fail, so a client never sees a wrong body as
 complete."""
 
@@ -12,7 +13,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 
 from starlette.types import Message, Receive, Scope, Send
 
-from nvme_cache import FillFailed
+from nvme_cache import FileSegment, FillFailed, ZeroCopySender, read_segment, sender_of
+from nvme_cache import metrics as cache_metrics
 
 log = logging.getLogger("registry_mirror.responses")
 
@@ -24,7 +26,7 @@ class BlobResponse:
         self,
         status: int,
         headers: Mapping[str, str],
-        body: AsyncIterator[bytes] | None,
+        body: AsyncIterator[bytes] | AsyncIterator[bytes | FileSegment] | None,
         *,
         started: float,
         source: str = "cache",
@@ -48,20 +50,27 @@ class BlobResponse:
         sent = 0
         first_byte: float | None = None
         completed = False
+        sender = sender_of(scope)
         try:
-            async for chunk in self._body:
+            async for item in self._body:
                 if disconnected.is_set():
                     break
                 if first_byte is None:
                     first_byte = time.perf_counter() - self._started
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                sent += len(chunk)
+                if isinstance(item, FileSegment):
+                    sent += await _send_segment(item, sender, send)
+                else:
+                    await send({"type": "http.response.body", "body": item, "more_body": True})
+                    sent += len(item)
             else:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 completed = True
         except FillFailed as exc:
             # Returning without completing makes the server close the connection mid-body.
             log.warning("aborting response for %s after %d bytes: %s", scope.get("path"), sent, exc)
+        except OSError as exc:
+            # The client went away or stopped reading during a zero-copy send.
+            log.info("response for %s ended after %d bytes: %s", scope.get("path"), sent, exc)
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -74,6 +83,31 @@ class BlobResponse:
     def _done(self, sent: int, first_byte: float | None, completed: bool) -> None:
         if self._on_done is not None:
             self._on_done(sent, first_byte, completed)
+
+
+_COPY_CHUNK = 4 * 1024 * 1024  # where sendfile cannot: 4 MiB reads (measured best, benchmarks.md)
+
+
+async def _send_segment(segment: FileSegment, sender: ZeroCopySender | None, send: Send) -> int:
+    if sender is not None and await sender.send(segment):
+        return segment.count
+    loop = asyncio.get_running_loop()
+    offset, stop = segment.offset, segment.offset + segment.count
+    ahead = loop.run_in_executor(None, read_segment, FileSegment(segment.fd, offset, min(_COPY_CHUNK, segment.count)))
+    while ahead is not None:
+        data = await ahead
+        if not data:
+            raise FillFailed("file ended before the segment did")
+        offset += len(data)
+        # The next read overlaps this send.
+        ahead = (
+            loop.run_in_executor(None, read_segment, FileSegment(segment.fd, offset, min(_COPY_CHUNK, stop - offset)))
+            if offset < stop
+            else None
+        )
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+        cache_metrics.copied_bytes.add(len(data))
+    return segment.count
 
 
 async def _watch_disconnect(receive: Receive, disconnected: asyncio.Event) -> None:

@@ -78,6 +78,16 @@ class UpstreamSettings:
         default=False,
         metadata={"help": "Docker Hub style: one-part names get `library/` (on for docker.io)."},
     )
+    max_parallel_ranges: int = field(
+        default=4,
+        metadata={
+            "help": "Range requests one fill sends at once, once the origin answered Range (1: one stream)."
+        },
+    )
+    parallel_range_min_size: int = field(
+        default=64 * MiB,
+        metadata={"help": "Blobs at least this big are fetched over parallel ranges."},
+    )
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,13 @@ in here as further sources tried in order)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from nvme_cache import Digest, FillSource
 from registry_mirror import metrics
+from registry_mirror.origin_ranges import OriginRanges
 from registry_mirror.tracing import upstream_span
 from registry_mirror.upstream import BlobStream, UpstreamClient, UpstreamUnavailable
 
@@ -55,4 +57,15 @@ def origin_source(
                 raise UpstreamUnavailable(stream.status, None, f"blob GET answered {stream.status}, expected {expected}")
             yield OriginStream(stream, limits, upstream_name)
 
+    # A fill that sees `ranges` fetches by ranges on worker threads and never calls open_origin;
+    # wrappers (p2p, delta) that stream the origin themselves use open_origin.
+    slot = None
+    throttle = None
+    if limits is not None:
+        if limits.concurrency is not None:
+            slot = functools.partial(limits.slot, upstream_name)
+        throttle = limits.blocking_throttle(upstream_name)
+    open_origin.ranges = OriginRanges(  # type: ignore[attr-defined]
+        client, client.range_pool(), repository, str(digest), upstream_name, slot=slot, throttle=throttle
+    )
     return open_origin

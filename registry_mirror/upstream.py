@@ -24,6 +24,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -120,6 +121,10 @@ class BlobStream:
                 yield chunk
 
 
+class ConnectionPoolLike(Protocol):
+    def close(self) -> None: ...
+
+
 class UpstreamClient:
     """Pulls manifests, blobs and listings from one upstream registry."""
 
@@ -140,6 +145,7 @@ class UpstreamClient:
             username=settings.username, password=settings.password, static_token=settings.token
         )
         self._session: aiohttp.ClientSession | None = None
+        self._range_pool: ConnectionPoolLike | None = None
 
     async def get_manifest(
         self, repo: str, reference: str, accept: list[str], *, method: str = "GET"
@@ -184,7 +190,37 @@ class UpstreamClient:
             body = await self._read_capped(resp, path_suffix)
             return UpstreamResponse(resp.status, CIMultiDictProxy(CIMultiDict(resp.headers)), body)
 
+    # -- for registry_mirror.origin_ranges: blob bodies on worker threads ------------------------
+    def blob_url(self, repository: str, digest: str) -> str:
+        """`repository` as the upstream names it (after upstream_repository)."""
+        return str(self._base.with_path(f"/v2/{repository}/blobs/{digest}"))
+
+    async def authorization(self, repository: str) -> str | None:
+        with _translate("token"):
+            return await self._auth.authorization(self._get_session(), repository)
+
+    async def answer_challenge(self, repository: str, headers: Mapping[str, str], sent: str | None) -> str | None:
+        challenge = [line for line in headers.get("www-authenticate", "").split("\n") if line]
+        with _translate("token"):
+            return await self._auth.answer(self._get_session(), repository, challenge, sent)
+
+    def range_pool(self) -> ConnectionPoolLike:
+        if self._range_pool is None:
+            from registry_mirror.origin_ranges import ConnectionPool
+
+            tls = None
+            if self._base.scheme == "https":
+                tls = ssl.create_default_context(cafile=self.settings.ca_bundle)
+                if self.settings.insecure:
+                    tls.check_hostname = False
+                    tls.verify_mode = ssl.CERT_NONE
+            self._range_pool = ConnectionPool(tls, self.settings.connect_timeout, self.settings.read_timeout)
+        return self._range_pool
+
     async def aclose(self) -> None:
+        if self._range_pool is not None:
+            self._range_pool.close()
+            self._range_pool = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -309,11 +345,16 @@ def _translate(what: str) -> Iterator[None]:
 
 
 async def _error_from(response: aiohttp.ClientResponse, what: str) -> UpstreamError:
-    code, message = _oci_error(await _read_error_body(response))
-    message = message or f"{what} answered {response.status}"
-    status = response.status
+    body = await _read_error_body(response)
+    return error_for_status(response.status, response.headers.get("Retry-After"), body, what)
+
+
+def error_for_status(status: int, retry_after_header: str | None, body: bytes, what: str) -> UpstreamError:
+    """The UpstreamError for an error answer: the one table every upstream call goes through."""
+    code, message = _oci_error(body)
+    message = message or f"{what} answered {status}"
     if status == 429:
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        retry_after = parse_retry_after(retry_after_header)
         return UpstreamTooManyRequests(status, code, message, retry_after)
     if status >= 500:
         return UpstreamUnavailable(status, code, message)

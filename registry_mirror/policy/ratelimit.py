@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -92,6 +93,7 @@ class UpstreamLimits:
         self._caps: dict[str, _UpstreamCap] = {}
         self.peak_in_flight: dict[str, int] = {}
         self._in_flight: dict[str, int] = {}
+        self._thread_lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
@@ -126,12 +128,30 @@ class UpstreamLimits:
                 self._in_flight[upstream] -= 1
                 metrics.upstream_fetches_in_flight.add(-1, {"upstream": upstream})
 
+    def blocking_throttle(self, upstream: str) -> Callable[[int], None] | None:
+        """For bodies received on worker threads: sleeps the calling thread to keep the
+        upstream's bandwidth cap, the same bucket the async fetches share."""
+        bucket = self._cap(upstream).bandwidth
+        if bucket is None:
+            return None
+        lock = self._thread_lock
+
+        def take(count: int) -> None:
+            with lock:
+                wait = bucket.take_with_debt(count)
+            if wait > 0:
+                metrics.upstream_throttle_seconds.add(wait, {"upstream": upstream, "cap": "bandwidth"})
+                time.sleep(wait)
+
+        return take
+
     async def throttle(self, upstream: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """Pass `chunks` on no faster than the upstream's bandwidth cap (shared by its fetches)."""
         bucket = self._cap(upstream).bandwidth
         async for chunk in chunks:
             if bucket is not None:
-                wait = bucket.take_with_debt(len(chunk))
+                with self._thread_lock:
+                    wait = bucket.take_with_debt(len(chunk))
                 if wait > 0:
                     metrics.upstream_throttle_seconds.add(wait, {"upstream": upstream, "cap": "bandwidth"})
                     await asyncio.sleep(wait)

@@ -50,6 +50,6 @@ def test_concurrent_cold_gets_make_one_origin_get(mirror_process: MirrorFactory,
     assert results == [(200, digest, BLOB_SIZE)] * CLIENTS
     gets = origin.blob_gets(digest, since=marker)
     assert len(gets) == 1, gets
-    assert gets[0].status == 200 and gets[0].user_agent.startswith(MIRROR_USER_AGENT)
+    assert gets[0].status in (200, 206) and gets[0].bytes == BLOB_SIZE and gets[0].user_agent.startswith(MIRROR_USER_AGENT)
     assert gets[0].bytes == BLOB_SIZE
     assert [e for e in origin.blob_requests(digest, since=marker) if e.method == "HEAD"] == []

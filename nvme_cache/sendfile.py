@@ -1,0 +1,173 @@
+"""Zero-copy bodies: file ranges handed to the kernel with `os.sendfile` instead of copied twice
+through Python (pread into a bytes object, then a socket write).
+
+An ASGI server has no standard way to send a file range yet (uvicorn has no `pathsend`), so
+`ZeroCopySender.for_asgi` recognises uvicorn's HTTP/1.1 cycle behind the ASGI `send` and writes
+straight to its socket while the response owns the connection: after the headers are flushed and
+before the final empty body message, nothing else writes to it. Anything else (TLS, HTTP/2, another
+server, a wrapped `send`) gets None and the caller copies. The blocking `sendfile` loop runs on a
+worker thread and waits for socket space with `poll`, so a slow client never blocks the event
+loop, and a client that stops reading for `stall_timeout` is cut off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import select
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from nvme_cache import metrics
+
+_POLL_SLICE_MS = 500  # how often a waiting sender checks whether the response was abandoned
+_MAX_SENDERS = 256  # threads that may sit in a sendfile loop at once; beyond that, copy instead
+
+
+@dataclass(frozen=True)
+class FileSegment:
+    """Bytes [offset, offset + count) of an open file, to be sent as they are.
+
+    The fd belongs to the reader that yielded it and stays open until that reader moves on.
+    """
+
+    fd: int
+    offset: int
+    count: int
+
+
+class ClientStalled(OSError):
+    """The client read nothing for the whole stall timeout."""
+
+
+class ZeroCopySender:
+    """Sends file segments on one uvicorn HTTP/1.1 connection with `os.sendfile`."""
+
+    _executor = ThreadPoolExecutor(max_workers=_MAX_SENDERS, thread_name_prefix="sendfile")
+    _busy = 0
+    _busy_lock = threading.Lock()
+
+    def __init__(self, cycle: Any, sock_fd: int, stall_timeout: float) -> None:
+        self._cycle = cycle
+        self._fd = sock_fd
+        self._stall_timeout = stall_timeout
+        self._abandoned = threading.Event()
+        self.sent = 0  # bytes this sender put on the wire (the access log adds them)
+
+    @classmethod
+    def for_asgi(cls, scope: dict[str, Any], send: Any, stall_timeout: float = 30.0) -> ZeroCopySender | None:
+        """A sender for this response, or None where only copying is possible."""
+        if scope.get("type") != "http" or scope.get("scheme") != "http" or scope.get("method") == "HEAD":
+            return None
+        cycle = getattr(send, "__self__", None)
+        transport = getattr(cycle, "transport", None)
+        if cycle is None or transport is None or not hasattr(cycle, "expected_content_length"):
+            return None
+        if getattr(cycle, "chunked_encoding", True) or transport.get_extra_info("sslcontext") is not None:
+            return None
+        sock = transport.get_extra_info("socket")
+        try:
+            fd = sock.fileno() if sock is not None else -1
+        except (OSError, ValueError):
+            return None
+        return cls(cycle, fd, stall_timeout) if fd >= 0 else None
+
+    async def send(self, segment: FileSegment) -> bool:
+        """Sends the whole segment; False when there is no room to do it here (copy instead).
+
+        Raises OSError when the client went away or stalled: the response is then incomplete.
+        """
+        if segment.count <= 0:
+            return True
+        cycle = self._cycle
+        if cycle.disconnected or cycle.expected_content_length < segment.count:
+            return False
+        with ZeroCopySender._busy_lock:
+            if ZeroCopySender._busy >= _MAX_SENDERS:
+                return False
+            ZeroCopySender._busy += 1
+        try:
+            await self._flush(cycle.transport)
+            loop = asyncio.get_running_loop()
+            try:
+                sent = await asyncio.shield(loop.run_in_executor(self._executor, self._send_blocking, segment))
+            except asyncio.CancelledError:
+                self._abandoned.set()  # the thread notices within one poll slice
+                raise
+        finally:
+            with ZeroCopySender._busy_lock:
+                ZeroCopySender._busy -= 1
+        # uvicorn counts body bytes against Content-Length: these went around it.
+        cycle.expected_content_length -= sent
+        self.sent += sent
+        metrics.sendfile_bytes.add(sent)
+        return True
+
+    @staticmethod
+    async def _flush(transport: Any) -> None:
+        # The headers (or earlier body bytes) must be on the wire before the kernel sends ours.
+        while transport.get_write_buffer_size() > 0:
+            if transport.is_closing():
+                raise ConnectionResetError(errno.ECONNRESET, "client went away")
+            await asyncio.sleep(0.001)
+
+    def _send_blocking(self, segment: FileSegment) -> int:
+        offset, remaining = segment.offset, segment.count
+        poller = select.poll()
+        poller.register(self._fd, select.POLLOUT)
+        waited_ms = 0
+        while remaining > 0:
+            if self._abandoned.is_set():
+                raise ConnectionAbortedError(errno.ECONNABORTED, "response abandoned")
+            try:
+                sent = os.sendfile(self._fd, segment.fd, offset, remaining)
+            except BlockingIOError:
+                events = poller.poll(_POLL_SLICE_MS)
+                if events and events[0][1] & (select.POLLERR | select.POLLHUP):
+                    raise ConnectionResetError(errno.ECONNRESET, "client went away") from None
+                waited_ms = 0 if events else waited_ms + _POLL_SLICE_MS
+                if waited_ms >= self._stall_timeout * 1000:
+                    raise ClientStalled(errno.ETIMEDOUT, "client read nothing for the stall timeout") from None
+                continue
+            if sent == 0:
+                raise OSError(errno.EIO, "file ended before the segment did")
+            offset += sent
+            remaining -= sent
+            waited_ms = 0
+        return segment.count
+
+
+EXTENSION = "nvme_cache.sendfile"
+
+
+class ZeroCopyMiddleware:
+    """Outermost ASGI layer: offers a ZeroCopySender in `scope["extensions"]` where the server
+    allows one. It must wrap the app directly, since a middleware that wraps `send` hides the
+    server's connection."""
+
+    def __init__(self, app: Any, stall_timeout: float = 30.0) -> None:
+        self.app = app
+        self.stall_timeout = stall_timeout
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") == "http":
+            sender = ZeroCopySender.for_asgi(scope, send, self.stall_timeout)
+            if sender is not None:
+                extensions = scope.get("extensions") or {}
+                extensions[EXTENSION] = sender
+                scope["extensions"] = extensions
+        await self.app(scope, receive, send)
+
+
+def sender_of(scope: dict[str, Any]) -> ZeroCopySender | None:
+    extensions = scope.get("extensions") or {}
+    sender = extensions.get(EXTENSION)
+    return sender if isinstance(sender, ZeroCopySender) else None
+
+
+def read_segment(segment: FileSegment) -> bytes:
+    """The copying path: the segment's bytes (on a worker thread)."""
+    return os.pread(segment.fd, segment.count, segment.offset)
