@@ -11,7 +11,14 @@ from nvme_cache.errors import (
     VerificationFailed,
 )
 from nvme_cache.inflight import PIECE_SIZE, Fill, FillSource, RangeBody, RangeSource, SourceStream
-from nvme_cache.sendfile import FileSegment, ZeroCopyMiddleware, ZeroCopySender, read_segment, sender_of
+from nvme_cache.sendfile import (
+    FileSegment,
+    ZeroCopyMiddleware,
+    ZeroCopySender,
+    read_segment,
+    send_segment,
+    sender_of,
+)
 from nvme_cache.store import BlobInfo, BlobStore, CachedBlob, VerifyReport
 
 __all__ = [
@@ -32,6 +39,7 @@ __all__ = [
     "ZeroCopyMiddleware",
     "ZeroCopySender",
     "read_segment",
+    "send_segment",
     "sender_of",
     "InvalidDigest",
     "RangeNotSatisfiable",

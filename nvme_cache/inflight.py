@@ -28,10 +28,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import hashlib
 import logging
 import os
+import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager
@@ -52,6 +55,11 @@ PIECE_SIZE = 4 * 1024 * 1024  # the unit ranges are claimed in; a reader's deman
 _RUN_PIECES = 2  # pieces per request in parallel mode: few requests, yet a demand waits little
 _SEGMENT_MAX = 64 * 1024 * 1024  # one zero-copy send at most (the reader re-checks state between)
 _RANGE_RETRIES = 2  # a range whose connection broke is asked for again this often
+_RECEIVE_CHUNK = 256 * 1024  # fits the CPU's L2 with room: received, written and hashed while hot
+_RECEIVE_BUFFERS = 4  # per receiving thread: the hasher works on one while the next arrives
+_NOTICE_BYTES = 4 * 1024 * 1024  # readers hear of new bytes this often (each is a loop wake-up)
+_SLOW_STREAM = 128 * 1024 * 1024  # bytes/s over _SLOW_WINDOW: slower, and helper connections join
+_SLOW_WINDOW = 1.0
 
 
 class SourceStream(Protocol):
@@ -143,6 +151,7 @@ class Fill:
         self.error: BaseException | None = None
         self.passthrough_from: int | None = None
         self.ranged_requests = 0  # range requests this fill sent (a metric and a test aid)
+        self.hashed_in_memory = 0  # bytes hashed from the receive buffer, not read back
         self._open_source = open_source
         self._hooks = hooks
         self._executor = executor
@@ -168,6 +177,13 @@ class Fill:
         self._demand: list[int] = []
         self._stopping = False
         self._source_done = False  # a stream of unknown size ended: `size` is final
+        self._handoff: dict[int, tuple[memoryview, Callable[[], None]]] = {}  # offset -> chunk
+        self._main_started: float | None = None
+        self._main_bytes = 0
+        self._main_at: int | None = None  # where the main stream's next byte lands
+        self._main_done = False
+        self._helpers: list[asyncio.Task[None]] = []
+        self._wake_helpers = asyncio.Event()  # a reader waits for a piece, or the main stream ended
 
     # -- what readers and peers see ------------------------------------------------------------
     @property
@@ -272,8 +288,8 @@ class Fill:
     # -- range fills ---------------------------------------------------------------------------
     async def _fetch_ranges(self, ranges: RangeSource) -> None:
         first_start = self._first_offset if self.size is None or self._first_offset < self.size else 0
-        first_end = first_start + max(ranges.parallel_min_size, PIECE_SIZE)
-        async with ranges.open(first_start, first_end) as body:
+        main_run = max(ranges.parallel_min_size, PIECE_SIZE)
+        async with ranges.open(first_start, first_start + main_run) as body:
             self.ranged_requests += 1
             self.source = ranges.source
             self._set_size(body.total)
@@ -286,32 +302,27 @@ class Fill:
             self._check_range(body, first_start)
             if not self._open_temp(self.size):
                 raise _Uncached()
-            parallel = ranges.max_parallel > 1 and self.size >= ranges.parallel_min_size
-            metrics.range_fills.add(1, {"mode": "parallel" if parallel else "ranged"})
+            with self._lock:  # before any reader looks: the main stream is on its way
+                self._main_at = first_start
+                self._claims[-1] = (first_start, min(self.size, first_start + main_run))
             self._started.set()
             self._notify()
             hashing = self._start_hasher()
-            first_end = min(first_end, self.size)
-            with self._lock:
-                self._claims[-1] = (first_start, first_end)
             try:
-                got = await self._receive_on_thread(body, first_start, first_end)
-            finally:
-                with self._lock:
-                    del self._claims[-1]
-            if got < first_end:
-                raise SourceFailed(f"{self.digest}: range ended at {got}, expected {first_end}")
-        workers = ranges.max_parallel if parallel else 1
-        try:
-            async with asyncio.TaskGroup() as group:
-                for worker in range(workers):
-                    group.create_task(self._range_worker(ranges, parallel, worker))
-        except BaseExceptionGroup as failures:
-            self._stop()
-            raise failures.exceptions[0] from None
-        except BaseException:
-            self._stop()
-            raise
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._main_stream(ranges, body, first_start, main_run))
+                    group.create_task(self._add_helpers(ranges, group))
+            except BaseExceptionGroup as failures:
+                self._stop()
+                raise failures.exceptions[0] from None
+            except BaseException:
+                self._stop()
+                raise
+        metrics.range_fills.add(1, {"mode": "parallel" if self._helpers else "ranged"})
+        log.debug(
+            "%s: %d range requests, %d helpers, %d of %d bytes hashed from the receive buffers",
+            self.digest, self.ranged_requests, len(self._helpers), self.hashed_in_memory, self.size,
+        )
         await hashing
         self._finish_hash()
         await self._settle()
@@ -373,10 +384,62 @@ class Fill:
                 f"{self.digest}: asked for bytes from {start}, got {body.start} of {body.total}"
             )
 
-    async def _range_worker(self, ranges: RangeSource, parallel: bool, worker: int) -> None:
+    async def _main_stream(self, ranges: RangeSource, first: RangeBody, start: int, run: int) -> None:
+        """One connection from the first reader's offset on, in runs of `run` bytes, wrapping
+        round to the start: the cheap path (its chunks are hashed from the receive buffer)."""
+        assert self.size is not None
+        end = min(self.size, start + run)
+        with self._lock:
+            self._claims[-1] = (start, end)
+        try:
+            got = await self._receive_on_thread(first, start, end, main=True)
+            if got < end:
+                raise SourceFailed(f"{self.digest}: range ended at {got}, expected {end}")
+            await self._range_worker(ranges, worker=-1, position=end, run=run)
+        finally:
+            self._main_done = True
+            self._wake_helpers.set()
+            self._notify()
+
+    async def _add_helpers(self, ranges: RangeSource, group: asyncio.TaskGroup) -> None:
+        """Helper connections join the main stream when a reader waits for a piece the main
+        stream is far from, or when one connection is slower than _SLOW_STREAM (an origin or CDN
+        that caps each connection). They take pieces from the top of the blob downwards, so the
+        main stream rarely runs into them."""
+        assert self.size is not None
+        big = self.size >= ranges.parallel_min_size
+        since = self._loop_time()
+        while not self._main_done and len(self._helpers) < ranges.max_parallel - 1:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_helpers.wait(), 0.25)
+            self._wake_helpers.clear()
+            with self._lock:
+                waiting = bool(self._demand)
+                done, seconds = self._main_progress()
+            slow = big and seconds >= _SLOW_WINDOW and done / seconds < _SLOW_STREAM
+            if waiting or (slow and self._loop_time() - since >= _SLOW_WINDOW):
+                count = 1 if waiting and not slow else ranges.max_parallel - 1 - len(self._helpers)
+                for _ in range(count):
+                    worker = len(self._helpers)
+                    self._helpers.append(group.create_task(self._range_worker(ranges, worker=worker)))
+                since = self._loop_time()
+
+    def _main_progress(self) -> tuple[int, float]:
+        claim = self._claims.get(-1)
+        if claim is None or self._main_started is None:
+            return 0, 0.0
+        return self._main_bytes, self._loop_time() - self._main_started
+
+    def _loop_time(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    async def _range_worker(
+        self, ranges: RangeSource, *, worker: int, position: int | None = None, run: int = 0
+    ) -> None:
         failures = 0
         while True:
-            claim = self._claim(parallel, worker)
+            claim = self._claim(worker, position, run)
             if claim is None:
                 return
             start, end = claim
@@ -384,10 +447,12 @@ class Fill:
                 async with ranges.open(start, end) as body:
                     self.ranged_requests += 1
                     self._check_range(body, start)
-                    got = await self._receive_on_thread(body, start, end)
+                    got = await self._receive_on_thread(body, start, end, main=worker < 0)
                 if got < end:
                     raise SourceFailed(f"{self.digest}: range {start}-{end} ended at {got}")
                 failures = 0
+                if position is not None:
+                    position = end
             except (asyncio.CancelledError, VerificationFailed):
                 raise
             except Exception as exc:
@@ -400,12 +465,23 @@ class Fill:
                 with self._lock:
                     self._claims.pop(worker, None)
 
-    def _claim(self, parallel: bool, worker: int) -> tuple[int, int] | None:
-        """The next range to fetch: a piece a reader waits for first, then the lowest missing."""
+    def _claim(self, worker: int, position: int | None, run: int) -> tuple[int, int] | None:
+        """The next range for a worker. The main stream (`position` given): onwards from where
+        it is, then round from the start. A helper: a piece a reader waits for, else the
+        highest missing piece."""
         assert self.size is not None
         size = self.size
         with self._lock:
             taken = union(self._present.intervals(), list(self._claims.values()))
+            if position is not None:
+                start = taken.next_missing(position)
+                if start >= size:
+                    start = taken.next_missing(0)
+                if start >= size:
+                    return None
+                end = taken.missing_end(start, min(size, start + run))
+                self._claims[worker] = (start, end)
+                return start, end
             while self._demand:
                 wanted = self._demand.pop(0)
                 start = taken.next_missing(wanted)
@@ -414,47 +490,89 @@ class Fill:
                     self._claims[worker] = (start, end)
                     metrics.demand_fetches.add(1)
                     return start, end
-            start = taken.next_missing(0)
-            if start >= size:
+            gap = taken.highest_gap(size)
+            if gap is None:
                 return None
-            limit = min(size, start - start % PIECE_SIZE + _RUN_PIECES * PIECE_SIZE) if parallel else size
-            end = taken.missing_end(start, limit)
-            self._claims[worker] = (start, end)
-            return start, end
+            gap_start, gap_end = gap
+            start = max(gap_start, (gap_end - 1) // PIECE_SIZE * PIECE_SIZE - (_RUN_PIECES - 1) * PIECE_SIZE)
+            self._claims[worker] = (start, gap_end)
+            return start, gap_end
 
     def _want(self, offset: int) -> None:
-        """A reader waits at `offset`: its piece goes to the front of the queue."""
+        """A reader waits at `offset`: unless the main stream is about to get there, a helper
+        fetches its piece next."""
         with self._lock:
+            main = self._claims.get(-1)
+            at = self._main_at if self._main_at is not None else (main[0] if main else None)
+            if at is not None and not self._main_done and at <= offset < at + 2 * PIECE_SIZE:
+                return
             if offset not in self._demand and len(self._demand) < 64:
+                log.debug("%s: a reader waits at %d (main stream at %s)", self.digest, offset, at)
                 self._demand.append(offset)
+                self._wake_helpers.set()
 
-    async def _receive_on_thread(self, body: RangeBody, start: int, end: int | None) -> int:
+    async def _receive_on_thread(self, body: RangeBody, start: int, end: int | None, *, main: bool = False) -> int:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._receive, body, start, end)
+        return await loop.run_in_executor(self._executor, self._receive, body, start, end, main)
 
-    def _receive(self, body: RangeBody, start: int, end: int | None) -> int:
-        """Worker thread: the body's bytes straight into a reused buffer, then into the file."""
-        buffer = memoryview(bytearray(self._chunk_size))
+    def _receive(self, body: RangeBody, start: int, end: int | None, main: bool = False) -> int:
+        """Worker thread: the body's bytes straight into small reused buffers (they stay in the
+        CPU cache from the socket to the file to the hash), then into the file. A chunk that
+        extends the contiguous prefix is handed to the hasher as it is: no second read."""
+        free: queue.SimpleQueue[int] = queue.SimpleQueue()
+        buffers = [memoryview(bytearray(_RECEIVE_CHUNK)) for _ in range(_RECEIVE_BUFFERS)]
+        for index in range(_RECEIVE_BUFFERS):
+            free.put(index)
         offset = start
+        unnoticed = 0
         fd = self._fd
         assert fd is not None
+        if main:
+            with self._lock:
+                self._main_started = self._loop_time_threadsafe()
+                self._main_bytes = 0
+                self._main_at = start
         while end is None or offset < end:
-            if self._stopping:
-                raise FillFailed(f"fill of {self.digest} stopped")
-            want = self._chunk_size if end is None else min(self._chunk_size, end - offset)
+            index = self._take_buffer(free)
+            buffer = buffers[index]
+            want = _RECEIVE_CHUNK if end is None else min(_RECEIVE_CHUNK, end - offset)
             count = body.readinto(buffer[:want])
             if not count:
+                free.put(index)
                 break
             done = 0
             while done < count:
                 done += os.pwrite(fd, buffer[done:count], offset + done)
             with self._lock:
+                if self._present.prefix() == offset:
+                    self._handoff[offset] = (buffer[:count], functools.partial(free.put, index))
+                else:
+                    free.put(index)
                 self._present.add(offset, offset + count)
+                if main:
+                    self._main_bytes += count
+                    self._main_at = offset + count
                 self._landed.notify_all()
             offset += count
-            metrics.bytes_written.add(count, {"source": self.source})
+            unnoticed += count
+            if unnoticed >= _NOTICE_BYTES or (end is not None and offset >= end):
+                metrics.bytes_written.add(unnoticed, {"source": self.source})
+                unnoticed = 0
+                self._notify_threadsafe()
+        if unnoticed:
+            metrics.bytes_written.add(unnoticed, {"source": self.source})
             self._notify_threadsafe()
         return offset
+
+    def _take_buffer(self, free: queue.SimpleQueue[int]) -> int:
+        while True:
+            if self._stopping:
+                raise FillFailed(f"fill of {self.digest} stopped")
+            with contextlib.suppress(queue.Empty):
+                return free.get(timeout=0.5)
+
+    def _loop_time_threadsafe(self) -> float:
+        return time.monotonic() if self._loop is None else self._loop.time()
 
     def _start_hasher(self) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
@@ -474,33 +592,45 @@ class Fill:
         return future
 
     def _hash_prefix(self) -> None:
-        """Hasher thread: hash the contiguous prefix as it grows, reading it back once from the
-        page cache (the bytes were written a moment ago)."""
+        """Hasher thread: hash the contiguous prefix as it grows. Chunks handed over by the
+        receiver are hashed from its buffer; bytes that landed out of order are read back once
+        from the page cache when the prefix reaches them."""
         fd = os.open(self.temp_path, os.O_RDONLY)
         try:
-            buffer = memoryview(bytearray(max(self._chunk_size, PIECE_SIZE)))
+            buffer = memoryview(bytearray(_RECEIVE_CHUNK * 4))
             hashed = 0
             while True:
                 with self._landed:
                     while True:
                         if self._stopping:
                             return
+                        handed = self._handoff.pop(hashed, None)
                         upto = self._present.prefix()
-                        done = self.size is not None and hashed >= self.size
-                        if upto > hashed or done:
+                        if handed is not None or upto > hashed:
                             break
+                        if self.size is not None and hashed >= self.size:
+                            self._received = hashed
+                            return
                         self._landed.wait(1.0)
-                if done:
-                    self._received = hashed
-                    return
-                while hashed < upto:
-                    count = os.preadv(fd, [buffer[: min(len(buffer), upto - hashed)]], hashed)
-                    if count <= 0:
-                        raise SourceFailed(f"temp file of {self.digest} ended early")
-                    self._hasher.update(buffer[:count])
+                    if handed is None:
+                        later = [offset for offset in self._handoff if offset > hashed]
+                        upto = min([upto, hashed + len(buffer), *later])
+                if handed is not None:
+                    view, release = handed
+                    self._hasher.update(view)
                     if self._tap is not None:
-                        self._tap(hashed, buffer[:count])
-                    hashed += count
+                        self._tap(hashed, view)
+                    hashed += len(view)
+                    self.hashed_in_memory += len(view)
+                    release()
+                    continue
+                count = os.preadv(fd, [buffer[: upto - hashed]], hashed)
+                if count <= 0:
+                    raise SourceFailed(f"temp file of {self.digest} ended early")
+                self._hasher.update(buffer[:count])
+                if self._tap is not None:
+                    self._tap(hashed, buffer[:count])
+                hashed += count
         finally:
             os.close(fd)
 

@@ -51,6 +51,17 @@ class PresentRanges:
         index = bisect.bisect_right(self._starts, offset)
         return min(limit, self._starts[index]) if index < len(self._starts) else limit
 
+    def highest_gap(self, limit: int) -> tuple[int, int] | None:
+        """The last missing range below `limit`, or None when [0, limit) is all present."""
+        end = limit
+        for index in range(len(self._starts) - 1, -1, -1):
+            if self._starts[index] >= end:
+                continue
+            if self._ends[index] < end:
+                return self._ends[index], end
+            end = self._starts[index]
+        return (0, end) if end > 0 else None
+
     def total(self) -> int:
         return sum(e - s for s, e in zip(self._starts, self._ends))
 

@@ -14,11 +14,22 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from nvme_cache import BlobNotFound, CacheError, Digest, FillUnavailable, InvalidDigest
+from nvme_cache import (
+    BlobNotFound,
+    CacheError,
+    Digest,
+    FileSegment,
+    FillFailed,
+    FillUnavailable,
+    InvalidDigest,
+    read_segment,
+    send_segment,
+    sender_of,
+)
 from p2p import metrics
 from p2p.node import PIECE_PATH, P2PNode
 
@@ -77,9 +88,7 @@ def create_peer_app(node: P2PNode, tracker_app: ASGIApp | None = None) -> Starle
         except CacheError as exc:
             return JSONResponse({"error": str(exc)}, 416)
         headers = {"Content-Range": f"bytes {start}-{end - 1}/{size}", "Content-Length": str(end - start)}
-        return StreamingResponse(
-            _upload(node, body, bucket, config.fault_corrupt_uploads), 206, headers, "application/octet-stream"
-        )
+        return _PieceResponse(headers, _upload(node, body, bucket, config.fault_corrupt_uploads))
 
     routes: list[Route | Mount] = [Route(PIECE_PATH + "{digest}", serve_range, methods=["GET"])]
     lifespan = None
@@ -89,35 +98,69 @@ def create_peer_app(node: P2PNode, tracker_app: ASGIApp | None = None) -> Starle
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-async def _open_range(node: P2PNode, digest: Digest, start: int, end: int) -> tuple[int, AsyncIterator[bytes]]:
+async def _open_range(
+    node: P2PNode, digest: Digest, start: int, end: int
+) -> tuple[int, AsyncIterator[bytes | FileSegment]]:
     info = node.store.stat(digest)
     if info is not None:
         if end > info.size:
             raise CacheError(f"range beyond {info.size} bytes")
-        return info.size, node.store.get(digest).read(start, end)
+        return info.size, node.store.get(digest).segments(start, end)
     fill = node.store.inflight(digest)
     if fill is None or fill.size is None:
         raise BlobNotFound(str(digest))
     if end > fill.size:
         raise CacheError(f"range beyond {fill.size} bytes")
     # Only what is written: a downloader writes verified pieces only, a seed's bytes define them.
-    if end > fill.written:
+    if fill.passthrough_from is not None or not fill.has(start, end):
         raise FillUnavailable(str(digest))
-    return fill.size, fill.read_available(start, end)
+    return fill.size, fill.segments(start, end, hold_back=False)
 
 
-async def _upload(node: P2PNode, body: AsyncIterator[bytes], bucket: TokenBucket, corrupt: bool) -> AsyncIterator[bytes]:
+class _PieceResponse:
+    """206 with the piece's bytes; file segments go out with sendfile where the connection
+    allows (plain HTTP peers), so a seed's upload costs the kernel's copy only."""
+
+    def __init__(self, headers: dict[str, str], body: AsyncIterator[bytes | FileSegment]) -> None:
+        self._headers = [(b"content-type", b"application/octet-stream")] + [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+        ]
+        self._body = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 206, "headers": self._headers})
+        sender = sender_of(scope)
+        try:
+            async for item in self._body:
+                if isinstance(item, FileSegment):
+                    await send_segment(item, sender, send)
+                else:
+                    await send({"type": "http.response.body", "body": item, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except (OSError, FillFailed) as exc:
+            log.info("piece upload of %s ended early: %s", scope.get("path"), exc)  # the peer retries
+        finally:
+            aclose = getattr(self._body, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+async def _upload(
+    node: P2PNode, body: AsyncIterator[bytes | FileSegment], bucket: TokenBucket, corrupt: bool
+) -> AsyncIterator[bytes | FileSegment]:
     node.uploads_active += 1
     first = True
     sent = 0
     try:
-        async for chunk in body:
-            await bucket.take(len(chunk))
-            if corrupt and first and chunk:
-                chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]  # fault injection for tests
+        async for item in body:
+            count = item.count if isinstance(item, FileSegment) else len(item)
+            await bucket.take(count)
+            if corrupt and first and count:
+                data = item if isinstance(item, bytes) else await asyncio.to_thread(read_segment, item)
+                item = bytes([data[0] ^ 0xFF]) + data[1:]  # fault injection for tests
             first = False
-            sent += len(chunk)
-            yield chunk
+            sent += count
+            yield item
         metrics.pieces_served.add(1)
     finally:
         node.uploads_active -= 1

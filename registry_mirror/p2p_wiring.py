@@ -9,6 +9,7 @@ import ssl
 
 from p2p.config import P2PConfig
 from p2p.node import P2PNode
+from nvme_cache import ZeroCopyMiddleware
 from p2p.peer_server import create_peer_app
 from registry_mirror.config_values import parse_listen
 from registry_mirror.settings import P2PSettings
@@ -50,7 +51,7 @@ def install_p2p(mirror: Mirror, settings: P2PSettings) -> P2PNode | None:
     node = P2PNode(config, mirror.store)
     tracker_app = _embedded_tracker(settings) if embedded else None
     server_ssl = _server_ssl(settings) if tls else {}
-    mirror.listeners.append(Listener("peer", create_peer_app(node, tracker_app), host, port, server_ssl))
+    mirror.listeners.append(Listener("peer", ZeroCopyMiddleware(create_peer_app(node, tracker_app)), host, port, server_ssl))
     mirror.source_wrappers.append(node.wrap)
     mirror.on_startup.append(node.start)
     mirror.on_shutdown.append(node.aclose)

@@ -13,8 +13,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 
 from starlette.types import Message, Receive, Scope, Send
 
-from nvme_cache import FileSegment, FillFailed, ZeroCopySender, read_segment, sender_of
-from nvme_cache import metrics as cache_metrics
+from nvme_cache import FileSegment, FillFailed, send_segment, sender_of
 
 log = logging.getLogger("registry_mirror.responses")
 
@@ -58,7 +57,7 @@ class BlobResponse:
                 if first_byte is None:
                     first_byte = time.perf_counter() - self._started
                 if isinstance(item, FileSegment):
-                    sent += await _send_segment(item, sender, send)
+                    sent += await send_segment(item, sender, send)
                 else:
                     await send({"type": "http.response.body", "body": item, "more_body": True})
                     sent += len(item)
@@ -83,31 +82,6 @@ class BlobResponse:
     def _done(self, sent: int, first_byte: float | None, completed: bool) -> None:
         if self._on_done is not None:
             self._on_done(sent, first_byte, completed)
-
-
-_COPY_CHUNK = 4 * 1024 * 1024  # where sendfile cannot: 4 MiB reads (measured best, benchmarks.md)
-
-
-async def _send_segment(segment: FileSegment, sender: ZeroCopySender | None, send: Send) -> int:
-    if sender is not None and await sender.send(segment):
-        return segment.count
-    loop = asyncio.get_running_loop()
-    offset, stop = segment.offset, segment.offset + segment.count
-    ahead = loop.run_in_executor(None, read_segment, FileSegment(segment.fd, offset, min(_COPY_CHUNK, segment.count)))
-    while ahead is not None:
-        data = await ahead
-        if not data:
-            raise FillFailed("file ended before the segment did")
-        offset += len(data)
-        # The next read overlaps this send.
-        ahead = (
-            loop.run_in_executor(None, read_segment, FileSegment(segment.fd, offset, min(_COPY_CHUNK, stop - offset)))
-            if offset < stop
-            else None
-        )
-        await send({"type": "http.response.body", "body": data, "more_body": True})
-        cache_metrics.copied_bytes.add(len(data))
-    return segment.count
 
 
 async def _watch_disconnect(receive: Receive, disconnected: asyncio.Event) -> None:
