@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Real servers and clients the integration tests start as local processes.
-DEBIAN_PACKAGES := docker-registry containerd skopeo umoci prometheus redis-server nginx wrk util-linux iproute2
+DEBIAN_PACKAGES := docker-registry containerd skopeo umoci prometheus redis-server nginx wrk util-linux iproute2 aria2
 
 .PHONY: run test venv test-deps bench clean
 

@@ -138,6 +138,7 @@ class Fill:
         chunk_size: int,
         complete_abandoned: bool,
         first_offset: int = 0,
+        piece_size: int = PIECE_SIZE,
     ) -> None:
         self.digest = digest
         self.temp_path = temp_path
@@ -157,7 +158,9 @@ class Fill:
         self._executor = executor
         self._chunk_size = chunk_size
         self._complete_abandoned = complete_abandoned
-        self._first_offset = first_offset - first_offset % PIECE_SIZE
+        self._piece_size = piece_size
+        self._receive_chunk = min(_RECEIVE_CHUNK, chunk_size)
+        self._first_offset = first_offset - first_offset % self._piece_size
         self._fd: int | None = None
         self._reserved = 0
         self._received = 0
@@ -288,7 +291,7 @@ class Fill:
     # -- range fills ---------------------------------------------------------------------------
     async def _fetch_ranges(self, ranges: RangeSource) -> None:
         first_start = self._first_offset if self.size is None or self._first_offset < self.size else 0
-        main_run = max(ranges.parallel_min_size, PIECE_SIZE)
+        main_run = max(ranges.parallel_min_size, self._piece_size)
         async with ranges.open(first_start, first_start + main_run) as body:
             self.ranged_requests += 1
             self.source = ranges.source
@@ -485,8 +488,8 @@ class Fill:
             while self._demand:
                 wanted = self._demand.pop(0)
                 start = taken.next_missing(wanted)
-                if start < size and start < wanted + PIECE_SIZE:
-                    end = taken.missing_end(start, min(size, start - start % PIECE_SIZE + PIECE_SIZE))
+                if start < size and start < wanted + self._piece_size:
+                    end = taken.missing_end(start, min(size, start - start % self._piece_size + self._piece_size))
                     self._claims[worker] = (start, end)
                     metrics.demand_fetches.add(1)
                     return start, end
@@ -494,7 +497,7 @@ class Fill:
             if gap is None:
                 return None
             gap_start, gap_end = gap
-            start = max(gap_start, (gap_end - 1) // PIECE_SIZE * PIECE_SIZE - (_RUN_PIECES - 1) * PIECE_SIZE)
+            start = max(gap_start, (gap_end - 1) // self._piece_size * self._piece_size - (_RUN_PIECES - 1) * self._piece_size)
             self._claims[worker] = (start, gap_end)
             return start, gap_end
 
@@ -504,7 +507,7 @@ class Fill:
         with self._lock:
             main = self._claims.get(-1)
             at = self._main_at if self._main_at is not None else (main[0] if main else None)
-            if at is not None and not self._main_done and at <= offset < at + 2 * PIECE_SIZE:
+            if at is not None and not self._main_done and at <= offset < at + 2 * self._piece_size:
                 return
             if offset not in self._demand and len(self._demand) < 64:
                 log.debug("%s: a reader waits at %d (main stream at %s)", self.digest, offset, at)
@@ -520,7 +523,7 @@ class Fill:
         CPU cache from the socket to the file to the hash), then into the file. A chunk that
         extends the contiguous prefix is handed to the hasher as it is: no second read."""
         free: queue.SimpleQueue[int] = queue.SimpleQueue()
-        buffers = [memoryview(bytearray(_RECEIVE_CHUNK)) for _ in range(_RECEIVE_BUFFERS)]
+        buffers = [memoryview(bytearray(self._receive_chunk)) for _ in range(_RECEIVE_BUFFERS)]
         for index in range(_RECEIVE_BUFFERS):
             free.put(index)
         offset = start
@@ -535,7 +538,7 @@ class Fill:
         while end is None or offset < end:
             index = self._take_buffer(free)
             buffer = buffers[index]
-            want = _RECEIVE_CHUNK if end is None else min(_RECEIVE_CHUNK, end - offset)
+            want = self._receive_chunk if end is None else min(self._receive_chunk, end - offset)
             count = body.readinto(buffer[:want])
             if not count:
                 free.put(index)
@@ -597,7 +600,7 @@ class Fill:
         from the page cache when the prefix reaches them."""
         fd = os.open(self.temp_path, os.O_RDONLY)
         try:
-            buffer = memoryview(bytearray(_RECEIVE_CHUNK * 4))
+            buffer = memoryview(bytearray(self._receive_chunk * 4))
             hashed = 0
             while True:
                 with self._landed:
@@ -810,10 +813,11 @@ class Fill:
         if self.error is not None:
             raise FillFailed(str(self.error)) from self.error
 
-    async def read(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        """Bytes [start, end) as they arrive; the final chunk only after the blob verified."""
+    async def read(self, start: int = 0, end: int | None = None, *, hold_back: bool = True) -> AsyncIterator[bytes]:
+        """Bytes [start, end) as they arrive; the final chunk only after the blob verified
+        (unless `hold_back` is off, see `segments`)."""
         loop = asyncio.get_running_loop()
-        async for item in self.segments(start, end):
+        async for item in self.segments(start, end, hold_back=hold_back):
             if isinstance(item, FileSegment):
                 offset, stop = item.offset, item.offset + item.count
                 while offset < stop:

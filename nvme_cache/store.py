@@ -21,7 +21,7 @@ from nvme_cache.digest import Digest
 from nvme_cache.errors import BlobNotFound, RangeNotSatisfiable, VerificationFailed
 from nvme_cache.evict import EvictionPolicy, plan_eviction
 from nvme_cache.index import BlobIndex
-from nvme_cache.inflight import Fill, FillSource
+from nvme_cache.inflight import PIECE_SIZE, Fill, FillSource
 from nvme_cache.layout import Layout
 from nvme_cache.sendfile import FileSegment
 
@@ -81,15 +81,17 @@ class BlobStore:
         complete_abandoned_fills: bool = True,
         chunk_size: int = 1024 * 1024,
         executor: Executor | None = None,
+        piece_size: int = PIECE_SIZE,
     ) -> None:
         self.layout = Layout(root)
         self.policy = EvictionPolicy(max_size, high_watermark, low_watermark, min_free_bytes)
         self.chunk_size = chunk_size
+        self.piece_size = piece_size  # the unit a range fill claims and a reader demands
         # Cache hits read bigger chunks: measured 1.28x with four clients and 1.13x with one
         # for 4 MiB over 1 MiB (fewer loop turns and syscalls per byte; see docs/benchmarks.md).
         self.read_chunk_size = max(chunk_size, 4 * 1024 * 1024)
         self._complete_abandoned = complete_abandoned_fills
-        self._executor = executor or ThreadPoolExecutor(max_workers=8, thread_name_prefix="nvme-cache")
+        self._executor = executor or ThreadPoolExecutor(max_workers=32, thread_name_prefix="nvme-cache")
         self._index: BlobIndex | None = None
         self._fills: dict[str, Fill] = {}
         self._readers: Counter[str] = Counter()
@@ -211,6 +213,7 @@ class BlobStore:
             chunk_size=self.chunk_size,
             complete_abandoned=self._complete_abandoned,
             first_offset=first_offset,
+            piece_size=self.piece_size,
         )
         self._fills[str(digest)] = fill
         fill.start()

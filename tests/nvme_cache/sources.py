@@ -64,3 +64,72 @@ class _Stream:
                 await asyncio.sleep(owner.delay)
             else:
                 await asyncio.sleep(0)
+
+
+class BytesRanges:
+    """A range source (nvme_cache.RangeSource) over `data`, answering on the fill's threads like
+    the origin does: 206 for a range, or 200 with everything when `ranged` is off. Records every
+    request; `delay` per read makes one connection slow; `corrupt_at` flips that byte."""
+
+    source = "origin"
+
+    def __init__(
+        self,
+        data: bytes,
+        *,
+        ranged: bool = True,
+        max_parallel: int = 4,
+        parallel_min_size: int = 64 * 1024,
+        read_size: int = 8 * 1024,
+        delay: float = 0.0,
+        corrupt_at: int | None = None,
+    ) -> None:
+        self.data = bytearray(data)
+        if corrupt_at is not None:
+            self.data[corrupt_at] ^= 0xFF
+        self.ranged = ranged
+        self.max_parallel = max_parallel
+        self.parallel_min_size = parallel_min_size
+        self.read_size = read_size
+        self.delay = delay
+        self.requests: list[tuple[int, int | None]] = []
+
+    @contextlib.asynccontextmanager
+    async def open(self, start: int, end: int | None) -> AsyncIterator[_RangeBody]:
+        self.requests.append((start, end))
+        if not self.ranged:
+            yield _RangeBody(self, 0, len(self.data), ranged=False)
+            return
+        stop = len(self.data) if end is None else min(end, len(self.data))
+        yield _RangeBody(self, start, stop, ranged=True)
+
+    def opener(self) -> object:
+        """A FillSource that carries this as its `ranges`, as registry_mirror.sources does."""
+
+        @contextlib.asynccontextmanager
+        async def never_streamed(offset: int = 0) -> AsyncIterator[None]:
+            raise AssertionError("a range fill never opens the stream")
+            yield
+
+        never_streamed.ranges = self  # type: ignore[attr-defined]
+        return never_streamed
+
+
+class _RangeBody:
+    def __init__(self, owner: BytesRanges, start: int, stop: int, *, ranged: bool) -> None:
+        self._owner = owner
+        self._position = start
+        self._stop = stop
+        self.start = start
+        self.total = len(owner.data)
+        self.ranged = ranged
+
+    def readinto(self, buffer: memoryview) -> int:
+        import time
+
+        if self._owner.delay:
+            time.sleep(self._owner.delay)
+        count = min(len(buffer), self._stop - self._position, self._owner.read_size)
+        buffer[:count] = self._owner.data[self._position : self._position + count]
+        self._position += count
+        return count

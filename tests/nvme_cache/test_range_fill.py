@@ -1,0 +1,142 @@
+"""Range fills: pieces from several ranges in any order, readers of any range at once, the whole
+digest still the only way into the cache."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nvme_cache import BlobStore, Fill, FillFailed
+from tests.nvme_cache.sources import BytesRanges, digest_of
+from tests.nvme_cache.test_store import blob, collect, make_store
+
+PIECE = 4096
+
+
+def range_store(root: Path, **kwargs: object) -> BlobStore:
+    store = BlobStore(root, max_size=1 << 30, chunk_size=1024, piece_size=PIECE, **kwargs)  # type: ignore[arg-type]
+    store.open()
+    return store
+
+
+wanted_ranges = st.tuples(st.integers(0, 60000), st.one_of(st.none(), st.integers(1, 60000)))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    size=st.integers(1, 60000),
+    max_parallel=st.integers(1, 5),
+    slow=st.booleans(),
+    first=st.integers(0, 60000),
+    wanted=st.lists(wanted_ranges, min_size=1, max_size=6),
+    corrupt=st.one_of(st.none(), st.integers(0, 59999)),
+)
+def test_range_readers_see_exact_bytes_or_an_error(
+    size: int, max_parallel: int, slow: bool, first: int, wanted: list[tuple[int, int | None]], corrupt: int | None
+) -> None:
+    asyncio.run(_scenario(size, max_parallel, slow, first, wanted, corrupt))
+
+
+async def _scenario(
+    size: int, max_parallel: int, slow: bool, first: int, wanted: list[tuple[int, int | None]], corrupt: int | None
+) -> None:
+    data = blob(size, seed=size)
+    corrupt = None if corrupt is None or corrupt >= size else corrupt
+    with tempfile.TemporaryDirectory() as root:
+        store = range_store(Path(root))
+        source = BytesRanges(
+            data, max_parallel=max_parallel, parallel_min_size=2 * PIECE, read_size=1024,
+            delay=0.002 if slow else 0.0, corrupt_at=corrupt,
+        )
+        digest = digest_of(data)
+        handle = store.get(digest, source.opener(), first_offset=first % size)  # type: ignore[arg-type]
+        assert isinstance(handle, Fill)
+        spans = [(s % size, None if e is None else max(s % size + 1, min(e, size))) for s, e in wanted]
+
+        async def read(start: int, end: int | None) -> bytes | Exception:
+            try:
+                return await collect(handle, start, end)
+            except FillFailed as exc:
+                return exc
+
+        results = await asyncio.gather(read(0, None), *(read(s, e) for s, e in spans))
+        with_error = corrupt is not None
+        if with_error:
+            # A full read never completes on wrong bytes; nothing enters the cache.
+            assert isinstance(results[0], FillFailed)
+            assert store.stat(digest) is None
+        else:
+            assert results[0] == data
+            for (start, end), got in zip(spans, results[1:]):
+                assert got == data[start:end]
+            await handle.wait()
+            assert store.stat(digest) is not None
+        for (start, end), got in zip(spans, results[1:]):
+            # A Range read gets the source's bytes for its range, or an error: never other bytes.
+            if not isinstance(got, Exception):
+                expected = bytearray(data)
+                if corrupt is not None:
+                    expected[corrupt] ^= 0xFF
+                assert got == bytes(expected[start:end])
+        covered = sorted((s, size if e is None else min(e, size)) for s, e in source.requests)
+        if not with_error:
+            assert sum(e - s for s, e in covered) == size  # every byte asked for once
+        assert list((Path(root) / "tmp").iterdir()) == []
+        store.close()
+
+
+async def test_cold_range_is_fetched_first(tmp_path: Path) -> None:
+    data = blob(64 * PIECE)
+    store = range_store(tmp_path)
+    source = BytesRanges(data, parallel_min_size=8 * PIECE, delay=0.001)
+    last = len(data) - PIECE // 2
+    handle = store.get(digest_of(data), source.opener(), first_offset=last)  # type: ignore[arg-type]
+    assert await collect(handle, last, None) == data[last:]
+    assert source.requests[0][0] == len(data) - PIECE  # the reader's piece came first
+    await handle.wait()
+    assert store.stat(digest_of(data)) is not None
+    store.close()
+
+
+async def test_a_reader_far_ahead_gets_a_helper_connection(tmp_path: Path) -> None:
+    data = blob(64 * PIECE)
+    store = range_store(tmp_path)
+    source = BytesRanges(data, max_parallel=3, parallel_min_size=16 * PIECE, read_size=1024, delay=0.002)
+    handle = store.get(digest_of(data), source.opener())  # type: ignore[arg-type]
+    assert isinstance(handle, Fill)
+    middle = 40 * PIECE
+    got = b"".join([chunk async for chunk in handle.read(middle, middle + PIECE, hold_back=False)])
+    assert got == data[middle : middle + PIECE]
+    assert not handle.verified  # answered before the main stream got anywhere near it
+    assert any(start <= middle < (end or len(data)) for start, end in source.requests[1:])
+    await handle.wait()
+    assert store.stat(digest_of(data)) is not None
+    store.close()
+
+
+async def test_origin_without_range_support_streams_once(tmp_path: Path) -> None:
+    data = blob(20 * PIECE)
+    store = range_store(tmp_path)
+    source = BytesRanges(data, ranged=False, parallel_min_size=2 * PIECE)
+    handle = store.get(digest_of(data), source.opener(), first_offset=10 * PIECE)  # type: ignore[arg-type]
+    assert await collect(handle, 10 * PIECE, None) == data[10 * PIECE :]
+    assert await collect(handle) == data
+    assert len(source.requests) == 1
+    store.close()
+
+
+async def test_no_room_streams_uncached(tmp_path: Path) -> None:
+    data = blob(20 * PIECE)
+    store = make_store(tmp_path, max_size=10 * PIECE)
+    source = BytesRanges(data)
+    handle = store.get(digest_of(data), source.opener())  # type: ignore[arg-type]
+    assert isinstance(handle, Fill)
+    assert await collect(handle) == data
+    await handle.wait()
+    assert handle.passthrough_from == 0
+    assert store.stat(digest_of(data)) is None
+    store.close()

@@ -1,0 +1,136 @@
+"""Range fills against real origins: docker-registry, nginx without Range support, nginx capping
+each connection, nginx serving wrong bytes; real aria2c with eight connections as the client."""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import MirrorFactory
+from tests.registry_mirror.test_e2e_support import mirror_config, ns, streamed_digest, wait_cached
+from tests.support.images import push_blob, write_random_file
+from tests.support.nginx import NginxServer
+from tests.support.origin import OriginRegistry
+from tests.support.procs import require_binary
+
+pytestmark = pytest.mark.integration
+
+MiB = 1 << 20
+BLOB_SIZE = 24 * MiB
+# Small thresholds so a 24 MiB blob takes every path the 64 MiB default gives big blobs.
+RANGES_TOML = "max_parallel_ranges = 4\nparallel_range_min_size = \"4MiB\"\n"
+
+
+def _mirror_for(factory: MirrorFactory, origin: object, workdir: Path) -> object:
+    config = mirror_config(workdir / "mirror.toml", [origin])  # type: ignore[list-item]
+    text = config.read_text().replace("read_timeout = 5\n", "read_timeout = 5\n" + RANGES_TOML)
+    config.write_text(text)
+    return factory({}, extra_args=["--config", str(config)])
+
+
+def _pushed(origin: OriginRegistry, tmp_path: Path, repo: str, seed: str) -> tuple[str, bytes]:
+    path = write_random_file(tmp_path / f"{seed}.bin", BLOB_SIZE, seed=seed)
+    data = path.read_bytes()
+    digest = push_blob(origin, repo, path)
+    path.unlink()
+    return digest, data
+
+
+def test_cold_range_of_the_tail_is_fetched_first(mirror_process: MirrorFactory, origin: OriginRegistry,
+                                                 tmp_path: Path) -> None:
+    digest, data = _pushed(origin, tmp_path, "test/ranges", "tail")
+    mirror = _mirror_for(mirror_process, origin, tmp_path)
+    marker = origin.clear_log_marker()
+    url = f"{mirror.url}/v2/test/ranges/blobs/{digest}"  # type: ignore[attr-defined]
+    tail = BLOB_SIZE - MiB
+    response = httpx.get(url, params=ns(origin), headers={"Range": f"bytes={tail}-"}, timeout=30)
+    assert response.status_code == 206
+    assert response.headers["content-range"] == f"bytes {tail}-{BLOB_SIZE - 1}/{BLOB_SIZE}"
+    assert response.content == data[tail:]
+    wait_cached(mirror.cache_dir, digest)  # type: ignore[attr-defined]
+    gets = origin.blob_gets(digest, since=marker)
+    # The first origin request was the reader's piece (the last 4 MiB), not the start of the blob.
+    assert (gets[0].status, gets[0].bytes) == (206, 4 * MiB), gets
+    assert sum(g.bytes for g in gets) == BLOB_SIZE  # and every byte was fetched once
+    with httpx.stream("GET", url, params=ns(origin), timeout=30) as whole:
+        assert streamed_digest(whole) == (digest, BLOB_SIZE)
+
+
+def test_origin_without_range_support(mirror_process: MirrorFactory, origin: OriginRegistry, tmp_path: Path) -> None:
+    digest, data = _pushed(origin, tmp_path, "test/norange", "norange")
+    # nginx drops the Range header, so the origin answers 200 with the whole blob every time.
+    front = NginxServer.proxy(tmp_path / "nginx", origin.url, 'proxy_set_header Range "";', "max_ranges 0;").start()
+    try:
+        mirror = _mirror_for(mirror_process, front, tmp_path)
+        url = f"{mirror.url}/v2/test/norange/blobs/{digest}"  # type: ignore[attr-defined]
+        middle = BLOB_SIZE // 2
+        response = httpx.get(url, params={"ns": front.host}, headers={"Range": f"bytes={middle}-"}, timeout=30)
+        assert response.status_code == 206 and response.content == data[middle:]
+        wait_cached(mirror.cache_dir, digest)  # type: ignore[attr-defined]
+        blob_lines = [line for line in front.access_lines() if "/blobs/" in line]
+        assert len(blob_lines) == 1 and '" 200 ' in blob_lines[0], blob_lines  # one whole stream
+    finally:
+        front.stop()
+
+
+def test_wrong_bytes_from_the_origin_abort_and_cache_nothing(mirror_process: MirrorFactory, tmp_path: Path) -> None:
+    data = write_random_file(tmp_path / "good.bin", 6 * MiB, seed="wrong").read_bytes()
+    digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    root = tmp_path / "static"
+    served = root / "v2" / "test" / "bad" / "blobs" / digest
+    served.parent.mkdir(parents=True)
+    bad = bytearray(data)
+    bad[len(data) - 10] ^= 0x01  # same size, one bit flipped near the end
+    served.write_bytes(bytes(bad))
+    front = NginxServer.static(tmp_path / "nginx", root).start()
+    try:
+        mirror = _mirror_for(mirror_process, front, tmp_path)
+        url = f"{mirror.url}/v2/test/bad/blobs/{digest}"  # type: ignore[attr-defined]
+        for _ in range(2):  # and the second time too: nothing was cached
+            with pytest.raises(httpx.TransportError):
+                with httpx.stream("GET", url, params={"ns": front.host}, timeout=30) as response:
+                    assert response.status_code == 200
+                    received = sum(len(chunk) for chunk in response.iter_bytes())
+                    pytest.fail(f"a wrong body completed ({received} bytes)")
+        cache = mirror.cache_dir  # type: ignore[attr-defined]
+        assert not (cache / "blobs" / "sha256" / digest[7:9] / digest[7:]).exists()
+    finally:
+        front.stop()
+
+
+def test_capped_origin_gets_parallel_ranges(mirror_process: MirrorFactory, origin: OriginRegistry,
+                                            tmp_path: Path) -> None:
+    digest, _ = _pushed(origin, tmp_path, "test/capped", "capped")
+    front = NginxServer.proxy(tmp_path / "nginx", origin.url, "limit_rate 4m;").start()
+    try:
+        mirror = _mirror_for(mirror_process, front, tmp_path)
+        url = f"{mirror.url}/v2/test/capped/blobs/{digest}"  # type: ignore[attr-defined]
+        with httpx.stream("GET", url, params={"ns": front.host}, timeout=60) as response:
+            assert streamed_digest(response) == (digest, BLOB_SIZE)
+        wait_cached(mirror.cache_dir, digest)  # type: ignore[attr-defined]
+        blob_lines = [line for line in front.access_lines() if "/blobs/" in line]
+        # One slow connection got helpers: many range requests, each byte still fetched once.
+        assert len(blob_lines) > 3 and all('" 206 ' in line for line in blob_lines), blob_lines
+        assert sum(g.bytes for g in origin.blob_gets(digest)) == BLOB_SIZE
+    finally:
+        front.stop()
+
+
+def test_aria2c_with_eight_connections_cold(mirror_process: MirrorFactory, origin: OriginRegistry,
+                                            tmp_path: Path) -> None:
+    digest, _ = _pushed(origin, tmp_path, "test/aria", "aria")
+    mirror = _mirror_for(mirror_process, origin, tmp_path)
+    marker = origin.clear_log_marker()
+    out = tmp_path / "out"
+    url = f"{mirror.url}/v2/test/aria/blobs/{digest}?ns={origin.host}"  # type: ignore[attr-defined]
+    subprocess.run(
+        [require_binary("aria2c"), "-x8", "-s8", "-k1M", "--file-allocation=none", "--allow-overwrite=true",
+         "--console-log-level=warn", "--summary-interval=0", "-d", str(out), "-o", "blob", url],
+        check=True, timeout=120, capture_output=True,
+    )
+    assert f"sha256:{hashlib.sha256((out / 'blob').read_bytes()).hexdigest()}" == digest
+    wait_cached(mirror.cache_dir, digest)  # type: ignore[attr-defined]
+    assert sum(g.bytes for g in origin.blob_gets(digest, since=marker)) == BLOB_SIZE  # each byte once
