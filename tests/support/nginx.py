@@ -21,9 +21,11 @@ class NginxServer:
         self.process: ManagedProcess | None = None
 
     @classmethod
-    def proxy(cls, workdir: Path, upstream_url: str, *directives: str) -> NginxServer:
-        """A reverse proxy to `upstream_url`, buffering off, plus `directives` (e.g. max_ranges 0)."""
-        body = [f"proxy_pass {upstream_url};", "proxy_buffering off;", "proxy_http_version 1.1;",
+    def proxy(cls, workdir: Path, upstream_url: str, *directives: str, buffering: bool = False) -> NginxServer:
+        """A reverse proxy to `upstream_url` plus `directives` (e.g. max_ranges 0). `limit_rate`
+        needs `buffering` on to bind."""
+        body = [f"proxy_pass {upstream_url};", f"proxy_buffering {'on' if buffering else 'off'};",
+                "proxy_http_version 1.1;",
                 'proxy_set_header Connection "";', "proxy_set_header Host $http_host;", *directives]
         return cls(workdir, " ".join(body))
 
