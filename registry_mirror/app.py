@@ -18,10 +18,12 @@ from nvme_cache import BlobStore
 from registry_mirror.access_log import AccessLog
 from registry_mirror.admin import install_admin
 from registry_mirror.catalog_wiring import install_catalogs
-from registry_mirror.dispatch import DistributionAPI
+from registry_mirror.dispatch import DistributionAPI, distribution_subject
 from registry_mirror.hub import build_hub_app
+from registry_mirror.hub.subjects import hf_subject, modelscope_subject
 from registry_mirror.manifest_cache import ManifestCache
 from registry_mirror.p2p_wiring import install_p2p
+from registry_mirror.policy.asgi import PolicyGate
 from registry_mirror.policy.setup import build_policy, build_upstream_limits
 from registry_mirror.settings import Settings
 from registry_mirror.state import Mirror
@@ -97,7 +99,7 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
         ready = mirror.store.ready and settings.upstream(settings.default_upstream) is not None
         return JSONResponse({"ready": ready, "cache_index_loaded": mirror.store.ready}, status_code=200 if ready else 503)
 
-    api = DistributionAPI(mirror, policy)
+    api = DistributionAPI(mirror)  # PolicyGate below checks every route, this one included
     hub = build_hub_app(
         mirror,
         settings.hf.upstream,
@@ -119,7 +121,12 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
         lifespan=lifespan,
     )
     app.state.mirror = mirror
-    logged = AccessLog(_FastPath(api, app, settings.path_prefix), enabled=settings.access_log)
+    gated = PolicyGate(_FastPath(api, app, settings.path_prefix), policy, [
+        ("", distribution_subject(policy, settings.path_prefix)),
+        ("/hf", hf_subject),
+        ("/modelscope", modelscope_subject),
+    ])
+    logged = AccessLog(gated, enabled=settings.access_log)
     if tracing:
         mirror.on_shutdown.insert(0, _async(shutdown_tracing))  # runs last: flushes the final spans
         return TracingMiddleware(logged), mirror
