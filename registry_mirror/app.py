@@ -24,6 +24,7 @@ from registry_mirror.hub.subjects import hf_subject, modelscope_subject
 from registry_mirror.manifest_cache import ManifestCache
 from registry_mirror.p2p_wiring import install_p2p
 from registry_mirror.policy.asgi import PolicyGate
+from registry_mirror.provenance import Provenance
 from registry_mirror.policy.setup import build_policy, build_upstream_limits
 from registry_mirror.settings import Settings
 from registry_mirror.state import Mirror
@@ -52,7 +53,8 @@ def build_mirror(settings: Settings) -> Mirror:
         negative_ttl=settings.negative_ttl,
         max_bytes=settings.manifest_max_bytes,
     )
-    return Mirror(settings, store, Upstreams(settings), manifests)
+    provenance = Provenance(cache.directory / "provenance.sqlite", settings.confirm_ttl)
+    return Mirror(settings, store, Upstreams(settings), manifests, provenance=provenance)
 
 
 def create_app(settings: Settings) -> ASGIApp:
@@ -81,6 +83,7 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         mirror.store.open()
         mirror.store.start_background()
+        mirror.provenance.open()
         for hook in mirror.on_startup:
             await hook()
         log.info("registry-mirror ready: upstreams %s, default %s", ", ".join(mirror.upstreams.names()), settings.default_upstream)
@@ -90,6 +93,7 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
             for hook in reversed(mirror.on_shutdown):
                 await hook()
             await mirror.upstreams.aclose()
+            mirror.provenance.close()
             await mirror.store.aclose()
 
     async def healthz(request: Request) -> JSONResponse:

@@ -37,9 +37,12 @@ async def get_blob(
     target = mirror.upstreams.resolve(request.registry, request.repository)
     digest = request.digest
     assert digest is not None
+    joined = mirror.store.inflight(digest) is not None
+    # Cached or in flight for another pair, or fetched through peers: the upstream must confirm.
+    plain_miss = not joined and mirror.store.stat(digest) is None and (head or not mirror.source_wrappers)
+    await mirror.provenance.admit(target, digest, "blob", origin_answers=plain_miss)
     if head:
         return await _head_blob(mirror, target, digest, started)
-    joined = mirror.store.inflight(digest) is not None
     origin = origin_source(target.client, target.repository, digest, target.name, mirror.upstream_limits)
     handle = mirror.store.get(digest, mirror.fill_source(digest, origin))
     try:
@@ -47,6 +50,8 @@ async def get_blob(
     except FillFailed as exc:
         metrics.failed_downloads.add(1, {"reason": "upstream", "upstream": target.name})
         raise fill_error(exc, ErrorCode.BLOB_UNKNOWN) from None
+    if not joined and not isinstance(handle, CachedBlob):
+        mirror.provenance.record(target, digest)  # fetched for this pair, which its origin allowed
     source = "cache" if isinstance(handle, CachedBlob) or joined else handle.source
     byte_range = parse_range(headers.get("range"), handle.size)
     status, response_headers, start, end = _framing(digest, handle.size, byte_range)
