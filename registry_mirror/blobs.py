@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from nvme_cache import CachedBlob, Digest, FillFailed
 from registry_mirror import metrics
 from registry_mirror.errors import ErrorCode
+from registry_mirror.fill_size import size_for_peers
 from registry_mirror.paths import ByteRange, DistributionRequest, parse_range
 from registry_mirror.responses import BlobResponse, BodyDone
 from registry_mirror.sources import origin_source
@@ -44,7 +45,8 @@ async def get_blob(
     if head:
         return await _head_blob(mirror, target, digest, started)
     origin = origin_source(target.client, target.repository, digest, target.name, mirror.upstream_limits)
-    handle = mirror.store.get(digest, mirror.fill_source(digest, origin))
+    size = await size_for_peers(mirror, target, digest)  # peers are never asked for a size
+    handle = mirror.store.get(digest, mirror.fill_source(digest, origin, size))
     try:
         await handle.wait_started()
     except FillFailed as exc:
