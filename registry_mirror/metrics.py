@@ -63,3 +63,7 @@ cross_repository_refusals = meter.create_counter(
     "registry_mirror_cross_repository_refusals",
     description="Cached digests refused to a repository its upstream did not confirm, by upstream and kind",
 )
+redirects_refused = meter.create_counter(
+    "registry_mirror_redirects_refused",
+    description="Origin redirects not followed (to the mirror itself, loopback, link-local), by reason",
+)

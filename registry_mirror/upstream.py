@@ -30,6 +30,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from registry_mirror.settings import MiB, UpstreamSettings
+from registry_mirror.redirects import RedirectPolicy, RedirectRefused
 from registry_mirror.upstream_auth import TokenFetchError, UpstreamAuth
 
 USER_AGENT = "registry-mirror/0.1"
@@ -130,8 +131,10 @@ class UpstreamClient:
         max_body_bytes: int = 4 * MiB,
         chunk_size: int = 1 * MiB,
         max_connections: int = 64,
+        redirects: RedirectPolicy | None = None,
     ) -> None:
         self.settings = settings
+        self._redirects = redirects or RedirectPolicy()
         self._base = URL(settings.url.rstrip("/"))
         self._max_body_bytes = max_body_bytes
         self._chunk_size = chunk_size
@@ -279,6 +282,10 @@ class UpstreamClient:
             response.release()
             # encoded=True keeps presigned query signatures byte for byte
             url = response.url.join(URL(location, encoded=True))
+            try:
+                await self._redirects.check(self._base, url)
+            except RedirectRefused as exc:
+                raise UpstreamError(None, "REDIRECT_REFUSED", str(exc)) from None
         raise UpstreamUnavailable(None, None, f"more than {MAX_REDIRECTS} redirects")
 
     async def _read_capped(self, response: aiohttp.ClientResponse, what: str) -> bytes:
