@@ -67,3 +67,6 @@ redirects_refused = meter.create_counter(
     "registry_mirror_redirects_refused",
     description="Origin redirects not followed (to the mirror itself, loopback, link-local), by reason",
 )
+admin_bad_requests = meter.create_counter(
+    "registry_mirror_admin_bad_requests", description="Admin API requests refused with 400, by parameter"
+)
