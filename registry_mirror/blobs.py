@@ -47,13 +47,19 @@ async def get_blob(
     origin = origin_source(target.client, target.repository, digest, target.name, mirror.upstream_limits)
     size = await size_for_peers(mirror, target, digest)  # peers are never asked for a size
     handle = mirror.store.get(digest, mirror.fill_source(digest, origin, size))
+    started_here = not joined and not isinstance(handle, CachedBlob)
+    if started_here:
+        mirror.provenance.begin(target, digest)  # same-pair joiners need no confirmation
+    fetched = False
     try:
         await handle.wait_started()
+        fetched = True
     except FillFailed as exc:
         metrics.failed_downloads.add(1, {"reason": "upstream", "upstream": target.name})
         raise fill_error(exc, ErrorCode.BLOB_UNKNOWN) from None
-    if not joined and not isinstance(handle, CachedBlob):
-        mirror.provenance.record(target, digest)  # fetched for this pair, which its origin allowed
+    finally:
+        if started_here:  # fetched for this pair, which its origin allowed (or confirmed)
+            mirror.provenance.end(target, digest, fetched=fetched)
     source = "cache" if isinstance(handle, CachedBlob) or joined else handle.source
     byte_range = parse_range(headers.get("range"), handle.size)
     status, response_headers, start, end = _framing(digest, handle.size, byte_range)

@@ -58,6 +58,9 @@ class Provenance:
         self._known: LRUCache[Pair, bool] = LRUCache(maxsize=100_000)  # in front of the table
         self._confirmed: TTLCache[Pair, bool] = TTLCache(maxsize=100_000, ttl=max(confirm_ttl, 0.001), timer=clock)
         self._flights: SingleFlight[bool] = SingleFlight()
+        # Pairs whose own origin fetch is starting: requests of the same pair that join that fill
+        # are answered by the same origin response, so they need no confirmation of their own.
+        self._pending: dict[Pair, int] = {}
 
     # -- records ---------------------------------------------------------------------------------
     def open(self) -> None:
@@ -83,9 +86,24 @@ class Provenance:
         if self._db is not None:
             self._db.execute("INSERT OR IGNORE INTO fetched_for VALUES (?, ?, ?)", pair)
 
+    def begin(self, target: Target, digest: Digest) -> None:
+        """A fill for this pair is being started (its origin answers for it)."""
+        pair = _pair(target, digest)
+        self._pending[pair] = self._pending.get(pair, 0) + 1
+
+    def end(self, target: Target, digest: Digest, *, fetched: bool) -> None:
+        pair = _pair(target, digest)
+        left = self._pending.get(pair, 1) - 1
+        if left > 0:
+            self._pending[pair] = left
+        else:
+            self._pending.pop(pair, None)
+        if fetched:
+            self.record(target, digest)
+
     def known(self, target: Target, digest: Digest) -> bool:
         pair = _pair(target, digest)
-        if self._known.get(pair):
+        if self._known.get(pair) or pair in self._pending:
             return True
         if self._db is None:
             return False
