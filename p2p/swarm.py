@@ -78,9 +78,9 @@ class SwarmStream:
         deadline = self._loop.time() + self._config.stall_timeout
         waited = False
         while True:
-            holdings = await self._node.holders(self._digest)
+            holdings = self._consistent(await self._node.holders(self._digest, self._excluded))
             if holdings:
-                self.size, self._piece_size = holdings[0].size, holdings[0].piece_size
+                self.size, self._piece_size = self._size_hint, holdings[0].piece_size
                 metrics.p2p_fills.add(1, {"mode": "peer"})
                 return
             try:
@@ -92,6 +92,9 @@ class SwarmStream:
             if lease.granted:
                 await self._open_origin(0, seed=True)
                 return
+            if self._size_hint is None:
+                await self._open_origin(0, seed=False)  # no trusted size: no peer will be used
+                return
             if not waited:
                 metrics.lease_waits.add(1)
                 waited = True
@@ -100,6 +103,29 @@ class SwarmStream:
                 await self._open_origin(0, seed=False)
                 return
             await asyncio.sleep(self._config.poll_interval)
+
+    def _consistent(self, holdings: list[PeerHolding]) -> list[PeerHolding]:
+        """The holders whose announcement agrees with the size from the origin (or the listing):
+        a size is never taken from a peer. Without a trusted size, no peer is used at all."""
+        if self._size_hint is None:
+            return []
+        usable = []
+        for holding in holdings:
+            if holding.size != self._size_hint:
+                self._exclude(holding.peer.id, "size")
+                log.warning("peer %s announced %d bytes for %s, the origin says %d: not used",
+                            holding.peer.id, holding.size, self._digest, self._size_hint)
+            elif usable and holding.piece_size != usable[0].piece_size:
+                continue  # another piece size: its pieces do not line up with these hashes
+            else:
+                usable.append(holding)
+        return usable
+
+    def _exclude(self, peer_id: str, reason: str) -> None:
+        """For this blob only: a peer that lied or cannot be reached is not asked again."""
+        if peer_id not in self._excluded:
+            self._excluded.add(peer_id)
+            metrics.peers_excluded.add(1, {"reason": reason})
 
     async def _open_origin(self, offset: int, *, seed: bool) -> None:
         await self._exits.enter_async_context(self._node.origin_slot())
@@ -222,7 +248,7 @@ class SwarmStream:
                 now = self._loop.time()
                 if now - last_refresh >= config.poll_interval:
                     last_refresh = now
-                    holdings = await self._node.holders(self._digest, excluded, piece=next_index)
+                    holdings = self._consistent(await self._node.holders(self._digest, excluded, piece=next_index))
                     if any(i not in hashes for i in range(next_index, min(count, next_index + config.window))):
                         hashes.update(await self._node.piece_hashes(self._digest, self._piece_size))
                 resting = excluded | {p for p, until in backoff.items() if until > self._loop.time()}
@@ -243,7 +269,13 @@ class SwarmStream:
                     last_progress = self._loop.time()
                 if holdings and not any(h.peer.id not in excluded for h in holdings):
                     holdings = []
-                if not holdings and not inflight and self._loop.time() - last_progress > 1.0:
+                # Only resting peers left (refused, failing): as good as none, so a dead swarm
+                # costs about a second, not stall_timeout.
+                usable = [h for h in holdings if h.peer.id not in excluded and backoff.get(h.peer.id, 0) <= now]
+                # Holders that claim the whole blob while its piece hashes were never published are
+                # inconsistent: nothing can be verified from them, so they count as none.
+                unverifiable = next_index not in hashes and all(h.complete for h in usable)
+                if (not usable or unverifiable) and not inflight and self._loop.time() - last_progress > 1.0:
                     log.info("no usable peer holds %s any more: leaving the swarm", self._digest)
                     return
                 if self._loop.time() - last_progress > config.stall_timeout:
@@ -294,6 +326,10 @@ class SwarmStream:
             excluded.add(peer_id)
             log.warning("peer %s sent a bad piece %d of %s: %s", peer_id, index, self._digest, exc)
             self._node.report_later(peer_id, self._digest, f"bad piece {index}")
+        except (aiohttp.ClientConnectorError, ConnectionRefusedError) as exc:
+            # Announced, but nobody answers at its URL (dead, or never there): not for this blob.
+            self._exclude(peer_id, "unreachable")
+            log.info("peer %s unreachable for piece %d of %s: %r", peer_id, index, self._digest, exc)
         except (PieceError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             # Busy, not there yet, or slow: rest this peer a moment; a stalled one for longer.
             stalled = isinstance(exc, asyncio.TimeoutError)
@@ -320,7 +356,7 @@ class SwarmStream:
         while True:
             # Peers first: a seed that just completed released its lease, and taking it over
             # would fetch from the origin what a peer already has.
-            if await self._node.holders(self._digest, self._excluded):
+            if self._consistent(await self._node.holders(self._digest, self._excluded)):
                 return "peer"
             if await self._try_lease():
                 return "seed"

@@ -16,6 +16,7 @@ import inspect
 import ipaddress
 import json
 import logging
+import re
 import socket
 import time
 import uuid
@@ -31,6 +32,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nvme_cache import CachedBlob, Digest, InvalidDigest
+from registry_mirror import metrics
 from registry_mirror.errors import OCIError
 from registry_mirror.paths import parse_reference, parse_registry_host, validate_repository
 from registry_mirror.policy import InvalidRule, Policy, Subject, rule_from_mapping
@@ -148,8 +150,9 @@ def _can_bind(host: str, port: int) -> bool:
     return True
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
+    body = {"error": message} if field is None else {"error": message, "field": field}
+    return JSONResponse(body, status_code=status)
 
 
 async def _call(fn: Callable[[], Any]) -> Any:
@@ -159,6 +162,41 @@ async def _call(fn: Callable[[], Any]) -> Any:
 
 def _digest(request: Request) -> Digest:
     return Digest.parse(request.path_params["digest"])
+
+
+class BadParameter(ValueError):
+    """An admin parameter that does not parse: a 400 that names the field, never a 500."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+_PIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+
+def _int_param(request: Request, name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not minimum <= int(raw) <= maximum:
+        raise BadParameter(name, f"expected an integer from {minimum} to {maximum}, got {raw[:40]!r}")
+    return int(raw)
+
+
+def _pin_name(request: Request) -> str:
+    name = request.query_params.get("name", "admin")
+    if not _PIN_NAME.fullmatch(name):
+        raise BadParameter("name", "expected 1-128 characters of A-Z a-z 0-9 . _ : - (starting alphanumeric)")
+    return name
+
+
+def _single_values(request: Request) -> None:
+    """A parameter given twice is ambiguous: refuse instead of picking one."""
+    for key in request.query_params:
+        if len(request.query_params.getlist(key)) > 1:
+            raise BadParameter(key, "given more than once")
 
 
 def create_admin_app(context: AdminContext, token: str | None = None) -> ASGIApp:
@@ -189,7 +227,8 @@ def create_admin_app(context: AdminContext, token: str | None = None) -> ASGIApp
         return JSONResponse(body)
 
     async def cache_list(request: Request) -> JSONResponse:
-        limit = int(request.query_params.get("limit", "1000"))
+        _single_values(request)
+        limit = _int_param(request, "limit", 1000, 0, 1_000_000)
         pinned = store.index.pinned()
         rows = [
             {"digest": d, "size": e.size, "media_type": e.media_type, "last_access": e.last_access, "pinned": d in pinned}
@@ -221,7 +260,8 @@ def create_admin_app(context: AdminContext, token: str | None = None) -> ASGIApp
         return JSONResponse({"evicted": str(digest)})
 
     async def cache_pin(request: Request) -> JSONResponse:
-        digest, name = _digest(request), request.query_params.get("name", "admin")
+        _single_values(request)
+        digest, name = _digest(request), _pin_name(request)
         if request.method == "POST":
             store.pin(name, store.pins().get(name, set()) | {str(digest)})
         else:
@@ -240,7 +280,7 @@ def create_admin_app(context: AdminContext, token: str | None = None) -> ASGIApp
                 raise InvalidRule("expected a JSON object")
             rule = context.policy.blocklist.add(rule_from_mapping(values))
         except (InvalidRule, json.JSONDecodeError) as exc:
-            return _error(400, str(exc))
+            return _error(400, str(exc), "rule")
         return JSONResponse({"origin": "admin", **rule.to_json()}, status_code=201)
 
     async def blocklist_remove(request: Request) -> JSONResponse:
@@ -268,12 +308,18 @@ def create_admin_app(context: AdminContext, token: str | None = None) -> ASGIApp
     async def prefetch_start(request: Request) -> JSONResponse:
         try:
             values = await request.json()
+            if not isinstance(values, dict) or not isinstance(values.get("ref"), str):
+                raise BadParameter("ref", 'expected {"ref": "REGISTRY/REPOSITORY:TAG"}')
+            if not isinstance(values.get("platform", ""), str):
+                raise BadParameter("platform", 'expected a string like "linux/amd64"')
             ref = str(values["ref"])
             target, reference = _parse_ref(ref, mirror.settings.default_upstream)
+        except BadParameter:
+            raise
         except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
-            return _error(400, f"expected {{\"ref\": \"REGISTRY/REPOSITORY:TAG\"}}: {exc}")
+            return _error(400, f"expected {{\"ref\": \"REGISTRY/REPOSITORY:TAG\"}}: {exc}", "ref")
         except OCIError as exc:
-            return _error(400, exc.message)
+            return _error(400, exc.message, "ref")
         job = PrefetchJob(uuid.uuid4().hex[:12], ref)
         context.jobs[job.id] = job
         platform = str(values.get("platform", "linux/amd64"))
@@ -302,13 +348,20 @@ def create_admin_app(context: AdminContext, token: str | None = None) -> ASGIApp
         Route("/admin/prefetch", prefetch_start, methods=["POST"]),
         Route("/admin/prefetch/{job_id}", prefetch_status, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={InvalidDigest: _bad_digest})
+    app = Starlette(routes=routes, exception_handlers={InvalidDigest: _bad_digest, BadParameter: _bad_parameter})
     app.state.admin = context
     return _TokenGuard(app, token)
 
 
 async def _bad_digest(request: Request, exc: Exception) -> Response:
-    return _error(400, f"invalid digest: {exc}")
+    metrics.admin_bad_requests.add(1, {"field": "digest"})
+    return JSONResponse({"error": f"invalid digest: {exc}", "field": "digest"}, status_code=400)
+
+
+async def _bad_parameter(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BadParameter)
+    metrics.admin_bad_requests.add(1, {"field": exc.field})
+    return JSONResponse({"error": str(exc), "field": exc.field}, status_code=400)
 
 
 _background: set[asyncio.Task[None]] = set()

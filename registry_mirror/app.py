@@ -18,10 +18,13 @@ from nvme_cache import BlobStore, ZeroCopyMiddleware
 from registry_mirror.access_log import AccessLog
 from registry_mirror.admin import install_admin
 from registry_mirror.catalog_wiring import install_catalogs
-from registry_mirror.dispatch import DistributionAPI
+from registry_mirror.dispatch import DistributionAPI, distribution_subject
 from registry_mirror.hub import build_hub_app
+from registry_mirror.hub.subjects import hf_subject, modelscope_subject
 from registry_mirror.manifest_cache import ManifestCache
 from registry_mirror.p2p_wiring import install_p2p
+from registry_mirror.policy.asgi import PolicyGate
+from registry_mirror.provenance import Provenance
 from registry_mirror.policy.setup import build_policy, build_upstream_limits
 from registry_mirror.settings import Settings
 from registry_mirror.state import Mirror
@@ -50,7 +53,8 @@ def build_mirror(settings: Settings) -> Mirror:
         negative_ttl=settings.negative_ttl,
         max_bytes=settings.manifest_max_bytes,
     )
-    return Mirror(settings, store, Upstreams(settings), manifests)
+    provenance = Provenance(cache.directory / "provenance.sqlite", settings.confirm_ttl)
+    return Mirror(settings, store, Upstreams(settings), manifests, provenance=provenance)
 
 
 def create_app(settings: Settings) -> ASGIApp:
@@ -79,6 +83,7 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         mirror.store.open()
         mirror.store.start_background()
+        mirror.provenance.open()
         for hook in mirror.on_startup:
             await hook()
         log.info("registry-mirror ready: upstreams %s, default %s", ", ".join(mirror.upstreams.names()), settings.default_upstream)
@@ -88,6 +93,7 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
             for hook in reversed(mirror.on_shutdown):
                 await hook()
             await mirror.upstreams.aclose()
+            mirror.provenance.close()
             await mirror.store.aclose()
 
     async def healthz(request: Request) -> JSONResponse:
@@ -97,7 +103,7 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
         ready = mirror.store.ready and settings.upstream(settings.default_upstream) is not None
         return JSONResponse({"ready": ready, "cache_index_loaded": mirror.store.ready}, status_code=200 if ready else 503)
 
-    api = DistributionAPI(mirror, policy)
+    api = DistributionAPI(mirror)  # PolicyGate below checks every route, this one included
     hub = build_hub_app(
         mirror,
         settings.hf.upstream,
@@ -119,7 +125,12 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
         lifespan=lifespan,
     )
     app.state.mirror = mirror
-    logged = AccessLog(_FastPath(api, app, settings.path_prefix), enabled=settings.access_log)
+    gated = PolicyGate(_FastPath(api, app, settings.path_prefix), policy, [
+        ("", distribution_subject(policy, settings.path_prefix)),
+        ("/hf", hf_subject),
+        ("/modelscope", modelscope_subject),
+    ])
+    logged = AccessLog(gated, enabled=settings.access_log)
     if tracing:
         mirror.on_shutdown.insert(0, _async(shutdown_tracing))  # runs last: flushes the final spans
         return ZeroCopyMiddleware(TracingMiddleware(logged)), mirror

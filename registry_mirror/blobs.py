@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from nvme_cache import CachedBlob, Digest, FillFailed
 from registry_mirror import metrics
 from registry_mirror.errors import ErrorCode
+from registry_mirror.fill_size import size_for_peers
 from registry_mirror.paths import ByteRange, DistributionRequest, parse_range
 from registry_mirror.responses import BlobResponse, BodyDone
 from registry_mirror.sources import origin_source
@@ -37,20 +38,32 @@ async def get_blob(
     target = mirror.upstreams.resolve(request.registry, request.repository)
     digest = request.digest
     assert digest is not None
+    joined = mirror.store.inflight(digest) is not None
+    # Cached or in flight for another pair, or fetched through peers: the upstream must confirm.
+    plain_miss = not joined and mirror.store.stat(digest) is None and (head or not mirror.source_wrappers)
+    await mirror.provenance.admit(target, digest, "blob", origin_answers=plain_miss)
     if head:
         return await _head_blob(mirror, target, digest, started)
-    joined = mirror.store.inflight(digest) is not None
     origin = origin_source(target.client, target.repository, digest, target.name, mirror.upstream_limits)
+    size = await size_for_peers(mirror, target, digest)  # peers are never asked for a size
     # Where this reader starts: a cold Range's pieces are the first ones a range fill fetches.
     wanted = parse_range(headers.get("range"), None)
     handle = mirror.store.get(
-        digest, mirror.fill_source(digest, origin), first_offset=wanted.start if wanted else 0
+        digest, mirror.fill_source(digest, origin, size), first_offset=wanted.start if wanted else 0
     )
+    started_here = not joined and not isinstance(handle, CachedBlob)
+    if started_here:
+        mirror.provenance.begin(target, digest)  # same-pair joiners need no confirmation
+    fetched = False
     try:
         await handle.wait_started()
+        fetched = True
     except FillFailed as exc:
         metrics.failed_downloads.add(1, {"reason": "upstream", "upstream": target.name})
         raise fill_error(exc, ErrorCode.BLOB_UNKNOWN) from None
+    finally:
+        if started_here:  # fetched for this pair, which its origin allowed (or confirmed)
+            mirror.provenance.end(target, digest, fetched=fetched)
     source = "cache" if isinstance(handle, CachedBlob) or joined else handle.source
     byte_range = parse_range(headers.get("range"), handle.size)
     status, response_headers, start, end = _framing(digest, handle.size, byte_range)

@@ -177,7 +177,12 @@ def _register_hosts_toml(subparsers: Subparsers) -> None:  # type: ignore[type-a
         default=[],
         type=_argument(hosts_toml.parse_header),
         metavar="K=V",
-        help="header containerd sends to the mirror (repeatable)",
+        help="header containerd sends to the mirror (repeatable); the files are then 0600",
+    )
+    parser.add_argument(
+        "--no-fallback",
+        action="store_true",
+        help="the mirror is the only host: a blocked (403) or failed pull is not retried at the registry",
     )
     parser.set_defaults(func=_hosts_toml)
 
@@ -192,6 +197,7 @@ def _hosts_toml(args: argparse.Namespace) -> int:
             args.mirror,
             override_path=args.override_path,
             headers=dict(args.header),
+            no_fallback=args.no_fallback,
         )
     except OSError as exc:
         return fail(f"--out: cannot write {str(exc.filename or args.out)!r}: {exc.strerror}")

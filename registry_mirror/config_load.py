@@ -145,6 +145,7 @@ SETTING_KEYS: tuple[Key, ...] = (
     Key("tag_ttl", parse_duration, "duration"),
     Key("max_stale", parse_duration, "duration"),
     Key("negative_ttl", parse_duration, "duration"),
+    Key("confirm_ttl", parse_duration, "duration"),
     Key("manifest_max_bytes", sized(1 * KiB), "size"),
     Key("log_level", parse_log_level, "text", "log_level"),
     Key("access_log", parse_bool, "bool"),
@@ -189,6 +190,8 @@ SETTING_KEYS: tuple[Key, ...] = (
     Key("limits.client_burst", parse_count(1), "int"),
     Key("limits.upstream_concurrency", parse_count(0), "int"),
     Key("limits.upstream_bandwidth", sized(0), "size"),
+    Key("limits.max_header_bytes", sized(1 * KiB, 16 * MiB), "size"),
+    Key("limits.header_timeout", parse_timeout, "duration"),
     Key("telemetry.otlp_endpoint", parse_otlp_endpoint, "text", "otlp_endpoint"),
     Key("telemetry.service_name", parse_text, "text"),
 )

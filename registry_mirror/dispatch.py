@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import Headers, QueryParams
@@ -17,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 from registry_mirror import blobs, manifests, passthrough
 from registry_mirror.errors import API_VERSION_HEADER, ErrorCode, OCIError, to_response_parts, translate
 from registry_mirror.paths import DistributionRequest, parse_scope
-from registry_mirror.policy import Policy
+from registry_mirror.policy import Policy, Subject
 from registry_mirror.state import Mirror
 
 log = logging.getLogger("registry_mirror")
@@ -27,8 +28,10 @@ _READ_METHODS = ("GET", "HEAD")
 
 class DistributionAPI:
     def __init__(self, mirror: Mirror, policy: Policy | None = None) -> None:
+        """`policy`: checked here only when the app is used without `PolicyGate` in front (the
+        app built by `registry_mirror.app` gates every route there, once)."""
         self.mirror = mirror
-        self.policy = policy  # rate limit, client token, blocklist (registry_mirror.policy)
+        self.policy = policy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -85,3 +88,13 @@ def _parse(raw_path: bytes, query_string: bytes, path_prefix: str) -> Distributi
 
 def _unroutable(request: DistributionRequest) -> OCIError:
     return OCIError(ErrorCode.NOT_FOUND, f"no handler for {request.kind}")
+
+
+def distribution_subject(policy: Policy, path_prefix: str) -> Callable[[str, bytes], Subject | None]:
+    """The gate's view of a distribution request: its normalised blocklist Subject."""
+
+    def subject_of(path: str, query: bytes) -> Subject | None:
+        request = _parse(path.encode("latin-1"), query, path_prefix)
+        return None if request.kind == "base" else policy.subject(request)
+
+    return subject_of

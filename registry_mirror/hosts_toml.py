@@ -76,8 +76,13 @@ def render_hosts_toml(
     server_url: str | None = None,
     override_path: bool = False,
     headers: Mapping[str, str] | None = None,
+    no_fallback: bool = False,
 ) -> str:
     """hosts.toml for `registry`: try `mirror_url` first, then `server_url`.
+
+    `no_fallback`: the mirror is the only host (it is the `server` too, with the same headers), so
+    a 403 from the blocklist, or any other failure of the mirror, ends the pull instead of sending
+    containerd to the registry itself.
 
     `server_url` defaults to the real endpoint of a built-in registry (docker.io ->
     https://registry-1.docker.io); for other registries containerd then uses https://<registry>.
@@ -86,9 +91,18 @@ def render_hosts_toml(
     parse_registry_name(registry)
     mirror = parse_mirror_url(mirror_url)
     server = server_url if server_url is not None else BUILTIN_UPSTREAMS.get(registry)
+    if no_fallback:
+        server = mirror  # containerd falls back to `server`, or to https://<registry> without one
     lines = [HEADER_COMMENT.rstrip("\n")]
     if server is not None:
         lines.append(f"server = {toml_string(parse_mirror_url(server))}")
+    if no_fallback and override_path:
+        lines.append("override_path = true")
+    if no_fallback and headers:
+        lines.append("[header]")  # sent to the server, which is the mirror here
+        for name, value in headers.items():
+            name, value = parse_header(f"{name}={value}")
+            lines.append(f"  {_toml_key(name)} = {toml_string(value)}")
     host = f"host.{toml_string(mirror)}"
     lines += ["", f"[{host}]", '  capabilities = ["pull", "resolve"]']
     if override_path:
@@ -109,8 +123,10 @@ def write_hosts_dir(
     servers: Mapping[str, str] | None = None,
     override_path: bool = False,
     headers: Mapping[str, str] | None = None,
+    no_fallback: bool = False,
 ) -> list[Path]:
-    """Write `out/<registry>/hosts.toml` for each registry; returns the files written."""
+    """Write `out/<registry>/hosts.toml` for each registry; returns the files written. With
+    headers (a client token, usually) the files are 0600: readable by root only."""
     written = []
     for registry in registries:
         text = render_hosts_toml(
@@ -119,21 +135,22 @@ def write_hosts_dir(
             server_url=(servers or {}).get(registry),
             override_path=override_path,
             headers=headers,
+            no_fallback=no_fallback,
         )
         path = out / registry_directory(registry) / "hosts.toml"
-        _write_atomically(path, text)
+        _write_atomically(path, text, 0o600 if headers else 0o644)
         written.append(path)
     return written
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
     # containerd reads hosts.toml on every pull: it must never see a half-written file.
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".hosts.toml.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
-        os.chmod(temp, 0o644)
+        os.chmod(temp, mode)  # mkstemp made it 0600: nobody else could read it meanwhile
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

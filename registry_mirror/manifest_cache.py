@@ -66,6 +66,9 @@ class ManifestCache:
         key = ("digest", target.name, target.repository, str(digest))
         return await self._flights.do(key, lambda: self._fetch(target, str(digest), accept, digest))
 
+    def is_cached(self, digest: Digest) -> bool:
+        return str(digest) in self._bodies or self._store.stat(digest) is not None
+
     async def _cached(self, digest: Digest) -> Manifest | None:
         manifest = self._bodies.get(str(digest))
         if manifest is not None:

@@ -25,7 +25,13 @@ def accept_values(headers: Headers) -> list[str]:
 async def get_manifest(mirror: Mirror, request: DistributionRequest, headers: Headers, *, head: bool) -> Response:
     target = mirror.upstreams.resolve(request.registry, request.repository)
     assert request.reference is not None
+    cached = request.digest is not None and mirror.manifests.is_cached(request.digest)
+    if request.digest is not None:
+        # By digest from the cache: only for pairs that fetched it or whose upstream confirms.
+        await mirror.provenance.admit(target, request.digest, "manifest", origin_answers=not cached)
     manifest = await mirror.manifests.get(target, request.reference, accept_values(headers))
+    if not cached:
+        mirror.provenance.record(target, manifest.digest)  # by tag or fetched: its upstream answered
     response_headers = {
         "Content-Type": manifest.media_type,
         "Content-Length": str(len(manifest.body)),

@@ -55,3 +55,18 @@ upstream_requests = meter.create_counter(
 stale_tags_served = meter.create_counter(
     "registry_mirror_stale_tags_served", description="Tags answered from a stale mapping while the upstream failed"
 )
+cross_repository_confirmations = meter.create_counter(
+    "registry_mirror_cross_repository_confirmations",
+    description="HEADs asking an upstream whether a repository holds a digest cached for another, by result",
+)
+cross_repository_refusals = meter.create_counter(
+    "registry_mirror_cross_repository_refusals",
+    description="Cached digests refused to a repository its upstream did not confirm, by upstream and kind",
+)
+redirects_refused = meter.create_counter(
+    "registry_mirror_redirects_refused",
+    description="Origin redirects not followed (to the mirror itself, loopback, link-local), by reason",
+)
+admin_bad_requests = meter.create_counter(
+    "registry_mirror_admin_bad_requests", description="Admin API requests refused with 400, by parameter"
+)

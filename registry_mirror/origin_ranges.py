@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
+from yarl import URL
+
 from registry_mirror import metrics
 from registry_mirror.tracing import upstream_span
 from registry_mirror.upstream import (
@@ -182,10 +184,9 @@ class OriginRanges:
     async def _request(self, start: int, end: int | None) -> OriginBody:
         url = self._client.blob_url(self._repository, self._digest)
         byte_range = f"bytes={start}-" + ("" if end is None else str(end - 1))
-        loop = asyncio.get_running_loop()
         sent = await self._client.authorization(self._repository)
         for attempt in range(2):
-            status, headers, body = await loop.run_in_executor(_REQUESTS, self._send, url, byte_range, sent)
+            status, headers, body = await self._follow(url, byte_range, sent)
             if status == 401 and attempt == 0:
                 retry_with = await self._client.answer_challenge(self._repository, headers, sent)
                 if retry_with is not None:
@@ -199,37 +200,46 @@ class OriginRanges:
             return body
         raise error_for_status(status, headers.get("retry-after"), body, f"GET blob {self._digest}")
 
+    async def _follow(
+        self, url: str, byte_range: str, authorization: str | None
+    ) -> tuple[int, dict[str, str], OriginBody | bytes]:
+        """Redirects by hand: Authorization never reaches another origin (S3, a CDN), and every
+        target passes the upstream's redirect policy first."""
+        loop = asyncio.get_running_loop()
+        origin = _Target.of(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            same_origin = _Target.of(url) == origin
+            status, headers, body = await loop.run_in_executor(
+                _REQUESTS, self._send, url, byte_range, authorization if same_origin else None
+            )
+            location = headers.get("location") if status in (301, 302, 303, 307, 308) else None
+            if not location:
+                return status, headers, body
+            url = urljoin(url, location)
+            await self._client.check_redirect(URL(url, encoded=True))
+        raise UpstreamUnavailable(None, None, f"more than {MAX_REDIRECTS} redirects")
+
     def _send(
         self, url: str, byte_range: str, authorization: str | None
     ) -> tuple[int, dict[str, str], OriginBody | bytes]:
-        """Worker thread: send, follow redirects, and return the open body or the error's."""
-        origin = _Target.of(url)
-        for _ in range(MAX_REDIRECTS + 1):
-            target = _Target.of(url)
-            headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-            if byte_range:
-                headers["Range"] = byte_range
-            if authorization and target == origin:
-                headers["Authorization"] = authorization
-            parts = urlsplit(url)
-            path = parts.path + (f"?{parts.query}" if parts.query else "")
-            connection, response = self._exchange(target, path, headers)
-            if response.status in (301, 302, 303, 307, 308) and response.getheader("Location"):
-                location = response.getheader("Location") or ""
-                response.read(ERROR_BODY_MAX_BYTES)
-                connection.close()
-                url = urljoin(url, location)
-                continue
-            if response.status in (200, 206):
-                connection.sock.settimeout(self._pool.read_timeout())
-                return response.status, {}, OriginBody(response, connection, target, self._pool, self._throttle)
-            reply = {k.lower(): v for k, v in response.getheaders()}
-            challenge = "\n".join(response.headers.get_all("WWW-Authenticate") or [])
-            reply["www-authenticate"] = challenge
-            body = response.read(ERROR_BODY_MAX_BYTES)
-            connection.close()
-            return response.status, reply, body
-        raise UpstreamUnavailable(None, None, f"more than {MAX_REDIRECTS} redirects")
+        """Worker thread: one request; the open body (200/206) or the answer's headers and body."""
+        target = _Target.of(url)
+        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+        if byte_range:
+            headers["Range"] = byte_range
+        if authorization:
+            headers["Authorization"] = authorization
+        parts = urlsplit(url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        connection, response = self._exchange(target, path, headers)
+        if response.status in (200, 206):
+            connection.sock.settimeout(self._pool.read_timeout())
+            return response.status, {}, OriginBody(response, connection, target, self._pool, self._throttle)
+        reply = {k.lower(): v for k, v in response.getheaders()}
+        reply["www-authenticate"] = "\n".join(response.headers.get_all("WWW-Authenticate") or [])
+        body = response.read(ERROR_BODY_MAX_BYTES)
+        connection.close()
+        return response.status, reply, body
 
     def _exchange(
         self, target: _Target, path: str, headers: dict[str, str]

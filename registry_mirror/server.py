@@ -12,6 +12,9 @@ from pathlib import Path
 
 import uvicorn
 import uvloop
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from http_limits import HeaderLimits, with_header_limits
 
 from nvme_cache import BlobStore
 from registry_mirror.settings import Settings
@@ -34,9 +37,11 @@ def run(settings: Settings, config_file: Path | None = None) -> int:
 
     configure_logging(settings.log_level)
     app, mirror = build_app(settings, config_file)
-    main = uvicorn.Server(_config(app, settings.listen_host, settings.listen_port, settings.log_level))
+    main = uvicorn.Server(_config(app, settings.listen_host, settings.listen_port, settings.log_level,
+                                  _header_limits(settings, "main")))
     extra: list[uvicorn.Server] = [
-        _Secondary(_config(listener.app, listener.host, listener.port, settings.log_level, **listener.ssl))
+        _Secondary(_config(listener.app, listener.host, listener.port, settings.log_level,
+                           _header_limits(settings, listener.name), **listener.ssl))
         for listener in mirror.listeners
     ]
     if not extra:
@@ -46,13 +51,18 @@ def run(settings: Settings, config_file: Path | None = None) -> int:
         return runner.run(_serve_together(main, extra))
 
 
-def _config(app: object, host: str, port: int, log_level: str, **ssl: object) -> uvicorn.Config:
+def _header_limits(settings: Settings, listener: str) -> HeaderLimits:
+    return HeaderLimits(settings.limits.max_header_bytes, settings.limits.header_timeout, listener)
+
+
+def _config(app: object, host: str, port: int, log_level: str, limits: HeaderLimits, **ssl: object) -> uvicorn.Config:
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        # Header size (431) and header time (408) limits on every listener (http_limits).
+        http=with_header_limits(HttpToolsProtocol, limits),
         lifespan="auto",
         access_log=False,  # our own JSON access log replaces uvicorn's
         proxy_headers=False,  # nothing sits in front of us: X-Forwarded-For would let clients pick their IP

@@ -255,6 +255,14 @@ class LimitSettings:
     upstream_bandwidth: int = field(
         default=0, metadata={"help": "Bytes per second per upstream; 0 is off."}
     )
+    max_header_bytes: int = field(
+        default=64 * KiB,
+        metadata={"help": "Largest request line plus headers on every listener; larger is 431."},
+    )
+    header_timeout: float = field(
+        default=10.0,
+        metadata={"help": "Seconds a client has to send a request's headers on every listener."},
+    )
 
 
 @dataclass(frozen=True)
@@ -317,6 +325,13 @@ class Settings:
     )
     negative_ttl: float = field(
         default=5.0, metadata={"help": "Seconds an upstream 404 is remembered."}
+    )
+    confirm_ttl: float = field(
+        default=60.0,
+        metadata={
+            "help": "Seconds an upstream's HEAD confirming that a repository holds a digest cached"
+            " for another repository is remembered."
+        },
     )
     manifest_max_bytes: int = field(
         default=4 * MiB, metadata={"help": "Largest manifest accepted from an upstream."}

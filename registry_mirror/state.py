@@ -11,6 +11,7 @@ from starlette.types import ASGIApp
 from nvme_cache import BlobStore, Digest, FillSource
 from registry_mirror.manifest_cache import ManifestCache
 from registry_mirror.policy.ratelimit import UpstreamLimits
+from registry_mirror.provenance import Provenance
 from registry_mirror.settings import Settings
 from registry_mirror.upstreams import Upstreams
 
@@ -42,6 +43,8 @@ class Mirror:
     on_startup: list[Hook] = field(default_factory=list)
     on_shutdown: list[Hook] = field(default_factory=list)
     upstream_limits: UpstreamLimits | None = None  # per-upstream caps on origin fetches (policy)
+    # Which (upstream, repository) pairs may see a cached digest (registry_mirror.provenance).
+    provenance: Provenance = field(default_factory=lambda: Provenance(None, 60.0))
 
     def fill_source(self, digest: Digest, origin: FillSource, size: int | None = None) -> FillSource:
         """The source a fill of `digest` reads: p2p and delta wrappers first, the origin last."""

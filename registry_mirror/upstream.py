@@ -31,6 +31,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from registry_mirror.settings import MiB, UpstreamSettings
+from registry_mirror.redirects import RedirectPolicy, RedirectRefused
 from registry_mirror.upstream_auth import TokenFetchError, UpstreamAuth
 
 USER_AGENT = "registry-mirror/0.1"
@@ -135,8 +136,10 @@ class UpstreamClient:
         max_body_bytes: int = 4 * MiB,
         chunk_size: int = 1 * MiB,
         max_connections: int = 64,
+        redirects: RedirectPolicy | None = None,
     ) -> None:
         self.settings = settings
+        self._redirects = redirects or RedirectPolicy()
         self._base = URL(settings.url.rstrip("/"))
         self._max_body_bytes = max_body_bytes
         self._chunk_size = chunk_size
@@ -315,7 +318,15 @@ class UpstreamClient:
             response.release()
             # encoded=True keeps presigned query signatures byte for byte
             url = response.url.join(URL(location, encoded=True))
+            await self.check_redirect(url)
         raise UpstreamUnavailable(None, None, f"more than {MAX_REDIRECTS} redirects")
+
+    async def check_redirect(self, url: URL) -> None:
+        """Raises unless the redirect policy lets this upstream's requests follow to `url`."""
+        try:
+            await self._redirects.check(self._base, url)
+        except RedirectRefused as exc:
+            raise UpstreamError(None, "REDIRECT_REFUSED", str(exc)) from None
 
     async def _read_capped(self, response: aiohttp.ClientResponse, what: str) -> bytes:
         cap = self._max_body_bytes

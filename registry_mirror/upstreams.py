@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from registry_mirror.errors import ErrorCode, OCIError
+from registry_mirror.redirects import RedirectPolicy
 from registry_mirror.settings import Settings
 from registry_mirror.upstream import UpstreamClient
 
@@ -19,8 +20,10 @@ class Target:
 
 class Upstreams:
     def __init__(self, settings: Settings) -> None:
+        redirects = RedirectPolicy.for_listeners(own_listeners(settings))
         self._clients = {
-            u.name: UpstreamClient(u, max_body_bytes=settings.manifest_max_bytes, chunk_size=settings.cache.chunk_size)
+            u.name: UpstreamClient(u, max_body_bytes=settings.manifest_max_bytes, chunk_size=settings.cache.chunk_size,
+                                   redirects=redirects)
             for u in settings.upstreams
         }
         self._default = settings.default_upstream
@@ -42,6 +45,16 @@ class Upstreams:
     async def aclose(self) -> None:
         for client in self._clients.values():
             await client.aclose()
+
+
+def own_listeners(settings: Settings) -> list[tuple[str, int]]:
+    """The addresses this process listens on: an origin's redirect must never lead back to them."""
+    listeners = [(settings.listen_host, settings.listen_port)]
+    for listen in (settings.admin.listen, settings.p2p.peer_listen):
+        host, _, port = (listen or "").rpartition(":")
+        if port.isdigit():
+            listeners.append((host.strip("[]"), int(port)))
+    return listeners
 
 
 def _canonical(ns: str) -> str:

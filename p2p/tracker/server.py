@@ -6,6 +6,9 @@ import ssl
 from dataclasses import dataclass, field
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from http_limits import HeaderLimits, with_header_limits
 
 from p2p.tracker.app import Handler, TrackerConfig, create_app
 from p2p.tracker.memory_store import MemoryStore
@@ -28,6 +31,8 @@ class ServerSettings:
     tls: TLSFiles | None = None
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     log_level: str = "info"
+    # The tracker listens on the network: bound what a client may make it parse, and for how long.
+    header_limits: HeaderLimits = field(default_factory=lambda: HeaderLimits(16 * 1024, 10.0, "tracker"))
 
 
 def build_store(store_url: str | None, peer_ttl: float) -> TrackerStore:
@@ -54,6 +59,7 @@ def serve(settings: ServerSettings, metrics_endpoint: Handler | None = None) -> 
         log_level=settings.log_level,
         access_log=False,
         lifespan="on",
+        http=with_header_limits(HttpToolsProtocol, settings.header_limits),
         **tls,  # type: ignore[arg-type]
     )
     uvicorn.Server(config).run()

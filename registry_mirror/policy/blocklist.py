@@ -53,15 +53,29 @@ class Rule:
 
     def matches(self, subject: Subject) -> bool:
         if self.hf_repo is not None:
-            if subject.hf_repo is None or not fnmatchcase(subject.hf_repo, self.hf_repo):
+            # Hub repo ids are case-insensitive (Org/Name and org/name are one repo).
+            if subject.hf_repo is None or not fnmatchcase(subject.hf_repo.lower(), self.hf_repo.lower()):
                 return False
         elif subject.hf_repo is not None:
             return False  # OCI rules never match model files, and the other way round
         return (
             _glob(self.upstream, subject.upstream)
-            and _glob(self.repository, subject.repository)
+            and self._repository_matches(subject)
             and _glob(self.tag, subject.tag)
             and (self.digest is None or self.digest == subject.digest)
+        )
+
+    def _repository_matches(self, subject: Subject) -> bool:
+        if _glob(self.repository, subject.repository):
+            return True
+        # The subject is normalised (`alpine` -> `library/alpine` on Docker Hub); a rule written with
+        # the short name means the same repository there.
+        pattern = self.repository
+        return (
+            subject.library_prefixed
+            and pattern is not None
+            and "/" not in pattern
+            and _glob("library/" + pattern, subject.repository)
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -77,6 +91,7 @@ class Subject:
     tag: str | None = None
     digest: str | None = None
     hf_repo: str | None = None
+    library_prefixed: bool = False  # the upstream keeps one-component names under `library/`
 
 
 def _glob(pattern: str | None, value: str | None) -> bool:

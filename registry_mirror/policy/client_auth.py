@@ -1,5 +1,6 @@
-"""The client token: when configured, every distribution request must carry
-`Authorization: Bearer <token>` (containerd sends it from a hosts.toml `[host."...".header]`)."""
+"""The client token: when configured, every content request must carry
+`Authorization: Bearer <token>` (containerd sends it from a hosts.toml `[host."...".header]`) or
+`X-Registry-Mirror-Token: <token>` (model hub clients, whose Authorization is their hub token)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from registry_mirror.errors import ErrorCode, OCIError
 from registry_mirror.policy import metrics
 
 _SCHEME = "bearer "
+TOKEN_HEADER = "x-registry-mirror-token"
 
 
 class ClientAuth:
@@ -24,8 +26,11 @@ class ClientAuth:
         presented = authorization[len(_SCHEME) :].strip().encode()
         return hmac.compare_digest(presented, self._token)  # constant time: no token oracle
 
+    def allows_header(self, value: str | None) -> bool:
+        return bool(value) and hmac.compare_digest(value.strip().encode(), self._token)  # type: ignore[union-attr]
+
     def check(self, headers: Mapping[str, str]) -> None:
         """Raise UNAUTHORIZED (401) unless the request carries the token. The token is never logged."""
-        if not self.allows(headers.get("authorization")):
+        if not (self.allows(headers.get("authorization")) or self.allows_header(headers.get(TOKEN_HEADER))):
             metrics.unauthorized_requests.add(1)
             raise OCIError(ErrorCode.UNAUTHORIZED, "this mirror requires a client token (Authorization: Bearer)")

@@ -1,12 +1,16 @@
-"""The policy gate a parsed request passes before any handler: rate limit (429), client token
-(401), blocklist (403). Cheap when nothing is configured: three `None` checks."""
+"""The policy gate every content request passes before any handler: rate limit (429), client
+token (401), blocklist (403). Cheap when nothing is configured: three `None` checks.
+
+`Policy.admit` is the part that needs no route knowledge (who is asking); `check_subject` is the
+part that needs to know what is asked for. `registry_mirror.policy.asgi.PolicyGate` runs both in
+front of every route, so a new route is gated without being told to be."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from registry_mirror.errors import ErrorCode, OCIError
-from registry_mirror.paths import DOCKER_HUB_HOSTS, DistributionRequest
+from registry_mirror.paths import DOCKER_HUB_HOSTS, DistributionRequest, normalize_repository
 from registry_mirror.policy import metrics
 from registry_mirror.policy.blocklist import Blocklist, Subject
 from registry_mirror.policy.client_auth import ClientAuth
@@ -21,14 +25,17 @@ class Policy:
         blocklist: Blocklist | None = None,
         client_auth: ClientAuth | None = None,
         client_limiter: ClientRateLimiter | None = None,
+        library_prefixed: Collection[str] = ("docker.io",),
     ) -> None:
+        """`library_prefixed`: upstreams whose one-component names live under `library/`."""
         self.default_upstream = default_upstream
         self.blocklist = blocklist if blocklist is not None else Blocklist()
         self.client_auth = client_auth
         self.client_limiter = client_limiter
+        self.library_prefixed = frozenset(library_prefixed)
 
-    def check(self, request: DistributionRequest, client: str | None, headers: Mapping[str, str]) -> None:
-        """Raise the OCIError that refuses this request, or return."""
+    def admit(self, client: str | None, headers: Mapping[str, str]) -> None:
+        """Rate limit, then client token: raise the OCIError that refuses this client, or return."""
         if self.client_limiter is not None:
             retry_after = self.client_limiter.check(client or "unknown")
             if retry_after:
@@ -39,6 +46,13 @@ class Policy:
                 )
         if self.client_auth is not None:
             self.client_auth.check(headers)
+
+    def check(self, request: DistributionRequest, client: str | None, headers: Mapping[str, str]) -> None:
+        """Admission and blocklist for one distribution request."""
+        self.admit(client, headers)
+        self.check_request(request)
+
+    def check_request(self, request: DistributionRequest) -> None:
         if request.kind != "base" and self.blocklist:
             self.check_subject(self.subject(request))
 
@@ -49,13 +63,23 @@ class Policy:
             raise OCIError(ErrorCode.DENIED, rule.reason, detail={"rule": rule.id})
 
     def subject(self, request: DistributionRequest) -> Subject:
+        """The request in the terms rules match on, after normalisation: `alpine` on Docker Hub is
+        `library/alpine`, so a rule for one name cannot be walked around with the other."""
         tag = request.reference if isinstance(request.reference, str) else None
+        upstream = self.upstream_name(request.registry)
         return Subject(
-            upstream=self.upstream_name(request.registry),
-            repository=request.repository,
+            upstream=upstream,
+            repository=self.repository_name(upstream, request.repository),
             tag=tag,
             digest=str(request.digest) if request.digest is not None else None,
+            library_prefixed=self._library_prefixed(upstream),
         )
+
+    def repository_name(self, upstream: str, repository: str) -> str:
+        return normalize_repository(upstream, repository, self._library_prefixed(upstream))
+
+    def _library_prefixed(self, upstream: str) -> bool:
+        return upstream in self.library_prefixed or upstream in DOCKER_HUB_HOSTS
 
     def upstream_name(self, registry: str | None) -> str:
         if registry is None:

@@ -25,3 +25,7 @@ upstream_throttle_seconds = meter.create_counter(
     "registry_mirror_upstream_throttle_seconds",
     description="Seconds origin fetches waited for a concurrency slot or bandwidth, by upstream and cap",
 )
+gate_refusals = meter.create_counter(
+    "registry_mirror_policy_gate_refusals",
+    description="Requests the policy gate refused before any handler, by route mount and error code",
+)

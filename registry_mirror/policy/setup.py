@@ -34,6 +34,7 @@ def build_policy(settings: Settings, config_file: Path | None = None) -> Policy:
         ),
         client_auth=ClientAuth(settings.client_token) if settings.client_token else None,
         client_limiter=ClientRateLimiter(limits.client_rate, limits.client_burst) if limits.client_rate > 0 else None,
+        library_prefixed=[upstream.name for upstream in settings.upstreams if upstream.library_prefix],
     )
 
 

@@ -126,3 +126,24 @@ def test_upstream_bandwidth_and_concurrency_caps(ops_mirror: OpsMirrorFactory, i
     assert elapsed >= (total - bandwidth) / bandwidth * 0.95
     status = httpx.get(f"{mirror.admin_url}/admin/status").json()
     assert status["upstream_limits"]["peak_in_flight"] == {images.app.registry: 1}
+
+
+def test_blocklist_matches_normalised_names(ops_mirror: OpsMirrorFactory, origin) -> None:  # type: ignore[no-untyped-def]
+    """`alpine` and `library/alpine` are one repository on an upstream with library_prefix: a rule
+    written with either name holds for a request with either name (issue 11, item 5)."""
+    mirror = ops_mirror(
+        f'[upstreams."{origin.host}"]\nurl = "{origin.url}"\nlibrary_prefix = true\n'
+        '[[blocklist]]\nrepository = "library/alpine"\nreason = "long name"\n'
+        '[[blocklist]]\nrepository = "busybox"\nreason = "short name"\n'
+    )
+    with mirror.client() as client:
+        for repo, reason in (("alpine", "long name"), ("library/alpine", "long name"),
+                             ("busybox", "short name"), ("library/busybox", "short name")):
+            for kind, ref in (("manifests", "latest"), ("blobs", "sha256:" + "a" * 64)):
+                response = client.get(f"/v2/{repo}/{kind}/{ref}", params={"ns": origin.host})
+                assert response.status_code == 403, (repo, kind, response.text[:200])
+                assert response.json()["errors"][0]["message"] == reason
+            # Without ?ns= the default upstream applies, with the same normalisation.
+            assert client.get(f"/v2/{repo}/manifests/latest").status_code == 403
+        # A two-component name elsewhere is not the short name.
+        assert client.get("/v2/team/busybox/manifests/latest", params={"ns": origin.host}).status_code == 404

@@ -246,6 +246,7 @@ BAD_VALUES = {
     "tag_ttl": "soon",
     "max_stale": "-1",
     "negative_ttl": "forever",
+    "confirm_ttl": "later",
     "manifest_max_bytes": "lots",
     "log_level": "loud",
     "access_log": "maybe",
@@ -293,6 +294,8 @@ BAD_VALUES = {
     "limits.client_burst": "0",
     "limits.upstream_concurrency": "-1",
     "limits.upstream_bandwidth": "lots",
+    "limits.max_header_bytes": "12",
+    "limits.header_timeout": "0",
     "telemetry.otlp_endpoint": "ftp://collector",
     "telemetry.service_name": "",
 }

@@ -116,3 +116,27 @@ def test_containerd_pulls_through_the_rendered_mirror_host(tmp_path: Path) -> No
         pulled = [e for e in mirror.access_log() if e.user_agent.startswith("containerd/")]
     assert any(e.path == f"/v2/test/app/manifests/{image.manifest.digest}" for e in pulled)
     assert pulled and all(e.uri.endswith("?ns=" + dead.replace(":", "%3A")) for e in pulled)
+
+
+def test_files_with_a_header_are_0600(tmp_path: Path) -> None:
+    """Issue 11, item 13: a client token in hosts.toml is readable by root only."""
+    plain = write_hosts_dir(tmp_path / "plain", ["docker.io"], GOLDEN_MIRROR)[0]
+    secret = write_hosts_dir(tmp_path / "secret", ["docker.io"], GOLDEN_MIRROR,
+                             headers={"Authorization": "Bearer s3cret"})[0]
+    assert plain.stat().st_mode & 0o777 == 0o644
+    assert secret.stat().st_mode & 0o777 == 0o600
+    # Rewriting over a 0644 file does not leave it readable either.
+    again = write_hosts_dir(tmp_path / "plain", ["docker.io"], GOLDEN_MIRROR, headers={"X": "y"})[0]
+    assert again.stat().st_mode & 0o777 == 0o600
+
+
+def test_no_fallback_makes_the_mirror_the_only_host() -> None:
+    """Issue 11, item 7: containerd falls back to `server` (https://<registry> without one), so a
+    blocklist 403 only ends a pull when the server is the mirror too."""
+    text = render_hosts_toml("docker.io", GOLDEN_MIRROR, headers={"Authorization": "Bearer t"}, no_fallback=True)
+    document = tomllib.loads(text)
+    assert document["server"] == GOLDEN_MIRROR
+    assert document["header"] == {"Authorization": "Bearer t"}
+    assert document["host"] == {GOLDEN_MIRROR: {"capabilities": ["pull", "resolve"],
+                                                "header": {"Authorization": "Bearer t"}}}
+    assert "registry-1.docker.io" not in text

@@ -516,3 +516,53 @@ def test_www_authenticate_parsing() -> None:
     first, second = parse_www_authenticate(['BASIC realm="a \\"q\\" b", bearer realm=http://t/x'])
     assert (first.scheme, first.params) == ("basic", {"realm": 'a "q" b'})
     assert (second.scheme, second.params) == ("bearer", {"realm": "http://t/x"})
+
+
+async def test_redirects_never_lead_to_the_mirror_itself(serve, make_client) -> None:
+    """Issue 11, item 14: an origin's 302 to the mirror's own admin listener is not followed."""
+    from registry_mirror.redirects import RedirectPolicy
+    from registry_mirror.upstream import UpstreamError
+
+    reached: list[str] = []
+    own = web.RouteTableDef()
+
+    @own.get("/admin/status")
+    async def admin(request: web.Request) -> web.Response:
+        reached.append(request.path)
+        return web.json_response({"admin": True})
+
+    own_url = await serve(own)
+    own_port = int(own_url.rsplit(":", 1)[1])
+    origin = web.RouteTableDef()
+
+    @origin.get("/v2/test/app/manifests/v1")
+    async def manifest(request: web.Request) -> web.Response:
+        return web.Response(status=302, headers={"Location": f"{own_url}/admin/status"})
+
+    client = make_client(await serve(origin), redirects=RedirectPolicy.for_listeners([("127.0.0.1", own_port)]))
+    with pytest.raises(UpstreamError) as refused:
+        await client.get_manifest("test/app", "v1", [MANIFEST_TYPE])
+    assert refused.value.code == "REDIRECT_REFUSED" and reached == []
+
+
+@pytest.mark.parametrize(("upstream", "target", "allowed"), [
+    ("http://10.1.2.3", "http://127.0.0.1:8080/x", False),  # a remote origin sending us to loopback
+    ("http://10.1.2.3", "http://[::1]:8080/x", False),
+    ("http://10.1.2.3", "http://0.0.0.0:8080/x", False),
+    ("http://10.1.2.3", "http://169.254.169.254/latest/meta-data", False),
+    ("http://127.0.0.1:5101", "http://169.254.169.254/", False),  # metadata: never
+    ("http://10.1.2.3", "file:///etc/passwd", False),
+    ("http://10.1.2.3", "https://10.9.9.9/bucket/blob", True),
+    ("http://127.0.0.1:5101", "http://127.0.0.2:9000/bucket", True),  # a local origin redirects locally
+])
+async def test_redirect_policy(upstream: str, target: str, allowed: bool) -> None:
+    from yarl import URL
+
+    from registry_mirror.redirects import RedirectPolicy, RedirectRefused
+
+    policy = RedirectPolicy.for_listeners([("127.0.0.1", 5000), ("127.0.0.1", 5001)])
+    if allowed:
+        await policy.check(URL(upstream), URL(target))
+    else:
+        with pytest.raises(RedirectRefused):
+            await policy.check(URL(upstream), URL(target))
