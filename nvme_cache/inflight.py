@@ -186,6 +186,7 @@ class Fill:
         self._main_at: int | None = None  # where the main stream's next byte lands
         self._main_done = False
         self._helpers: list[asyncio.Task[None]] = []
+        self._allocation: asyncio.Future[bool] | None = None
         self._wake_helpers = asyncio.Event()  # a reader waits for a piece, or the main stream ended
 
     # -- what readers and peers see ------------------------------------------------------------
@@ -255,20 +256,25 @@ class Fill:
         if reported is not None:
             self.size = reported
 
-    def _open_temp(self, size: int | None) -> bool:
+    def _open_temp(self, size: int | None, *, allocate: bool = True) -> bool:
         """Reserve room and create the temp file; False: serve it uncached."""
         if size is not None:
             if not self._hooks.reserve(size):
                 return False
             self._reserved = size
         self._fd = os.open(self.temp_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        if size:
-            return self._allocate(size)
+        if size and allocate and not self._allocate(size):
+            log.warning("disk full while filling %s: serving it uncached", self.digest)
+            os.close(self._fd)
+            self._fd = None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.temp_path)
+            return False
         return True
 
     def _allocate(self, size: int) -> bool:
-        # Allocating the whole blob up front turns a full disk into one answer at the start
-        # (evict, retry, else stream uncached) instead of a failed write halfway through.
+        """Allocating the whole blob turns a full disk into one answer (evict, retry, else stream
+        uncached) instead of a failed write halfway through. False: no room."""
         assert self._fd is not None
         for attempt in range(2):
             try:
@@ -281,11 +287,6 @@ class Fill:
                     raise
                 if attempt == 0:
                     self._hooks.make_room(size)
-        log.warning("disk full while filling %s: serving it uncached", self.digest)
-        os.close(self._fd)
-        self._fd = None
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.temp_path)
         return False
 
     # -- range fills ---------------------------------------------------------------------------
@@ -303,8 +304,12 @@ class Fill:
             if self.size is None:
                 raise SourceFailed(f"{self.digest}: a ranged answer without the blob's size")
             self._check_range(body, first_start)
-            if not self._open_temp(self.size):
+            if not self._open_temp(self.size, allocate=False):
                 raise _Uncached()
+            # Allocating 512 MiB on tmpfs zeroes it (a quarter of a second): the first reader's
+            # range is received meanwhile, and nothing past it starts before the answer.
+            loop = asyncio.get_running_loop()
+            self._allocation = loop.run_in_executor(self._executor, self._allocate, self.size)
             with self._lock:  # before any reader looks: the main stream is on its way
                 self._main_at = first_start
                 self._claims[-1] = (first_start, min(self.size, first_start + main_run))
@@ -398,6 +403,9 @@ class Fill:
             got = await self._receive_on_thread(first, start, end, main=True)
             if got < end:
                 raise SourceFailed(f"{self.digest}: range ended at {got}, expected {end}")
+            if self._allocation is not None and not await self._allocation:
+                log.warning("disk full while filling %s: serving it uncached", self.digest)
+                raise _Uncached()
             await self._range_worker(ranges, worker=-1, position=end, run=run)
         finally:
             self._main_done = True
@@ -441,11 +449,13 @@ class Fill:
         self, ranges: RangeSource, *, worker: int, position: int | None = None, run: int = 0
     ) -> None:
         failures = 0
+        follow: int | None = None  # a helper keeps reading on after a reader's piece
         while True:
-            claim = self._claim(worker, position, run)
+            claim = self._claim(worker, position, run, follow)
             if claim is None:
                 return
             start, end = claim
+            follow = end
             try:
                 async with ranges.open(start, end) as body:
                     self.ranged_requests += 1
@@ -456,7 +466,7 @@ class Fill:
                 failures = 0
                 if position is not None:
                     position = end
-            except (asyncio.CancelledError, VerificationFailed):
+            except (asyncio.CancelledError, VerificationFailed, _Uncached):
                 raise
             except Exception as exc:
                 failures += 1
@@ -468,9 +478,12 @@ class Fill:
                 with self._lock:
                     self._claims.pop(worker, None)
 
-    def _claim(self, worker: int, position: int | None, run: int) -> tuple[int, int] | None:
+    def _claim(
+        self, worker: int, position: int | None, run: int, follow: int | None = None
+    ) -> tuple[int, int] | None:
         """The next range for a worker. The main stream (`position` given): onwards from where
-        it is, then round from the start. A helper: a piece a reader waits for, else the
+        it is, then round from the start. A helper: a piece a reader waits for, else on from its
+        last range while that is missing (a reader of a range reads on: aria2c, hfd), else the
         highest missing piece."""
         assert self.size is not None
         size = self.size
@@ -493,6 +506,10 @@ class Fill:
                     self._claims[worker] = (start, end)
                     metrics.demand_fetches.add(1)
                     return start, end
+            if follow is not None and follow < size and taken.run_end(follow) == follow:
+                end = taken.missing_end(follow, min(size, follow + _RUN_PIECES * self._piece_size))
+                self._claims[worker] = (follow, end)
+                return follow, end
             gap = taken.highest_gap(size)
             if gap is None:
                 return None
@@ -544,8 +561,13 @@ class Fill:
                 free.put(index)
                 break
             done = 0
-            while done < count:
-                done += os.pwrite(fd, buffer[done:count], offset + done)
+            try:
+                while done < count:
+                    done += os.pwrite(fd, buffer[done:count], offset + done)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise _Uncached() from exc  # before the allocation said so: stream it uncached
+                raise
             with self._lock:
                 if self._present.prefix() == offset:
                     self._handoff[offset] = (buffer[:count], functools.partial(free.put, index))
