@@ -7,7 +7,8 @@ Rows (interleaved rounds; a new mirror on an empty cache for every cold figure):
 - cold `Range:` of the last MiB of a 512 MiB blob, vs the same Range straight from the origin;
 - cold GET from an origin capped at 25 MB/s per connection (nginx `limit_rate` in front of
   docker-registry), vs one curl through the same cap;
-- aria2c `-x8 -s8` cold through the mirror vs one curl cold, same blob, file checked;
+- aria2c `-x8 -s8` cold through the mirror vs one curl cold, same blob, both writing the file,
+  which is checked;
 - P2P: mirror B downloads from seed mirror A: CPU of B (download) and of A (piece upload).
 CPU-seconds come from /proc/PID/stat (utime+stime) of the mirror process alone, around one transfer.
 
@@ -203,16 +204,16 @@ def aria2c_cold(origin: OriginRegistry, work: Path, digest: str, size: int, roun
         try:
             url = f"{mirror.url}/v2/{REPO}/blobs/{digest}"
             started = time.perf_counter()
-            if variant == "curl":
-                curl_get(url)
+            if variant == "curl":  # writes the file too, as aria2c does
+                out.mkdir(parents=True, exist_ok=True)
+                subprocess.run(["curl", "-sS", "--fail", "-o", str(out / "blob"), url], check=True, timeout=600)
             else:
                 subprocess.run([require_binary("aria2c"), "-x8", "-s8", "-k1M", "--file-allocation=none",
                                 "--console-log-level=warn", "--summary-interval=0", "-d", str(out), "-o", "blob", url],
                                check=True, capture_output=True, timeout=600)
             results[variant].append(time.perf_counter() - started)
-            if variant != "curl":
-                if _file_digest(out / "blob") != digest:
-                    raise RuntimeError("aria2c wrote a wrong file")
+            if _file_digest(out / "blob") != digest:
+                raise RuntimeError(f"{variant} wrote a wrong file")
         finally:
             mirror.stop()
             shutil.rmtree(cache, ignore_errors=True)

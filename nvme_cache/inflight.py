@@ -186,7 +186,6 @@ class Fill:
         self._main_at: int | None = None  # where the main stream's next byte lands
         self._main_done = False
         self._helpers: list[asyncio.Task[None]] = []
-        self._allocation: asyncio.Future[bool] | None = None
         self._wake_helpers = asyncio.Event()  # a reader waits for a piece, or the main stream ended
 
     # -- what readers and peers see ------------------------------------------------------------
@@ -272,13 +271,13 @@ class Fill:
             return False
         return True
 
-    def _allocate(self, size: int) -> bool:
+    def _allocate(self, size: int, offset: int = 0) -> bool:
         """Allocating the whole blob turns a full disk into one answer (evict, retry, else stream
         uncached) instead of a failed write halfway through. False: no room."""
         assert self._fd is not None
         for attempt in range(2):
             try:
-                os.posix_fallocate(self._fd, 0, size)
+                os.posix_fallocate(self._fd, offset, size)
                 return True
             except OSError as exc:
                 if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
@@ -306,10 +305,11 @@ class Fill:
             self._check_range(body, first_start)
             if not self._open_temp(self.size, allocate=False):
                 raise _Uncached()
-            # Allocating 512 MiB on tmpfs zeroes it (a quarter of a second): the first reader's
-            # range is received meanwhile, and nothing past it starts before the answer.
-            loop = asyncio.get_running_loop()
-            self._allocation = loop.run_in_executor(self._executor, self._allocate, self.size)
+            # Allocating 512 MiB on tmpfs zeroes it, a quarter of a second during which writes to
+            # the file wait: only the first reader's range now, the rest once it is answered.
+            first_end = min(self.size, first_start + main_run)
+            if not self._allocate(first_end - first_start, first_start):
+                raise _Uncached()
             with self._lock:  # before any reader looks: the main stream is on its way
                 self._main_at = first_start
                 self._claims[-1] = (first_start, min(self.size, first_start + main_run))
@@ -403,7 +403,8 @@ class Fill:
             got = await self._receive_on_thread(first, start, end, main=True)
             if got < end:
                 raise SourceFailed(f"{self.digest}: range ended at {got}, expected {end}")
-            if self._allocation is not None and not await self._allocation:
+            loop = asyncio.get_running_loop()
+            if not await loop.run_in_executor(self._executor, self._allocate, self.size):
                 log.warning("disk full while filling %s: serving it uncached", self.digest)
                 raise _Uncached()
             await self._range_worker(ranges, worker=-1, position=end, run=run)
