@@ -94,16 +94,31 @@ def hashing_floor(path: Path) -> dict[str, float]:
     return {"cpu_per_gib": cpu / (size / GiB), "gbps": size / seconds / 1e9}
 
 
-def cold_gets(origin: OriginRegistry, work: Path, digest: str, size: int, rounds: int) -> dict[str, dict[str, list[float]]]:
-    results: dict[str, dict[str, list[float]]] = {v: {"gbps": [], "cpu": []} for v in ("direct", "tmpfs", "disk")}
+def baseline_tree(work: Path, revision: str | None) -> Path | None:
+    """A checkout of `revision` whose code an older mirror runs (PYTHONPATH wins over the venv)."""
+    if not revision:
+        return None
+    tree = work / "baseline"
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "-f", str(tree), revision],
+                   check=True, capture_output=True)
+    return tree
+
+
+def cold_gets(origin: OriginRegistry, work: Path, digest: str, size: int, rounds: int,
+              baseline: Path | None = None) -> dict[str, dict[str, list[float]]]:
+    variants = ("direct", "tmpfs", "disk") + (("tmpfs, baseline",) if baseline else ())
+    results: dict[str, dict[str, list[float]]] = {v: {"gbps": [], "cpu": []} for v in variants}
     for _, variant in interleaved(list(results), rounds):
         read_warm(origin_blob_path(origin, digest))
         if variant == "direct":
             got, seconds = curl_get(f"{origin.url}/v2/{REPO}/blobs/{digest}")
             results[variant]["gbps"].append(got / seconds / 1e9)
             continue
-        cache = tmpfs_dir("cold") if variant == "tmpfs" else Path(tempfile.mkdtemp(prefix="bench-cold-", dir=work))
-        mirror = start_mirror(work / f"cold-{variant}", origin.url, cache_dir=cache)
+        on_disk = variant == "disk"
+        cache = Path(tempfile.mkdtemp(prefix="bench-cold-", dir=work)) if on_disk else tmpfs_dir("cold")
+        env = {"PYTHONPATH": str(baseline)} if baseline and variant.endswith("baseline") else None
+        mirror = start_mirror(work / f"cold-{len(variant)}", origin.url, cache_dir=cache, env=env)
         try:
             def pull() -> tuple[int, float]:
                 result = curl_get(f"{mirror.url}/v2/{REPO}/blobs/{digest}")
@@ -271,6 +286,7 @@ def main() -> None:
     parser.add_argument("--capped-size-mib", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="small blobs, one round: checks the script works")
+    parser.add_argument("--baseline", metavar="REV", help="also measure the cold GET of this git revision's mirror")
     args = parser.parse_args()
     if args.quick:
         args.size_mib, args.range_size_mib, args.capped_size_mib, args.rounds = 64, 64, 32, 1
@@ -282,7 +298,7 @@ def main() -> None:
             ranged = push(origin, work, range_size, seed=2)
             capped = push(origin, work, capped_size, seed=3)
             floor = hashing_floor(origin_blob_path(origin, big))
-            cold = cold_gets(origin, work, big, size, args.rounds)
+            cold = cold_gets(origin, work, big, size, args.rounds, baseline_tree(work, args.baseline))
             warm = warm_hits(origin, work, big, size, args.rounds)
             tail = cold_range(origin, work, ranged, range_size, args.rounds)
             cap = capped_origin(origin, work, capped, capped_size, args.rounds)
@@ -290,6 +306,8 @@ def main() -> None:
             p2p = p2p_transfer(origin, work, big, size, args.rounds)
         finally:
             origin.stop()
+            if args.baseline:
+                subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), "worktree", "prune"], check=False)
     report(args, floor, cold, warm, tail, cap, aria, p2p)
 
 
@@ -311,6 +329,13 @@ def report(args: argparse.Namespace, floor: dict[str, float], cold: dict, warm: 
         gbps = m(cold[variant]["gbps"])
         row(f"cold GET GB/s ({variant} cache)", gbps, f"direct curl {direct:.2f}", f"{gbps / direct:.2f}x",
             f">= {GOALS['cold_ratio']}x" if goal else "-", gbps / direct >= GOALS["cold_ratio"])
+    if "tmpfs, baseline" in cold:
+        old_cpu, old_gbps = m(cold["tmpfs, baseline"]["cpu"]), m(cold["tmpfs, baseline"]["gbps"])
+        new_cpu = m(cold["tmpfs"]["cpu"])
+        row(f"cold GET CPU-s/GiB, {args.baseline} (tmpfs)", old_cpu, f"this tree {new_cpu:.2f}",
+            f"{new_cpu / old_cpu:.2f}x of baseline", "-", True)
+        row(f"cold GET GB/s, {args.baseline} (tmpfs)", old_gbps, f"direct curl {direct:.2f}",
+            f"{old_gbps / direct:.2f}x", "-", True)
     warm_cpu = m(warm["mirror x1"]["cpu"])
     row("warm hit CPU-s/GiB", warm_cpu, f"nginx {m(warm['nginx x1']['cpu']):.2f}", "", f"<= {GOALS['warm_cpu']}",
         warm_cpu <= GOALS["warm_cpu"])

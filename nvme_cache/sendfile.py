@@ -91,11 +91,19 @@ class ZeroCopySender:
             ZeroCopySender._busy += 1
         try:
             await self._flush(cycle.transport)
+            # The thread sends on its own duplicate of the socket: when the client goes away, the
+            # server closes its descriptor, and the number may at once belong to a new
+            # connection; a duplicate cannot be reused under the thread.
+            # The same for the file: its reader closes it when the response ends.
+            if cycle.disconnected or cycle.transport.is_closing():
+                raise ConnectionResetError(errno.ECONNRESET, "client went away")
+            sock_fd = os.dup(self._fd)
+            own = FileSegment(os.dup(segment.fd), segment.offset, segment.count)
             loop = asyncio.get_running_loop()
             try:
-                sent = await asyncio.shield(loop.run_in_executor(self._executor, self._send_blocking, segment))
+                sent = await asyncio.shield(loop.run_in_executor(self._executor, self._send_blocking, own, sock_fd))
             except asyncio.CancelledError:
-                self._abandoned.set()  # the thread notices within one poll slice
+                self._abandoned.set()  # the thread notices within one poll slice, then closes sock_fd
                 raise
         finally:
             with ZeroCopySender._busy_lock:
@@ -114,16 +122,23 @@ class ZeroCopySender:
                 raise ConnectionResetError(errno.ECONNRESET, "client went away")
             await asyncio.sleep(0.001)
 
-    def _send_blocking(self, segment: FileSegment) -> int:
+    def _send_blocking(self, segment: FileSegment, sock_fd: int) -> int:
+        try:
+            return self._send_all(segment, sock_fd)
+        finally:
+            os.close(sock_fd)
+            os.close(segment.fd)
+
+    def _send_all(self, segment: FileSegment, sock_fd: int) -> int:
         offset, remaining = segment.offset, segment.count
         poller = select.poll()
-        poller.register(self._fd, select.POLLOUT)
+        poller.register(sock_fd, select.POLLOUT)
         waited_ms = 0
         while remaining > 0:
-            if self._abandoned.is_set():
+            if self._abandoned.is_set() or self._cycle.disconnected:
                 raise ConnectionAbortedError(errno.ECONNABORTED, "response abandoned")
             try:
-                sent = os.sendfile(self._fd, segment.fd, offset, remaining)
+                sent = os.sendfile(sock_fd, segment.fd, offset, remaining)
             except BlockingIOError:
                 events = poller.poll(_POLL_SLICE_MS)
                 if events and events[0][1] & (select.POLLERR | select.POLLHUP):

@@ -134,3 +134,43 @@ def test_aria2c_with_eight_connections_cold(mirror_process: MirrorFactory, origi
     assert f"sha256:{hashlib.sha256((out / 'blob').read_bytes()).hexdigest()}" == digest
     wait_cached(mirror.cache_dir, digest)  # type: ignore[attr-defined]
     assert sum(g.bytes for g in origin.blob_gets(digest, since=marker)) == BLOB_SIZE  # each byte once
+
+
+def test_clients_leaving_mid_body_never_corrupt_other_connections(mirror_process: MirrorFactory,
+                                                                  origin: OriginRegistry, tmp_path: Path) -> None:
+    # sendfile runs on a thread: a connection closed under it must never let its bytes reach the
+    # next connection that gets the same descriptor number (seen with aria2c before the fix).
+    import concurrent.futures
+    import random
+
+    digest, _ = _pushed(origin, tmp_path, "test/leaving", "leaving")
+    mirror = _mirror_for(mirror_process, origin, tmp_path)
+    url = f"{mirror.url}/v2/test/leaving/blobs/{digest}"  # type: ignore[attr-defined]
+    with httpx.stream("GET", url, params=ns(origin), timeout=30) as response:
+        assert streamed_digest(response) == (digest, BLOB_SIZE)
+    wait_cached(mirror.cache_dir, digest)  # type: ignore[attr-defined]
+
+    def leave_early(seed: int) -> None:
+        with httpx.stream("GET", url, params=ns(origin), timeout=30) as response:
+            wanted = random.Random(seed).randrange(1, BLOB_SIZE // 2)
+            got = 0
+            for chunk in response.iter_raw(64 * 1024):
+                got += len(chunk)
+                if got >= wanted:
+                    return  # closes the connection mid-body
+
+    def read_whole(_: int) -> tuple[str, int]:
+        with httpx.Client(timeout=30) as client:  # keep-alive: several responses per connection
+            results = set()
+            for _ in range(2):
+                with client.stream("GET", url, params=ns(origin)) as response:
+                    results.add(streamed_digest(response))
+            assert len(results) == 1
+            return results.pop()
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        leavers = [pool.submit(leave_early, seed) for seed in range(24)]
+        readers = [pool.submit(read_whole, n) for n in range(6)]
+        assert [r.result() for r in readers] == [(digest, BLOB_SIZE)] * 6
+        for leaver in leavers:
+            leaver.result()
