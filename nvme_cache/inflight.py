@@ -59,7 +59,7 @@ _RECEIVE_CHUNK = 256 * 1024  # fits the CPU's L2 with room: received, written an
 _RECEIVE_BUFFERS = 4  # per receiving thread: the hasher works on one while the next arrives
 _NOTICE_BYTES = 4 * 1024 * 1024  # readers hear of new bytes this often (each is a loop wake-up)
 _SLOW_STREAM = 128 * 1024 * 1024  # bytes/s over _SLOW_WINDOW: slower, and helper connections join
-_SLOW_WINDOW = 1.0
+_SLOW_WINDOW = 0.5
 
 
 class SourceStream(Protocol):

@@ -33,6 +33,10 @@ copied_bytes = meter.create_counter(
     "registry_mirror_copied_body_bytes", description="Body bytes sent by copying (TLS, or no zero-copy path)"
 )
 
+uncacheable = meter.create_counter(
+    "registry_mirror_cache_uncacheable_fills",
+    description="Fills streamed uncached because no eviction could make room (nothing was evicted)",
+)
 range_fills = meter.create_counter(
     "registry_mirror_range_fills",
     description="Fills from a range source, by mode: parallel, ranged (one connection), single_stream (no Range support)",

@@ -17,6 +17,7 @@ import errno
 import os
 import select
 import threading
+from collections.abc import MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -58,7 +59,7 @@ class ZeroCopySender:
         self.sent = 0  # bytes this sender put on the wire (the access log adds them)
 
     @classmethod
-    def for_asgi(cls, scope: dict[str, Any], send: Any, stall_timeout: float = 30.0) -> ZeroCopySender | None:
+    def for_asgi(cls, scope: MutableMapping[str, Any], send: Any, stall_timeout: float = 30.0) -> ZeroCopySender | None:
         """A sender for this response, or None where only copying is possible."""
         if scope.get("type") != "http" or scope.get("scheme") != "http" or scope.get("method") == "HEAD":
             return None
@@ -167,7 +168,7 @@ class ZeroCopyMiddleware:
         self.app = app
         self.stall_timeout = stall_timeout
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope.get("type") == "http":
             sender = ZeroCopySender.for_asgi(scope, send, self.stall_timeout)
             if sender is not None:
@@ -177,7 +178,7 @@ class ZeroCopyMiddleware:
         await self.app(scope, receive, send)
 
 
-def sender_of(scope: dict[str, Any]) -> ZeroCopySender | None:
+def sender_of(scope: MutableMapping[str, Any]) -> ZeroCopySender | None:
     extensions = scope.get("extensions") or {}
     sender = extensions.get(EXTENSION)
     return sender if isinstance(sender, ZeroCopySender) else None

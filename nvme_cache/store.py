@@ -314,8 +314,12 @@ class BlobStore:
         if size > self.policy.max_size * self.policy.high_watermark:
             return False
         over_cap = self.index.bytes_used + self._reserved + size > self.policy.high_bytes
-        low_on_disk = shutil.disk_usage(self.layout.root).free - size < self.policy.min_free_bytes
+        free = shutil.disk_usage(self.layout.root).free
+        low_on_disk = free - size < self.policy.min_free_bytes
         if over_cap or low_on_disk:
+            if not self._could_fit(size, free):
+                metrics.uncacheable.add(1, {"reason": "no_room"})
+                return False  # evicting everything would not make room: keep the cache as it is
             target = self.policy.low_bytes - size - self._reserved if over_cap else self.index.bytes_used
             self._evict(target, free_needed=size)
         if self.index.bytes_used + self._reserved + size > self.policy.max_size:
@@ -327,7 +331,17 @@ class BlobStore:
         self._reserved -= size
 
     def make_room(self, size: int) -> None:
-        self._evict(self.index.bytes_used - size, free_needed=size)
+        """The disk said ENOSPC: evict for `size` bytes, unless even an empty cache would not do."""
+        if self._could_fit(size, shutil.disk_usage(self.layout.root).free):
+            self._evict(self.index.bytes_used - size, free_needed=size)
+
+    def _could_fit(self, size: int, free: int) -> bool:
+        """Whether evicting every blob that may go would leave room for `size` more bytes."""
+        protected = self._protected()
+        evictable = sum(entry.size for digest, entry in self.index.lru() if digest not in protected)
+        fits_disk = free + evictable - size >= self.policy.min_free_bytes
+        fits_cap = self.index.bytes_used - evictable + self._reserved + size <= self.policy.max_size
+        return fits_disk and fits_cap
 
     def commit(self, fill: Fill) -> None:
         assert fill.size is not None

@@ -65,7 +65,7 @@ def create_peer_app(node: P2PNode, tracker_app: ASGIApp | None = None) -> Starle
     config = node.config
     bucket = TokenBucket(config.upload_bandwidth)
 
-    async def serve_range(request: Request) -> Response:
+    async def serve_range(request: Request) -> Response | _PieceResponse:
         if config.tracker_token and not _authorized(request, config.tracker_token):
             return JSONResponse({"error": "unauthorized"}, 401)
         try:

@@ -24,13 +24,16 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from registry_mirror.settings import MiB, UpstreamSettings
+
+if TYPE_CHECKING:
+    from registry_mirror.origin_ranges import ConnectionPool
 from registry_mirror.redirects import RedirectPolicy, RedirectRefused
 from registry_mirror.upstream_auth import TokenFetchError, UpstreamAuth
 
@@ -122,10 +125,6 @@ class BlobStream:
                 yield chunk
 
 
-class ConnectionPoolLike(Protocol):
-    def close(self) -> None: ...
-
-
 class UpstreamClient:
     """Pulls manifests, blobs and listings from one upstream registry."""
 
@@ -148,7 +147,7 @@ class UpstreamClient:
             username=settings.username, password=settings.password, static_token=settings.token
         )
         self._session: aiohttp.ClientSession | None = None
-        self._range_pool: ConnectionPoolLike | None = None
+        self._range_pool: ConnectionPool | None = None
 
     async def get_manifest(
         self, repo: str, reference: str, accept: list[str], *, method: str = "GET"
@@ -207,7 +206,7 @@ class UpstreamClient:
         with _translate("token"):
             return await self._auth.answer(self._get_session(), repository, challenge, sent)
 
-    def range_pool(self) -> ConnectionPoolLike:
+    def range_pool(self) -> ConnectionPool:
         if self._range_pool is None:
             from registry_mirror.origin_ranges import ConnectionPool
 

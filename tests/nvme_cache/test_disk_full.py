@@ -58,3 +58,19 @@ async def test_disk_full_evicts_and_retries(small_tmpfs: Path) -> None:
     assert store.stat(digest_of(data)) is not None
     assert store.stat(digest_of(old)) is None  # evicted to make room
     store.close()
+
+
+async def test_a_blob_that_can_never_fit_evicts_nothing(small_tmpfs: Path) -> None:
+    # 9 MiB on a 6 MiB disk: even an empty cache would not hold it, so the cached 2 MiB blob stays.
+    store = make_store(small_tmpfs, max_size=1 << 30, min_free_bytes=0)
+    old = blob(2 * MiB, seed=5)
+    await fill_from(store, old)
+    data = blob(9 * MiB, seed=6)
+    handle = store.get(digest_of(data), BytesSource(data, chunk=256 * 1024))
+    assert await collect(handle) == data
+    assert isinstance(handle, Fill)
+    await handle.wait()
+    assert handle.passthrough_from is not None
+    assert store.stat(digest_of(data)) is None
+    assert store.stat(digest_of(old)) is not None  # not evicted for nothing
+    store.close()
