@@ -25,10 +25,10 @@ if str(REPO_ROOT) not in sys.path:
     _after_pythonpath = 1 + len([p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
     sys.path.insert(_after_pythonpath, str(REPO_ROOT))
 
+from tests.support.images import push_blob  # noqa: E402
 from tests.support.mirror import MirrorProcess  # noqa: E402
-from tests.support.net import free_port, wait_port  # noqa: E402
+from tests.support.nginx import NginxServer  # noqa: E402
 from tests.support.origin import OriginRegistry, ProxyRegistry  # noqa: E402
-from tests.support.procs import ManagedProcess, require_binary  # noqa: E402
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -38,9 +38,9 @@ REPO = "bench/blob"
 UPSTREAM = "origin"
 
 __all__ = [
-    "GiB", "MiB", "REPO", "MirrorProcess", "Nginx", "OriginRegistry", "ProxyRegistry", "Table",
+    "GiB", "MiB", "REPO", "MirrorProcess", "NginxServer", "OriginRegistry", "ProxyRegistry", "Table",
     "curl_get", "curl_get_many", "drop_from_page_cache", "interleaved", "make_blob", "median",
-    "mirror_blob_path", "origin_blob_path", "read_warm", "registry_data_path", "start_mirror", "wait_for_file",
+    "mirror_blob_path", "origin_blob_path", "push", "read_warm", "registry_data_path", "start_mirror", "wait_for_file",
     "workdir", "write_result",
 ]
 
@@ -65,6 +65,15 @@ def make_blob(path: Path, size: int, seed: int = 1) -> str:
             digest.update(chunk)
             out.write(chunk)
     return f"sha256:{digest.hexdigest()}"
+
+
+def push(origin: OriginRegistry, work: Path, size: int, seed: int) -> str:
+    """A new `size`-byte blob of `seed` pushed to the origin under REPO; its digest."""
+    blob = work / f"blob-{seed}.bin"
+    digest = make_blob(blob, size, seed=seed)
+    push_blob(origin, REPO, blob)
+    blob.unlink()
+    return digest
 
 
 def registry_data_path(storage: Path, digest: str) -> Path:
@@ -119,49 +128,6 @@ def start_mirror(work: Path, origin_url: str, cache_dir: Path | None = None,
         cache_dir=cache_dir, env=env,
     )
     return mirror.start()
-
-
-class Nginx:
-    """nginx with sendfile on, serving `root` on a free loopback port; run in the foreground."""
-
-    def __init__(self, work: Path, root: Path) -> None:
-        self.work = work
-        self.root = root
-        self.port = free_port()
-        self.process: ManagedProcess | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Nginx:
-        prefix = self.work / "nginx"
-        (prefix / "logs").mkdir(parents=True, exist_ok=True)
-        temp = prefix / "temp"
-        temp.mkdir(exist_ok=True)
-        conf = prefix / "nginx.conf"
-        conf.write_text(
-            "worker_processes 1;\n"
-            + ("user root;\n" if os.geteuid() == 0 else "")  # the work dir is 0700
-            + f"pid {prefix}/nginx.pid;\nerror_log {prefix}/logs/error.log warn;\n"
-            "events { worker_connections 1024; }\n"
-            "http {\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 100000;\n"
-            f"  client_body_temp_path {temp}/body;\n  proxy_temp_path {temp}/proxy;\n"
-            f"  fastcgi_temp_path {temp}/fastcgi;\n  uwsgi_temp_path {temp}/uwsgi;\n"
-            f"  scgi_temp_path {temp}/scgi;\n"
-            "  default_type application/octet-stream;\n"
-            f"  server {{ listen 127.0.0.1:{self.port}; root {self.root}; }}\n}}\n"
-        )
-        self.process = ManagedProcess(
-            [require_binary("nginx"), "-c", str(conf), "-p", str(prefix), "-g", "daemon off;"],
-            prefix / "nginx.log",
-        ).start()
-        wait_port("127.0.0.1", self.port)
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
 
 
 # -- curl as the GET client --------------------------------------------------------------------------

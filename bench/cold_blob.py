@@ -17,10 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from _common import (
-    REPO, MiB, OriginRegistry, ProxyRegistry, Table, curl_get_many, interleaved, make_blob, median,
+    REPO, MiB, OriginRegistry, ProxyRegistry, Table, curl_get_many, interleaved, push, median,
     mirror_blob_path, origin_blob_path, read_warm, start_mirror, wait_for_file, workdir, write_result,
 )
-from tests.support.images import push_blob
 
 SINGLE_GOAL = 0.9  # mirror / direct
 
@@ -43,14 +42,6 @@ def main() -> None:
         finally:
             origin.stop()
     report(single, fanout, args)
-
-
-def push(origin: OriginRegistry, work: Path, size: int, seed: int) -> str:
-    blob = work / f"blob-{seed}.bin"
-    digest = make_blob(blob, size, seed=seed)
-    push_blob(origin, REPO, blob)
-    blob.unlink()
-    return digest
 
 
 # -- one client ---------------------------------------------------------------------------------------

@@ -28,10 +28,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from _common import (
-    REPO, GiB, MiB, MirrorProcess, OriginRegistry, Table, curl_get, curl_get_many, interleaved, make_blob,
+    REPO, GiB, MiB, MirrorProcess, OriginRegistry, Table, curl_get, curl_get_many, interleaved, push,
     median, mirror_blob_path, origin_blob_path, read_warm, start_mirror, wait_for_file, workdir, write_result,
 )
-from tests.support.images import push_blob
 from tests.support.net import free_port
 from tests.support.nginx import NginxServer
 from tests.support.procs import require_binary
@@ -62,14 +61,6 @@ def measured(pid: int, action: Callable[[], object]) -> tuple[float, object]:
 
 def tmpfs_dir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-", dir="/dev/shm"))
-
-
-def push(origin: OriginRegistry, work: Path, size: int, seed: int) -> str:
-    blob = work / f"blob-{seed}.bin"
-    digest = make_blob(blob, size, seed=seed)
-    push_blob(origin, REPO, blob)
-    blob.unlink()
-    return digest
 
 
 def mirror_on(work: Path, origin_url: str, cache: Path, extra_toml: str = "", args: Sequence[str] = ()) -> MirrorProcess:
@@ -136,7 +127,7 @@ def cold_gets(origin: OriginRegistry, work: Path, digest: str, size: int, rounds
 def warm_hits(origin: OriginRegistry, work: Path, digest: str, size: int, rounds: int) -> dict[str, dict[str, list[float]]]:
     cache = tmpfs_dir("warm")
     mirror = start_mirror(work / "warm", origin.url, cache_dir=cache)
-    nginx = NginxServer.static(work / "warm-nginx", cache).start()
+    nginx = NginxServer.static(work / "warm-nginx", cache, access_log=False).start()
     results: dict[str, dict[str, list[float]]] = {}
     try:
         curl_get(f"{mirror.url}/v2/{REPO}/blobs/{digest}")

@@ -18,7 +18,7 @@ import re
 import subprocess
 
 from _common import (
-    REPO, Nginx, OriginRegistry, Table, interleaved, median, start_mirror, workdir, write_result,
+    REPO, NginxServer, OriginRegistry, Table, interleaved, median, start_mirror, workdir, write_result,
 )
 from tests.support.images import OCI_MANIFEST, push_blob, push_manifest
 
@@ -46,7 +46,7 @@ def main() -> None:
             www = work / "www"
             www.mkdir()
             (www / "manifest.json").write_bytes(body)
-            nginx = Nginx(work, www).start()
+            nginx = NginxServer.static(work, www, access_log=False).start()
             path = f"/v2/{REPO}/manifests/{TAG}"
             targets = {"mirror": mirror.url + path, "docker-registry": origin.url + path,
                        "nginx (tool ceiling)": nginx.url + "/manifest.json"}

@@ -23,6 +23,7 @@ SCRIPTS: dict[str, list[str]] = {
     "manifest_head": [],
     "cache_store": [],
     "hf_snapshot": [],
+    "datapath": ["--baseline", "b87440f"],
 }
 QUICK: dict[str, list[str]] = {
     "warm_blob": ["--size-mib", "64", "--rounds", "1"],
@@ -31,6 +32,7 @@ QUICK: dict[str, list[str]] = {
     "manifest_head": ["--seconds", "1", "--rounds", "1"],
     "cache_store": ["--size-mib", "64", "--rounds", "1", "--blobs", "2000"],
     "hf_snapshot": ["--size-mib", "16", "--rounds", "1"],
+    "datapath": ["--quick"],
 }
 
 

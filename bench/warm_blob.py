@@ -15,7 +15,7 @@ import os
 import time
 
 from _common import (
-    REPO, GiB, MiB, Nginx, OriginRegistry, Table, curl_get, curl_get_many, interleaved, make_blob, median,
+    REPO, GiB, MiB, NginxServer, OriginRegistry, Table, curl_get, curl_get_many, interleaved, make_blob, median,
     mirror_blob_path, origin_blob_path, read_warm, start_mirror, wait_for_file, workdir, write_result,
 )
 from tests.support.images import push_blob
@@ -45,7 +45,7 @@ def main() -> None:
             root = work / "www"
             root.mkdir()
             os.link(cached, root / "blob")
-            nginx = Nginx(work, root).start()
+            nginx = NginxServer.static(work, root, access_log=False).start()
             targets = {
                 "mirror": (mirror_url, cached),
                 "nginx": (f"{nginx.url}/blob", cached),

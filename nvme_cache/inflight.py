@@ -32,20 +32,20 @@ import functools
 import hashlib
 import logging
 import os
-import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from queue import Empty, SimpleQueue
 from typing import Any, Protocol
 
 from nvme_cache import metrics
 from nvme_cache.digest import Digest
 from nvme_cache.errors import FillFailed, FillUnavailable, SourceFailed, VerificationFailed
 from nvme_cache.present import PresentRanges, union
-from nvme_cache.sendfile import FileSegment, read_segment
+from nvme_cache.sendfile import FileSegment, ShortRead, segment_chunks
 
 log = logging.getLogger("nvme_cache.fill")
 
@@ -179,7 +179,6 @@ class Fill:
         self._claims: dict[int, tuple[int, int]] = {}
         self._demand: list[int] = []
         self._stopping = False
-        self._source_done = False  # a stream of unknown size ended: `size` is final
         self._handoff: dict[int, tuple[memoryview, Callable[[], None]]] = {}  # offset -> chunk
         self._main_started: float | None = None
         self._main_bytes = 0
@@ -350,7 +349,6 @@ class Fill:
         if self.size is None:
             with self._lock:
                 self.size = got
-                self._source_done = True
                 self._landed.notify_all()
         elif got != self.size:
             self._stop()
@@ -540,7 +538,7 @@ class Fill:
         """Worker thread: the body's bytes straight into small reused buffers (they stay in the
         CPU cache from the socket to the file to the hash), then into the file. A chunk that
         extends the contiguous prefix is handed to the hasher as it is: no second read."""
-        free: queue.SimpleQueue[int] = queue.SimpleQueue()
+        free: SimpleQueue[int] = SimpleQueue()
         buffers = [memoryview(bytearray(self._receive_chunk)) for _ in range(_RECEIVE_BUFFERS)]
         for index in range(_RECEIVE_BUFFERS):
             free.put(index)
@@ -590,11 +588,11 @@ class Fill:
             self._notify_threadsafe()
         return offset
 
-    def _take_buffer(self, free: queue.SimpleQueue[int]) -> int:
+    def _take_buffer(self, free: SimpleQueue[int]) -> int:
         while True:
             if self._stopping:
                 raise FillFailed(f"fill of {self.digest} stopped")
-            with contextlib.suppress(queue.Empty):
+            with contextlib.suppress(Empty):
                 return free.get(timeout=0.5)
 
     def _loop_time_threadsafe(self) -> float:
@@ -839,19 +837,15 @@ class Fill:
     async def read(self, start: int = 0, end: int | None = None, *, hold_back: bool = True) -> AsyncIterator[bytes]:
         """Bytes [start, end) as they arrive; the final chunk only after the blob verified
         (unless `hold_back` is off, see `segments`)."""
-        loop = asyncio.get_running_loop()
         async for item in self.segments(start, end, hold_back=hold_back):
-            if isinstance(item, FileSegment):
-                offset, stop = item.offset, item.offset + item.count
-                while offset < stop:
-                    part = FileSegment(item.fd, offset, min(self._chunk_size, stop - offset))
-                    data = await loop.run_in_executor(self._executor, read_segment, part)
-                    if not data:
-                        raise FillFailed(f"temp file of {self.digest} ended early")
-                    offset += len(data)
-                    yield data
-            else:
+            if not isinstance(item, FileSegment):
                 yield item
+                continue
+            try:
+                async for data in segment_chunks(item, self._chunk_size, self._executor):
+                    yield data
+            except ShortRead:
+                raise FillFailed(f"temp file of {self.digest} ended early") from None
 
     async def segments(
         self, start: int = 0, end: int | None = None, *, hold_back: bool = True
@@ -965,28 +959,6 @@ class Fill:
         self._queues.discard(queue)
         while not queue.empty():  # frees a broadcast that waits for room in this queue
             queue.get_nowait()
-
-    async def read_available(self, start: int, end: int) -> AsyncIterator[bytes]:
-        """Bytes [start, end) that are already in the temp file, without waiting for the rest.
-
-        For peers: p2p serves a piece of a fill in progress once the piece is written (and, for
-        a download, verified against its piece hash). Raises FillUnavailable if not there yet.
-        """
-        if self.error is not None or self.passthrough_from is not None or not self.has(start, end):
-            raise FillUnavailable(f"{self.digest}: bytes {start}-{end} are not available")
-        fd = self._open_for_reading()
-        try:
-            loop = asyncio.get_running_loop()
-            offset = start
-            while offset < end:
-                count = min(self._chunk_size, end - offset)
-                data = await loop.run_in_executor(self._executor, os.pread, fd, count, offset)
-                if not data:
-                    raise FillUnavailable(f"temp file of {self.digest} ended early")
-                offset += len(data)
-                yield data
-        finally:
-            os.close(fd)
 
     def _open_for_reading(self) -> int:
         try:

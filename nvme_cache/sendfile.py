@@ -17,8 +17,8 @@ import errno
 import os
 import select
 import threading
-from collections.abc import MutableMapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, MutableMapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,24 +192,38 @@ def read_segment(segment: FileSegment) -> bytes:
 _COPY_CHUNK = 4 * 1024 * 1024  # where sendfile cannot: 4 MiB reads (measured best, benchmarks.md)
 
 
-async def send_segment(segment: FileSegment, sender: ZeroCopySender | None, send: Any) -> int:
-    """Sends one segment as body bytes (more to follow): zero-copy when `sender` can, else by
-    reading it in 4 MiB chunks, the next read overlapping the current send."""
-    if sender is not None and await sender.send(segment):
-        return segment.count
+class ShortRead(OSError):
+    """The file ended before the segment did."""
+
+
+async def segment_chunks(segment: FileSegment, chunk_size: int, executor: Executor | None = None) -> AsyncIterator[bytes]:
+    """The copying path: a segment's bytes in `chunk_size` reads on worker threads, the next read
+    overlapping whatever the consumer does with this one. Raises ShortRead if the file ends early."""
     loop = asyncio.get_running_loop()
     offset, stop = segment.offset, segment.offset + segment.count
 
-    def read_at(position: int) -> asyncio.Future[bytes]:
-        return loop.run_in_executor(None, read_segment, FileSegment(segment.fd, position, min(_COPY_CHUNK, stop - position)))
+    def read_at(position: int) -> asyncio.Future[bytes] | None:
+        if position >= stop:
+            return None
+        part = FileSegment(segment.fd, position, min(chunk_size, stop - position))
+        return loop.run_in_executor(executor, read_segment, part)
 
-    ahead: asyncio.Future[bytes] | None = read_at(offset)
+    ahead = read_at(offset)
     while ahead is not None:
         data = await ahead
         if not data:
-            raise OSError(errno.EIO, "file ended before the segment did")
+            raise ShortRead(errno.EIO, "file ended before the segment did")
         offset += len(data)
-        ahead = read_at(offset) if offset < stop else None
+        ahead = read_at(offset)
+        yield data
+
+
+async def send_segment(segment: FileSegment, sender: ZeroCopySender | None, send: Any) -> int:
+    """Sends one segment as body bytes (more to follow): zero-copy when `sender` can, else by
+    reading it in 4 MiB chunks."""
+    if sender is not None and await sender.send(segment):
+        return segment.count
+    async for data in segment_chunks(segment, _COPY_CHUNK):
         await send({"type": "http.response.body", "body": data, "more_body": True})
         metrics.copied_bytes.add(len(data))
     return segment.count

@@ -23,7 +23,7 @@ from nvme_cache.evict import EvictionPolicy, plan_eviction
 from nvme_cache.index import BlobIndex
 from nvme_cache.inflight import PIECE_SIZE, Fill, FillSource
 from nvme_cache.layout import Layout
-from nvme_cache.sendfile import FileSegment
+from nvme_cache.sendfile import FileSegment, ShortRead, segment_chunks
 
 log = logging.getLogger("nvme_cache")
 
@@ -245,35 +245,11 @@ class BlobStore:
 
     # -- reading committed blobs -------------------------------------------------------------------
     async def _read_file(self, digest: Digest, start: int, end: int | None) -> AsyncIterator[bytes]:
-        key = str(digest)
-        try:
-            fd = os.open(self.layout.blob_path(digest), os.O_RDONLY)
-        except FileNotFoundError:
-            self.index.remove([key])  # someone removed it behind our back
-            raise BlobNotFound(key) from None
-        self._readers[key] += 1
-        self.index.touch(key)
-        loop = asyncio.get_running_loop()
-        try:
-            size = os.fstat(fd).st_size
-            stop = size if end is None else min(end, size)
-            if start > size or (start == size and size > 0):
-                raise RangeNotSatisfiable(start, size)
-            offset = start
-            ahead = self._read_at(loop, fd, offset, stop)
-            while ahead is not None:
-                data = await ahead
-                if not data:
-                    break
-                offset += len(data)
-                ahead = self._read_at(loop, fd, offset, stop)  # the next read overlaps this send
-                metrics.bytes_read.add(len(data))
-                yield data
-        finally:
-            self._readers[key] -= 1
-            if self._readers[key] <= 0:
-                del self._readers[key]
-            os.close(fd)
+        """The copying read, in read_chunk_size reads (a file cut short just ends early)."""
+        with contextlib.suppress(ShortRead):
+            async for segment in self._file_segments(digest, start, end):
+                async for data in segment_chunks(segment, self.read_chunk_size, self._executor):
+                    yield data
 
     async def _file_segments(self, digest: Digest, start: int, end: int | None) -> AsyncIterator[FileSegment]:
         key = str(digest)
@@ -300,13 +276,6 @@ class BlobStore:
             if self._readers[key] <= 0:
                 del self._readers[key]
             os.close(fd)
-
-    def _read_at(
-        self, loop: asyncio.AbstractEventLoop, fd: int, offset: int, stop: int
-    ) -> asyncio.Future[bytes] | None:
-        if offset >= stop:
-            return None
-        return loop.run_in_executor(self._executor, os.pread, fd, min(self.read_chunk_size, stop - offset), offset)
 
     # -- fill hooks --------------------------------------------------------------------------------
     def reserve(self, size: int) -> bool:

@@ -18,16 +18,14 @@ import asyncio
 import contextlib
 import http.client
 import re
-import ssl
-import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 from yarl import URL
 
 from registry_mirror import metrics
+from registry_mirror.origin_connections import ConnectionPool, Target
 from registry_mirror.tracing import upstream_span
 from registry_mirror.upstream import (
     ERROR_BODY_MAX_BYTES,
@@ -39,64 +37,10 @@ from registry_mirror.upstream import (
 )
 
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
-_IDLE_PER_HOST = 16
 # Requests are sent and their headers read here; bodies are read on the fill's own threads.
 _REQUESTS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="origin-request")
 
 Throttle = Callable[[int], None]  # called on the receiving thread after each read; may sleep
-
-
-@dataclass(frozen=True)
-class _Target:
-    scheme: str
-    host: str
-    port: int
-
-    @classmethod
-    def of(cls, url: str) -> _Target:
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return cls(parts.scheme, parts.hostname or "", port)
-
-
-class ConnectionPool:
-    """Keep-alive connections per origin host, shared by every fill of one upstream."""
-
-    def __init__(self, tls: ssl.SSLContext | None, connect_timeout: float, read_timeout: float) -> None:
-        self._tls = tls
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
-        self._idle: dict[_Target, list[http.client.HTTPConnection]] = {}
-        self._lock = threading.Lock()
-
-    def take(self, target: _Target) -> http.client.HTTPConnection:
-        with self._lock:
-            idle = self._idle.get(target)
-            if idle:
-                return idle.pop()
-        if target.scheme == "https":
-            return http.client.HTTPSConnection(
-                target.host, target.port, timeout=self._connect_timeout, context=self._tls
-            )
-        return http.client.HTTPConnection(target.host, target.port, timeout=self._connect_timeout)
-
-    def give_back(self, target: _Target, connection: http.client.HTTPConnection) -> None:
-        with self._lock:
-            idle = self._idle.setdefault(target, [])
-            if len(idle) < _IDLE_PER_HOST:
-                idle.append(connection)
-                return
-        connection.close()
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, {}
-        for connections in idle.values():
-            for connection in connections:
-                connection.close()
-
-    def read_timeout(self) -> float:
-        return self._read_timeout
 
 
 class OriginBody:
@@ -106,7 +50,7 @@ class OriginBody:
         self,
         response: http.client.HTTPResponse,
         connection: http.client.HTTPConnection,
-        target: _Target,
+        target: Target,
         pool: ConnectionPool,
         throttle: Throttle | None,
     ) -> None:
@@ -206,9 +150,9 @@ class OriginRanges:
         """Redirects by hand: Authorization never reaches another origin (S3, a CDN), and every
         target passes the upstream's redirect policy first."""
         loop = asyncio.get_running_loop()
-        origin = _Target.of(url)
+        origin = Target.of(url)
         for _ in range(MAX_REDIRECTS + 1):
-            same_origin = _Target.of(url) == origin
+            same_origin = Target.of(url) == origin
             status, headers, body = await loop.run_in_executor(
                 _REQUESTS, self._send, url, byte_range, authorization if same_origin else None
             )
@@ -223,7 +167,7 @@ class OriginRanges:
         self, url: str, byte_range: str, authorization: str | None
     ) -> tuple[int, dict[str, str], OriginBody | bytes]:
         """Worker thread: one request; the open body (200/206) or the answer's headers and body."""
-        target = _Target.of(url)
+        target = Target.of(url)
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
         if byte_range:
             headers["Range"] = byte_range
@@ -242,7 +186,7 @@ class OriginRanges:
         return response.status, reply, body
 
     def _exchange(
-        self, target: _Target, path: str, headers: dict[str, str]
+        self, target: Target, path: str, headers: dict[str, str]
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         for attempt in range(2):
             connection = self._pool.take(target)

@@ -24,16 +24,13 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from registry_mirror.origin_connections import ConnectionPool
 from registry_mirror.settings import MiB, UpstreamSettings
-
-if TYPE_CHECKING:
-    from registry_mirror.origin_ranges import ConnectionPool
 from registry_mirror.redirects import RedirectPolicy, RedirectRefused
 from registry_mirror.upstream_auth import TokenFetchError, UpstreamAuth
 
@@ -208,8 +205,6 @@ class UpstreamClient:
 
     def range_pool(self) -> ConnectionPool:
         if self._range_pool is None:
-            from registry_mirror.origin_ranges import ConnectionPool
-
             tls = None
             if self._base.scheme == "https":
                 tls = ssl.create_default_context(cafile=self.settings.ca_bundle)

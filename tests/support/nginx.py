@@ -13,9 +13,10 @@ from .procs import ManagedProcess, require_binary
 class NginxServer:
     """nginx in the foreground on a free loopback port; `location` is the body of `location / {}`."""
 
-    def __init__(self, workdir: Path, location: str, bind_host: str = "127.0.0.1") -> None:
+    def __init__(self, workdir: Path, location: str, bind_host: str = "127.0.0.1", *, access_log: bool = True) -> None:
         self.workdir = Path(workdir)
         self.location = location
+        self.access_log = access_log  # off for benchmarks: logging is not what the reference measures
         self.bind_host = bind_host
         self.port = free_port(bind_host)
         self.process: ManagedProcess | None = None
@@ -30,9 +31,10 @@ class NginxServer:
         return cls(workdir, " ".join(body))
 
     @classmethod
-    def static(cls, workdir: Path, root: Path, *directives: str) -> NginxServer:
+    def static(cls, workdir: Path, root: Path, *directives: str, access_log: bool = True) -> NginxServer:
         """Serves files under `root` as they are (sendfile, Range support unless told otherwise)."""
-        return cls(workdir, " ".join([f"root {root};", "default_type application/octet-stream;", *directives]))
+        location = " ".join([f"root {root};", "default_type application/octet-stream;", *directives])
+        return cls(workdir, location, access_log=access_log)
 
     @property
     def host(self) -> str:
@@ -54,7 +56,8 @@ class NginxServer:
             + f"pid {prefix}/nginx.pid;\nerror_log {prefix}/logs/error.log warn;\n"
             "events { worker_connections 1024; }\n"
             "http {\n"
-            f"  access_log {prefix}/logs/access.log;\n  sendfile on;\n  tcp_nopush on;\n"
+            + (f"  access_log {prefix}/logs/access.log;\n" if self.access_log else "  access_log off;\n")
+            + "  sendfile on;\n  tcp_nopush on;\n"
             "  keepalive_requests 100000;\n"
             f"  client_body_temp_path {temp}/body;\n  proxy_temp_path {temp}/proxy;\n"
             f"  fastcgi_temp_path {temp}/fastcgi;\n  uwsgi_temp_path {temp}/uwsgi;\n"

@@ -1,0 +1,65 @@
+"""Keep-alive `http.client` connections to an upstream's hosts, for blob bodies read on worker
+threads (registry_mirror.origin_ranges). One pool per upstream client; thread-safe."""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+import threading
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+_IDLE_PER_HOST = 16
+
+
+@dataclass(frozen=True)
+class Target:
+    scheme: str
+    host: str
+    port: int
+
+    @classmethod
+    def of(cls, url: str) -> Target:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return cls(parts.scheme, parts.hostname or "", port)
+
+
+class ConnectionPool:
+    """Keep-alive connections per origin host, shared by every fill of one upstream."""
+
+    def __init__(self, tls: ssl.SSLContext | None, connect_timeout: float, read_timeout: float) -> None:
+        self._tls = tls
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._idle: dict[Target, list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, target: Target) -> http.client.HTTPConnection:
+        with self._lock:
+            idle = self._idle.get(target)
+            if idle:
+                return idle.pop()
+        if target.scheme == "https":
+            return http.client.HTTPSConnection(
+                target.host, target.port, timeout=self._connect_timeout, context=self._tls
+            )
+        return http.client.HTTPConnection(target.host, target.port, timeout=self._connect_timeout)
+
+    def give_back(self, target: Target, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(target, [])
+            if len(idle) < _IDLE_PER_HOST:
+                idle.append(connection)
+                return
+        connection.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for connection in connections:
+                connection.close()
+
+    def read_timeout(self) -> float:
+        return self._read_timeout
