@@ -72,7 +72,7 @@ class SourceStream(Protocol):
     size: int | None
     source: str  # "origin" | "peer" | "delta": the label bytes are counted under
 
-    def __aiter__(self) -> AsyncIterator[bytes]: ...
+    def __aiter__(self) -> AsyncIterator[bytes | bytearray]: ...  # bytearray: a peer's piece buffer
 
 
 class RangeBody(Protocol):
@@ -693,10 +693,10 @@ class Fill:
         await self._broadcast_end()
         await self._settle()
 
-    async def _copy(self, stream: SourceStream | AsyncIterator[bytes]) -> None:
+    async def _copy(self, stream: SourceStream | AsyncIterator[bytes | bytearray]) -> None:
         loop = asyncio.get_running_loop()
         received = 0
-        pending: tuple[int, bytes, Awaitable[tuple[object, object]]] | None = None
+        pending: tuple[int, bytes | bytearray, Awaitable[tuple[object, object]]] | None = None
         async for chunk in stream:
             if not chunk:
                 continue
@@ -718,19 +718,19 @@ class Fill:
             await self._finish_chunk(*pending)
         self._received = received
 
-    def _write_chunk(self, chunk: bytes, offset: int) -> None:
+    def _write_chunk(self, chunk: bytes | bytearray, offset: int) -> None:
         if self.passthrough_from is None and self._fd is not None:
             view = memoryview(chunk)
             done = 0
             while done < len(view):
                 done += os.pwrite(self._fd, view[done:], offset + done)
 
-    def _hash_chunk(self, chunk: bytes, offset: int) -> None:
+    def _hash_chunk(self, chunk: bytes | bytearray, offset: int) -> None:
         self._hasher.update(chunk)
         if self._tap is not None:
             self._tap(offset, chunk)
 
-    async def _finish_chunk(self, offset: int, chunk: bytes, future: Awaitable[tuple[object, object]]) -> None:
+    async def _finish_chunk(self, offset: int, chunk: bytes | bytearray, future: Awaitable[tuple[object, object]]) -> None:
         try:
             # The hash is done before anything (a write retry, the next chunk) touches it again.
             for result in await future:
@@ -748,7 +748,7 @@ class Fill:
         else:
             await self._broadcast(offset, chunk)
 
-    async def _after_disk_full(self, offset: int, chunk: bytes) -> None:
+    async def _after_disk_full(self, offset: int, chunk: bytes | bytearray) -> None:
         loop = asyncio.get_running_loop()
         remaining = (self.size - offset) if self.size is not None else len(chunk) * 64
         self._hooks.make_room(remaining)
@@ -762,7 +762,8 @@ class Fill:
         self.passthrough_from = offset
         self._notify()  # the chunk was hashed already, beside the write that failed
 
-    async def _broadcast(self, offset: int, chunk: bytes) -> None:
+    async def _broadcast(self, offset: int, chunk: bytes | bytearray) -> None:
+        chunk = bytes(chunk)  # readers keep it past this chunk's buffer (a peer's piece)
         for queue in list(self._queues):
             try:
                 await asyncio.wait_for(queue.put((offset, chunk)), _SLOW_READER_TIMEOUT)

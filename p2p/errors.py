@@ -31,4 +31,8 @@ class PieceError(P2PError):
 
 
 class BadPiece(PieceError):
-    """A piece's bytes did not hash to the seed's published sha256."""
+    """A piece's bytes did not hash to the seed's published piece hash."""
+
+
+class PeerUnreachable(PieceError):
+    """Nobody answers at the peer's announced address (dead, or never there)."""

@@ -30,7 +30,7 @@ tracker_leases = meter.create_counter(
 )
 tracker_bad_piece_reports = meter.create_counter(
     "registry_mirror_tracker_bad_piece_reports_total",
-    description="Reports that a peer served a piece failing its sha256",
+    description="Reports that a peer served a piece failing its hash check",
 )
 tracker_peers_excluded = meter.create_counter(
     "registry_mirror_tracker_peers_excluded_total",
@@ -50,7 +50,7 @@ peer_bytes_served = meter.create_counter(
     "registry_mirror_p2p_upload_bytes", description="Bytes uploaded to other peers"
 )
 bad_pieces = meter.create_counter(
-    "registry_mirror_p2p_bad_pieces", description="Pieces from peers that failed their sha256 check"
+    "registry_mirror_p2p_bad_pieces", description="Pieces from peers that failed their hash check"
 )
 peers_excluded = meter.create_counter(
     "registry_mirror_p2p_peers_excluded", description="Peers dropped from a download, by reason"

@@ -7,15 +7,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-
-import aiohttp
 
 from nvme_cache import BlobStore, Digest, FillFailed, FillSource
 from p2p import metrics
 from p2p.config import P2PConfig
-from p2p.errors import PieceError, TrackerError
+from p2p.errors import TrackerError
+from p2p.piece_client import Abort, PieceClient, Run, WantedPiece
 from p2p.pieces import pieces_within
 from p2p.swarm import OriginOpener, SwarmStream
 from p2p.tracker.models import MAX_BLOBS_PER_ANNOUNCE, MAX_EXCLUDES, BlobState, PeerHolding, PeerInfo
@@ -23,7 +23,6 @@ from p2p.tracker_client import TrackerClient
 
 log = logging.getLogger("p2p.node")
 
-PIECE_PATH = "/p2p/v1/blobs/"
 
 
 class P2PNode:
@@ -32,7 +31,8 @@ class P2PNode:
         self.store = store
         self.tracker = TrackerClient(config.tracker_url, config.tracker_token, ssl_context=config.client_ssl)
         self.uploads_active = 0
-        self._session: aiohttp.ClientSession | None = None
+        self._pieces = PieceClient(config.client_ssl, config.tracker_token, config.stall_timeout)
+        self._piece_threads = ThreadPoolExecutor(max_workers=16, thread_name_prefix="p2p-piece")
         self._tracked: dict[str, tuple[int, int]] = {}  # fills in progress: digest -> (size, piece size)
         self._announced: dict[str, int] = {}  # pieces last announced per tracked digest
         self._completed: dict[str, int] = {}  # committed since the last announce: digest -> size
@@ -57,8 +57,8 @@ class P2PNode:
         for task in [*self._tasks, *self._background]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._session is not None:
-            await self._session.close()
+        self._piece_threads.shutdown(wait=False, cancel_futures=True)
+        self._pieces.close()
         await self.tracker.aclose()
 
     @contextlib.asynccontextmanager
@@ -236,29 +236,17 @@ class P2PNode:
 
         self._spawn(report())
 
-    async def fetch_range(self, base_url: str, digest: str, start: int, end: int) -> bytes:
-        """Bytes [start, end) of a blob from a peer; the caller verifies them."""
-        session = self._client()
-        headers = {"Range": f"bytes={start}-{end - 1}"}
-        if self.config.tracker_token:
-            headers["Authorization"] = f"Bearer {self.config.tracker_token}"
-        async with session.get(f"{base_url.rstrip('/')}{PIECE_PATH}{digest}", headers=headers) as response:
-            if response.status != 206:
-                raise PieceError(f"peer answered {response.status}")
-            if response.content_length is not None and response.content_length != end - start:
-                raise PieceError(f"peer sent {response.content_length} bytes, expected {end - start}")
-            return await response.content.readexactly(end - start)
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            timeout = aiohttp.ClientTimeout(
-                total=self.config.stall_timeout * 4,
-                sock_connect=self.config.stall_timeout,
-                sock_read=self.config.stall_timeout,
-            )
-            connector = aiohttp.TCPConnector(limit=64, ssl=self.config.client_ssl or False)
-            self._session = aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False)
-        return self._session
+    async def fetch_run(self, base_url: str, digest: str, wanted: Sequence[WantedPiece]) -> Run:
+        """Consecutive pieces from one peer, each checked against its published hash (on a
+        worker thread: p2p.piece_client)."""
+        abort = Abort()
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._piece_threads, self._pieces.fetch, base_url, digest, wanted, abort)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            abort()  # the thread's blocked read fails now, instead of at its timeout
+            raise
 
 
 def _as_opener(origin: FillSource) -> OriginOpener:

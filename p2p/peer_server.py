@@ -31,7 +31,8 @@ from nvme_cache import (
     sender_of,
 )
 from p2p import metrics
-from p2p.node import PIECE_PATH, P2PNode
+from p2p.node import P2PNode
+from p2p.piece_client import PIECE_PATH
 
 log = logging.getLogger("p2p.peer_server")
 

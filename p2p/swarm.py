@@ -13,23 +13,23 @@ How a missing blob is fetched:
 
 Pieces are fetched in order with a window of parallel requests: the fill streams to its clients
 as it goes, so the next piece it needs matters more than global rarity; within the window the
-rarest pieces are asked for first and no peer gets more than two requests at once.
+rarest pieces are asked for first, consecutive pieces for one peer go in one request (a run, up
+to run_pieces), and no peer gets more than two runs at once. Runs are received and checked on
+worker threads (p2p.piece_client).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import TYPE_CHECKING, Protocol
 
-import aiohttp
-
 from p2p import metrics
-from p2p.errors import BadPiece, PieceError, TrackerError
+from p2p.errors import BadPiece, PeerUnreachable, PieceError, TrackerError
+from p2p.piece_client import Run, WantedPiece
 from p2p.pieces import PieceHasher, piece_bounds, piece_count
 from p2p.scheduler import choose_requests
 from p2p.tracker.models import PeerHolding
@@ -151,10 +151,10 @@ class SwarmStream:
         if self._hasher is not None:
             self._hasher(offset, chunk)
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
+    def __aiter__(self) -> AsyncIterator[bytes | bytearray]:
         return self._chunks()
 
-    async def _chunks(self) -> AsyncIterator[bytes]:
+    async def _chunks(self) -> AsyncIterator[bytes | bytearray]:
         rounds = 0
         while self._mode == "peer":
             assert self.size is not None
@@ -230,13 +230,13 @@ class SwarmStream:
             raise
 
     # -- downloading ----------------------------------------------------------------------------
-    async def _download(self) -> AsyncIterator[bytes]:
+    async def _download(self) -> AsyncIterator[bytearray]:
         assert self.size is not None
         config = self._config
         count = piece_count(self.size, self._piece_size)
         next_index = self._offset // self._piece_size
-        inflight: dict[int, tuple[asyncio.Task[bytes], str]] = {}
-        ready: dict[int, bytes] = {}
+        inflight: dict[int, tuple[asyncio.Task[Run], str]] = {}  # every piece of a run -> its task
+        ready: dict[int, bytearray] = {}
         hashes: dict[int, str] = {}
         excluded = self._excluded  # served a bad piece: never again for this blob
         backoff: dict[str, float] = {}  # refused or failed: skipped until the time given
@@ -254,14 +254,13 @@ class SwarmStream:
                 resting = excluded | {p for p, until in backoff.items() if until > self._loop.time()}
                 self._schedule(next_index, count, holdings, hashes, resting, inflight, ready)
                 if next_index not in ready:
-                    tasks = [task for task, _ in inflight.values()]
+                    tasks = {task for task, _ in inflight.values()}
                     if tasks:
                         await asyncio.wait(tasks, timeout=config.poll_interval, return_when=asyncio.FIRST_COMPLETED)
                     else:
                         await asyncio.sleep(config.poll_interval)
-                for index in [i for i, (task, _) in inflight.items() if task.done()]:
-                    task, peer_id = inflight.pop(index)
-                    if self._collect(task, index, peer_id, excluded, backoff, ready):
+                for task, peer_id, indexes in _finished(inflight):
+                    if self._collect(task, indexes, peer_id, excluded, backoff, ready):
                         last_progress = self._loop.time()
                 while next_index in ready:
                     yield ready.pop(next_index)
@@ -292,9 +291,10 @@ class SwarmStream:
         holdings: list[PeerHolding],
         hashes: dict[int, str],
         excluded: set[str],
-        inflight: dict[int, tuple[asyncio.Task[bytes], str]],
-        ready: dict[int, bytes],
+        inflight: dict[int, tuple[asyncio.Task[Run], str]],
+        ready: dict[int, bytearray],
     ) -> None:
+        run_pieces = self._config.run_pieces
         window = range(next_index, min(count, next_index + self._config.window))
         wanted = [i for i in window if i not in inflight and i not in ready and i in hashes]
         usable = [h for h in holdings if h.peer.id not in excluded]
@@ -303,51 +303,56 @@ class SwarmStream:
         busy: dict[str, int] = {}
         for _, peer_id in inflight.values():
             busy[peer_id] = busy.get(peer_id, 0) + 1
-        for index, peer_id in choose_requests(wanted, holders, busy):
-            task = self._loop.create_task(self._fetch_piece(by_id[peer_id], index, hashes[index]))
-            inflight[index] = (task, peer_id)
+        # The scheduler counts pieces; a peer may have two runs of run_pieces in flight.
+        chosen = choose_requests(wanted, holders, busy, per_peer=2 * run_pieces)
+        for peer_id, run in _runs(chosen, run_pieces):
+            task = self._loop.create_task(self._fetch_run(by_id[peer_id], run, hashes))
+            for index in run:
+                inflight[index] = (task, peer_id)
 
     def _collect(
         self,
-        task: asyncio.Task[bytes],
-        index: int,
+        task: asyncio.Task[Run],
+        indexes: list[int],
         peer_id: str,
         excluded: set[str],
         backoff: dict[str, float],
-        ready: dict[int, bytes],
+        ready: dict[int, bytearray],
     ) -> bool:
+        """Takes a finished run's verified pieces; judges the peer by why the run stopped."""
         try:
-            ready[index] = task.result()
+            run = task.result()
+        except Exception as exc:  # noqa: BLE001 - e.g. the piece threads shut down
+            run = Run(error=exc)
+        for index, data in run.pieces:
+            ready[index] = data
             metrics.pieces_received.add(1)
-            return True
-        except BadPiece as exc:
+        error = run.error
+        if error is None:
+            return bool(run.pieces)
+        index = indexes[min(len(run.pieces), len(indexes) - 1)]
+        if isinstance(error, BadPiece):
             metrics.bad_pieces.add(1)
             metrics.peers_excluded.add(1, {"reason": "bad_piece"})
             excluded.add(peer_id)
-            log.warning("peer %s sent a bad piece %d of %s: %s", peer_id, index, self._digest, exc)
+            log.warning("peer %s sent a bad piece %d of %s: %s", peer_id, index, self._digest, error)
             self._node.report_later(peer_id, self._digest, f"bad piece {index}")
-        except (aiohttp.ClientConnectorError, ConnectionRefusedError) as exc:
+        elif isinstance(error, PeerUnreachable):
             # Announced, but nobody answers at its URL (dead, or never there): not for this blob.
             self._exclude(peer_id, "unreachable")
-            log.info("peer %s unreachable for piece %d of %s: %r", peer_id, index, self._digest, exc)
-        except (PieceError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            log.info("peer %s unreachable for piece %d of %s: %s", peer_id, index, self._digest, error)
+        else:
             # Busy, not there yet, or slow: rest this peer a moment; a stalled one for longer.
-            stalled = isinstance(exc, asyncio.TimeoutError)
+            stalled = isinstance(error, TimeoutError)
             backoff[peer_id] = self._loop.time() + (self._config.stall_timeout if stalled else 0.5)
             metrics.peers_excluded.add(1, {"reason": "stalled" if stalled else "unavailable"})
-            log.info("peer %s failed piece %d of %s: %r", peer_id, index, self._digest, exc)
-        return False
+            log.info("peer %s failed piece %d of %s: %r", peer_id, index, self._digest, error)
+        return bool(run.pieces)
 
-    async def _fetch_piece(self, holder: PeerHolding, index: int, expected: str) -> bytes:
+    async def _fetch_run(self, holder: PeerHolding, indexes: list[int], hashes: dict[int, str]) -> Run:
         assert self.size is not None
-        start, end = piece_bounds(index, self.size, self._piece_size)
-        data = await self._node.fetch_range(holder.peer.url, self._digest, start, end)
-        if len(data) != end - start:
-            raise PieceError(f"got {len(data)} bytes for piece {index}, expected {end - start}")
-        actual = await self._loop.run_in_executor(None, _sha256, data)
-        if actual != expected:
-            raise BadPiece(f"sha256 {actual} != {expected}")
-        return data
+        wanted = [WantedPiece(i, *piece_bounds(i, self.size, self._piece_size), hashes[i]) for i in indexes]
+        return await self._node.fetch_run(holder.peer.url, self._digest, wanted)
 
     async def _rejoin(self) -> str:
         """After a stall: "seed" (we hold the lease now), "peer" (someone usable holds it), or
@@ -372,5 +377,29 @@ class SwarmStream:
         return lease.granted
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _finished(inflight: dict[int, tuple[asyncio.Task[Run], str]]) -> list[tuple[asyncio.Task[Run], str, list[int]]]:
+    """The runs that ended, each with its pieces, taken out of `inflight`."""
+    runs: dict[asyncio.Task[Run], tuple[str, list[int]]] = {}
+    for index, (task, peer_id) in list(inflight.items()):
+        if task.done():
+            del inflight[index]
+            runs.setdefault(task, (peer_id, []))[1].append(index)
+    return [(task, peer_id, sorted(indexes)) for task, (peer_id, indexes) in runs.items()]
+
+
+def _runs(chosen: list[tuple[int, str]], run_pieces: int) -> list[tuple[str, list[int]]]:
+    """(piece, peer) choices as requests: consecutive pieces for one peer go in one run."""
+    by_peer: dict[str, list[int]] = {}
+    for index, peer_id in chosen:
+        by_peer.setdefault(peer_id, []).append(index)
+    runs: list[tuple[str, list[int]]] = []
+    for peer_id, indexes in by_peer.items():
+        current: list[int] = []
+        for index in sorted(indexes):
+            if current and (index != current[-1] + 1 or len(current) == run_pieces):
+                runs.append((peer_id, current))
+                current = []
+            current.append(index)
+        if current:
+            runs.append((peer_id, current))
+    return runs

@@ -25,7 +25,7 @@ from urllib.parse import urljoin, urlsplit
 from yarl import URL
 
 from registry_mirror import metrics
-from registry_mirror.origin_connections import ConnectionPool, Target
+from nvme_cache.connections import ConnectionPool, Target
 from registry_mirror.tracing import upstream_span
 from registry_mirror.upstream import (
     ERROR_BODY_MAX_BYTES,

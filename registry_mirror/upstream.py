@@ -29,7 +29,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from registry_mirror.origin_connections import ConnectionPool
+from nvme_cache.connections import ConnectionPool
 from registry_mirror.settings import MiB, UpstreamSettings
 from registry_mirror.redirects import RedirectPolicy, RedirectRefused
 from registry_mirror.upstream_auth import TokenFetchError, UpstreamAuth

@@ -16,7 +16,9 @@ from typing import Any
 DIGEST_RE = re.compile(r"^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$")
 PEER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 ZONE_RE = re.compile(r"^[A-Za-z0-9._-]{0,63}$")
-SHA256_HEX_RE = re.compile(r"^[0-9a-f]{64}$")
+# A piece hash names its algorithm as an OCI digest does ("blake3:<hex>"); bare hex is the sha256
+# that seeds before blake3 published.
+PIECE_HASH_RE = re.compile(r"^(?:blake3:)?[0-9a-f]{64}$")
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -165,7 +167,8 @@ class PeerHolding:
 
 @dataclass(frozen=True)
 class PieceHashes:
-    """The seed's sha256 of each piece; `size` is None until the seed has seen the whole blob."""
+    """The seed's hash of each piece (p2p.pieces.piece_digest); `size` is None until the seed has seen
+    the whole blob."""
 
     digest: str
     piece_size: int

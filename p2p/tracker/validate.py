@@ -218,7 +218,7 @@ def pieces(body: Any) -> PiecesRequest:
     count = models.MAX_PIECES if size is None else models.piece_count(size, piece_size)
     raw = data["hashes"]
     if not isinstance(raw, dict):
-        raise InvalidField("hashes", "must be an object of piece index -> sha256 hex")
+        raise InvalidField("hashes", "must be an object of piece index -> piece hash")
     if len(raw) > count:
         raise InvalidField("hashes", f"must have at most {count} entries")
     hashes: dict[int, str] = {}
@@ -226,7 +226,7 @@ def pieces(body: Any) -> PiecesRequest:
         if not isinstance(key, str) or not key.isdecimal() or len(key) > 6:
             raise InvalidField(f"hashes.{key}", "key must be a piece index")
         index = _integer(int(key), f"hashes.{key}", 0, count - 1)
-        hashes[index] = _string(value, f"hashes.{key}", models.SHA256_HEX_RE, "64 lowercase hex digits")
+        hashes[index] = _string(value, f"hashes.{key}", models.PIECE_HASH_RE, "blake3:<64 lowercase hex digits>")
     return PiecesRequest(peer_id(data["peer_id"]), piece_size, size, hashes)
 
 

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
-from p2p.pieces import PieceHasher, piece_bounds, piece_count, pieces_within
+import hashlib
+
+import blake3
+
+from p2p.pieces import PieceHasher, matches, piece_bounds, piece_count, piece_hash_state, pieces_within
 from p2p.scheduler import choose_requests
+from p2p.swarm import _runs
 
 
 def test_rarest_first_within_the_window_and_per_peer_cap() -> None:
@@ -23,8 +28,28 @@ def test_piece_math() -> None:
     assert pieces_within(7, 10, 4) == 1 and pieces_within(10, 10, 4) == 3
 
 
-def test_piece_hasher_matches_hashlib_for_any_chunking() -> None:
-    import hashlib
+def test_consecutive_pieces_for_one_peer_go_in_one_run() -> None:
+    chosen = [(3, "a"), (0, "a"), (1, "a"), (2, "b"), (4, "a"), (5, "a"), (6, "a")]
+    assert _runs(chosen, 4) == [("a", [0, 1]), ("a", [3, 4, 5, 6]), ("b", [2])]
+    assert _runs([(i, "a") for i in range(6)], 4) == [("a", [0, 1, 2, 3]), ("a", [4, 5])]
+
+
+def test_piece_hashes_name_their_algorithm_and_older_sha256_ones_still_verify() -> None:
+    data = b"piece bytes"
+    ours = piece_hash_state()
+    ours.update(data)
+    assert matches(ours, "blake3:" + blake3.blake3(data).hexdigest())
+    legacy = hashlib.sha256(data).hexdigest()
+    state = piece_hash_state(legacy)
+    state.update(data)
+    assert matches(state, legacy)
+    wrong = piece_hash_state(legacy)
+    wrong.update(data + b"!")
+    assert not matches(wrong, legacy)
+    assert not matches(ours, blake3.blake3(data).hexdigest())  # a bare hex is a sha256, not ours
+
+
+def test_piece_hasher_matches_blake3_for_any_chunking() -> None:
     import random
 
     data = random.Random(5).randbytes(10_000)
@@ -35,7 +60,7 @@ def test_piece_hasher_matches_hashlib_for_any_chunking() -> None:
             for offset in range(0, len(data), chunk):
                 hasher(offset, data[offset : offset + chunk])
             expected = {
-                i: hashlib.sha256(data[i * 4096 : (i + 1) * 4096]).hexdigest()
+                i: "blake3:" + blake3.blake3(data[i * 4096 : (i + 1) * 4096]).hexdigest()
                 for i in range(start // 4096, 3)
             }
             assert seen == expected

@@ -114,6 +114,7 @@ async def test_bad_lookups_name_the_field(http: httpx.AsyncClient, path: str, fi
         ("POST", "/v1/lease/{d}", {"ttl": 5}, "peer_id"),
         ("POST", "/v1/lease/{d}/release", {"peer_id": ""}, "peer_id"),
         ("PUT", "/v1/pieces/{d}", {"peer_id": "a", "piece_size": 4 * 2**20, "hashes": {"0": "xyz"}}, "hashes.0"),
+        ("PUT", "/v1/pieces/{d}", {"peer_id": "a", "piece_size": 4 * 2**20, "hashes": {"0": "md5:" + "0" * 64}}, "hashes.0"),
         ("PUT", "/v1/pieces/{d}", {"peer_id": "a", "piece_size": 4 * 2**20, "size": 5, "hashes": {"1": "0" * 64}},
          "hashes.1"),
         ("PUT", "/v1/pieces/{d}", {"peer_id": "a", "piece_size": 4 * 2**20, "hashes": {"-1": "0" * 64}}, "hashes.-1"),

@@ -1,5 +1,5 @@
-"""Keep-alive `http.client` connections to an upstream's hosts, for blob bodies read on worker
-threads (registry_mirror.origin_ranges). One pool per upstream client; thread-safe."""
+"""Keep-alive `http.client` connections for bodies read on worker threads straight into a fill:
+origin ranges (registry_mirror.origin_ranges) and peer pieces (p2p.piece_client). Thread-safe."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class Target:
 
 
 class ConnectionPool:
-    """Keep-alive connections per origin host, shared by every fill of one upstream."""
+    """Keep-alive connections per host, shared by every fill of one upstream (or of the swarm)."""
 
     def __init__(self, tls: ssl.SSLContext | None, connect_timeout: float, read_timeout: float) -> None:
         self._tls = tls

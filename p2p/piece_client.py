@@ -1,0 +1,175 @@
+"""Pieces from a peer, received and checked on a worker thread.
+
+Why not aiohttp on the event loop (it was, until the data-path rework): a 4 MiB piece read through
+the loop cost a Python wake-up per socket read, a join into one bytes, and a second pass to hash
+it. Here one Range request asks for a run of consecutive pieces the peer holds, the body is read
+with blocking `http.client.readinto` straight into one buffer per piece (one copy from the
+kernel, GIL released while it waits) and hashed piece by piece as it arrives, while the bytes
+are still in the CPU cache. A run of pieces is one request for the uploader too: fewer requests
+per GiB through its Python front end. Figures in docs/architecture.md.
+
+A piece is returned only once its hash matches what the seed published; a bad piece ends the run
+there, and the pieces before it are kept.
+"""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import re
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from nvme_cache.connections import ConnectionPool, Target
+from p2p.errors import BadPiece, PeerUnreachable, PieceError
+from p2p.pieces import matches, piece_hash_state
+
+PIECE_PATH = "/p2p/v1/blobs/"
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+_READ = 1024 * 1024  # hashed per read: big enough to keep Python out, small enough for the CPU cache
+
+
+@dataclass(frozen=True)
+class WantedPiece:
+    index: int
+    start: int
+    end: int
+    expected: str  # the seed's published piece hash
+
+
+@dataclass
+class Run:
+    """What one request brought: verified pieces in order, and why it stopped early, if it did."""
+
+    pieces: list[tuple[int, bytearray]] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+class Abort:
+    """Lets the event loop stop a run whose task was cancelled: the thread's next read fails."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connection: http.client.HTTPConnection | None = None
+        self.requested = False
+
+    def attach(self, connection: http.client.HTTPConnection | None) -> None:
+        with self._lock:
+            self._connection = connection
+            if connection is not None and self.requested:
+                connection.close()
+
+    def __call__(self) -> None:
+        with self._lock:
+            self.requested = True
+            if self._connection is not None and self._connection.sock is not None:
+                try:
+                    self._connection.sock.shutdown(2)  # wakes a blocked readinto
+                except OSError:
+                    pass
+
+
+class PieceClient:
+    """Keep-alive connections to peers, and the blocking fetch of a run of pieces."""
+
+    def __init__(self, tls: ssl.SSLContext | None, token: str | None, stall_timeout: float) -> None:
+        self._pool = ConnectionPool(tls, connect_timeout=stall_timeout, read_timeout=stall_timeout)
+        self._token = token
+        self._total_timeout = stall_timeout * 4
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def fetch(self, base_url: str, digest: str, wanted: Sequence[WantedPiece], abort: Abort) -> Run:
+        """Worker thread: pieces `wanted` (consecutive) from the peer at `base_url`."""
+        run = Run()
+        target = Target.of(base_url)
+        path = f"{urlsplit(base_url).path.rstrip('/')}{PIECE_PATH}{digest}"
+        start, end = wanted[0].start, wanted[-1].end
+        headers = {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        connection: http.client.HTTPConnection | None = None
+        reusable = False
+        try:
+            connection, response = self._exchange(target, path, headers, abort)
+            self._check(response, start, end)
+            deadline = time.monotonic() + self._total_timeout
+            for piece in wanted:
+                run.pieces.append((piece.index, self._receive(response, piece, deadline)))
+            reusable = response.isclosed() and not response.will_close
+        except BaseException as exc:  # noqa: BLE001 - handed to the loop, which decides
+            run.error = exc
+        finally:
+            abort.attach(None)
+            if connection is not None:
+                if reusable and not abort.requested:
+                    self._pool.give_back(target, connection)
+                else:
+                    connection.close()
+        return run
+
+    def _exchange(
+        self, target: Target, path: str, headers: dict[str, str], abort: Abort
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        for attempt in range(2):
+            connection = self._pool.take(target)
+            reused = connection.sock is not None
+            abort.attach(connection)
+            try:
+                connection.request("GET", path, headers=headers)
+                response = connection.getresponse()
+                connection.sock.settimeout(self._pool.read_timeout())
+                return connection, response
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()
+                if abort.requested:
+                    raise PieceError("cancelled") from None
+                if reused and attempt == 0:
+                    continue  # the peer closed an idle keep-alive connection: a new one
+                if not reused and _refused(exc):
+                    raise PeerUnreachable(f"{target.host}:{target.port}: {exc}") from None
+                raise PieceError(f"GET {path}: {type(exc).__name__}: {exc}") from None
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _check(response: http.client.HTTPResponse, start: int, end: int) -> None:
+        if response.status != 206:
+            response.read(4096)
+            raise PieceError(f"peer answered {response.status}")
+        match = _CONTENT_RANGE.match(response.getheader("Content-Range") or "")
+        if match is None or int(match.group(1)) != start or int(match.group(2)) != end - 1:
+            raise PieceError(f"peer sent Content-Range {response.getheader('Content-Range')!r}, asked {start}-{end - 1}")
+        length = response.getheader("Content-Length")
+        if length is not None and length != str(end - start):
+            raise PieceError(f"peer sent {length} bytes, expected {end - start}")
+
+    @staticmethod
+    def _receive(response: http.client.HTTPResponse, piece: WantedPiece, deadline: float) -> bytearray:
+        buffer = bytearray(piece.end - piece.start)
+        view = memoryview(buffer)
+        state = piece_hash_state(piece.expected)
+        done = 0
+        while done < len(buffer):
+            count = response.readinto(view[done : done + _READ])
+            if not count:
+                raise PieceError(f"peer closed after {done} of {len(buffer)} bytes of piece {piece.index}")
+            state.update(view[done : done + count])
+            done += count
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"piece {piece.index} took longer than the total timeout")
+        if not matches(state, piece.expected):
+            raise BadPiece(f"piece {piece.index} does not match its published hash {piece.expected}")
+        return buffer
+
+
+def _refused(exc: BaseException) -> bool:
+    """Nobody answers at that address (dead, or never there), as opposed to a slow or busy peer."""
+    return isinstance(exc, (ConnectionRefusedError, socket.gaierror)) or getattr(exc, "errno", None) in (
+        errno.EHOSTUNREACH, errno.ENETUNREACH,
+    )
