@@ -695,6 +695,8 @@ class Fill:
 
     async def _copy(self, stream: SourceStream | AsyncIterator[bytes | bytearray]) -> None:
         loop = asyncio.get_running_loop()
+        # A stream that reuses its buffers (a peer download) hears when one is free again.
+        release: Callable[[bytes | bytearray], None] = getattr(stream, "release", None) or _keep
         received = 0
         pending: tuple[int, bytes | bytearray, Awaitable[tuple[object, object]]] | None = None
         async for chunk in stream:
@@ -706,6 +708,7 @@ class Fill:
             # the next one.
             if pending is not None:
                 await self._finish_chunk(*pending)
+                release(pending[1])
             # The write and the hash of one chunk run on two workers at once (both drop the GIL).
             future = asyncio.gather(
                 loop.run_in_executor(self._executor, self._write_chunk, chunk, received),
@@ -716,6 +719,7 @@ class Fill:
             received += len(chunk)
         if pending is not None:
             await self._finish_chunk(*pending)
+            release(pending[1])
         self._received = received
 
     def _write_chunk(self, chunk: bytes | bytearray, offset: int) -> None:
@@ -972,6 +976,10 @@ class Fill:
             return
         if self._readers <= 0:
             self._task.cancel()
+
+
+def _keep(chunk: bytes | bytearray) -> None:
+    """A stream's chunks are its own to drop (no buffer to give back)."""
 
 
 class _Uncached(Exception):

@@ -15,7 +15,7 @@ from nvme_cache import BlobStore, Digest, FillFailed, FillSource
 from p2p import metrics
 from p2p.config import P2PConfig
 from p2p.errors import TrackerError
-from p2p.piece_client import Abort, PieceClient, Run, WantedPiece
+from p2p.piece_client import Abort, Buffers, PieceClient, Run, WantedPiece
 from p2p.pieces import pieces_within
 from p2p.swarm import OriginOpener, SwarmStream
 from p2p.tracker.models import MAX_BLOBS_PER_ANNOUNCE, MAX_EXCLUDES, BlobState, PeerHolding, PeerInfo
@@ -236,12 +236,14 @@ class P2PNode:
 
         self._spawn(report())
 
-    async def fetch_run(self, base_url: str, digest: str, wanted: Sequence[WantedPiece]) -> Run:
+    async def fetch_run(self, base_url: str, digest: str, wanted: Sequence[WantedPiece], buffers: Buffers) -> Run:
         """Consecutive pieces from one peer, each checked against its published hash (on a
         worker thread: p2p.piece_client)."""
         abort = Abort()
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._piece_threads, self._pieces.fetch, base_url, digest, wanted, abort)
+        future = loop.run_in_executor(
+            self._piece_threads, self._pieces.fetch, base_url, digest, wanted, buffers, abort
+        )
         try:
             return await future
         except asyncio.CancelledError:

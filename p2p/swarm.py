@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from p2p import metrics
 from p2p.errors import BadPiece, PeerUnreachable, PieceError, TrackerError
-from p2p.piece_client import Run, WantedPiece
+from p2p.piece_client import Buffers, Run, WantedPiece
 from p2p.pieces import PieceHasher, piece_bounds, piece_count
 from p2p.scheduler import choose_requests
 from p2p.tracker.models import PeerHolding
@@ -72,6 +72,7 @@ class SwarmStream:
         self._offset = 0
         self._excluded: set[str] = set()
         self._size_hint = size_hint  # from a listing, for origins that send no Content-Length
+        self._buffers: Buffers | None = None
 
     # -- choosing where the bytes come from ----------------------------------------------------
     async def open(self) -> None:
@@ -150,6 +151,11 @@ class SwarmStream:
     def tap(self, offset: int, chunk: bytes) -> None:
         if self._hasher is not None:
             self._hasher(offset, chunk)
+
+    def release(self, chunk: bytes | bytearray) -> None:
+        """The fill has written and hashed `chunk`: its buffer takes the next piece."""
+        if self._buffers is not None and isinstance(chunk, bytearray):
+            self._buffers.give(chunk)
 
     def __aiter__(self) -> AsyncIterator[bytes | bytearray]:
         return self._chunks()
@@ -352,7 +358,10 @@ class SwarmStream:
     async def _fetch_run(self, holder: PeerHolding, indexes: list[int], hashes: dict[int, str]) -> Run:
         assert self.size is not None
         wanted = [WantedPiece(i, *piece_bounds(i, self.size, self._piece_size), hashes[i]) for i in indexes]
-        return await self._node.fetch_run(holder.peer.url, self._digest, wanted)
+        if self._buffers is None:
+            # Enough for the window, the pieces waiting their turn and the fill's two in hand.
+            self._buffers = Buffers(self._piece_size, keep=2 * self._config.window + 2)
+        return await self._node.fetch_run(holder.peer.url, self._digest, wanted, self._buffers)
 
     async def _rejoin(self) -> str:
         """After a stall: "seed" (we hold the lease now), "peer" (someone usable holds it), or
