@@ -12,7 +12,7 @@ Rows (interleaved rounds; a new mirror on an empty cache for every cold figure):
 - P2P: mirror B downloads from seed mirror A: CPU of B (download) and of A (piece upload).
 CPU-seconds come from /proc/PID/stat (utime+stime) of the mirror process alone, around one transfer.
 
-    .venv/bin/python bench/datapath.py [--size-mib 1024] [--rounds 2] [--quick]
+    .venv/bin/python bench/datapath.py [--size-mib 1024] [--rounds 2] [--quick] [--baseline REV] [--only p2p,...]
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from tests.support.procs import require_binary
 
 TICK = os.sysconf("SC_CLK_TCK")
 CAP_BYTES_PER_S = 25 * 1000 * 1000
+FIGURES = ("cold", "warm", "range", "capped", "aria2c", "p2p")
 GOALS = {
     "cold_cpu": 1.5, "cold_ratio": 0.6, "p2p_cpu": 2.0, "upload_cpu": 0.3, "warm_cpu": 0.3,
     "warm_1": 0.85, "warm_4": 0.8, "range_s": 0.2, "capped_x": 3.0, "aria_x": 1.0,
@@ -235,9 +236,12 @@ def _file_digest(path: Path) -> str:
     return f"sha256:{sha.hexdigest()}"
 
 
-def p2p_transfer(origin: OriginRegistry, work: Path, digest: str, size: int, rounds: int) -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {"download_cpu": [], "upload_cpu": [], "gbps": []}
-    for round_no in range(rounds):
+def p2p_transfer(origin: OriginRegistry, work: Path, digest: str, size: int, rounds: int,
+                 baseline: Path | None = None) -> dict[str, dict[str, list[float]]]:
+    variants = ("this tree",) + (("baseline",) if baseline else ())
+    results: dict[str, dict[str, list[float]]] = {v: {"download_cpu": [], "upload_cpu": [], "gbps": []} for v in variants}
+    for round_no, variant in interleaved(list(results), rounds):
+        env = {"PYTHONPATH": str(baseline)} if baseline and variant == "baseline" else None
         hosts = ["127.0.0.21", "127.0.0.22"]
         ports = [free_port(host) for host in hosts]
         caches = [tmpfs_dir(f"p2p-{i}") for i in range(2)]
@@ -245,10 +249,10 @@ def p2p_transfer(origin: OriginRegistry, work: Path, digest: str, size: int, rou
         try:
             for index, (host, port) in enumerate(zip(hosts, ports)):
                 tracker = "embedded" if index == 0 else f"http://{hosts[0]}:{ports[0]}/tracker"
-                mirror = MirrorProcess(work / f"p2p-{round_no}-{index}", {"origin": origin.url},
+                mirror = MirrorProcess(work / f"p2p-{round_no}-{len(variant)}-{index}", {"origin": origin.url},
                                        ["--default-upstream", "origin", "--log-level", "warning", "--cache-max-size", "40GiB",
                                         "--peer-listen", f"{host}:{port}", "--piece-size", "4MiB", "--tracker", tracker],
-                                       host=host, cache_dir=caches[index])
+                                       host=host, cache_dir=caches[index], env=env)
                 mirrors.append(mirror.start())
             seed, downloader = mirrors
             curl_get(f"{seed.url}/v2/{REPO}/blobs/{digest}")
@@ -258,9 +262,9 @@ def p2p_transfer(origin: OriginRegistry, work: Path, digest: str, size: int, rou
             seed_before = cpu_seconds(seed.process.pid)  # type: ignore[union-attr]
             cpu, (got, seconds) = measured(downloader.process.pid, lambda: curl_get(f"{downloader.url}/v2/{REPO}/blobs/{digest}"))  # type: ignore[union-attr,misc]
             wait_for_file(mirror_blob_path(caches[1], digest))
-            results["upload_cpu"].append((cpu_seconds(seed.process.pid) - seed_before) / (size / GiB))  # type: ignore[union-attr]
-            results["download_cpu"].append(cpu / (size / GiB))
-            results["gbps"].append(got / seconds / 1e9)
+            results[variant]["upload_cpu"].append((cpu_seconds(seed.process.pid) - seed_before) / (size / GiB))  # type: ignore[union-attr]
+            results[variant]["download_cpu"].append(cpu / (size / GiB))
+            results[variant]["gbps"].append(got / seconds / 1e9)
         finally:
             for mirror in mirrors:
                 mirror.stop()
@@ -277,7 +281,8 @@ def main() -> None:
     parser.add_argument("--capped-size-mib", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="small blobs, one round: checks the script works")
-    parser.add_argument("--baseline", metavar="REV", help="also measure the cold GET of this git revision's mirror")
+    parser.add_argument("--baseline", metavar="REV", help="also measure cold GET and P2P with this git revision's mirror")
+    parser.add_argument("--only", default=",".join(FIGURES), help="a subset of: " + ", ".join(FIGURES))
     args = parser.parse_args()
     if args.quick:
         args.size_mib, args.range_size_mib, args.capped_size_mib, args.rounds = 64, 64, 32, 1
@@ -289,12 +294,14 @@ def main() -> None:
             ranged = push(origin, work, range_size, seed=2)
             capped = push(origin, work, capped_size, seed=3)
             floor = hashing_floor(origin_blob_path(origin, big))
-            cold = cold_gets(origin, work, big, size, args.rounds, baseline_tree(work, args.baseline))
-            warm = warm_hits(origin, work, big, size, args.rounds)
-            tail = cold_range(origin, work, ranged, range_size, args.rounds)
-            cap = capped_origin(origin, work, capped, capped_size, args.rounds)
-            aria = aria2c_cold(origin, work, capped, capped_size, args.rounds)
-            p2p = p2p_transfer(origin, work, big, size, args.rounds)
+            only = set(args.only.split(","))
+            tree = baseline_tree(work, args.baseline)
+            cold = cold_gets(origin, work, big, size, args.rounds, tree) if "cold" in only else {}
+            warm = warm_hits(origin, work, big, size, args.rounds) if "warm" in only else {}
+            tail = cold_range(origin, work, ranged, range_size, args.rounds) if "range" in only else {}
+            cap = capped_origin(origin, work, capped, capped_size, args.rounds) if "capped" in only else {}
+            aria = aria2c_cold(origin, work, capped, capped_size, args.rounds) if "aria2c" in only else {}
+            p2p = p2p_transfer(origin, work, big, size, args.rounds, tree) if "p2p" in only else {}
         finally:
             origin.stop()
             if args.baseline:
@@ -310,8 +317,8 @@ def report(args: argparse.Namespace, floor: dict[str, float], cold: dict, warm: 
     def row(figure: str, value: float, reference: str, ratio: str, goal: str, met: bool) -> None:
         rows.append((figure, round(value, 3), reference, ratio, goal, "met" if met else "MISSED"))
 
-    direct = m(cold["direct"]["gbps"])
-    for variant in ("tmpfs", "disk"):
+    direct = m(cold["direct"]["gbps"]) if cold else 0.0
+    for variant in ("tmpfs", "disk") if cold else ():
         # The goals are set for the tmpfs cache (the disk is not the limit there); disk: for reading.
         goal = variant == "tmpfs"
         cpu = m(cold[variant]["cpu"])
@@ -327,28 +334,43 @@ def report(args: argparse.Namespace, floor: dict[str, float], cold: dict, warm: 
             f"{new_cpu / old_cpu:.2f}x of baseline", "-", True)
         row(f"cold GET GB/s, {args.baseline} (tmpfs)", old_gbps, f"direct curl {direct:.2f}",
             f"{old_gbps / direct:.2f}x", "-", True)
-    warm_cpu = m(warm["mirror x1"]["cpu"])
-    row("warm hit CPU-s/GiB", warm_cpu, f"nginx {m(warm['nginx x1']['cpu']):.2f}", "", f"<= {GOALS['warm_cpu']}",
-        warm_cpu <= GOALS["warm_cpu"])
-    for clients, goal in ((1, GOALS["warm_1"]), (4, GOALS["warm_4"])):
+    if warm:
+        warm_cpu = m(warm["mirror x1"]["cpu"])
+        row("warm hit CPU-s/GiB", warm_cpu, f"nginx {m(warm['nginx x1']['cpu']):.2f}", "", f"<= {GOALS['warm_cpu']}",
+            warm_cpu <= GOALS["warm_cpu"])
+    for clients, goal in ((1, GOALS["warm_1"]), (4, GOALS["warm_4"])) if warm else ():
         mine, ref = m(warm[f"mirror x{clients}"]["gbps"]), m(warm[f"nginx x{clients}"]["gbps"])
         row(f"warm hit GB/s, {clients} client(s)", mine, f"nginx sendfile {ref:.2f}", f"{mine / ref:.2f}x",
             f">= {goal}x", mine / ref >= goal)
-    seconds = m(tail["mirror"])
-    row(f"cold Range last MiB of {args.range_size_mib} MiB, s", seconds, f"origin {m(tail['origin']):.3f} s", "",
-        f"<= {GOALS['range_s']} s", seconds <= GOALS["range_s"])
-    capped_x = m(cap["mirror"]) / CAP_BYTES_PER_S
-    row("cold GET, origin capped 25 MB/s per connection, MB/s", m(cap["mirror"]) / 1e6,
-        f"one curl {m(cap['direct']) / 1e6:.1f} MB/s", f"{capped_x:.2f}x cap", f">= {GOALS['capped_x']}x", capped_x >= GOALS["capped_x"])
-    aria_x = m(aria["curl"]) / m(aria["aria2c -x8"])
-    row("aria2c -x8 -s8 cold, s", m(aria["aria2c -x8"]), f"one curl {m(aria['curl']):.2f} s", f"{aria_x:.2f}x speed",
-        f">= {GOALS['aria_x']}x", aria_x >= GOALS["aria_x"])
-    row("P2P download CPU-s/GiB (downloader)", m(p2p["download_cpu"]), f"{m(p2p['gbps']):.2f} GB/s", "",
-        f"<= {GOALS['p2p_cpu']}", m(p2p["download_cpu"]) <= GOALS["p2p_cpu"])
-    row("piece upload CPU-s/GiB (seed)", m(p2p["upload_cpu"]), f"nginx warm {m(warm['nginx x1']['cpu']):.2f}", "",
-        f"<= {GOALS['upload_cpu']}", m(p2p["upload_cpu"]) <= GOALS["upload_cpu"])
+    if tail:
+        seconds = m(tail["mirror"])
+        row(f"cold Range last MiB of {args.range_size_mib} MiB, s", seconds, f"origin {m(tail['origin']):.3f} s", "",
+            f"<= {GOALS['range_s']} s", seconds <= GOALS["range_s"])
+    if cap:
+        capped_x = m(cap["mirror"]) / CAP_BYTES_PER_S
+        row("cold GET, origin capped 25 MB/s per connection, MB/s", m(cap["mirror"]) / 1e6,
+            f"one curl {m(cap['direct']) / 1e6:.1f} MB/s", f"{capped_x:.2f}x cap", f">= {GOALS['capped_x']}x",
+            capped_x >= GOALS["capped_x"])
+    if aria:
+        aria_x = m(aria["curl"]) / m(aria["aria2c -x8"])
+        row("aria2c -x8 -s8 cold, s", m(aria["aria2c -x8"]), f"one curl {m(aria['curl']):.2f} s", f"{aria_x:.2f}x speed",
+            f">= {GOALS['aria_x']}x", aria_x >= GOALS["aria_x"])
+    if p2p:
+        mine = p2p["this tree"]
+        old = p2p.get("baseline")
+        against = f"; {args.baseline} {m(old['download_cpu']):.2f}" if old else ""
+        row("P2P download CPU-s/GiB (downloader)", m(mine["download_cpu"]), f"{m(mine['gbps']):.2f} GB/s{against}", "",
+            f"<= {GOALS['p2p_cpu']}", m(mine["download_cpu"]) <= GOALS["p2p_cpu"])
+        reference = f"nginx warm {m(warm['nginx x1']['cpu']):.2f}" if warm else ""
+        if old:
+            reference += f"; {args.baseline} {m(old['upload_cpu']):.2f}"
+        row("piece upload CPU-s/GiB (seed)", m(mine["upload_cpu"]), reference, "",
+            f"<= {GOALS['upload_cpu']}", m(mine["upload_cpu"]) <= GOALS["upload_cpu"])
+        if old:
+            row(f"P2P download GB/s, {args.baseline}", m(old["gbps"]), f"this tree {m(mine['gbps']):.2f}",
+                f"{m(mine['gbps']) / m(old['gbps']):.2f}x of baseline", "-", True)
     table = Table(["figure", "mirror", "reference (same run)", "ratio", "goal", ""], rows)
-    write_result("datapath", {
+    write_result("datapath" if args.only == ",".join(FIGURES) else "datapath-" + args.only.replace(",", "-"), {
         "size_mib": args.size_mib, "rounds": args.rounds, "floor": floor, "cold": cold, "warm": warm,
         "cold_range": tail, "capped": cap, "aria2c": aria, "p2p": p2p,
         "rows": [dict(zip(table.columns, r)) for r in rows],

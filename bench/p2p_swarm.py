@@ -41,7 +41,7 @@ from tests.support.procs import ManagedProcess, require_binary
 
 CONFIGS = ("p2p", "no-p2p", "docker-registry proxy")
 ORIGIN_BYTES_GOAL = 1.02  # x blob size, P2P, every N
-TIME_RATIO_GOAL = 0.2  # P2P / no-P2P total time at N = 8
+TIME_RATIO_GOAL = 0.25  # P2P / no-P2P total time at N = 8
 UPSTREAM = "origin"
 PIECE_SIZE = "4MiB"
 FAILED_LOGS = Path("/tmp/p2p_swarm-failed")  # the product default, said explicitly so the figure names it
