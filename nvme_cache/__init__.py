@@ -10,7 +10,7 @@ from nvme_cache.errors import (
     SourceFailed,
     VerificationFailed,
 )
-from nvme_cache.inflight import PIECE_SIZE, Fill, FillSource, RangeBody, RangeSource, SourceStream
+from nvme_cache.inflight import PIECE_SIZE, Fill, FillSource, RangeBody, RangeSource, SourceStream, ranges_of
 from nvme_cache.sendfile import (
     FileSegment,
     ZeroCopyMiddleware,
@@ -41,6 +41,7 @@ __all__ = [
     "read_segment",
     "send_segment",
     "sender_of",
+    "ranges_of",
     "InvalidDigest",
     "RangeNotSatisfiable",
     "SourceFailed",

@@ -32,7 +32,8 @@ class P2PNode:
         self.tracker = TrackerClient(config.tracker_url, config.tracker_token, ssl_context=config.client_ssl)
         self.uploads_active = 0
         self._pieces = PieceClient(config.client_ssl, config.tracker_token, config.stall_timeout)
-        self._piece_threads = ThreadPoolExecutor(max_workers=16, thread_name_prefix="p2p-piece")
+        # Peer pieces and a seed's origin bytes are received on these (blocking reads, GIL released).
+        self.piece_threads = ThreadPoolExecutor(max_workers=16, thread_name_prefix="p2p-receive")
         self._tracked: dict[str, tuple[int, int]] = {}  # fills in progress: digest -> (size, piece size)
         self._announced: dict[str, int] = {}  # pieces last announced per tracked digest
         self._completed: dict[str, int] = {}  # committed since the last announce: digest -> size
@@ -57,7 +58,7 @@ class P2PNode:
         for task in [*self._tasks, *self._background]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self._piece_threads.shutdown(wait=False, cancel_futures=True)
+        self.piece_threads.shutdown(wait=False, cancel_futures=True)
         self._pieces.close()
         await self.tracker.aclose()
 
@@ -242,7 +243,7 @@ class P2PNode:
         abort = Abort()
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(
-            self._piece_threads, self._pieces.fetch, base_url, digest, wanted, buffers, abort
+            self.piece_threads, self._pieces.fetch, base_url, digest, wanted, buffers, abort
         )
         try:
             return await future

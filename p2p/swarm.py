@@ -24,9 +24,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import TYPE_CHECKING, Protocol
 
+from nvme_cache import RangeBody, ranges_of
 from p2p import metrics
 from p2p.errors import BadPiece, PeerUnreachable, PieceError, TrackerError
 from p2p.piece_client import Buffers, Run, WantedPiece
@@ -43,7 +45,7 @@ log = logging.getLogger("p2p.swarm")
 class _Stream(Protocol):
     size: int | None
 
-    def __aiter__(self) -> AsyncIterator[bytes]: ...
+    def __aiter__(self) -> AsyncIterator[bytes | bytearray]: ...
 
 
 class OriginOpener(Protocol):
@@ -130,7 +132,7 @@ class SwarmStream:
 
     async def _open_origin(self, offset: int, *, seed: bool) -> None:
         await self._exits.enter_async_context(self._node.origin_slot())
-        stream = await self._exits.enter_async_context(self._origin(offset))
+        stream = await self._open_origin_body(offset) or await self._exits.enter_async_context(self._origin(offset))
         remaining = stream.size
         total = self._size_hint if remaining is None else offset + remaining
         if self.size is None:
@@ -146,6 +148,23 @@ class SwarmStream:
             self._hasher = PieceHasher(self.size, self._piece_size, offset, self._piece_hashed)
             self._node.track(self._digest, self.size, self._piece_size)
             self._publisher = asyncio.get_running_loop().create_task(self._publish_loop())
+
+    async def _open_origin_body(self, offset: int) -> _Stream | None:
+        """The origin's bytes read on a worker thread into piece buffers, when the origin source
+        offers ranges (one request from `offset` to the end: still one origin GET per seed).
+        None: use the source's own stream."""
+        ranges = ranges_of(self._origin)
+        if ranges is None:
+            return None
+        attempt = AsyncExitStack()
+        body = await attempt.enter_async_context(ranges.open(offset, None))
+        if body.start != offset or body.total is None:
+            await attempt.aclose()  # no usable Range answer: the plain stream knows what to do
+            return None
+        self._exits.push_async_callback(attempt.aclose)
+        if self._buffers is None:
+            self._buffers = Buffers(self._piece_size, keep=4)
+        return _ThreadedBody(body, body.total - offset, self._piece_size, self._buffers, self._node.piece_threads)
 
     # -- the fill's view -------------------------------------------------------------------------
     def tap(self, offset: int, chunk: bytes) -> None:
@@ -384,6 +403,40 @@ class SwarmStream:
         except TrackerError:
             return False
         return lease.granted
+
+
+class _ThreadedBody:
+    """An origin body as a fill stream: piece-sized reads on a worker thread (`readinto`, GIL
+    released), so a seed's bytes cost the kernel's copy and no event-loop work per socket read."""
+
+    def __init__(self, body: RangeBody, size: int, chunk: int, buffers: Buffers, threads: Executor) -> None:
+        self.size: int | None = size
+        self._body = body
+        self._chunk = chunk
+        self._buffers = buffers
+        self._threads = threads
+
+    def __aiter__(self) -> AsyncIterator[bytearray]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytearray]:
+        loop = asyncio.get_running_loop()
+        remaining = self.size or 0
+        while remaining > 0:
+            buffer = self._buffers.take(min(self._chunk, remaining))
+            await loop.run_in_executor(self._threads, _read_exactly, self._body, buffer)
+            remaining -= len(buffer)
+            yield buffer
+
+
+def _read_exactly(body: RangeBody, buffer: bytearray) -> None:
+    with memoryview(buffer) as view:
+        done = 0
+        while done < len(buffer):
+            count = body.readinto(view[done:])
+            if not count:
+                raise PieceError(f"the origin closed after {done} of {len(buffer)} bytes of a chunk")
+            done += count
 
 
 def _finished(inflight: dict[int, tuple[asyncio.Task[Run], str]]) -> list[tuple[asyncio.Task[Run], str, list[int]]]:
