@@ -27,6 +27,7 @@ from registry_mirror.policy.asgi import PolicyGate
 from registry_mirror.provenance import Provenance
 from registry_mirror.policy.setup import build_policy, build_upstream_limits
 from registry_mirror.settings import Settings
+from registry_mirror.signatures.setup import build_signature_gate
 from registry_mirror.state import Mirror
 from registry_mirror.telemetry import install_metrics, metrics_endpoint
 from registry_mirror.tracing import TracingMiddleware, install_tracing, shutdown_tracing
@@ -54,7 +55,8 @@ def build_mirror(settings: Settings) -> Mirror:
         max_bytes=settings.manifest_max_bytes,
     )
     provenance = Provenance(cache.directory / "provenance.sqlite", settings.confirm_ttl)
-    return Mirror(settings, store, Upstreams(settings), manifests, provenance=provenance)
+    signatures = build_signature_gate(settings, manifests, store)
+    return Mirror(settings, store, Upstreams(settings), manifests, provenance=provenance, signatures=signatures)
 
 
 def create_app(settings: Settings) -> ASGIApp:

@@ -111,3 +111,16 @@ def test_signature_tag_and_key_loading(tmp_path: Path) -> None:
         load_public_key(b"-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----\n")
     with pytest.raises(InvalidKey):
         load_public_key((FIXTURES / "dir-img-cosign-valid" / "manifest.json").read_bytes())
+
+
+def test_the_test_signer_writes_cosigns_payload_byte_for_byte() -> None:
+    """tests/support/cosign_signer.py is what the end-to-end tests sign with: same bytes as cosign."""
+    from tests.support.cosign_signer import CosignSigner, simple_signing_payload
+
+    reference = json.loads(VALID.payload)["critical"]["identity"]["docker-reference"]
+    assert simple_signing_payload(reference, VALID_DIGEST) == VALID.payload
+    signer = CosignSigner()
+    signed = SignedPayload(VALID.payload, signer.sign(VALID.payload))
+    test_key = load_public_key(signer.public_pem())
+    assert verify(signed, VALID_DIGEST, [test_key]) == test_key.keyid
+    assert verify(signed, VALID_DIGEST, [key("cosign.pub")]) is None
