@@ -1,4 +1,4 @@
-"""`registry-mirror catalog ...`: keygen, build, sign, verify, push.
+"""`registry-mirror catalog ...`: keygen, build, sign, verify, push, analyze.
 
 Exit codes: 0 ok, 1 verification or operation failed, 2 usage or input error. Errors are one
 line on stderr; with --json, stdout carries one JSON object either way.
@@ -16,15 +16,17 @@ from typing import Any, Callable, Sequence
 import httpx
 
 from catalog.activate import check_activation
-from catalog.build import build_catalog
+from catalog.analyze import analyze, render_table, to_json
+from catalog.build import build_catalog, resolve_image
 from catalog.errors import CatalogError, SchemaError
 from catalog.models import catalog_to_json, format_time, parse_catalog
 from catalog.push import push_catalog
-from catalog.registry import RegistryClient, parse_reference
+from catalog.registry import Reference, RegistryClient, parse_reference
 from catalog.signing import (
     envelope_to_json, generate_keypair, keyid, load_private_key, load_public_key, save_private_key,
     save_public_key, sign, verify,
 )
+from registry_mirror.config_values import InvalidValue, parse_size
 
 OK, FAILED, USAGE = 0, 1, 2
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -78,6 +80,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--insecure", action="store_true")
     p.add_argument("--delta-dir", type=Path)
     p.set_defaults(func=_handler(cmd_push))
+
+    p = commands.add_parser("analyze", parents=[common],
+                            help="layer overlap of a set of images and the savings of caching and deltas")
+    p.add_argument("images", nargs="+", metavar="REF")
+    p.add_argument("--against", action="append", default=[], metavar="OLD_REF",
+                   help="previous versions a node already holds (repeatable); deltas are computed against them")
+    p.add_argument("--platform", action="append", default=[], metavar="OS/ARCH")
+    p.add_argument("--delta-budget", default="4GiB",
+                   help="most old+new layer bytes downloaded to compute deltas (0: no deltas)")
+    p.add_argument("--insecure", action="store_true", help="plain HTTP to the registries")
+    p.set_defaults(func=_handler(cmd_analyze))
 
 
 Command = Callable[[argparse.Namespace], dict[str, Any]]
@@ -174,6 +187,34 @@ def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
     with RegistryClient(target.registry, insecure=args.insecure) as client:
         digest = push_catalog(client, target, envelope, args.delta_dir)
     return {"target": str(target), "digest": digest, "message": f"{target}@{digest}"}
+
+
+def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
+    refs = [parse_reference(r) for r in args.images]
+    old_refs = [parse_reference(r) for r in args.against]
+    try:
+        budget = parse_size(args.delta_budget)
+    except InvalidValue as exc:
+        raise UsageError(f"--delta-budget: {exc}") from None
+    clients: dict[str, RegistryClient] = {}
+
+    def client(ref: Reference) -> RegistryClient:
+        if ref.registry not in clients:
+            clients[ref.registry] = RegistryClient(ref.registry, insecure=args.insecure)
+        return clients[ref.registry]
+
+    def download(ref: Reference, digest: str, path: Path) -> int:
+        return client(ref).download_blob(ref.repository, digest, path)
+
+    try:
+        platforms = tuple(args.platform)
+        new = [resolve_image(client(ref), ref, platforms) for ref in refs]
+        old = [resolve_image(client(ref), ref, platforms) for ref in old_refs]
+        result = analyze(new, old, download=download if budget else None, delta_budget=budget)
+    finally:
+        for each in clients.values():
+            each.close()
+    return to_json(result) | {"message": render_table(result)}
 
 
 def parse_duration(text: str) -> timedelta:
