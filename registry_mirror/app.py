@@ -17,7 +17,7 @@ import registry_mirror.translations  # noqa: F401  (registers the exception tran
 from nvme_cache import BlobStore, ZeroCopyMiddleware
 from registry_mirror.access_log import AccessLog
 from registry_mirror.admin import install_admin
-from registry_mirror.catalog_wiring import install_catalogs
+from registry_mirror.catalog_wiring import install_catalogs, install_cluster_catalogs
 from registry_mirror.dispatch import DistributionAPI, distribution_subject
 from registry_mirror.hub import build_hub_app
 from registry_mirror.hub.subjects import hf_subject, modelscope_subject
@@ -72,9 +72,12 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
     policy = build_policy(settings, config_file)
     mirror.upstream_limits = build_upstream_limits(settings)
     catalogs = install_catalogs(mirror, settings)
+    # With peers, the admin API's catalog view includes the cluster's readiness.
+    catalog_view = catalogs if catalogs is None or node is None else install_cluster_catalogs(
+        mirror, catalogs, node, min(settings.catalog.poll_interval, 10.0))
     admin = install_admin(mirror, policy, metrics_registry)
     if admin is not None:
-        admin.catalog = catalogs
+        admin.catalog = catalog_view
         if node is not None:
             admin.status_providers["peers"] = node.status
     mirror.on_startup.append(policy.blocklist.start_watching)

@@ -1,4 +1,4 @@
-"""`registry-mirror catalog ...`: keygen, build, sign, verify, push, analyze.
+"""`registry-mirror catalog ...`: keygen, build, sign, verify, push, analyze, wait.
 
 Exit codes: 0 ok, 1 verification or operation failed, 2 usage or input error. Errors are one
 line on stderr; with --json, stdout carries one JSON object either way.
@@ -6,9 +6,11 @@ line on stderr; with --json, stdout carries one JSON object either way.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -26,7 +28,10 @@ from catalog.signing import (
     envelope_to_json, generate_keypair, keyid, load_private_key, load_public_key, save_private_key,
     save_public_key, sign, verify,
 )
+from p2p.errors import TrackerError
+from p2p.tracker_client import TrackerClient
 from registry_mirror.config_values import InvalidValue, parse_size
+from registry_mirror.config_values import parse_duration as parse_seconds
 
 OK, FAILED, USAGE = 0, 1, 2
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -91,6 +96,17 @@ def register(subparsers: Any) -> None:
                    help="most old+new layer bytes downloaded to compute deltas (0: no deltas)")
     p.add_argument("--insecure", action="store_true", help="plain HTTP to the registries")
     p.set_defaults(func=_handler(cmd_analyze))
+
+    p = commands.add_parser("wait", parents=[common],
+                            help="CI gate: wait until a share of the cluster's live peers holds a whole catalog")
+    p.add_argument("--tracker", required=True, metavar="URL")
+    p.add_argument("--name", required=True, help="the catalog's name")
+    p.add_argument("--serial", type=int, help="default: the newest serial the peers offer")
+    p.add_argument("--ready", default="100%", help="share of live peers, e.g. 90%% or 0.9")
+    p.add_argument("--timeout", default="10m", help="e.g. 90s, 10m")
+    p.add_argument("--interval", default="2s", help="between progress checks")
+    p.add_argument("--token-file", type=Path, help="the tracker's bearer token")
+    p.set_defaults(func=_handler(cmd_wait))
 
 
 Command = Callable[[argparse.Namespace], dict[str, Any]]
@@ -215,6 +231,59 @@ def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
         for each in clients.values():
             each.close()
     return to_json(result) | {"message": render_table(result)}
+
+
+class NotReady(CatalogError):
+    """`catalog wait` timed out: exit code 1 with the share reached."""
+
+
+def cmd_wait(args: argparse.Namespace) -> dict[str, Any]:
+    wanted = _parse_share(args.ready)
+    try:
+        timeout, interval = parse_seconds(args.timeout), max(parse_seconds(args.interval), 0.05)
+    except InvalidValue as exc:
+        raise UsageError(f"--timeout/--interval: {exc}") from None
+    if args.serial is not None and args.serial < 0:
+        raise UsageError("--serial must not be negative")
+    token = _read(args.token_file).decode().strip() if args.token_file else None
+    return asyncio.run(_wait(args.tracker, token, args.name, args.serial, wanted, timeout, interval, not args.json))
+
+
+async def _wait(url: str, token: str | None, name: str, serial: int | None, wanted: float,
+                timeout: float, interval: float, show: bool) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    async with TrackerClient(url, token) as tracker:
+        while True:
+            try:
+                answer = await tracker.catalog_readiness(name, serial)
+                line = _progress(name, serial, answer)
+            except TrackerError as exc:
+                answer, line = None, f"{name}: tracker unreachable or refusing ({exc})"
+            if show:
+                print(line, flush=True)
+            if answer is not None and answer["live"] and answer["share"] >= wanted:
+                return answer | {"message": f"ready: {line}"}
+            if time.monotonic() + interval > deadline:
+                raise NotReady(f"not ready after {timeout:g}s (wanted {wanted:.0%}): {line}")
+            await asyncio.sleep(interval)
+
+
+def _progress(name: str, serial: int | None, answer: dict[str, Any] | None) -> str:
+    if answer is None:
+        return f"{name}{f' serial {serial}' if serial is not None else ''}: no live peer has offered it yet (0%)"
+    zones = ", ".join(f"{zone or '(none)'} {z['ready']}/{z['live']}" for zone, z in answer["zones"].items())
+    return (f"{name} serial {answer['serial']}: {answer['ready']}/{answer['live']} live peers hold all"
+            f" {answer['digests']} blobs ({answer['share']:.0%}); zones: {zones}")
+
+
+def _parse_share(text: str) -> float:
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise UsageError(f"--ready {text!r}: expected a share like 90% or 0.9")
+    return value
 
 
 def parse_duration(text: str) -> timedelta:
