@@ -10,7 +10,7 @@ import dataclasses
 import difflib
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -547,47 +547,44 @@ def load_blocklist(config_file: Path) -> tuple[BlockRule, ...]:
 
 def parse_blocklist(value: object, source: str) -> tuple[BlockRule, ...]:
     """Rules from the TOML value of `blocklist`; `source` is named in errors."""
-    if not isinstance(value, list) or not all(isinstance(rule, dict) for rule in value):
-        raise ConfigError("blocklist", f"expected [[blocklist]] tables ({_from(source)})")
-    rules = []
-    for index, table in enumerate(value):
-        parsed: dict[str, object] = {}
-        for key, raw in table.items():
-            field = f"blocklist[{index}].{key}"
-            parse = BLOCK_RULE_KEYS.get(key)
-            if parse is None:
-                message = f"unknown setting{_suggest(key, BLOCK_RULE_KEYS)}"
-                raise ConfigError(field, f"{message} ({_from(source)})")
-            parsed[key] = _parse_field(field, parse, raw, source)
-        if "reason" not in parsed:
-            raise ConfigError(f"blocklist[{index}].reason", f"required ({_from(source)})")
-        rules.append(BlockRule(**parsed))  # type: ignore[arg-type]
-    return tuple(rules)
+    tables = _parse_tables("blocklist", value, BLOCK_RULE_KEYS, ("reason",), source)
+    return tuple(BlockRule(**parsed) for parsed in tables)  # type: ignore[arg-type]
 
 
 def parse_signatures(value: object, source: str, base: Path) -> tuple[SignatureRule, ...]:
     """Policies from the TOML value of `signatures`; key paths are relative to the file."""
-    if not isinstance(value, list) or not all(isinstance(rule, dict) for rule in value):
-        raise ConfigError("signatures", f"expected [[signatures]] tables ({_from(source)})")
+    required = ("upstream", "repositories", "public_keys")
     rules = []
-    for index, table in enumerate(value):
-        parsed: dict[str, object] = {}
-        for key, raw in table.items():
-            field = f"signatures[{index}].{key}"
-            parse = SIGNATURE_RULE_KEYS.get(key)
-            if parse is None:
-                message = f"unknown setting{_suggest(key, SIGNATURE_RULE_KEYS)}"
-                raise ConfigError(field, f"{message} ({_from(source)})")
-            parsed[key] = _parse_field(field, parse, raw, source)
-        for required in ("upstream", "repositories", "public_keys"):
-            if required not in parsed:
-                raise ConfigError(f"signatures[{index}].{required}", f"required ({_from(source)})")
-            if not parsed[required]:
-                raise ConfigError(f"signatures[{index}].{required}", f"must not be empty ({_from(source)})")
+    for index, parsed in enumerate(_parse_tables("signatures", value, SIGNATURE_RULE_KEYS, required, source)):
+        for key in required:
+            if not parsed[key]:
+                raise ConfigError(f"signatures[{index}].{key}", f"must not be empty ({_from(source)})")
         parsed["public_keys"] = tuple(base / path for path in parsed["public_keys"])  # type: ignore[attr-defined]
         parsed.setdefault("name", f"signatures[{index}]")
         rules.append(SignatureRule(**parsed))  # type: ignore[arg-type]
     return tuple(rules)
+
+
+def _parse_tables(
+    name: str, value: object, keys: Mapping[str, Callable[[object], object]], required: Sequence[str], source: str
+) -> list[dict[str, object]]:
+    """Each `[[name]]` table's keys parsed; errors name the table by position (`name[2].key`)."""
+    if not isinstance(value, list) or not all(isinstance(table, dict) for table in value):
+        raise ConfigError(name, f"expected [[{name}]] tables ({_from(source)})")
+    tables = []
+    for index, table in enumerate(value):
+        parsed: dict[str, object] = {}
+        for key, raw in table.items():
+            field = f"{name}[{index}].{key}"
+            parse = keys.get(key)
+            if parse is None:
+                raise ConfigError(field, f"unknown setting{_suggest(key, keys)} ({_from(source)})")
+            parsed[key] = _parse_field(field, parse, raw, source)
+        for key in required:
+            if key not in parsed:
+                raise ConfigError(f"{name}[{index}].{key}", f"required ({_from(source)})")
+        tables.append(parsed)
+    return tables
 
 
 def _apply_upstream_table(

@@ -7,6 +7,7 @@ keys, variables and flags from config_load's table; tests keep the committed fil
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
 
 from registry_mirror.config_load import (
@@ -293,42 +294,30 @@ def render_example_config() -> str:
 
 
 def _blocklist_section() -> list[str]:
-    lines = [
-        "## [[blocklist]]",
-        "",
+    return _rule_tables("blocklist", [
         "Rules that refuse matching pulls with their reason; one `[[blocklist]]` table per rule,",
         "in the file only (the admin API changes them at run time). A rule matches when every",
         "condition it sets matches; globs use `*`, `?` and `[...]`. Errors name a rule by its",
         "position from 0, e.g. `blocklist[2].digest`.",
-        "",
-        "| Key | Default | Description |",
-        "|---|---|---|",
-    ]
-    defaults = {f.name: f.default for f in dataclasses.fields(BlockRule)}
-    for key in BLOCK_RULE_KEYS:
-        default = defaults[key]
-        shown = "required" if default is dataclasses.MISSING else f"`{toml_string(str(default))}`"
-        lines.append(f"| `{key}` | {shown} | {_field_help(BlockRule, key)} |")
-    return [*lines, ""]
+    ], BLOCK_RULE_KEYS, BlockRule)
 
 
 def _signatures_section() -> list[str]:
-    lines = [
-        "## [[signatures]]",
-        "",
+    return _rule_tables("signatures", [
         "Signature policies (docs/security.md, \"Signature policy\"): before a manifest of a",
         "matching repository is served, by tag or by digest, it must carry a keyed cosign",
         "signature by one of `public_keys`, found at the `sha256-<hex>.sig` tag or through the",
         "referrers API. One `[[signatures]]` table per policy, in the file only; the first policy",
         "that matches a repository applies. Keyless (Fulcio/Rekor) signatures are not checked.",
         "Errors name a policy by its position from 0, e.g. `signatures[1].public_keys`.",
-        "",
-        "| Key | Default | Description |",
-        "|---|---|---|",
-    ]
-    defaults = {f.name: f.default for f in dataclasses.fields(SignatureRule)}
-    for key in SIGNATURE_RULE_KEYS:
+    ], SIGNATURE_RULE_KEYS, SignatureRule)
+
+
+def _rule_tables(name: str, intro: list[str], keys: Iterable[str], rule: type) -> list[str]:
+    lines = [f"## [[{name}]]", "", *intro, "", "| Key | Default | Description |", "|---|---|---|"]
+    defaults = {f.name: f.default for f in dataclasses.fields(rule)}
+    for key in keys:
         default = defaults[key]
         shown = "required" if default is dataclasses.MISSING else f"`{toml_string(str(default))}`"
-        lines.append(f"| `{key}` | {shown} | {_field_help(SignatureRule, key)} |")
+        lines.append(f"| `{key}` | {shown} | {_field_help(rule, key)} |")
     return [*lines, ""]
