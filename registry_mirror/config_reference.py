@@ -281,15 +281,15 @@ def render_example_config() -> str:
         "# Pulls matching a rule are refused with its reason; one [[blocklist]] table per rule.",
         "# [[blocklist]]",
     ]
-    for key, example in BLOCK_RULE_EXAMPLE:
-        lines += [f"# {_field_help(BlockRule, key)}", f"# {key} = {example}"]
+    for rule_key, example in BLOCK_RULE_EXAMPLE:
+        lines += [f"# {_field_help(BlockRule, rule_key)}", f"# {rule_key} = {example}"]
     lines += [
         "",
         "# Manifests of matching repositories must carry a cosign signature by one of the keys.",
         "# [[signatures]]",
     ]
-    for key, example in SIGNATURE_RULE_EXAMPLE:
-        lines += [f"# {_field_help(SignatureRule, key)}", f"# {key} = {example}"]
+    for rule_key, example in SIGNATURE_RULE_EXAMPLE:
+        lines += [f"# {_field_help(SignatureRule, rule_key)}", f"# {rule_key} = {example}"]
     return "\n".join(lines) + "\n"
 
 
