@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +20,7 @@ from registry_mirror.sources import origin_source
 from registry_mirror.state import Mirror
 
 log = logging.getLogger("registry_mirror.catalog")
+REOFFER_AFTER = 60.0  # seconds between offers of an unchanged catalog (a restarted tracker relearns it)
 
 _MANIFEST_TYPES = frozenset({
     "application/vnd.oci.image.manifest.v1+json",
@@ -72,7 +74,7 @@ class ClusterCatalogs:
         self.service = service
         self.node = node
         self.interval = interval
-        self._offered: dict[str, int] = {}  # catalog name -> serial the tracker accepted
+        self._offered: dict[str, tuple[int, float]] = {}  # name -> (serial the tracker accepted, when)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -85,19 +87,23 @@ class ClusterCatalogs:
                 await self._task
 
     async def offer_once(self) -> None:
+        now = time.monotonic()
         for poller in self.service.pollers:
             catalog = poller.active
             if catalog is None:
                 continue
-            try:  # again each round: a restarted tracker has forgotten, and the cost is one request
+            serial, when = self._offered.get(catalog.name, (-1, 0.0))
+            if serial == catalog.serial and now - when < REOFFER_AFTER:
+                continue  # offered; again only now and then, for a tracker that restarted since
+            try:
                 await self.node.tracker.offer_catalog(catalog.name, catalog.serial, self.node.config.peer_id,
                                                       [blob.digest for blob in catalog.blobs])
             except TrackerError as exc:
                 log.debug("catalog %s serial %d not offered to the tracker yet: %s", catalog.name, catalog.serial, exc)
                 continue
-            if self._offered.get(catalog.name) != catalog.serial:
-                self._offered[catalog.name] = catalog.serial
+            if serial != catalog.serial:
                 log.info("catalog %s serial %d offered to the tracker", catalog.name, catalog.serial)
+            self._offered[catalog.name] = (catalog.serial, now)
 
     async def _offer_forever(self) -> None:
         while True:
