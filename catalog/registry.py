@@ -75,6 +75,9 @@ class RegistryClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
         self._http.close()
 
     def get_manifest(self, repository: str, reference: str, accept: str = MANIFEST_ACCEPT) -> Manifest:

@@ -24,6 +24,10 @@ tracker_peers_known = meter.create_gauge(
     "registry_mirror_tracker_peers_known",
     description="Live peers the tracker knows (heartbeat within the TTL)",
 )
+tracker_catalog_ready_share = meter.create_gauge(
+    "registry_mirror_tracker_catalog_ready_share",
+    description="Share of live peers holding every blob of a catalog's newest serial, by catalog and serial",
+)
 tracker_leases = meter.create_counter(
     "registry_mirror_tracker_leases_total",
     description="Seed lease requests, by result: granted, renewed or waited",

@@ -138,6 +138,17 @@ class TrackerClient:
         body = {"reporter": reporter, "peer_id": peer_id, "digest": digest, "reason": reason}
         await self._call("report", "POST", "/v1/report", body)
 
+    async def offer_catalog(self, name: str, serial: int, peer_id: str, digests: Sequence[str]) -> None:
+        """Tell the tracker which blobs catalog (name, serial) has (this peer verified it)."""
+        body = {"peer_id": peer_id, "digests": list(digests)}
+        await self._call("offer_catalog", "PUT", f"/v1/catalogs/{name}/{serial}", body)
+
+    async def catalog_readiness(self, name: str, serial: int | None = None) -> dict[str, Any] | None:
+        """Readiness of a catalog's `serial` (default: the newest offered); None when unknown."""
+        params = {"catalog": name} | ({"serial": str(serial)} if serial is not None else {})
+        status, payload = await self._call("readiness", "GET", "/v1/readiness", params=params, allow=(404,))
+        return None if status == 404 else dict(payload)
+
     async def stats(self) -> dict[str, Any]:
         _, payload = await self._call("stats", "GET", "/v1/stats")
         return dict(payload)

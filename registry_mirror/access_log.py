@@ -58,6 +58,8 @@ class AccessLog:
             "repository": info.get("repository"),
             "digest": info.get("digest"),
             "source": info.get("source"),
+            "signature": info.get("signature"),  # verified, refused or warned, under a signature policy
+            "signature_policy": info.get("signature_policy"),
             "status": status,
             "bytes": sent,
             "duration_ms": round(seconds * 1000, 3),

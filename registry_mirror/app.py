@@ -17,7 +17,7 @@ import registry_mirror.translations  # noqa: F401  (registers the exception tran
 from nvme_cache import BlobStore, ZeroCopyMiddleware
 from registry_mirror.access_log import AccessLog
 from registry_mirror.admin import install_admin
-from registry_mirror.catalog_wiring import install_catalogs
+from registry_mirror.catalog_wiring import install_catalogs, install_cluster_catalogs
 from registry_mirror.dispatch import DistributionAPI, distribution_subject
 from registry_mirror.hub import build_hub_app
 from registry_mirror.hub.subjects import hf_subject, modelscope_subject
@@ -27,6 +27,7 @@ from registry_mirror.policy.asgi import PolicyGate
 from registry_mirror.provenance import Provenance
 from registry_mirror.policy.setup import build_policy, build_upstream_limits
 from registry_mirror.settings import Settings
+from registry_mirror.signatures.setup import build_signature_gate
 from registry_mirror.state import Mirror
 from registry_mirror.telemetry import install_metrics, metrics_endpoint
 from registry_mirror.tracing import TracingMiddleware, install_tracing, shutdown_tracing
@@ -54,7 +55,8 @@ def build_mirror(settings: Settings) -> Mirror:
         max_bytes=settings.manifest_max_bytes,
     )
     provenance = Provenance(cache.directory / "provenance.sqlite", settings.confirm_ttl)
-    return Mirror(settings, store, Upstreams(settings), manifests, provenance=provenance)
+    signatures = build_signature_gate(settings, manifests, store)
+    return Mirror(settings, store, Upstreams(settings), manifests, provenance=provenance, signatures=signatures)
 
 
 def create_app(settings: Settings) -> ASGIApp:
@@ -70,9 +72,12 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
     policy = build_policy(settings, config_file)
     mirror.upstream_limits = build_upstream_limits(settings)
     catalogs = install_catalogs(mirror, settings)
+    # With peers, the admin API's catalog view includes the cluster's readiness.
+    catalog_view = catalogs if catalogs is None or node is None else install_cluster_catalogs(
+        mirror, catalogs, node, min(settings.catalog.poll_interval, 10.0))
     admin = install_admin(mirror, policy, metrics_registry)
     if admin is not None:
-        admin.catalog = catalogs
+        admin.catalog = catalog_view
         if node is not None:
             admin.status_providers["peers"] = node.status
     mirror.on_startup.append(policy.blocklist.start_watching)

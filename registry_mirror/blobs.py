@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from nvme_cache import CachedBlob, Digest, FillFailed
 from registry_mirror import metrics
@@ -33,11 +34,22 @@ def blob_headers(digest: Digest, size: int | None) -> dict[str, str]:
 
 
 async def get_blob(
-    mirror: Mirror, request: DistributionRequest, headers: Mapping[str, str], *, head: bool, started: float
+    mirror: Mirror,
+    request: DistributionRequest,
+    headers: Mapping[str, str],
+    *,
+    head: bool,
+    started: float,
+    notes: dict[str, Any] | None = None,
 ) -> BlobResponse:
+    """`notes`: the request's access-log fields."""
     target = mirror.upstreams.resolve(request.registry, request.repository)
     digest = request.digest
     assert digest is not None
+    if mirror.signatures is not None and (refused := mirror.signatures.check_blob(target, str(digest))) is not None:
+        if notes is not None:
+            notes.update(signature=refused.result, signature_policy=refused.policy)
+        raise mirror.signatures.refusal(refused)
     joined = mirror.store.inflight(digest) is not None
     # Cached or in flight for another pair, or fetched through peers: the upstream must confirm.
     plain_miss = not joined and mirror.store.stat(digest) is None and (head or not mirror.source_wrappers)

@@ -3,18 +3,24 @@ own sources (peers when p2p is on, then deltas, then the origin), and the delta 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from catalog.models import Blob
 from catalog.service import CatalogOptions, CatalogService, load_trusted_keys
 from nvme_cache import Digest, FillSource
+from p2p.errors import TrackerError
+from p2p.node import P2PNode
 from registry_mirror.settings import Settings
 from registry_mirror.sources import origin_source
 from registry_mirror.state import Mirror
 
 log = logging.getLogger("registry_mirror.catalog")
+REOFFER_AFTER = 60.0  # seconds between offers of an unchanged catalog (a restarted tracker relearns it)
 
 _MANIFEST_TYPES = frozenset({
     "application/vnd.oci.image.manifest.v1+json",
@@ -57,6 +63,74 @@ async def start_catalogs(mirror: Mirror, settings: Settings) -> CatalogService |
         mirror.on_startup.remove(service.start)
         await service.start()
     return service
+
+
+class ClusterCatalogs:
+    """The catalog service as the admin API sees it, plus the cluster: each active catalog is
+    offered to the tracker (so it can tell how many peers hold all of it) and its status carries
+    the tracker's readiness view."""
+
+    def __init__(self, service: CatalogService, node: P2PNode, interval: float) -> None:
+        self.service = service
+        self.node = node
+        self.interval = interval
+        self._offered: dict[str, tuple[int, float]] = {}  # name -> (serial the tracker accepted, when)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._offer_forever())
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def offer_once(self) -> None:
+        now = time.monotonic()
+        for poller in self.service.pollers:
+            catalog = poller.active
+            if catalog is None:
+                continue
+            serial, when = self._offered.get(catalog.name, (-1, 0.0))
+            if serial == catalog.serial and now - when < REOFFER_AFTER:
+                continue  # offered; again only now and then, for a tracker that restarted since
+            try:
+                await self.node.tracker.offer_catalog(catalog.name, catalog.serial, self.node.config.peer_id,
+                                                      [blob.digest for blob in catalog.blobs])
+            except TrackerError as exc:
+                log.debug("catalog %s serial %d not offered to the tracker yet: %s", catalog.name, catalog.serial, exc)
+                continue
+            if serial != catalog.serial:
+                log.info("catalog %s serial %d offered to the tracker", catalog.name, catalog.serial)
+            self._offered[catalog.name] = (catalog.serial, now)
+
+    async def _offer_forever(self) -> None:
+        while True:
+            await self.offer_once()
+            await asyncio.sleep(self.interval)
+
+    async def status(self) -> dict[str, Any]:
+        status = self.service.status()
+        for entry in status["catalogs"]:
+            active = entry.get("active")
+            if active is None:
+                continue
+            try:
+                entry["cluster"] = await self.node.tracker.catalog_readiness(active["name"], active["serial"])
+            except TrackerError as exc:
+                entry["cluster"] = {"error": str(exc)}
+        return status
+
+    async def rollback(self, name: str | None = None) -> dict[str, Any]:
+        return await self.service.rollback(name)
+
+
+def install_cluster_catalogs(mirror: Mirror, service: CatalogService, node: P2PNode, interval: float) -> ClusterCatalogs:
+    cluster = ClusterCatalogs(service, node, interval)
+    mirror.on_startup.append(cluster.start)
+    mirror.on_shutdown.append(cluster.aclose)
+    return cluster
 
 
 def _source_for(mirror: Mirror, blob: Blob, registry: str) -> FillSource:

@@ -1,4 +1,4 @@
-"""`registry-mirror catalog ...`: keygen, build, sign, verify, push.
+"""`registry-mirror catalog ...`: keygen, build, sign, verify, push, analyze, wait.
 
 Exit codes: 0 ok, 1 verification or operation failed, 2 usage or input error. Errors are one
 line on stderr; with --json, stdout carries one JSON object either way.
@@ -6,9 +6,11 @@ line on stderr; with --json, stdout carries one JSON object either way.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -16,15 +18,20 @@ from typing import Any, Callable, Sequence
 import httpx
 
 from catalog.activate import check_activation
-from catalog.build import build_catalog
+from catalog.analyze import analyze, render_table, to_json
+from catalog.build import build_catalog, resolve_image
 from catalog.errors import CatalogError, SchemaError
 from catalog.models import catalog_to_json, format_time, parse_catalog
 from catalog.push import push_catalog
-from catalog.registry import RegistryClient, parse_reference
+from catalog.registry import Reference, RegistryClient, parse_reference
 from catalog.signing import (
     envelope_to_json, generate_keypair, keyid, load_private_key, load_public_key, save_private_key,
     save_public_key, sign, verify,
 )
+from p2p.errors import TrackerError
+from p2p.tracker_client import TrackerClient
+from registry_mirror.config_values import InvalidValue, parse_size
+from registry_mirror.config_values import parse_duration as parse_seconds
 
 OK, FAILED, USAGE = 0, 1, 2
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -78,6 +85,28 @@ def register(subparsers: Any) -> None:
     p.add_argument("--insecure", action="store_true")
     p.add_argument("--delta-dir", type=Path)
     p.set_defaults(func=_handler(cmd_push))
+
+    p = commands.add_parser("analyze", parents=[common],
+                            help="layer overlap of a set of images and the savings of caching and deltas")
+    p.add_argument("images", nargs="+", metavar="REF")
+    p.add_argument("--against", action="append", default=[], metavar="OLD_REF",
+                   help="previous versions a node already holds (repeatable); deltas are computed against them")
+    p.add_argument("--platform", action="append", default=[], metavar="OS/ARCH")
+    p.add_argument("--delta-budget", default="4GiB",
+                   help="most old+new layer bytes downloaded to compute deltas (0: no deltas)")
+    p.add_argument("--insecure", action="store_true", help="plain HTTP to the registries")
+    p.set_defaults(func=_handler(cmd_analyze))
+
+    p = commands.add_parser("wait", parents=[common],
+                            help="CI gate: wait until a share of the cluster's live peers holds a whole catalog")
+    p.add_argument("--tracker", required=True, metavar="URL")
+    p.add_argument("--name", required=True, help="the catalog's name")
+    p.add_argument("--serial", type=int, help="default: the newest serial the peers offer")
+    p.add_argument("--ready", default="100%", help="share of live peers, e.g. 90%% or 0.9")
+    p.add_argument("--timeout", default="10m", help="e.g. 90s, 10m")
+    p.add_argument("--interval", default="2s", help="between progress checks")
+    p.add_argument("--token-file", type=Path, help="the tracker's bearer token")
+    p.set_defaults(func=_handler(cmd_wait))
 
 
 Command = Callable[[argparse.Namespace], dict[str, Any]]
@@ -174,6 +203,87 @@ def cmd_push(args: argparse.Namespace) -> dict[str, Any]:
     with RegistryClient(target.registry, insecure=args.insecure) as client:
         digest = push_catalog(client, target, envelope, args.delta_dir)
     return {"target": str(target), "digest": digest, "message": f"{target}@{digest}"}
+
+
+def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
+    refs = [parse_reference(r) for r in args.images]
+    old_refs = [parse_reference(r) for r in args.against]
+    try:
+        budget = parse_size(args.delta_budget)
+    except InvalidValue as exc:
+        raise UsageError(f"--delta-budget: {exc}") from None
+    clients: dict[str, RegistryClient] = {}
+
+    def client(ref: Reference) -> RegistryClient:
+        if ref.registry not in clients:
+            clients[ref.registry] = RegistryClient(ref.registry, insecure=args.insecure)
+        return clients[ref.registry]
+
+    def download(ref: Reference, digest: str, path: Path) -> int:
+        return client(ref).download_blob(ref.repository, digest, path)
+
+    try:
+        platforms = tuple(args.platform)
+        new = [resolve_image(client(ref), ref, platforms) for ref in refs]
+        old = [resolve_image(client(ref), ref, platforms) for ref in old_refs]
+        result = analyze(new, old, download=download if budget else None, delta_budget=budget)
+    finally:
+        for each in clients.values():
+            each.close()
+    return to_json(result) | {"message": render_table(result)}
+
+
+class NotReady(CatalogError):
+    """`catalog wait` timed out: exit code 1 with the share reached."""
+
+
+def cmd_wait(args: argparse.Namespace) -> dict[str, Any]:
+    wanted = _parse_share(args.ready)
+    try:
+        timeout, interval = parse_seconds(args.timeout), max(parse_seconds(args.interval), 0.05)
+    except InvalidValue as exc:
+        raise UsageError(f"--timeout/--interval: {exc}") from None
+    if args.serial is not None and args.serial < 0:
+        raise UsageError("--serial must not be negative")
+    token = _read(args.token_file).decode().strip() if args.token_file else None
+    return asyncio.run(_wait(args.tracker, token, args.name, args.serial, wanted, timeout, interval, not args.json))
+
+
+async def _wait(url: str, token: str | None, name: str, serial: int | None, wanted: float,
+                timeout: float, interval: float, show: bool) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    async with TrackerClient(url, token) as tracker:
+        while True:
+            try:
+                answer = await tracker.catalog_readiness(name, serial)
+                line = _progress(name, serial, answer)
+            except TrackerError as exc:
+                answer, line = None, f"{name}: tracker unreachable or refusing ({exc})"
+            if show:
+                print(line, flush=True)
+            if answer is not None and answer["live"] and answer["share"] >= wanted:
+                return answer | {"message": f"ready: {line}"}
+            if time.monotonic() + interval > deadline:
+                raise NotReady(f"not ready after {timeout:g}s (wanted {wanted:.0%}): {line}")
+            await asyncio.sleep(interval)
+
+
+def _progress(name: str, serial: int | None, answer: dict[str, Any] | None) -> str:
+    if answer is None:
+        return f"{name}{f' serial {serial}' if serial is not None else ''}: no live peer has offered it yet (0%)"
+    zones = ", ".join(f"{zone or '(none)'} {z['ready']}/{z['live']}" for zone, z in answer["zones"].items())
+    return (f"{name} serial {answer['serial']}: {answer['ready']}/{answer['live']} live peers hold all"
+            f" {answer['digests']} blobs ({answer['share']:.0%}); zones: {zones}")
+
+
+def _parse_share(text: str) -> float:
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise UsageError(f"--ready {text!r}: expected a share like 90% or 0.9")
+    return value
 
 
 def parse_duration(text: str) -> timedelta:

@@ -10,7 +10,7 @@ import dataclasses
 import difflib
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from registry_mirror.config_values import (
     glob,
     is_loopback_host,
     parse_bool,
+    parse_choice,
     parse_count,
     parse_duration,
     parse_env_name,
@@ -51,7 +52,9 @@ from registry_mirror.config_values import (
     sized,
 )
 from registry_mirror.settings import (
+    SIGNATURE_MODES,
     BlockRule,
+    SignatureRule,
     KiB,
     MiB,
     Settings,
@@ -62,7 +65,7 @@ from registry_mirror.settings import (
 # Parsers are re-exported: hosts_toml, the CLI and tests import them from here.
 __all__ = [
     "LOG_LEVELS", "TiB", "ConfigError", "InvalidValue", "Key", "SECTIONS", "SETTING_KEYS",
-    "BLOCK_RULE_KEYS", "UPSTREAM_KEYS", "TOML_ONLY_KEYS", "bool_from_text", "format_size",
+    "BLOCK_RULE_KEYS", "SIGNATURE_RULE_KEYS", "UPSTREAM_KEYS", "TOML_ONLY_KEYS", "bool_from_text", "format_size",
     "key_help", "load_blocklist", "load_settings", "parse_blocklist", "parse_duration", "parse_origin_url", "parse_path_prefix",
     "parse_registry_name", "parse_size", "serve_flags", "sized",
 ]  # fmt: skip
@@ -222,6 +225,14 @@ BLOCK_RULE_KEYS: dict[str, Callable[[object], object]] = {
     "hf_repo": glob(empty_ok=True),
     "reason": parse_text,
 }
+# Keys of one `[[signatures]]` policy (TOML only).
+SIGNATURE_RULE_KEYS: dict[str, Callable[[object], object]] = {
+    "name": parse_text,
+    "upstream": parse_registry_name,
+    "repositories": parse_globs,
+    "public_keys": parse_paths,
+    "mode": parse_choice(SIGNATURE_MODES),
+}
 TOML_ONLY_KEYS = {
     "builtin_upstreams": "Start from the built-in upstreams (false: only those configured)."
 }
@@ -282,6 +293,8 @@ class _Builder:
         self.sources: dict[str, str] = {}
         self.upstreams: dict[str, UpstreamSettings] = {u.name: u for u in builtin_upstreams()}
         self.blocklist: tuple[BlockRule, ...] = ()
+        self.signatures: tuple[SignatureRule, ...] = ()
+        self.signature_source = "defaults"
 
     def set(self, key: Key, raw: object, source: str, base: Path, *, text: bool) -> None:
         if text and isinstance(raw, str) and key.parse is parse_bool:
@@ -346,6 +359,7 @@ class _Builder:
             **sections,  # type: ignore[arg-type]
             upstreams=tuple(self.upstreams.values()),
             blocklist=self.blocklist,
+            signatures=self.signatures,
         )
         self._check(settings)
         return settings
@@ -380,6 +394,7 @@ class _Builder:
             )
         self._check_peer_tls(settings)
         self._check_catalog(settings)
+        self._check_signatures(settings)
         admin = settings.admin
         if admin.listen and admin.token is None:
             host = parse_listen(admin.listen)[0]
@@ -421,6 +436,28 @@ class _Builder:
                     f"{str(catalog.state_dir)!r} is not a directory"
                     f" ({_from(self.source('catalog.state_dir'))})",
                 )
+
+
+    def _check_signatures(self, settings: Settings) -> None:
+        from registry_mirror.signatures.cosign import InvalidKey, load_public_key  # the verifier's own parser
+
+        names: set[str] = set()
+        for index, rule in enumerate(settings.signatures):
+            field = f"signatures[{index}]"
+            source = self.signature_source
+            if settings.upstream(rule.upstream) is None:
+                configured = ", ".join(u.name for u in settings.upstreams) or "none"
+                raise ConfigError(f"{field}.upstream", f"{rule.upstream!r} is not a configured upstream"
+                                  f" (configured: {configured}) ({_from(source)})")
+            if rule.name in names:
+                raise ConfigError(f"{field}.name", f"{rule.name!r} names two policies ({_from(source)})")
+            names.add(rule.name)
+            for path in rule.public_keys:
+                _check_file(f"{field}.public_keys", path, source)
+                try:
+                    load_public_key(path.read_bytes())
+                except (InvalidKey, OSError) as exc:
+                    raise ConfigError(f"{field}.public_keys", f"{str(path)!r}: {exc} ({_from(source)})") from None
 
 
 _NO_KEY = Key("", parse_text, "text")
@@ -482,6 +519,9 @@ def _apply_toml(builder: _Builder, config_file: Path, env: Mapping[str, str]) ->
                     _set_toml_key(builder, f"{name}.{sub}", sub_value, source, base)
         elif name == "blocklist":
             builder.blocklist = parse_blocklist(value, source)
+        elif name == "signatures":
+            builder.signatures = parse_signatures(value, source, base)
+            builder.signature_source = source
         elif name == "builtin_upstreams":
             if not _parse_field(name, parse_bool, value, source):
                 builder.upstreams.clear()
@@ -494,7 +534,7 @@ def _apply_toml(builder: _Builder, config_file: Path, env: Mapping[str, str]) ->
 def _set_toml_key(builder: _Builder, path: str, value: object, source: str, base: Path) -> None:
     key = _KEYS_BY_PATH.get(path)
     if key is None:
-        known = [k.path for k in SETTING_KEYS] + [*SECTIONS, "upstreams", "blocklist"]
+        known = [k.path for k in SETTING_KEYS] + [*SECTIONS, "upstreams", "blocklist", "signatures"]
         known += list(TOML_ONLY_KEYS)
         raise ConfigError(path, f"unknown setting{_suggest(path, known)} ({_from(source)})")
     builder.set(key, value, source, base, text=False)
@@ -507,24 +547,44 @@ def load_blocklist(config_file: Path) -> tuple[BlockRule, ...]:
 
 def parse_blocklist(value: object, source: str) -> tuple[BlockRule, ...]:
     """Rules from the TOML value of `blocklist`; `source` is named in errors."""
-    if not isinstance(value, list) or not all(isinstance(rule, dict) for rule in value):
-        raise ConfigError("blocklist", f"expected [[blocklist]] tables ({_from(source)})")
+    tables = _parse_tables("blocklist", value, BLOCK_RULE_KEYS, ("reason",), source)
+    return tuple(BlockRule(**parsed) for parsed in tables)  # type: ignore[arg-type]
+
+
+def parse_signatures(value: object, source: str, base: Path) -> tuple[SignatureRule, ...]:
+    """Policies from the TOML value of `signatures`; key paths are relative to the file."""
+    required = ("upstream", "repositories", "public_keys")
     rules = []
-    for index, table in enumerate(value):
-        parsed: dict[str, object] = {}
-        for key, raw in table.items():
-            field = f"blocklist[{index}].{key}"
-            parse = BLOCK_RULE_KEYS.get(key)
-            if parse is None:
-                message = f"unknown setting{_suggest(key, BLOCK_RULE_KEYS)}"
-                raise ConfigError(field, f"{message} ({_from(source)})")
-            parsed[key] = _parse_field(field, parse, raw, source)
-        if "reason" not in parsed:
-            raise ConfigError(f"blocklist[{index}].reason", f"required ({_from(source)})")
-        rules.append(BlockRule(**parsed))  # type: ignore[arg-type]
+    for index, parsed in enumerate(_parse_tables("signatures", value, SIGNATURE_RULE_KEYS, required, source)):
+        for key in required:
+            if not parsed[key]:
+                raise ConfigError(f"signatures[{index}].{key}", f"must not be empty ({_from(source)})")
+        parsed["public_keys"] = tuple(base / path for path in parsed["public_keys"])  # type: ignore[attr-defined]
+        parsed.setdefault("name", f"signatures[{index}]")
+        rules.append(SignatureRule(**parsed))  # type: ignore[arg-type]
     return tuple(rules)
 
 
+def _parse_tables(
+    name: str, value: object, keys: Mapping[str, Callable[[object], object]], required: Sequence[str], source: str
+) -> list[dict[str, object]]:
+    """Each `[[name]]` table's keys parsed; errors name the table by position (`name[2].key`)."""
+    if not isinstance(value, list) or not all(isinstance(table, dict) for table in value):
+        raise ConfigError(name, f"expected [[{name}]] tables ({_from(source)})")
+    tables = []
+    for index, table in enumerate(value):
+        parsed: dict[str, object] = {}
+        for key, raw in table.items():
+            field = f"{name}[{index}].{key}"
+            parse = keys.get(key)
+            if parse is None:
+                raise ConfigError(field, f"unknown setting{_suggest(key, keys)} ({_from(source)})")
+            parsed[key] = _parse_field(field, parse, raw, source)
+        for key in required:
+            if key not in parsed:
+                raise ConfigError(f"{name}[{index}].{key}", f"required ({_from(source)})")
+        tables.append(parsed)
+    return tables
 
 
 def _apply_upstream_table(

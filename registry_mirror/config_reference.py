@@ -7,12 +7,14 @@ keys, variables and flags from config_load's table; tests keep the committed fil
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
 
 from registry_mirror.config_load import (
     BLOCK_RULE_KEYS,
     CONFIG_ENV,
     SECTIONS,
+    SIGNATURE_RULE_KEYS,
     SETTING_KEYS,
     TOML_ONLY_KEYS,
     UPSTREAM_FLAG,
@@ -22,7 +24,7 @@ from registry_mirror.config_load import (
     key_help,
 )
 from registry_mirror.hosts_toml import toml_string
-from registry_mirror.settings import BUILTIN_UPSTREAMS, BlockRule, Settings, UpstreamSettings
+from registry_mirror.settings import BUILTIN_UPSTREAMS, BlockRule, Settings, SignatureRule, UpstreamSettings
 
 # One line under each section's heading, for what the table as a whole is about.
 SECTION_NOTES = {
@@ -44,6 +46,14 @@ BLOCK_RULE_EXAMPLE: tuple[tuple[str, str], ...] = (
     ("digest", '""'),
     ("hf_repo", '""'),
     ("reason", '"CVE-2024-3094: backdoored xz"'),
+)
+# An example `[[signatures]]` policy for the example config, in key order.
+SIGNATURE_RULE_EXAMPLE: tuple[tuple[str, str], ...] = (
+    ("name", '"platform-images"'),
+    ("upstream", '"ghcr.io"'),
+    ("repositories", '["example-org/*"]'),
+    ("public_keys", '["keys/cosign.pub"]'),
+    ("mode", '"enforce"'),
 )
 # Keys of `[upstreams."NAME"]`: (key, the UpstreamSettings field it fills, example value).
 UPSTREAM_EXAMPLE_NAME = "registry.example.internal"
@@ -166,6 +176,7 @@ def render_reference() -> str:
         lines += _key_table(f"[{section}]", _section_keys(section), note=SECTION_NOTES[section])
     lines += _upstream_section()
     lines += _blocklist_section()
+    lines += _signatures_section()
     return "\n".join(lines)
 
 
@@ -270,26 +281,43 @@ def render_example_config() -> str:
         "# Pulls matching a rule are refused with its reason; one [[blocklist]] table per rule.",
         "# [[blocklist]]",
     ]
-    for key, example in BLOCK_RULE_EXAMPLE:
-        lines += [f"# {_field_help(BlockRule, key)}", f"# {key} = {example}"]
+    for rule_key, example in BLOCK_RULE_EXAMPLE:
+        lines += [f"# {_field_help(BlockRule, rule_key)}", f"# {rule_key} = {example}"]
+    lines += [
+        "",
+        "# Manifests of matching repositories must carry a cosign signature by one of the keys.",
+        "# [[signatures]]",
+    ]
+    for rule_key, example in SIGNATURE_RULE_EXAMPLE:
+        lines += [f"# {_field_help(SignatureRule, rule_key)}", f"# {rule_key} = {example}"]
     return "\n".join(lines) + "\n"
 
 
 def _blocklist_section() -> list[str]:
-    lines = [
-        "## [[blocklist]]",
-        "",
+    return _rule_tables("blocklist", [
         "Rules that refuse matching pulls with their reason; one `[[blocklist]]` table per rule,",
         "in the file only (the admin API changes them at run time). A rule matches when every",
         "condition it sets matches; globs use `*`, `?` and `[...]`. Errors name a rule by its",
         "position from 0, e.g. `blocklist[2].digest`.",
-        "",
-        "| Key | Default | Description |",
-        "|---|---|---|",
-    ]
-    defaults = {f.name: f.default for f in dataclasses.fields(BlockRule)}
-    for key in BLOCK_RULE_KEYS:
+    ], BLOCK_RULE_KEYS, BlockRule)
+
+
+def _signatures_section() -> list[str]:
+    return _rule_tables("signatures", [
+        "Signature policies (docs/security.md, \"Signature policy\"): before a manifest of a",
+        "matching repository is served, by tag or by digest, it must carry a keyed cosign",
+        "signature by one of `public_keys`, found at the `sha256-<hex>.sig` tag or through the",
+        "referrers API. One `[[signatures]]` table per policy, in the file only; the first policy",
+        "that matches a repository applies. Keyless (Fulcio/Rekor) signatures are not checked.",
+        "Errors name a policy by its position from 0, e.g. `signatures[1].public_keys`.",
+    ], SIGNATURE_RULE_KEYS, SignatureRule)
+
+
+def _rule_tables(name: str, intro: list[str], keys: Iterable[str], rule: type) -> list[str]:
+    lines = [f"## [[{name}]]", "", *intro, "", "| Key | Default | Description |", "|---|---|---|"]
+    defaults = {f.name: f.default for f in dataclasses.fields(rule)}
+    for key in keys:
         default = defaults[key]
         shown = "required" if default is dataclasses.MISSING else f"`{toml_string(str(default))}`"
-        lines.append(f"| `{key}` | {shown} | {_field_help(BlockRule, key)} |")
+        lines.append(f"| `{key}` | {shown} | {_field_help(rule, key)} |")
     return [*lines, ""]

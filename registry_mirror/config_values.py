@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -209,11 +209,20 @@ def parse_path_prefix(value: object) -> str:
     return "/" + "/".join(segments) if segments else ""
 
 
+def parse_choice(choices: Sequence[str]) -> Callable[[object], str]:
+    """One of `choices`, case-insensitive."""
+
+    def parse(value: object) -> str:
+        choice = value.strip().lower() if isinstance(value, str) else ""
+        if choice not in choices:
+            raise InvalidValue(f"expected one of {', '.join(choices)}, got {_show(value)}")
+        return choice
+
+    return parse
+
+
 def parse_log_level(value: object) -> str:
-    level = value.strip().lower() if isinstance(value, str) else ""
-    if level not in LOG_LEVELS:
-        raise InvalidValue(f"expected one of {', '.join(LOG_LEVELS)}, got {_show(value)}")
-    return level
+    return parse_choice(LOG_LEVELS)(value)
 
 
 def parse_path(value: object) -> Path:

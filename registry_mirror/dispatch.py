@@ -66,11 +66,11 @@ class DistributionAPI:
         if request.digest is not None:
             info["digest"] = str(request.digest)
         if request.kind == "blob":
-            response = await blobs.get_blob(self.mirror, request, headers, head=head, started=started)
+            response = await blobs.get_blob(self.mirror, request, headers, head=head, started=started, notes=info)
             info["source"] = response.source
             return response
         if request.kind == "manifest":
-            return await manifests.get_manifest(self.mirror, request, headers, head=head)
+            return await manifests.get_manifest(self.mirror, request, headers, head=head, notes=info)
         query = QueryParams(scope.get("query_string", b""))
         if request.kind == "tags":
             return await passthrough.list_tags(self.mirror, request, query, headers)

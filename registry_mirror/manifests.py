@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
@@ -22,7 +24,10 @@ def accept_values(headers: Headers) -> list[str]:
     return values
 
 
-async def get_manifest(mirror: Mirror, request: DistributionRequest, headers: Headers, *, head: bool) -> Response:
+async def get_manifest(
+    mirror: Mirror, request: DistributionRequest, headers: Headers, *, head: bool, notes: dict[str, Any] | None = None
+) -> Response:
+    """`notes`: the request's access-log fields (the signature verdict goes there)."""
     target = mirror.upstreams.resolve(request.registry, request.repository)
     assert request.reference is not None
     cached = request.digest is not None and mirror.manifests.is_cached(request.digest)
@@ -32,6 +37,13 @@ async def get_manifest(mirror: Mirror, request: DistributionRequest, headers: He
     manifest = await mirror.manifests.get(target, request.reference, accept_values(headers))
     if not cached:
         mirror.provenance.record(target, manifest.digest)  # by tag or fetched: its upstream answered
+    if mirror.signatures is not None:  # the one point every served manifest passes
+        verdict = await mirror.signatures.check_manifest(target, manifest)
+        if verdict is not None:
+            if notes is not None:
+                notes.update(signature=verdict.result, signature_policy=verdict.policy)
+            if verdict.result == "refused":
+                raise mirror.signatures.refusal(verdict)
     response_headers = {
         "Content-Type": manifest.media_type,
         "Content-Length": str(len(manifest.body)),

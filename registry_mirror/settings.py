@@ -283,6 +283,27 @@ class BlockRule:
     )
 
 
+SIGNATURE_MODES = ("enforce", "warn")
+
+
+@dataclass(frozen=True)
+class SignatureRule:
+    upstream: str = field(metadata={"help": "Registry name of a configured upstream (required)."})
+    repositories: tuple[str, ...] = field(
+        metadata={"help": "Repository globs as the upstream names them (library/* on Docker Hub; required)."}
+    )
+    public_keys: tuple[Path, ...] = field(
+        metadata={"help": "PEM files of cosign public keys; a signature by any one counts (required)."}
+    )
+    mode: str = field(
+        default="enforce",
+        metadata={"help": 'enforce: refuse unsigned manifests with 403; warn: serve them, count and log.'},
+    )
+    name: str = field(
+        default="", metadata={"help": 'Named in refusals, logs and metrics; "" means signatures[N].'}
+    )
+
+
 @dataclass(frozen=True)
 class TelemetrySettings:
     otlp_endpoint: str = field(
@@ -370,6 +391,9 @@ class Settings:
     )
     telemetry: TelemetrySettings = field(
         default_factory=TelemetrySettings, metadata={"help": "The `[telemetry]` table."}
+    )
+    signatures: tuple[SignatureRule, ...] = field(
+        default=(), metadata={"help": "`[[signatures]]` policies: cosign signatures a manifest must carry."}
     )
 
     def upstream(self, name: str) -> UpstreamSettings | None:

@@ -13,6 +13,7 @@ from registry_mirror.manifest_cache import ManifestCache
 from registry_mirror.policy.ratelimit import UpstreamLimits
 from registry_mirror.provenance import Provenance
 from registry_mirror.settings import Settings
+from registry_mirror.signatures.gate import SignatureGate
 from registry_mirror.upstreams import Upstreams
 
 # Wraps the origin source of a blob with other sources tried first (peers, deltas).
@@ -45,6 +46,7 @@ class Mirror:
     upstream_limits: UpstreamLimits | None = None  # per-upstream caps on origin fetches (policy)
     # Which (upstream, repository) pairs may see a cached digest (registry_mirror.provenance).
     provenance: Provenance = field(default_factory=lambda: Provenance(None, 60.0))
+    signatures: SignatureGate | None = None  # `[[signatures]]` policies; None when none is set
 
     def fill_source(self, digest: Digest, origin: FillSource, size: int | None = None) -> FillSource:
         """The source a fill of `digest` reads: p2p and delta wrappers first, the origin last."""

@@ -19,7 +19,9 @@ from starlette.routing import Route
 from p2p import metrics
 from p2p.tracker import validate
 from p2p.tracker.auth import BearerTokenAuth
+from p2p.tracker.models import PeerInfo
 from p2p.tracker.ranking import rank_peers
+from p2p.tracker.readiness import Readiness, latest_agreed, readiness
 from p2p.tracker.store import TrackerStore
 from p2p.tracker.validate import InvalidField
 
@@ -169,6 +171,53 @@ async def report(request: Request) -> Response:
     return JSONResponse({"excluded": True, "ttl": request.app.state.config.exclusion_ttl})
 
 
+async def offer_catalog(request: Request) -> Response:
+    name = validate.catalog_name(request.path_params["name"])
+    serial = validate.serial(request.path_params["serial"])
+    body = validate.catalog_offer(await _json_body(request))
+    store = _store(request)
+    if await store.get_peer(body.peer_id) is None:
+        return _error(409, "unknown or expired peer: heartbeat first", "peer_id")
+    await store.put_catalog(name, serial, body.peer_id, body.digests)
+    return JSONResponse({"name": name, "serial": serial, "digests": len(body.digests)})
+
+
+async def catalog_readiness(request: Request) -> Response:
+    name = validate.catalog_name(request.query_params.get("catalog"), "catalog")
+    raw_serial = request.query_params.get("serial")
+    serial = validate.serial(raw_serial) if raw_serial is not None else None
+    store = _store(request)
+    live = await store.live_peers()
+    agreed = latest_agreed(await store.catalog_lists(name), {peer.id for peer in live}, serial)
+    if agreed is None:
+        wanted = f"{name} serial {serial}" if serial is not None else name
+        return _error(404, f"no live peer has offered catalog {wanted}", "catalog")
+    result = await _readiness(store, agreed.digests, live)
+    metrics.tracker_catalog_ready_share.set(result.overall.share, {"catalog": name, "serial": str(agreed.serial)})
+    return JSONResponse({"catalog": name, "serial": agreed.serial, "offered_by": len(agreed.voters), **result.to_wire()})
+
+
+async def digests_readiness(request: Request) -> Response:
+    digests = validate.readiness_digests(await _json_body(request))
+    store = _store(request)
+    return JSONResponse((await _readiness(store, digests, await store.live_peers())).to_wire())
+
+
+async def _readiness(store: TrackerStore, digests: tuple[str, ...], live: list[PeerInfo]) -> Readiness:
+    complete = {d: {h.peer.id for h in await store.holders(d) if h.complete} for d in digests}
+    return readiness(digests, live, complete)
+
+
+async def _observe_catalogs(store: TrackerStore) -> None:
+    """The readiness gauge for each catalog's newest serial, refreshed by the sweep."""
+    live = await store.live_peers()
+    for name in await store.catalog_names():
+        agreed = latest_agreed(await store.catalog_lists(name), {peer.id for peer in live}, None)
+        if agreed is not None:
+            share = (await _readiness(store, agreed.digests, live)).overall.share
+            metrics.tracker_catalog_ready_share.set(share, {"catalog": name, "serial": str(agreed.serial)})
+
+
 async def stats(request: Request) -> Response:
     store = _store(request)
     counts = await store.stats()
@@ -191,6 +240,7 @@ async def _sweep_forever(store: TrackerStore, interval: float) -> None:
         try:
             await store.sweep()
             metrics.tracker_peers_known.set((await store.stats()).peers)
+            await _observe_catalogs(store)
         except Exception:  # noqa: BLE001 - a failed sweep must not stop the next one
             log.exception("tracker sweep failed")
 
@@ -217,6 +267,9 @@ def create_app(store: TrackerStore, config: TrackerConfig, metrics_endpoint: Han
         Route("/v1/lease/{digest}", _guarded(acquire_lease), methods=["POST"]),
         Route("/v1/lease/{digest}/release", _guarded(release_lease), methods=["POST"]),
         Route("/v1/report", _guarded(report), methods=["POST"]),
+        Route("/v1/catalogs/{name}/{serial}", _guarded(offer_catalog), methods=["PUT"]),
+        Route("/v1/readiness", _guarded(catalog_readiness), methods=["GET"]),
+        Route("/v1/readiness", _guarded(digests_readiness), methods=["POST"]),
         Route("/v1/stats", stats, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]

@@ -8,7 +8,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from p2p.tracker.models import BlobState, Lease, PeerHolding, PeerInfo, PieceHashes
+from p2p.tracker.readiness import CatalogList, list_id
 from p2p.tracker.store import PieceConflict, Registration, StoreStats
+
+KEPT_SERIALS = 4  # per catalog name: the newest few (a rollout, and what it replaces)
+MAX_CATALOG_NAMES = 1000
 
 
 @dataclass
@@ -50,6 +54,8 @@ class MemoryStore:
         self._leases: dict[str, tuple[str, float]] = {}
         self._pieces: dict[str, _Pieces] = {}
         self._excluded: dict[str, float] = {}
+        # name -> serial -> list id -> (digests, offering peer ids)
+        self._catalogs: dict[str, dict[int, dict[str, tuple[tuple[str, ...], set[str]]]]] = {}
 
     def _live_peer(self, peer_id: str) -> _Peer | None:
         peer = self._peers.get(peer_id)
@@ -147,6 +153,30 @@ class MemoryStore:
         fresh = not self._excluded_now(peer_id)
         self._excluded[peer_id] = max(self._excluded.get(peer_id, 0.0), self._clock() + ttl)
         return fresh
+
+    async def live_peers(self) -> list[PeerInfo]:
+        return [peer.info for peer_id in list(self._peers) if (peer := self._live_peer(peer_id)) is not None]
+
+    async def put_catalog(self, name: str, serial: int, peer_id: str, digests: Sequence[str]) -> None:
+        if name not in self._catalogs and len(self._catalogs) >= MAX_CATALOG_NAMES:
+            return
+        serials = self._catalogs.setdefault(name, {})
+        offers = serials.setdefault(serial, {})
+        for _, voters in offers.values():
+            voters.discard(peer_id)  # a peer's latest offer for a serial replaces its earlier one
+        offers.setdefault(list_id(digests), (tuple(digests), set()))[1].add(peer_id)
+        for old in sorted(serials)[:-KEPT_SERIALS]:
+            del serials[old]
+
+    async def catalog_lists(self, name: str) -> list[CatalogList]:
+        return [
+            CatalogList(serial, digests, frozenset(voters))
+            for serial, offers in self._catalogs.get(name, {}).items()
+            for digests, voters in offers.values()
+        ]
+
+    async def catalog_names(self) -> list[str]:
+        return sorted(self._catalogs)
 
     async def stats(self) -> StoreStats:
         await self.sweep()

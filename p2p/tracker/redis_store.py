@@ -17,7 +17,11 @@ import redis.asyncio as aioredis
 
 from p2p.tracker import models
 from p2p.tracker.models import BlobState, Lease, PeerHolding, PeerInfo, PieceHashes
+from p2p.tracker.readiness import CatalogList, list_id
 from p2p.tracker.store import PieceConflict, Registration, StoreStats
+
+_KEPT_SERIALS = 4
+_CATALOG_TTL_MS = 7 * 24 * 3600 * 1000
 
 # A peer key holds "<session>\n<peer json>"; an existing session survives re-registration.
 _REGISTER = """
@@ -205,6 +209,45 @@ class RedisStore:
             await self._redis.pexpire(self._key("excluded", peer_id), ttl_ms, gt=True)
         await self._index("excluded", peer_id, ttl_ms)
         return bool(fresh)
+
+    async def live_peers(self) -> list[PeerInfo]:
+        key = self._key("index", "peers")
+        await self._redis.zremrangebyscore(key, "-inf", time.time() * 1000)
+        peer_ids = list(await self._redis.zrange(key, 0, -1))
+        return [entry[1] for entry in await self._peer_sessions(peer_ids) if entry is not None]
+
+    async def put_catalog(self, name: str, serial: int, peer_id: str, digests: Sequence[str]) -> None:
+        lists_key, ident = self._key("catalog", name), list_id(digests)
+        # Field "<serial>:<list id>" holds the digests; a set per field holds who offered it.
+        known: dict[str, str] = await self._redis.hgetall(lists_key)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for field in known:
+                if field.startswith(f"{serial}:"):
+                    pipe.srem(self._key("catalog-voters", f"{name}:{field}"), peer_id)
+            pipe.hset(lists_key, f"{serial}:{ident}", json.dumps(list(digests)))
+            voters = self._key("catalog-voters", f"{name}:{serial}:{ident}")
+            pipe.sadd(voters, peer_id)
+            pipe.pexpire(voters, _CATALOG_TTL_MS)
+            pipe.pexpire(lists_key, _CATALOG_TTL_MS)
+            pipe.zadd(self._key("index", "catalogs"), {name: time.time() * 1000 + _CATALOG_TTL_MS})
+            serials = sorted({int(f.split(":", 1)[0]) for f in known} | {serial})
+            for field in known:
+                if int(field.split(":", 1)[0]) in serials[:-_KEPT_SERIALS]:
+                    pipe.hdel(lists_key, field)
+            await pipe.execute()
+
+    async def catalog_lists(self, name: str) -> list[CatalogList]:
+        known: dict[str, str] = await self._redis.hgetall(self._key("catalog", name))
+        found = []
+        for field, digests in known.items():
+            voters = await self._redis.smembers(self._key("catalog-voters", f"{name}:{field}"))
+            found.append(CatalogList(int(field.split(":", 1)[0]), tuple(json.loads(digests)), frozenset(voters)))
+        return found
+
+    async def catalog_names(self) -> list[str]:
+        key = self._key("index", "catalogs")
+        await self._redis.zremrangebyscore(key, "-inf", time.time() * 1000)
+        return sorted(await self._redis.zrange(key, 0, -1))
 
     async def stats(self) -> StoreStats:
         now_ms = time.time() * 1000

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from p2p.tracker.models import BlobState, Lease, PeerHolding, PeerInfo, PieceHashes
+from p2p.tracker.readiness import CatalogList
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,20 @@ class TrackerStore(Protocol):
     async def exclude_peer(self, peer_id: str, ttl: float) -> bool:
         """True when the peer was not excluded already."""
         ...
+
+    async def live_peers(self) -> list[PeerInfo]:
+        """Every peer whose heartbeat is within the TTL."""
+        ...
+
+    async def put_catalog(self, name: str, serial: int, peer_id: str, digests: Sequence[str]) -> None:
+        """`peer_id` says catalog (name, serial) has these blobs (one offer per peer and serial)."""
+        ...
+
+    async def catalog_lists(self, name: str) -> list[CatalogList]:
+        """Every list offered for the kept serials of `name` (the newest few)."""
+        ...
+
+    async def catalog_names(self) -> list[str]: ...
 
     async def stats(self) -> StoreStats: ...
 

@@ -271,3 +271,40 @@ def lookup(params: Mapping[str, str], excludes: list[str]) -> LookupQuery:
         limit=_integer(int(limit_text), "limit", 1, models.MAX_LOOKUP_LIMIT),
         piece=None if piece_text is None else _integer(int(piece_text), "piece", 0, models.MAX_PIECES - 1),
     )
+
+
+MAX_CATALOG_DIGESTS = 100_000
+_CATALOG_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+@dataclass(frozen=True)
+class CatalogOffer:
+    peer_id: str
+    digests: tuple[str, ...]
+
+
+def catalog_name(value: Any, field: str = "name") -> str:
+    return _string(value, field, _CATALOG_NAME_RE, "1-128 characters of [A-Za-z0-9._-]")
+
+
+def serial(value: Any, field: str = "serial") -> int:
+    if isinstance(value, str):
+        if not value.isdecimal() or len(value) > 18:
+            raise InvalidField(field, "must be a non-negative integer")
+        value = int(value)
+    return _integer(value, field, 0, 10**18)
+
+
+def _digests(value: Any, field: str) -> tuple[str, ...]:
+    items = _list(value, field, MAX_CATALOG_DIGESTS)
+    return tuple(dict.fromkeys(digest(item, f"{field}.{i}") for i, item in enumerate(items)))
+
+
+def catalog_offer(body: Any) -> CatalogOffer:
+    doc = _object(body, "", {"peer_id", "digests"}, {"peer_id", "digests"})
+    return CatalogOffer(peer_id(doc["peer_id"]), _digests(doc["digests"], "digests"))
+
+
+def readiness_digests(body: Any) -> tuple[str, ...]:
+    doc = _object(body, "", {"digests"}, {"digests"})
+    return _digests(doc["digests"], "digests")

@@ -25,9 +25,12 @@ from registry_mirror.settings import (
     KiB,
     MiB,
     Settings,
+    SignatureRule,
     UpstreamSettings,
     builtin_upstreams,
 )
+
+COSIGN_PUB = Path(__file__).resolve().parents[1] / "fixtures" / "containers-image-cosign" / "cosign.pub"
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "s3cret-Value-Never-Shown"
@@ -430,8 +433,10 @@ def test_example_config_loads_to_the_defaults() -> None:
 def test_example_config_uncommented_is_valid_and_says_the_defaults(tmp_path: Path) -> None:
     text = (REPO / "config" / "registry-mirror.toml").read_text()
     uncommented = re.sub(r"(?m)^# (?=\[|[a-z_]+ = )", "", text)
-    # every section, the example upstream table and the example blocklist rule
-    assert uncommented.count("\n[") == len(SECTIONS) + 2
+    # every section, the example upstream table, blocklist rule and signature policy
+    assert uncommented.count("\n[") == len(SECTIONS) + 3
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "cosign.pub").write_bytes(COSIGN_PUB.read_bytes())
     settings = load_settings(
         write(tmp_path, uncommented), {"EXAMPLE_REGISTRY_PASSWORD": SECRET}, {}
     )
@@ -446,8 +451,12 @@ def test_example_config_uncommented_is_valid_and_says_the_defaults(tmp_path: Pat
         reason="CVE-2024-3094: backdoored xz",
     )  # fmt: skip
     defaults = load_settings(None, {}, {})
+    policy = SignatureRule(
+        name="platform-images", upstream="ghcr.io", repositories=("example-org/*",),
+        public_keys=(tmp_path / "keys" / "cosign.pub",), mode="enforce",
+    )  # fmt: skip
     assert settings == replace(
-        defaults, upstreams=(*defaults.upstreams, example), blocklist=(rule,)
+        defaults, upstreams=(*defaults.upstreams, example), blocklist=(rule,), signatures=(policy,)
     )
     for key in SETTING_KEYS:
         assert re.search(rf"(?m)^{re.escape(key.path.rpartition('.')[2])} = ", uncommented), (
@@ -702,6 +711,47 @@ def test_blocklist_rules(tmp_path: Path) -> None:
 )  # fmt: skip
 def test_blocklist_errors_name_the_rule_and_key(tmp_path: Path, rules: str, field: str) -> None:
     assert error_of(write(tmp_path, rules + "\n")).field == field
+
+
+def test_signature_policies(tmp_path: Path) -> None:
+    (tmp_path / "k.pub").write_bytes(COSIGN_PUB.read_bytes())
+    config = write(
+        tmp_path,
+        '[[signatures]]\nupstream = "ghcr.io"\nrepositories = ["org/*"]\npublic_keys = ["k.pub"]\n'
+        '[[signatures]]\nname = "hub"\nupstream = "docker.io"\nrepositories = ["library/*", "x/y"]\n'
+        f'public_keys = ["k.pub", "{COSIGN_PUB}"]\nmode = "WARN"\n',
+    )
+    assert load_settings(config, {}, {}).signatures == (
+        SignatureRule(upstream="ghcr.io", repositories=("org/*",), public_keys=(tmp_path / "k.pub",),
+                      mode="enforce", name="signatures[0]"),
+        SignatureRule(upstream="docker.io", repositories=("library/*", "x/y"),
+                      public_keys=(tmp_path / "k.pub", COSIGN_PUB), mode="warn", name="hub"),
+    )  # fmt: skip
+
+
+_SIG = '[[signatures]]\nupstream = "ghcr.io"\nrepositories = ["o/*"]\npublic_keys = ["k.pub"]\n'
+
+
+@pytest.mark.parametrize(
+    ("rules", "field", "words"),
+    [
+        (_SIG + 'mode = "audit"', "signatures[0].mode", "enforce, warn"),
+        (_SIG.replace('"ghcr.io"', '"nowhere.example"'), "signatures[0].upstream", "not a configured upstream"),
+        (_SIG.replace('"ghcr.io"', '"not a host"'), "signatures[0].upstream", "registry host"),
+        (_SIG.replace('["o/*"]', "[]"), "signatures[0].repositories", "must not be empty"),
+        (_SIG.replace('["k.pub"]', "[]"), "signatures[0].public_keys", "must not be empty"),
+        (_SIG.replace('"k.pub"', '"missing.pub"'), "signatures[0].public_keys", "no such file"),
+        (_SIG.replace('"k.pub"', '"registry-mirror.toml"'), "signatures[0].public_keys", "not a PEM public key"),
+        (_SIG + _SIG.replace("public_keys = [\"k.pub\"]\n", ""), "signatures[1].public_keys", "required"),
+        (_SIG + 'name = "a"\n' + _SIG + 'name = "a"\n', "signatures[1].name", "names two policies"),
+        (_SIG + 'repository = "x"', "signatures[0].repository", "did you mean 'repositories'"),
+        ("signatures = 1", "signatures", "expected [[signatures]]"),
+    ],
+)  # fmt: skip
+def test_signature_policy_errors_name_the_policy_and_key(tmp_path: Path, rules: str, field: str, words: str) -> None:
+    (tmp_path / "k.pub").write_bytes(COSIGN_PUB.read_bytes())
+    error = error_of(write(tmp_path, rules + "\n"))
+    assert error.field == field and words in error.message, error
 
 
 @pytest.mark.parametrize(("text", "section"), [("p2p = 1", "p2p"), ("[admin]\nlisen = 1", "admin.lisen"),
