@@ -155,7 +155,8 @@ def _register_hosts_toml(subparsers: Subparsers) -> None:  # type: ignore[type-a
 
     parser = subparsers.add_parser("hosts-toml", help=SUBCOMMANDS["hosts-toml"].help)
     parser.add_argument(
-        "--mirror", required=True, type=_argument(hosts_toml.parse_mirror_url), metavar="URL"
+        "--mirror", type=_argument(hosts_toml.parse_mirror_url), metavar="URL",
+        help="the mirror's URL as containerd reaches it (required unless --remove)",
     )
     parser.add_argument(
         "--registry",
@@ -184,12 +185,50 @@ def _register_hosts_toml(subparsers: Subparsers) -> None:  # type: ignore[type-a
         action="store_true",
         help="the mirror is the only host: a blocked (403) or failed pull is not retried at the registry",
     )
+    parser.add_argument(
+        "--remove",
+        action="store_true",
+        help="uninstall: remove the files this command wrote for the registries (others are kept)",
+    )
+    parser.add_argument(
+        "--containerd-config",
+        type=Path,
+        metavar="FILE",
+        help="also point containerd's CRI registry config_path at --out in FILE (edited in place; "
+        "containerd must then be restarted)",
+    )
+    parser.add_argument(
+        "--local-image-pull",
+        action="store_true",
+        help="with --containerd-config on containerd 2.x: set use_local_image_pull = true, without "
+        "which CRI pulls go through the transfer service, which ignores hosts.toml",
+    )
+    parser.add_argument(
+        "--restart-command",
+        metavar="CMD",
+        help="with --containerd-config: run CMD when the file changed, e.g. from a privileged pod with "
+        "hostPID: 'nsenter --target 1 --mount --pid -- systemctl restart containerd'",
+    )
     parser.set_defaults(func=_hosts_toml)
 
 
 def _hosts_toml(args: argparse.Namespace) -> int:
-    from registry_mirror.hosts_toml import write_hosts_dir
+    from registry_mirror.hosts_toml import remove_hosts_dir, write_hosts_dir
 
+    if args.remove:
+        try:
+            for path in remove_hosts_dir(args.out, args.registry):
+                print(f"removed {path}")
+        except OSError as exc:
+            return fail(f"--out: cannot remove {str(exc.filename or args.out)!r}: {exc.strerror}")
+        return 0
+    if args.mirror is None:
+        return fail("--mirror is required (or --remove)")
+    if args.containerd_config is not None:
+        status = _containerd_config(args.containerd_config, args.out, args.local_image_pull,
+                                    args.restart_command)
+        if status:
+            return status
     try:
         written = write_hosts_dir(
             args.out,
@@ -203,6 +242,28 @@ def _hosts_toml(args: argparse.Namespace) -> int:
         return fail(f"--out: cannot write {str(exc.filename or args.out)!r}: {exc.strerror}")
     for path in written:
         print(path)
+    return 0
+
+
+def _containerd_config(config: Path, hosts_dir: Path, local_image_pull: bool, restart: str | None) -> int:
+    import shlex
+    import subprocess
+
+    from registry_mirror.containerd_config import ContainerdConfigError, point_at_hosts_dir
+
+    try:
+        changed = point_at_hosts_dir(config, hosts_dir, local_image_pull=local_image_pull)
+    except ContainerdConfigError as exc:
+        return fail(f"--containerd-config: {exc}")
+    except OSError as exc:
+        return fail(f"--containerd-config: cannot update {str(exc.filename or config)!r}: {exc.strerror}")
+    print(f"{config}: {'updated' if changed else 'unchanged'}", flush=True)
+    if changed and restart:
+        done = subprocess.run(shlex.split(restart), check=False)
+        if done.returncode:
+            return fail(f"--restart-command exited with {done.returncode}: {restart}")
+    elif changed:
+        print(f"{config}: restart containerd to apply it", flush=True)
     return 0
 
 
