@@ -278,6 +278,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "catalog": Subcommand(
         "build, sign, verify and publish catalogs", "registry_mirror.cli_catalog:register"
     ),
+    "webhook": Subcommand(
+        "serve the pod-injection webhook for model hubs", "registry_mirror.cli_webhook:register"
+    ),
     "get": Subcommand("download a hf:// or modelscope:// repo through the mirror", "registry_mirror.cli_get:register"),
 }
 
