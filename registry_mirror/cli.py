@@ -160,11 +160,11 @@ def _register_hosts_toml(subparsers: Subparsers) -> None:  # type: ignore[type-a
     )
     parser.add_argument(
         "--registry",
-        required=True,
         action="append",
         type=_argument(parse_registry_name),
         metavar="NAME",
-        help="registry host to send to the mirror (repeatable), e.g. docker.io",
+        help="registry host to send to the mirror (repeatable), e.g. docker.io; with --remove and "
+        "none given: every registry",
     )
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="hosts directory")
     parser.add_argument(
@@ -222,8 +222,8 @@ def _hosts_toml(args: argparse.Namespace) -> int:
         except OSError as exc:
             return fail(f"--out: cannot remove {str(exc.filename or args.out)!r}: {exc.strerror}")
         return 0
-    if args.mirror is None:
-        return fail("--mirror is required (or --remove)")
+    if args.mirror is None or not args.registry:
+        return fail("--mirror and --registry are required (unless --remove)")
     if args.containerd_config is not None:
         status = _containerd_config(args.containerd_config, args.out, args.local_image_pull,
                                     args.restart_command)

@@ -148,13 +148,17 @@ def write_hosts_dir(
     return written
 
 
-def remove_hosts_dir(out: Path, registries: Iterable[str]) -> list[Path]:
-    """Remove the hosts.toml files `write_hosts_dir` wrote for `registries` (and their directories
-    when then empty); a file someone else wrote (no header comment of ours) is left alone.
-    Returns the files removed."""
+def remove_hosts_dir(out: Path, registries: Iterable[str] | None = None) -> list[Path]:
+    """Remove the hosts.toml files `write_hosts_dir` wrote for `registries` (None: for every
+    registry under `out`), and their directories when then empty; a file someone else wrote (no
+    header comment of ours) is left alone. Returns the files removed."""
     removed = []
-    for registry in registries:
-        path = out / registry_directory(registry) / "hosts.toml"
+    paths = (
+        sorted(out.glob("*/hosts.toml"))
+        if registries is None
+        else [out / registry_directory(registry) / "hosts.toml" for registry in registries]
+    )
+    for path in paths:
         try:
             with path.open(encoding="utf-8") as handle:
                 ours = handle.readline() == HEADER_COMMENT

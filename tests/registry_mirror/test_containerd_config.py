@@ -69,6 +69,9 @@ def test_legacy_mirrors_and_unknown_versions_are_one_line_errors(tmp_path: Path)
 
 def test_remove_needs_no_mirror(tmp_path: Path) -> None:
     assert _hosts_toml(f"--out={tmp_path}").returncode == 0
-    done = subprocess.run([mirror_binary(), "hosts-toml", "--remove", "--registry=docker.io", f"--out={tmp_path}"],
+    (tmp_path / "own.example").mkdir()
+    (tmp_path / "own.example" / "hosts.toml").write_text('server = "https://own.example"\n')
+    done = subprocess.run([mirror_binary(), "hosts-toml", "--remove", f"--out={tmp_path}"],
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and "removed" in done.stdout and not any(tmp_path.iterdir())
+    assert done.returncode == 0 and "removed" in done.stdout
+    assert [p.name for p in tmp_path.iterdir()] == ["own.example"]  # an operator's file stays
