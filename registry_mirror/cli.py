@@ -58,12 +58,18 @@ _METAVARS = {"size": "SIZE", "duration": "SECONDS", "path": "PATH", "paths": "PA
 
 def _register_serve(subparsers: Subparsers) -> None:  # type: ignore[type-arg]
     """One flag per setting with a `cli` name in config_load's table, so the two never drift."""
-    from registry_mirror.config_load import SETTING_KEYS, UPSTREAM_FLAG, key_help
+    from registry_mirror.config_load import SETTING_KEYS, UPSTREAM_FLAG, VIA_FLAG, key_help
 
     parser = subparsers.add_parser("serve", help=SUBCOMMANDS["serve"].help)
     _add_config_flag(parser)
     parser.add_argument(
         UPSTREAM_FLAG, action="append", metavar="NAME=URL", help="add or replace an upstream"
+    )
+    parser.add_argument(
+        VIA_FLAG,
+        action="append",
+        metavar="NAME=URL",
+        help="fetch upstream NAME through the registry-mirror at URL (a regional tier) [upstreams.NAME.via]",
     )
     for key in (k for k in SETTING_KEYS if k.cli):
         help_text = f"{key_help(key)} [{key.path}, ${key.env}]".replace("%", "%%")

@@ -72,6 +72,7 @@ UPSTREAM_ROWS: tuple[tuple[str, str, str | None], ...] = (
     ("library_prefix", "library_prefix", "false"),
     ("max_parallel_ranges", "max_parallel_ranges", "4"),
     ("parallel_range_min_size", "parallel_range_min_size", '"64MiB"'),
+    ("via", "via", '"http://regional-mirror.example.internal:5000"'),
 )
 _UPSTREAM_ALTERNATIVES = {
     "password_file": '"/run/secrets/example-password" (instead of password_env)',

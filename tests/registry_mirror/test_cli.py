@@ -80,7 +80,6 @@ def test_hosts_toml_command_options(tmp_path: Path) -> None:
         ["hosts-toml", "--mirror", "ftp://x", "--registry", "docker.io", "--out", "o"],
         ["hosts-toml", "--mirror", "http://127.0.0.1:5000", "--registry", "a b", "--out", "o"],
         ["hosts-toml", "--mirror", "http://127.0.0.1:5000", "--registry", "docker.io", "--out", "o", "--header", "x"],
-        ["hosts-toml", "--registry", "docker.io", "--out", "o"],
         ["serve", "--no-such-flag"],
         ["no-such-command"],
         [],
@@ -94,6 +93,12 @@ def test_usage_errors_exit_2_with_one_line(
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("registry-mirror: error: ")
+
+
+def test_hosts_toml_without_mirror_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["hosts-toml", "--registry", "docker.io", "--out", "o"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--mirror" in err and err.startswith("registry-mirror: error: ")
 
 
 def test_help_lists_every_subcommand() -> None:
