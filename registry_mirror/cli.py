@@ -59,6 +59,7 @@ _METAVARS = {"size": "SIZE", "duration": "SECONDS", "path": "PATH", "paths": "PA
 def _register_serve(subparsers: Subparsers) -> None:  # type: ignore[type-arg]
     """One flag per setting with a `cli` name in config_load's table, so the two never drift."""
     from registry_mirror.config_load import SETTING_KEYS, UPSTREAM_FLAG, VIA_FLAG, key_help
+    from registry_mirror.config_reference import default_literal
 
     parser = subparsers.add_parser("serve", help=SUBCOMMANDS["serve"].help)
     _add_config_flag(parser)
@@ -72,7 +73,9 @@ def _register_serve(subparsers: Subparsers) -> None:  # type: ignore[type-arg]
         help="fetch upstream NAME through the registry-mirror at URL (a regional tier) [upstreams.NAME.via]",
     )
     for key in (k for k in SETTING_KEYS if k.cli):
-        help_text = f"{key_help(key)} [{key.path}, ${key.env}]".replace("%", "%%")
+        default = default_literal(key)
+        shown = f"default {default}; " if default not in ('""', "[]") else ""
+        help_text = f"{key_help(key)} [{shown}{key.path}, ${key.env}]".replace("%", "%%")
         if key.kind == "bool":
             parser.add_argument(
                 key.flag, dest=key.cli, action=argparse.BooleanOptionalAction, help=help_text
