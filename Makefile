@@ -2,20 +2,38 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# Real servers and clients the integration tests start as local processes.
-DEBIAN_PACKAGES := docker-registry containerd skopeo umoci prometheus redis-server nginx wrk util-linux iproute2 aria2
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+# Real servers and clients the integration tests start as local processes, and the tools
+# `make image` builds with (no Docker engine: mmdebstrap for the root filesystem, umoci and skopeo
+# for the OCI archive; runc runs it under the tests' private containerd).
+DEBIAN_PACKAGES := docker-registry containerd runc skopeo umoci prometheus redis-server nginx wrk util-linux iproute2 aria2 \
+	podman mmdebstrap python3-venv
+# What the image is built from: it is rebuilt only when one of these changes.
+IMAGE_SOURCES := pyproject.toml README.md packaging/image/build.sh \
+	$(shell git ls-files registry_mirror nvme_cache p2p catalog http_limits 2>/dev/null)
+IMAGE := dist/registry-mirror.oci.tar
+# The wheels are built by the same Python release the image runs (Debian bookworm's).
+IMAGE_BUILD_PYTHON ?= /usr/bin/python3
 
-.PHONY: run test venv test-deps bench clean
+.PHONY: run test venv runtime-venv test-deps bench dist image clean
 
-$(VENV)/.installed: pyproject.toml
+# Runtime dependencies only: what `make run` (and a user's `pip install`) needs.
+$(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+# The test extra on top: pytest, the model-hub clients, grpcio, ...
+$(VENV)/.installed: $(VENV)/.runtime
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
+runtime-venv: $(VENV)/.runtime
+
 venv: $(VENV)/.installed
 
-run: venv
+run: runtime-venv
 	$(VENV)/bin/registry-mirror serve
 
 # Installs only what is missing; Debian's maintainer scripts must not start system services,
@@ -37,5 +55,16 @@ test: test-deps venv
 bench: venv
 	$(PY) bench/run_all.py
 
+# The wheel users install: `pip install dist/registry_mirror-$(VERSION)-py3-none-any.whl`.
+dist: runtime-venv
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist .
+	@ls -1 dist/*.whl
+
+# An OCI archive (`ctr images import`, `skopeo copy oci-archive:`), tagged registry-mirror:$(VERSION).
+image: $(IMAGE)
+
+$(IMAGE): $(IMAGE_SOURCES)
+	packaging/image/build.sh $(IMAGE_BUILD_PYTHON) $(VERSION) $@
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

@@ -131,7 +131,7 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
     )
     app.state.mirror = mirror
     gated = PolicyGate(_FastPath(api, app, settings.path_prefix), policy, [
-        ("", distribution_subject(policy, settings.path_prefix)),
+        ("", distribution_subject(policy, settings)),
         ("/hf", hf_subject),
         ("/modelscope", modelscope_subject),
     ])

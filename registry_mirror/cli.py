@@ -58,15 +58,24 @@ _METAVARS = {"size": "SIZE", "duration": "SECONDS", "path": "PATH", "paths": "PA
 
 def _register_serve(subparsers: Subparsers) -> None:  # type: ignore[type-arg]
     """One flag per setting with a `cli` name in config_load's table, so the two never drift."""
-    from registry_mirror.config_load import SETTING_KEYS, UPSTREAM_FLAG, key_help
+    from registry_mirror.config_load import SETTING_KEYS, UPSTREAM_FLAG, VIA_FLAG, key_help
+    from registry_mirror.config_reference import default_literal
 
     parser = subparsers.add_parser("serve", help=SUBCOMMANDS["serve"].help)
     _add_config_flag(parser)
     parser.add_argument(
         UPSTREAM_FLAG, action="append", metavar="NAME=URL", help="add or replace an upstream"
     )
+    parser.add_argument(
+        VIA_FLAG,
+        action="append",
+        metavar="NAME=URL",
+        help="fetch upstream NAME through the registry-mirror at URL (a regional tier) [upstreams.NAME.via]",
+    )
     for key in (k for k in SETTING_KEYS if k.cli):
-        help_text = f"{key_help(key)} [{key.path}, ${key.env}]".replace("%", "%%")
+        default = default_literal(key)
+        shown = f"default {default}; " if default not in ('""', "[]") else ""
+        help_text = f"{key_help(key)} [{shown}{key.path}, ${key.env}]".replace("%", "%%")
         if key.kind == "bool":
             parser.add_argument(
                 key.flag, dest=key.cli, action=argparse.BooleanOptionalAction, help=help_text
@@ -155,15 +164,16 @@ def _register_hosts_toml(subparsers: Subparsers) -> None:  # type: ignore[type-a
 
     parser = subparsers.add_parser("hosts-toml", help=SUBCOMMANDS["hosts-toml"].help)
     parser.add_argument(
-        "--mirror", required=True, type=_argument(hosts_toml.parse_mirror_url), metavar="URL"
+        "--mirror", type=_argument(hosts_toml.parse_mirror_url), metavar="URL",
+        help="the mirror's URL as containerd reaches it (required unless --remove)",
     )
     parser.add_argument(
         "--registry",
-        required=True,
         action="append",
         type=_argument(parse_registry_name),
         metavar="NAME",
-        help="registry host to send to the mirror (repeatable), e.g. docker.io",
+        help="registry host to send to the mirror (repeatable), e.g. docker.io; with --remove and "
+        "none given: every registry",
     )
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="hosts directory")
     parser.add_argument(
@@ -184,12 +194,50 @@ def _register_hosts_toml(subparsers: Subparsers) -> None:  # type: ignore[type-a
         action="store_true",
         help="the mirror is the only host: a blocked (403) or failed pull is not retried at the registry",
     )
+    parser.add_argument(
+        "--remove",
+        action="store_true",
+        help="uninstall: remove the files this command wrote for the registries (others are kept)",
+    )
+    parser.add_argument(
+        "--containerd-config",
+        type=Path,
+        metavar="FILE",
+        help="also point containerd's CRI registry config_path at --out in FILE (edited in place; "
+        "containerd must then be restarted)",
+    )
+    parser.add_argument(
+        "--local-image-pull",
+        action="store_true",
+        help="with --containerd-config on containerd 2.x: set use_local_image_pull = true, without "
+        "which CRI pulls go through the transfer service, which ignores hosts.toml",
+    )
+    parser.add_argument(
+        "--restart-command",
+        metavar="CMD",
+        help="with --containerd-config: run CMD when the file changed, e.g. from a privileged pod with "
+        "hostPID: 'nsenter --target 1 --mount --pid -- systemctl restart containerd'",
+    )
     parser.set_defaults(func=_hosts_toml)
 
 
 def _hosts_toml(args: argparse.Namespace) -> int:
-    from registry_mirror.hosts_toml import write_hosts_dir
+    from registry_mirror.hosts_toml import remove_hosts_dir, write_hosts_dir
 
+    if args.remove:
+        try:
+            for path in remove_hosts_dir(args.out, args.registry):
+                print(f"removed {path}")
+        except OSError as exc:
+            return fail(f"--out: cannot remove {str(exc.filename or args.out)!r}: {exc.strerror}")
+        return 0
+    if args.mirror is None or not args.registry:
+        return fail("--mirror and --registry are required (unless --remove)")
+    if args.containerd_config is not None:
+        status = _containerd_config(args.containerd_config, args.out, args.local_image_pull,
+                                    args.restart_command)
+        if status:
+            return status
     try:
         written = write_hosts_dir(
             args.out,
@@ -206,6 +254,28 @@ def _hosts_toml(args: argparse.Namespace) -> int:
     return 0
 
 
+def _containerd_config(config: Path, hosts_dir: Path, local_image_pull: bool, restart: str | None) -> int:
+    import shlex
+    import subprocess
+
+    from registry_mirror.containerd_config import ContainerdConfigError, point_at_hosts_dir
+
+    try:
+        changed = point_at_hosts_dir(config, hosts_dir, local_image_pull=local_image_pull)
+    except ContainerdConfigError as exc:
+        return fail(f"--containerd-config: {exc}")
+    except OSError as exc:
+        return fail(f"--containerd-config: cannot update {str(exc.filename or config)!r}: {exc.strerror}")
+    print(f"{config}: {'updated' if changed else 'unchanged'}", flush=True)
+    if changed and restart:
+        done = subprocess.run(shlex.split(restart), check=False)
+        if done.returncode:
+            return fail(f"--restart-command exited with {done.returncode}: {restart}")
+    elif changed:
+        print(f"{config}: restart containerd to apply it", flush=True)
+    return 0
+
+
 # ---- the table ----
 
 SUBCOMMANDS: dict[str, Subcommand] = {
@@ -216,6 +286,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "ctl": Subcommand("control a running mirror through its admin API", "registry_mirror.cli_ctl:register"),
     "catalog": Subcommand(
         "build, sign, verify and publish catalogs", "registry_mirror.cli_catalog:register"
+    ),
+    "webhook": Subcommand(
+        "serve the pod-injection webhook for model hubs", "registry_mirror.cli_webhook:register"
     ),
     "get": Subcommand("download a hf:// or modelscope:// repo through the mirror", "registry_mirror.cli_get:register"),
 }

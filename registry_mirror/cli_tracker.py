@@ -11,7 +11,7 @@ from p2p.tracker.app import TrackerConfig
 from p2p.tracker.server import ServerSettings, TLSFiles, serve
 
 
-def _listen(value: str) -> tuple[str, int]:
+def parse_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdecimal() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"--listen: expected HOST:PORT, got {value!r}")
@@ -27,7 +27,7 @@ def _positive(value: str) -> float:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("tracker", help="serve the p2p tracker")
-    parser.add_argument("--listen", type=_listen, default=("127.0.0.1", 5050), metavar="HOST:PORT")
+    parser.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 5050), metavar="HOST:PORT")
     parser.add_argument("--store", default=None, metavar="URL", help="redis://HOST:PORT/DB (default: in memory)")
     parser.add_argument("--token-file", type=Path, help="file holding the shared bearer token")
     parser.add_argument("--tls-cert", help="server certificate (PEM)")

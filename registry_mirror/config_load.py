@@ -215,6 +215,7 @@ UPSTREAM_KEYS: dict[str, Callable[[object], object]] = {
     "library_prefix": parse_bool,
     "max_parallel_ranges": parse_count(1),
     "parallel_range_min_size": parse_size,
+    "via": parse_origin_url,
 }
 # Keys of one `[[blocklist]]` rule (TOML only: the admin API changes rules at run time).
 BLOCK_RULE_KEYS: dict[str, Callable[[object], object]] = {
@@ -237,6 +238,7 @@ TOML_ONLY_KEYS = {
     "builtin_upstreams": "Start from the built-in upstreams (false: only those configured)."
 }
 UPSTREAM_FLAG = "--upstream"
+VIA_FLAG = "--via"
 LISTEN_HELP = "HOST:PORT to serve on ([::1]:5000 for IPv6; port 0 picks a free port)."
 
 _KEYS_BY_PATH = {key.path: key for key in SETTING_KEYS}
@@ -250,8 +252,9 @@ _K8S_SERVICE_ENV_RE = re.compile(
 
 
 def serve_flags() -> tuple[str, ...]:
-    """Every key of load_settings' `cli` mapping: one per flagged setting, plus "upstream"."""
-    return (*_KEYS_BY_CLI, "upstream")
+    """Every key of load_settings' `cli` mapping: one per flagged setting, plus "upstream" and
+    "via" (after "upstream": a --via applies to the upstream as --upstream left it)."""
+    return (*_KEYS_BY_CLI, "upstream", "via")
 
 
 def key_help(key: Key) -> str:
@@ -338,6 +341,19 @@ class _Builder:
         previous = self.upstreams.get(name)
         library_prefix = previous.library_prefix if previous else name == "docker.io"
         self.upstreams[name] = UpstreamSettings(name=name, url=url, library_prefix=library_prefix)
+
+    def set_via(self, spec: object, source: str) -> None:
+        """NAME=URL from the CLI: fetch that configured upstream through another mirror."""
+        name, sep, url = spec.partition("=") if isinstance(spec, str) else ("", "", "")
+        if not sep:
+            raise ConfigError("upstreams", f"expected NAME=URL, got {_show(spec)} ({_from(source)})")
+        previous = self.upstreams.get(name.strip())
+        if previous is None:
+            names = ", ".join(self.upstreams) or "none"
+            raise ConfigError(_upstream_field(name.strip(), "via"),
+                              f"not a configured upstream (configured: {names}) ({_from(source)})")
+        via = _parse_field(_upstream_field(previous.name, "via"), parse_origin_url, url, source)
+        self.upstreams[previous.name] = replace(previous, via=str(via))
 
     def build(self) -> Settings:
         plain = {k: v for k, v in self.values.items() if not _KEYS_BY_PATH.get(k, _NO_KEY).secret}
@@ -709,6 +725,10 @@ def _apply_cli(builder: _Builder, cli: Mapping[str, object]) -> None:
             specs = [value] if isinstance(value, str) else list(value)  # type: ignore[call-overload]
             for spec in specs:
                 builder.override_upstream(spec, UPSTREAM_FLAG)
+            continue
+        if name == "via":
+            for spec in [value] if isinstance(value, str) else list(value):  # type: ignore[call-overload]
+                builder.set_via(spec, VIA_FLAG)
             continue
         key = _KEYS_BY_CLI.get(name)
         if key is None:

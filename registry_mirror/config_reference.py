@@ -72,6 +72,7 @@ UPSTREAM_ROWS: tuple[tuple[str, str, str | None], ...] = (
     ("library_prefix", "library_prefix", "false"),
     ("max_parallel_ranges", "max_parallel_ranges", "4"),
     ("parallel_range_min_size", "parallel_range_min_size", '"64MiB"'),
+    ("via", "via", '"http://regional-mirror.example.internal:5000"'),
 )
 _UPSTREAM_ALTERNATIVES = {
     "password_file": '"/run/secrets/example-password" (instead of password_env)',
@@ -88,7 +89,7 @@ def _field_help(cls: type, name: str) -> str:
     raise KeyError(name)
 
 
-def _default_literal(key: Key) -> str:
+def default_literal(key: Key) -> str:
     """The key's default as a TOML value; "" for an unset secret source or optional path."""
     if key.secret is not None:
         return '""'
@@ -202,7 +203,7 @@ def _key_table(
         name = key.path.rpartition(".")[2]
         flag = f"`{key.flag}`" if key.flag else ""
         lines.append(
-            f"| `{name}` | `{_default_literal(key)}` | `{key.env}` | {flag} | {key_help(key)} |"
+            f"| `{name}` | `{default_literal(key)}` | `{key.env}` | {flag} | {key_help(key)} |"
         )
     if toml_only:
         for name, help_text in TOML_ONLY_KEYS.items():
@@ -252,7 +253,7 @@ def render_example_config() -> str:
         "",
     ]
     for key in _top_keys():
-        lines += [f"# {key_help(key)}", f"# {key.path} = {_default_literal(key)}", ""]
+        lines += [f"# {key_help(key)}", f"# {key.path} = {default_literal(key)}", ""]
     for name, help_text in TOML_ONLY_KEYS.items():
         lines += [f"# {help_text}", f"# {name} = true", ""]
     for section in SECTIONS:
@@ -260,7 +261,7 @@ def render_example_config() -> str:
         for key in _section_keys(section):
             lines += [
                 f"# {key_help(key)}",
-                f"# {key.path.partition('.')[2]} = {_default_literal(key)}",
+                f"# {key.path.partition('.')[2]} = {default_literal(key)}",
                 "",
             ]
     lines += [

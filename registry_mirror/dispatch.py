@@ -17,8 +17,9 @@ from starlette.types import Receive, Scope, Send
 
 from registry_mirror import blobs, manifests, passthrough
 from registry_mirror.errors import API_VERSION_HEADER, ErrorCode, OCIError, to_response_parts, translate
-from registry_mirror.paths import DistributionRequest, parse_scope
+from registry_mirror.paths import DistributionRequest, parse_scope, route_by_path
 from registry_mirror.policy import Policy, Subject
+from registry_mirror.settings import Settings
 from registry_mirror.state import Mirror
 
 log = logging.getLogger("registry_mirror")
@@ -32,6 +33,7 @@ class DistributionAPI:
         app built by `registry_mirror.app` gates every route there, once)."""
         self.mirror = mirror
         self.policy = policy
+        self._upstream_names = upstream_names(mirror.settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -51,7 +53,7 @@ class DistributionAPI:
 
     async def _handle(self, scope: Scope, info: dict[str, Any], started: float) -> Any:
         request = _parse(scope.get("raw_path") or scope["path"].encode(), scope.get("query_string", b""),
-                         self.mirror.settings.path_prefix)
+                         self.mirror.settings.path_prefix, self._upstream_names)
         info.update(route=request.kind, repository=request.repository, upstream=request.registry)
         headers = Headers(scope=scope)
         if self.policy is not None:
@@ -79,22 +81,30 @@ class DistributionAPI:
         raise _unroutable(request)
 
 
+def upstream_names(settings: Settings) -> frozenset[str]:
+    """The names a path may start with to pick its upstream (clients that send no `?ns=`)."""
+    return frozenset(u.name for u in settings.upstreams)
+
+
 @functools.lru_cache(maxsize=8192)
-def _parse(raw_path: bytes, query_string: bytes, path_prefix: str) -> DistributionRequest:
+def _parse(raw_path: bytes, query_string: bytes, path_prefix: str, names: frozenset[str]) -> DistributionRequest:
     """Parsing is pure and the result immutable: hot paths (a tag every node HEADs) parse once.
     Only successes are cached; a bad request raises its OCIError every time."""
-    return parse_scope({"raw_path": raw_path, "query_string": query_string, "path": ""}, path_prefix)
+    request = parse_scope({"raw_path": raw_path, "query_string": query_string, "path": ""}, path_prefix)
+    return route_by_path(request, names)
 
 
 def _unroutable(request: DistributionRequest) -> OCIError:
     return OCIError(ErrorCode.NOT_FOUND, f"no handler for {request.kind}")
 
 
-def distribution_subject(policy: Policy, path_prefix: str) -> Callable[[str, bytes], Subject | None]:
-    """The gate's view of a distribution request: its normalised blocklist Subject."""
+def distribution_subject(policy: Policy, settings: Settings) -> Callable[[str, bytes], Subject | None]:
+    """The gate's view of a distribution request: its normalised blocklist Subject, after the same
+    routing the API applies (so `quay.io/org/app` is blocked as org/app on quay.io)."""
+    path_prefix, names = settings.path_prefix, upstream_names(settings)
 
     def subject_of(path: str, query: bytes) -> Subject | None:
-        request = _parse(path.encode("latin-1"), query, path_prefix)
+        request = _parse(path.encode("latin-1"), query, path_prefix, names)
         return None if request.kind == "base" else policy.subject(request)
 
     return subject_of

@@ -65,6 +65,11 @@ def toml_string(text: str) -> str:
     return '"' + "".join(escaped) + '"'
 
 
+def default_server(registry: str) -> str:
+    """Where containerd pulls `registry` from without a mirror."""
+    return BUILTIN_UPSTREAMS.get(registry) or f"https://{registry}"
+
+
 def _toml_key(name: str) -> str:
     return name if _BARE_KEY_RE.match(name) else toml_string(name)
 
@@ -85,17 +90,17 @@ def render_hosts_toml(
     containerd to the registry itself.
 
     `server_url` defaults to the real endpoint of a built-in registry (docker.io ->
-    https://registry-1.docker.io); for other registries containerd then uses https://<registry>.
+    https://registry-1.docker.io), else https://<registry>, written out so that the file says
+    where a pull goes when the mirror fails (containerd's own default is the same).
     With `override_path`, containerd takes the mirror URL path as the API root (no `/v2` added).
     """
     parse_registry_name(registry)
     mirror = parse_mirror_url(mirror_url)
-    server = server_url if server_url is not None else BUILTIN_UPSTREAMS.get(registry)
+    server = server_url if server_url is not None else default_server(registry)
     if no_fallback:
         server = mirror  # containerd falls back to `server`, or to https://<registry> without one
     lines = [HEADER_COMMENT.rstrip("\n")]
-    if server is not None:
-        lines.append(f"server = {toml_string(parse_mirror_url(server))}")
+    lines.append(f"server = {toml_string(parse_mirror_url(server))}")
     if no_fallback and override_path:
         lines.append("override_path = true")
     if no_fallback and headers:
@@ -141,6 +146,33 @@ def write_hosts_dir(
         _write_atomically(path, text, 0o600 if headers else 0o644)
         written.append(path)
     return written
+
+
+def remove_hosts_dir(out: Path, registries: Iterable[str] | None = None) -> list[Path]:
+    """Remove the hosts.toml files `write_hosts_dir` wrote for `registries` (None: for every
+    registry under `out`), and their directories when then empty; a file someone else wrote (no
+    header comment of ours) is left alone. Returns the files removed."""
+    removed = []
+    paths = (
+        sorted(out.glob("*/hosts.toml"))
+        if registries is None
+        else [out / registry_directory(registry) / "hosts.toml" for registry in registries]
+    )
+    for path in paths:
+        try:
+            with path.open(encoding="utf-8") as handle:
+                ours = handle.readline() == HEADER_COMMENT
+        except FileNotFoundError:
+            continue
+        if not ours:
+            continue
+        path.unlink()
+        removed.append(path)
+        try:
+            path.parent.rmdir()
+        except OSError:
+            pass  # other files (certificates) live there too
+    return removed
 
 
 def _write_atomically(path: Path, text: str, mode: int = 0o644) -> None:

@@ -70,3 +70,8 @@ redirects_refused = meter.create_counter(
 admin_bad_requests = meter.create_counter(
     "registry_mirror_admin_bad_requests", description="Admin API requests refused with 400, by parameter"
 )
+via_requests = meter.create_counter(
+    "registry_mirror_via_requests",
+    description="Requests for an upstream with `via`, by result: via (answered by the other mirror), "
+    "fallback (it failed; the origin was asked), skipped (it failed recently; straight to the origin)",
+)

@@ -8,7 +8,9 @@ Path forms (containerd docs/hosts.md, `override_path`; `remotes/docker/config/ho
 - `[host."http://m:5000"]`                               -> `/v2/<name>/manifests/<ref>`
 - `[host."http://m:5000/prefix"]` (containerd appends /v2) -> `/prefix/v2/<name>/...`
 - `[host."http://m:5000/prefix"]` + `override_path = true` -> `/prefix/<name>/...` (no /v2)
-containerd adds `?ns=<registry host>` whenever the host is not the registry itself.
+containerd adds `?ns=<registry host>` whenever the host is not the registry itself. podman, CRI-O,
+buildah and skopeo send no `ns`: for them `route_by_path` reads the registry from the first path
+component (`/v2/quay.io/org/app/...`, a registries.conf mirror `location = "node:5000/quay.io"`).
 With `override_path=None` (auto) both forms are accepted and `/v2/` wins; a repository whose
 first component is literally `v2` then needs `override_path=True` to be read correctly.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 from urllib.parse import parse_qs
 
@@ -113,6 +115,18 @@ def _parse_endpoint(endpoint: str, registry: str | None) -> DistributionRequest:
         kind: Kind = "blob" if segments[-2] == "blobs" else "referrers"
         return DistributionRequest(kind, repository, digest, digest, registry)
     raise _not_found(endpoint)
+
+
+def route_by_path(request: DistributionRequest, upstream_names: frozenset[str]) -> DistributionRequest:
+    """With no `?ns=`, a repository whose first component names a configured upstream goes to that
+    upstream with the rest as the repository: `quay.io/org/app` -> (quay.io, `org/app`). A
+    repository of one component, or an `ns` sent, leave the request as it is."""
+    if request.registry is not None or "/" not in request.repository:
+        return request
+    first, rest = request.repository.split("/", 1)
+    if first not in upstream_names:
+        return request
+    return replace(request, registry=first, repository=rest)
 
 
 def _repository(components: list[str]) -> str:

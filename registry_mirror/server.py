@@ -36,6 +36,8 @@ def run(settings: Settings, config_file: Path | None = None) -> int:
     from registry_mirror.app import build_app
 
     configure_logging(settings.log_level)
+    for line in startup_summary(settings, config_file):
+        log.info("%s", line)
     app, mirror = build_app(settings, config_file)
     main = uvicorn.Server(_config(app, settings.listen_host, settings.listen_port, settings.log_level,
                                   _header_limits(settings, "main")))
@@ -49,6 +51,38 @@ def run(settings: Settings, config_file: Path | None = None) -> int:
         return 0 if main.started else 1
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(_serve_together(main, extra))
+
+
+def startup_summary(settings: Settings, config_file: Path | None) -> list[str]:
+    """What a user checks first: where it listens, where the cache is, what it fetches from."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from registry_mirror.config_values import format_size
+
+    try:
+        release = version("registry-mirror")
+    except PackageNotFoundError:
+        release = "unknown"
+    listeners = [f"api http://{_host_port(settings.listen_host, settings.listen_port)}"]
+    if settings.admin.listen:
+        listeners.append(f"admin {settings.admin.listen}")
+    if settings.p2p.peer_listen:
+        listeners.append(f"peers {settings.p2p.peer_listen}")
+    upstreams = ", ".join(
+        f"{u.name}={u.url}" + (f" via {u.via}" if u.via else "") for u in settings.upstreams
+    )
+    return [
+        f"registry-mirror {release}; config {config_file or '(none: defaults, environment, flags)'}",
+        "listening: " + ", ".join(listeners),
+        f"cache: {settings.cache.directory} (max {format_size(settings.cache.max_size)})",
+        f"upstreams: {upstreams or 'none'}; default {settings.default_upstream}",
+        f"hub upstreams: hf {settings.hf.upstream}, modelscope {settings.modelscope.upstream}"
+        + (f"; tracker {settings.p2p.tracker}" if settings.p2p.tracker else ""),
+    ]
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _header_limits(settings: Settings, listener: str) -> HeaderLimits:

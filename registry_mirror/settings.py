@@ -88,6 +88,13 @@ class UpstreamSettings:
         default=64 * MiB,
         metadata={"help": "Blobs at least this big are fetched over parallel ranges."},
     )
+    via: str | None = field(
+        default=None,
+        metadata={
+            "help": "Another registry-mirror to fetch this upstream through first (a regional tier),"
+            " asked with `?ns=<name>`; when it fails, the origin is asked directly."
+        },
+    )
 
 
 @dataclass(frozen=True)

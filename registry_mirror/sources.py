@@ -58,7 +58,11 @@ def origin_source(
             yield OriginStream(stream, limits, upstream_name)
 
     # A fill that sees `ranges` fetches by ranges on worker threads and never calls open_origin;
-    # wrappers (p2p, delta) that stream the origin themselves use open_origin.
+    # wrappers (p2p, delta) that stream the origin themselves use open_origin. Through a via mirror
+    # the fill streams open_origin (which tries the via mirror first): the via mirror does the
+    # ranged fetch from the origin for the whole tier.
+    if client.settings.via:
+        return open_origin
     slot = None
     throttle = None
     if limits is not None:

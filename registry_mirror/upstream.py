@@ -30,9 +30,11 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from nvme_cache.connections import ConnectionPool
+from registry_mirror import metrics
 from registry_mirror.settings import MiB, UpstreamSettings
 from registry_mirror.redirects import RedirectPolicy, RedirectRefused
 from registry_mirror.upstream_auth import TokenFetchError, UpstreamAuth
+from registry_mirror.via import ViaRoute
 
 USER_AGENT = "registry-mirror/0.1"
 MAX_REDIRECTS = 5
@@ -145,6 +147,7 @@ class UpstreamClient:
         )
         self._session: aiohttp.ClientSession | None = None
         self._range_pool: ConnectionPool | None = None
+        self._via = ViaRoute(settings.via, settings.name) if settings.via else None
 
     async def get_manifest(
         self, repo: str, reference: str, accept: list[str], *, method: str = "GET"
@@ -266,8 +269,28 @@ class UpstreamClient:
         headers: Mapping[str, str],
         params: Mapping[str, str] | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Sends with auth, retries once after a 401 challenge, raises on any error status."""
+        """Sends (through the via mirror first, when there is one), raises on any error status."""
         repository = self.upstream_repository(repo)
+        response = None
+        if self._via is not None:
+            response = await self._open_via(self._via, method, repository, path_suffix, headers, params)
+        if response is None:
+            response = await self._open_origin(method, repository, path_suffix, headers, params)
+        try:
+            yield response
+        finally:
+            # back to the pool when the body was read to the end, closed otherwise
+            response.release()
+
+    async def _open_origin(
+        self,
+        method: str,
+        repository: str,
+        path_suffix: str,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None,
+    ) -> aiohttp.ClientResponse:
+        """The origin's answer, with auth, retried once after a 401 challenge; raises on errors."""
         url = self._base.with_path(f"/v2/{repository}/{path_suffix}")
         if params:
             url = url.with_query(params)
@@ -284,10 +307,40 @@ class UpstreamClient:
                         response = await self._follow(session, method, url, headers, retry_with)
                 if response.status >= 400:
                     raise await _error_from(response, f"{method} {url.path}")
-                yield response
-            finally:
-                # back to the pool when the body was read to the end, closed otherwise
+            except BaseException:
                 response.release()
+                raise
+            return response
+
+    async def _open_via(
+        self,
+        via: ViaRoute,
+        method: str,
+        repository: str,
+        path_suffix: str,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None,
+    ) -> aiohttp.ClientResponse | None:
+        """The via mirror's answer, or None when the origin should be asked instead. The origin's
+        credentials are never sent to it (it holds its own), nor are its redirects followed."""
+        attrs = {"upstream": self.settings.name}
+        if not via.usable():
+            metrics.via_requests.add(1, {**attrs, "result": "skipped"})
+            return None
+        url = via.url(repository, path_suffix, dict(params or {}))
+        try:
+            with _translate(f"{method} via {via.base}"):
+                response = await self._get_session().request(method, url, headers=dict(headers), allow_redirects=False)
+            if response.status < 300:
+                metrics.via_requests.add(1, {**attrs, "result": "via"})
+                return response
+            response.release()
+            down = response.status >= 500
+        except UpstreamUnavailable:
+            down = True
+        via.failed(down)
+        metrics.via_requests.add(1, {**attrs, "result": "fallback"})
+        return None
 
     async def _follow(
         self,

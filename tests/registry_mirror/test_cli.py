@@ -80,7 +80,6 @@ def test_hosts_toml_command_options(tmp_path: Path) -> None:
         ["hosts-toml", "--mirror", "ftp://x", "--registry", "docker.io", "--out", "o"],
         ["hosts-toml", "--mirror", "http://127.0.0.1:5000", "--registry", "a b", "--out", "o"],
         ["hosts-toml", "--mirror", "http://127.0.0.1:5000", "--registry", "docker.io", "--out", "o", "--header", "x"],
-        ["hosts-toml", "--registry", "docker.io", "--out", "o"],
         ["serve", "--no-such-flag"],
         ["no-such-command"],
         [],
@@ -94,6 +93,12 @@ def test_usage_errors_exit_2_with_one_line(
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("registry-mirror: error: ")
+
+
+def test_hosts_toml_without_mirror_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["hosts-toml", "--registry", "docker.io", "--out", "o"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--mirror" in err and err.startswith("registry-mirror: error: ")
 
 
 def test_help_lists_every_subcommand() -> None:
@@ -204,3 +209,25 @@ def test_no_form_of_an_on_off_flag_overrides_the_environment(server_stub, monkey
     assert cli.main(["serve", "--no-catalog-insecure"]) == 0
     assert cli.main(["serve"]) == 0
     assert [s.catalog.insecure for _, s in server_stub] == [False, True]
+
+
+def test_serve_help_shows_defaults() -> None:
+    result = run_cli("serve", "--help")
+    text = " ".join(result.stdout.split())
+    assert 'default "127.0.0.1:5000"; listen' in text
+    assert 'default "~/.cache/registry-mirror"; cache.directory' in text
+    assert 'default "50GiB"' in text
+
+
+def test_startup_summary_names_listeners_cache_and_upstreams(tmp_path: Path) -> None:
+    from registry_mirror.config_load import load_settings
+    from registry_mirror.server import startup_summary
+
+    settings = load_settings(None, {}, {"cache_dir": str(tmp_path), "upstream": ["r.test=http://127.0.0.1:5101"],
+                                        "via": ["r.test=http://regional:5000"], "peer_listen": "0.0.0.0:5002",
+                                        "tracker": "http://tracker:5050"})
+    text = "\n".join(startup_summary(settings, None))
+    assert "api http://127.0.0.1:5000" in text and "admin 127.0.0.1:5001" in text and "peers 0.0.0.0:5002" in text
+    assert f"cache: {tmp_path} (max 50GiB)" in text
+    assert "r.test=http://127.0.0.1:5101 via http://regional:5000" in text and "default docker.io" in text
+    assert "hf https://huggingface.co" in text and "tracker http://tracker:5050" in text

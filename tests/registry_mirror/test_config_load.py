@@ -445,6 +445,7 @@ def test_example_config_uncommented_is_valid_and_says_the_defaults(tmp_path: Pat
         url="https://registry.example.internal",
         username="puller",
         password=SECRET,
+        via="http://regional-mirror.example.internal:5000",
     )
     rule = BlockRule(
         upstream="docker.io", repository="example/xz-utils", tag="5.6.*",
@@ -776,8 +777,18 @@ def test_listen_style_values_are_normalised() -> None:
     )
 
 
+def test_via_flag_sets_a_configured_upstream_and_names_the_field_otherwise() -> None:
+    settings = load_settings(None, {}, {"upstream": ["r.test=http://127.0.0.1:5101"],
+                                        "via": ["r.test=http://regional:5000/"]})
+    assert settings.upstream("r.test").via == "http://regional:5000"  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match=r"upstreams\.nope\.via: not a configured upstream"):
+        load_settings(None, {}, {"via": ["nope=http://regional:5000"]})
+    with pytest.raises(ConfigError, match=r"upstreams\.r\.test\.via|upstreams\.\"r\.test\"\.via"):
+        load_settings(None, {}, {"upstream": ["r.test=http://127.0.0.1:5101"], "via": ["r.test=ftp://x"]})
+
+
 def test_serve_flags_cover_every_flagged_key() -> None:
-    assert set(serve_flags()) == {key.cli for key in SETTING_KEYS if key.cli} | {"upstream"}
+    assert set(serve_flags()) == {key.cli for key in SETTING_KEYS if key.cli} | {"upstream", "via"}
     flags = {key.flag for key in SETTING_KEYS if key.cli}
     assert {"--tracker", "--peer-listen", "--advertise", "--zone", "--piece-size", "--tracker-token-file",
             "--peer-ca", "--peer-cert", "--peer-key", "--fault-corrupt-uploads", "--catalog", "--trusted-key",

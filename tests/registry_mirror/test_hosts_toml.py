@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from registry_mirror.config_load import InvalidValue
-from registry_mirror.hosts_toml import render_hosts_toml, write_hosts_dir
+from registry_mirror.hosts_toml import remove_hosts_dir, render_hosts_toml, write_hosts_dir
 from registry_mirror.settings import BUILTIN_UPSTREAMS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,8 +63,20 @@ def test_override_path_headers_and_server() -> None:
     }
 
 
-def test_registry_without_builtin_server_lets_containerd_pick_it() -> None:
-    assert "server" not in tomllib.loads(render_hosts_toml("registry.internal", GOLDEN_MIRROR))
+def test_registry_without_builtin_server_names_its_https_endpoint() -> None:
+    document = tomllib.loads(render_hosts_toml("registry.internal:8443", GOLDEN_MIRROR))
+    assert document["server"] == "https://registry.internal:8443"
+
+
+def test_remove_deletes_only_files_it_wrote(tmp_path: Path) -> None:
+    ours, theirs = write_hosts_dir(tmp_path, ["docker.io", "quay.io"], GOLDEN_MIRROR)
+    theirs.write_text('server = "https://quay.io"\n')  # an operator's own file: kept
+    (tmp_path / "docker.io" / "ca.crt").write_text("cert")
+    write_hosts_dir(tmp_path, ["ghcr.io"], GOLDEN_MIRROR)
+    removed = remove_hosts_dir(tmp_path, ["docker.io", "quay.io", "ghcr.io", "gcr.io"])
+    assert removed == [ours, tmp_path / "ghcr.io" / "hosts.toml"]
+    assert not ours.exists() and (tmp_path / "docker.io" / "ca.crt").exists()
+    assert theirs.exists() and not (tmp_path / "ghcr.io").exists()
 
 
 def test_registry_with_port_gets_its_own_directory(tmp_path: Path) -> None:

@@ -483,3 +483,18 @@ def test_open_range_resolved_later_equals_range_parsed_with_size(start: int, end
             open_range.resolve(size)
         return
     assert open_range.resolve(size) == now
+
+
+def test_route_by_path_takes_the_upstream_from_the_first_component() -> None:
+    from registry_mirror.paths import route_by_path
+
+    names = frozenset({"quay.io", "docker.io"})
+    routed = route_by_path(parse_distribution_path("/v2/quay.io/org/app/manifests/v1", None), names)
+    assert (routed.registry, routed.repository, routed.reference) == ("quay.io", "org/app", "v1")
+    hub = route_by_path(parse_distribution_path("/v2/docker.io/alpine/manifests/3", None), names)
+    assert (hub.registry, hub.repository) == ("docker.io", "alpine")  # library/ is added downstream
+    for path, ns in (("/v2/quay.io/org/app/manifests/v1", "ghcr.io"),  # an ns wins
+                     ("/v2/other.io/org/app/manifests/v1", None),     # not configured: a repository
+                     ("/v2/quay.io/manifests/v1", None)):             # one component: a repository
+        request = parse_distribution_path(path, ns)
+        assert route_by_path(request, names) == request

@@ -46,3 +46,27 @@ def oras_pull(ref: str, out_dir: Path, insecure: bool = True) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     client = oras.client.OrasClient(hostname=ref.split("/", 1)[0], insecure=insecure, tls_verify=False)
     return [Path(p) for p in client.pull(target=ref, outdir=str(out_dir))]
+
+
+def podman_pull(ref: str, registries_conf: Path, workdir: Path, timeout: float = 300,
+                check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`podman pull REF` with a private registries.conf, storage (vfs) and signature policy, in a
+    private mount namespace like skopeo. podman's --runroot must be short (at most 50 characters)."""
+    import tempfile
+
+    unshare = require_binary("unshare")
+    binary = require_binary("podman")
+    workdir.mkdir(parents=True, exist_ok=True)
+    policy = workdir / "policy.json"
+    policy.write_text('{"default": [{"type": "insecureAcceptAnything"}]}\n')
+    runroot = tempfile.mkdtemp(prefix="podrun-", dir="/tmp")
+    try:
+        argv = [unshare, "-m", "--propagation", "private", "--", "sh", "-c", _HERMETIC_SH, "sh",
+                "env", f"CONTAINERS_REGISTRIES_CONF={registries_conf}", binary, "--root", str(workdir / "root"),
+                "--runroot", runroot, "--storage-driver", "vfs", "pull", "--signature-policy", str(policy),
+                "--quiet", ref]
+        return run(argv, timeout=timeout, check=check)
+    finally:
+        import shutil
+
+        shutil.rmtree(runroot, ignore_errors=True)
