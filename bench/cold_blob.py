@@ -120,7 +120,10 @@ def report(single: dict[str, list[float]], fanout: dict[str, list[dict[str, floa
     for name, rounds in fanout.items():
         gets = [r["origin_gets"] for r in rounds]
         origin_bytes = [r["origin_bytes"] for r in rounds]
-        goal = ("== 1 " + ("met" if all(g == 1 for g in gets) else "MISSED")) if name == "mirror" else ""
+        # Single flight is one blob's worth of origin bytes: a range fill spreads them over a few
+        # GETs of distinct ranges (nvme_cache/inflight.py), each byte still fetched once.
+        once = all(abs(b / size - 1) < 0.005 for b in origin_bytes)
+        goal = ("bytes == 1x " + ("met" if once else "MISSED")) if name == "mirror" else ""
         fan_rows.append([name, "/".join(str(int(g)) for g in gets),
                          "/".join(f"{b / size:.2f}" for b in origin_bytes),
                          median([r["seconds"] for r in rounds]),
