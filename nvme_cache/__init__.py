@@ -11,6 +11,7 @@ from nvme_cache.errors import (
     VerificationFailed,
 )
 from nvme_cache.inflight import PIECE_SIZE, Fill, FillSource, RangeBody, RangeSource, SourceStream
+from nvme_cache.refs import Ref, Refs
 from nvme_cache.sendfile import (
     FileSegment,
     ZeroCopyMiddleware,
@@ -35,6 +36,8 @@ __all__ = [
     "FileSegment",
     "PIECE_SIZE",
     "RangeBody",
+    "Ref",
+    "Refs",
     "RangeSource",
     "ZeroCopyMiddleware",
     "ZeroCopySender",

@@ -23,6 +23,7 @@ from nvme_cache.evict import EvictionPolicy, plan_eviction
 from nvme_cache.index import BlobIndex
 from nvme_cache.inflight import PIECE_SIZE, Fill, FillSource
 from nvme_cache.layout import Layout
+from nvme_cache.refs import Refs
 from nvme_cache.sendfile import FileSegment, ShortRead, segment_chunks
 
 log = logging.getLogger("nvme_cache")
@@ -147,6 +148,11 @@ class BlobStore:
         if self._index is None:
             raise RuntimeError("BlobStore.open() was not called")
         return self._index
+
+    @property
+    def refs(self) -> Refs:
+        """Durable names (tags, revisions, listings) kept beside the blob index."""
+        return self.index.refs
 
     @property
     def bytes_used(self) -> int:

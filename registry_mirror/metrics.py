@@ -52,8 +52,10 @@ failed_downloads = meter.create_counter(
 upstream_requests = meter.create_counter(
     "registry_mirror_upstream_requests", description="Requests sent to upstream registries, by kind"
 )
-stale_tags_served = meter.create_counter(
-    "registry_mirror_stale_tags_served", description="Tags answered from a stale mapping while the upstream failed"
+stale_answers = meter.create_counter(
+    "registry_mirror_stale_answers",
+    description="Answers from a stale cached resolution (tag, revision, listing) while the origin failed, "
+    "by route and reason",
 )
 cross_repository_confirmations = meter.create_counter(
     "registry_mirror_cross_repository_confirmations",
