@@ -118,6 +118,12 @@ class CacheSettings:
     chunk_size: int = field(
         default=1 * MiB, metadata={"help": "Bytes per read, hash update and socket send."}
     )
+    scrub_rate: int = field(
+        default=16 * MiB,
+        metadata={
+            "help": "Bytes per second the background scrubber re-hashes cached blobs (0 turns it off)."
+        },
+    )
 
 
 @dataclass(frozen=True)
