@@ -10,6 +10,7 @@ skipped; a corrupt one is quarantined by the store (counted as stage "scrub").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -24,7 +25,7 @@ from nvme_cache.store import BlobStore
 log = logging.getLogger("nvme_cache.scrub")
 
 DEFAULT_RATE = 16 * 1024 * 1024
-_IDLE_SECONDS = 60.0  # between passes over an empty cache
+_IDLE_SECONDS = 60.0  # an empty cache is looked at again after this, or at the first commit
 
 
 class Scrubber:
@@ -49,11 +50,18 @@ class Scrubber:
     def start(self) -> None:
         if self._rate > 0:
             _scrubbers.append(self)
+            self._added = asyncio.Event()
+            self._store.on_commit.append(self._on_commit)
             self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def _on_commit(self, digest: str, size: int) -> None:
+        self._added.set()
 
     async def stop(self) -> None:
         if self in _scrubbers:
             _scrubbers.remove(self)
+        if self._on_commit in self._store.on_commit:
+            self._store.on_commit.remove(self._on_commit)
         if self._task is not None:
             self._task.cancel()
             try:
@@ -82,8 +90,10 @@ class Scrubber:
                 raise
             except Exception:  # a scrubber must never take the mirror down; try again later
                 log.exception("scrub pass failed")
-            if self.pass_bytes == 0:
-                await asyncio.sleep(self._idle)
+            if self.pass_bytes == 0:  # nothing cached: wait for the first commit
+                self._added.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._added.wait(), self._idle)
 
     def _pace(self, count: int) -> None:
         """On the hashing thread: wait until `count` bytes fit the rate."""

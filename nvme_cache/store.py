@@ -32,6 +32,7 @@ from nvme_cache.sendfile import FileSegment, ShortRead, segment_chunks
 log = logging.getLogger("nvme_cache")
 
 _FLUSH_INTERVAL = 5.0
+_RACY_NS = 1_000_000_000  # a verified file's mtime is kept at least this far in the past
 _SEGMENT_MAX = 256 * 1024 * 1024  # one zero-copy send of a cached blob at most
 
 BlobListener = Callable[[str, int], None]  # (digest, size)
@@ -358,8 +359,8 @@ class BlobStore:
             except BlobCorrupt as exc:
                 self._quarantine_if_same(key, identity, "first_read", str(exc))
                 raise
-            if self.index.get(key) is not None and FileIdentity.of(os.fstat(fd)) == identity:
-                self._verified[key] = identity
+            if self.index.get(key) is not None:
+                self._trust(key, self.layout.blob_path(digest), identity)
                 metrics.blobs_verified.add(1, {"stage": "first_read"})
         finally:
             self._close_reader(key, fd)
@@ -433,8 +434,26 @@ class BlobStore:
         self._after_commit(str(fill.digest), fill.size)
 
     def _mark_verified(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self._verified[key] = FileIdentity.of(os.stat(self.layout.blob_path(Digest.parse(key))))
+        self._trust(key, self.layout.blob_path(Digest.parse(key)), None)
+
+    def _trust(self, key: str, path: Path, checked: FileIdentity | None) -> None:
+        """Remember the file as verified at its identity now (`checked`: the identity it was
+        hashed at, None when its bytes were just written and verified).
+
+        File times are coarse (one kernel tick): a write in the same tick as the check would
+        leave mtime unchanged. So, as git does with racily clean entries, a recent mtime is set
+        back by a second first; any later write then moves it forward and is seen."""
+        try:
+            st = os.stat(path)
+            if checked is not None and FileIdentity.of(st) != checked:
+                return  # changed since it was hashed: leave it unverified
+            now = time.time_ns()
+            if st.st_mtime_ns > now - _RACY_NS:
+                os.utime(path, ns=(st.st_atime_ns, now - _RACY_NS))
+                st = os.stat(path)
+        except FileNotFoundError:
+            return
+        self._verified[key] = FileIdentity.of(st)
 
     def fill_done(self, fill: Fill) -> None:
         if self._fills.get(str(fill.digest)) is fill:
@@ -521,7 +540,7 @@ class BlobStore:
         )
         if ok:
             if identity is not None and self.index.get(key) is entry:
-                self._verified[key] = identity
+                self._trust(key, path, identity)
             metrics.blobs_verified.add(1, {"stage": stage})
             return True
         if self.index.get(key) is entry:  # not replaced by a new fill meanwhile
