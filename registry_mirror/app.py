@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,6 +15,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import registry_mirror.translations  # noqa: F401  (registers the exception translations)
+from registry_mirror import metrics
 from nvme_cache import BlobStore, ZeroCopyMiddleware
 from nvme_cache.scrub import Scrubber
 from registry_mirror.access_log import AccessLog
@@ -83,6 +85,7 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        metrics.watch_loop_tasks(asyncio.get_running_loop())
         mirror.store.open(holder=_lock_holder(settings))
         mirror.store.start_background()
         scrubber = Scrubber(mirror.store, settings.cache.scrub_rate)

@@ -59,7 +59,7 @@ class ManifestCache:
         self._max_stale = max_stale
         self._max_bytes = max_bytes
         self._tags: LRUCache[str, tuple[_TagEntry, ...]] = LRUCache(maxsize=100_000)  # in front of the refs
-        self._missing: TTLCache[str, OCIError] = TTLCache(maxsize=100_000, ttl=max(negative_ttl, 0.001), timer=clock)
+        self._missing: TTLCache[tuple[str, str], OCIError] = TTLCache(maxsize=100_000, ttl=max(negative_ttl, 0.001), timer=clock)
         self._bodies: LRUCache[str, Manifest] = LRUCache(maxsize=_BODY_CACHE_BYTES, getsizeof=lambda m: len(m.body) + 200)
         self._flights: SingleFlight[Manifest] = SingleFlight()
 
@@ -116,7 +116,9 @@ class ManifestCache:
     # -- by tag ----------------------------------------------------------------------------------
     async def _by_tag(self, target: Target, tag: str, accept: list[str]) -> Manifest:
         name = f"{target.name}/{target.repository}:{tag}"
-        missing = self._missing.get(name)
+        accept_key = ",".join(sorted(accept))
+        # A 404 depends on the Accept (a registry refuses an index to a client that takes none).
+        missing = self._missing.get((name, accept_key))
         if missing is not None:
             raise missing
         entry = _admitted(self._tag_entries(name), accept)
@@ -124,10 +126,10 @@ class ManifestCache:
             cached = await self._cached(entry.digest)
             if cached is not None:
                 return cached
-        accept_key = ",".join(sorted(accept))
-        return await self._flights.do(("tag", name, accept_key), lambda: self._refresh_tag(name, target, tag, accept))
+        return await self._flights.do(("tag", name, accept_key),
+                                      lambda: self._refresh_tag(name, accept_key, target, tag, accept))
 
-    async def _refresh_tag(self, name: str, target: Target, tag: str, accept: list[str]) -> Manifest:
+    async def _refresh_tag(self, name: str, accept_key: str, target: Target, tag: str, accept: list[str]) -> Manifest:
         entry = _admitted(self._tag_entries(name), accept)
         try:
             manifest = await self._revalidate(entry, target, tag, accept) if entry else None
@@ -141,9 +143,10 @@ class ManifestCache:
             log.info("served %s stale (%s) while %s fails: %s", name, stale.digest, target.name, exc.message)
             return stale
         except UpstreamNotFound as exc:
-            self._forget(name)
+            if entry is not None:
+                self._forget(name)  # the tag is gone (or moved out of this format)
             error = upstream_error(exc, ErrorCode.MANIFEST_UNKNOWN)
-            self._missing[name] = error
+            self._missing[(name, accept_key)] = error
             raise error from None
         except UpstreamError as exc:
             raise upstream_error(exc, ErrorCode.MANIFEST_UNKNOWN) from None

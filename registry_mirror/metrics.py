@@ -3,6 +3,7 @@ adds `_total` to counters)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterable
 
@@ -71,4 +72,21 @@ redirects_refused = meter.create_counter(
 )
 admin_bad_requests = meter.create_counter(
     "registry_mirror_admin_bad_requests", description="Admin API requests refused with 400, by parameter"
+)
+
+
+# Tasks on the serving loop: a leak (a task per request that never ends) shows as a climb here.
+_serving_loops: list[asyncio.AbstractEventLoop] = []
+
+
+def watch_loop_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    _serving_loops.append(loop)
+
+
+def _observe_tasks(_: CallbackOptions) -> Iterable[Observation]:
+    return [Observation(len(asyncio.all_tasks(loop))) for loop in _serving_loops if not loop.is_closed()]
+
+
+meter.create_observable_gauge(
+    "registry_mirror_asyncio_tasks", callbacks=[_observe_tasks], description="Tasks alive on the serving event loop"
 )
