@@ -327,7 +327,10 @@ class Settings:
     )
     max_stale: float = field(
         default=24 * 3600.0,
-        metadata={"help": "Seconds a known tag is still served while the upstream fails."},
+        metadata={
+            "help": "Seconds a known tag, hub revision or listing is still served while the origin fails"
+            " (also after a restart)."
+        },
     )
     negative_ttl: float = field(
         default=5.0, metadata={"help": "Seconds an upstream 404 is remembered."}
