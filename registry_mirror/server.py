@@ -17,7 +17,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from http_limits import HeaderLimits, with_header_limits
 
-from nvme_cache import BlobStore, CacheInUse, CacheLock
+from nvme_cache import BlobStore, CacheInUse, CacheLock, VerifyReport
 from registry_mirror.settings import Settings
 from registry_mirror.startup import StartupError, bind, check_cache_dir, close_all
 from registry_mirror.version import VERSION
@@ -131,11 +131,10 @@ def verify_cache(settings: Settings) -> int:
     holder = CacheLock(cache.directory).holder() if cache.directory.is_dir() else None
     if holder is not None:
         try:
-            report = _verify_through_admin(holder, settings.admin.token)
+            report, quarantine = _verify_through_admin(holder, settings.admin.token)
         except StartupError as exc:
             print(f"registry-mirror: error: {exc}", file=sys.stderr)
             return 2
-        corrupt, checked, quarantine = report["corrupt"], report["checked"], report["quarantine"]
         print(f"verified by the running mirror (pid {holder.get('pid', '?')}, admin {holder['admin']})")
     else:
         store = BlobStore(cache.directory, max_size=cache.max_size, chunk_size=cache.chunk_size)
@@ -145,17 +144,17 @@ def verify_cache(settings: Settings) -> int:
             print(f"registry-mirror: error: {exc}; run cache verify again", file=sys.stderr)
             return 2
         try:
-            result = asyncio.run(store.verify_all())
+            report = asyncio.run(store.verify_all())
         finally:
             store.close()
-        corrupt, checked, quarantine = list(result.corrupt), result.checked, str(store.layout.quarantine)
-    for digest in corrupt:
+        quarantine = str(store.layout.quarantine)
+    for digest in report.corrupt:
         print(f"corrupt: {digest} (moved to {quarantine})")
-    print(f"checked {checked} blobs, {len(corrupt)} corrupt")
-    return 1 if corrupt else 0
+    print(f"checked {report.checked} blobs, {len(report.corrupt)} corrupt")
+    return 1 if report.corrupt else 0
 
 
-def _verify_through_admin(holder: dict[str, object], token: str | None) -> dict[str, object]:
+def _verify_through_admin(holder: dict[str, object], token: str | None) -> tuple[VerifyReport, str]:
     import httpx
 
     admin = str(holder.get("admin") or "")
@@ -170,5 +169,5 @@ def _verify_through_admin(holder: dict[str, object], token: str | None) -> dict[
         raise StartupError(f"cannot reach the admin API of registry-mirror pid {pid} at {admin}: {exc}") from None
     if response.status_code != 200:
         raise StartupError(f"the admin API at {admin} answered {response.status_code}: {response.text[:200]}")
-    body: dict[str, object] = response.json()
-    return body
+    body = response.json()
+    return VerifyReport(int(body["checked"]), tuple(str(d) for d in body["corrupt"])), str(body["quarantine"])
