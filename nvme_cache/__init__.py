@@ -3,6 +3,7 @@
 from nvme_cache.digest import Digest, InvalidDigest, Verifier
 from nvme_cache.errors import (
     BlobNotFound,
+    BlobVanished,
     CacheError,
     FillFailed,
     FillUnavailable,
@@ -10,7 +11,10 @@ from nvme_cache.errors import (
     SourceFailed,
     VerificationFailed,
 )
+from nvme_cache.integrity import BlobCorrupt
 from nvme_cache.inflight import PIECE_SIZE, Fill, FillSource, RangeBody, RangeSource, SourceStream, ranges_of
+from nvme_cache.lock import CacheInUse, CacheLock
+from nvme_cache.refs import Ref, Refs
 from nvme_cache.sendfile import (
     FileSegment,
     ZeroCopyMiddleware,
@@ -22,10 +26,14 @@ from nvme_cache.sendfile import (
 from nvme_cache.store import BlobInfo, BlobStore, CachedBlob, VerifyReport
 
 __all__ = [
+    "BlobCorrupt",
     "BlobInfo",
     "BlobNotFound",
+    "BlobVanished",
     "BlobStore",
     "CacheError",
+    "CacheInUse",
+    "CacheLock",
     "CachedBlob",
     "Digest",
     "Fill",
@@ -35,6 +43,8 @@ __all__ = [
     "FileSegment",
     "PIECE_SIZE",
     "RangeBody",
+    "Ref",
+    "Refs",
     "RangeSource",
     "ZeroCopyMiddleware",
     "ZeroCopySender",

@@ -32,3 +32,7 @@ class SourceFailed(FillFailed):
 
 class FillUnavailable(FillFailed):
     """The fill degraded to pass-through and can no longer serve bytes this reader needs."""
+
+
+class BlobVanished(BlobNotFound, FillFailed):
+    """A cached file disappeared under a reader (removed or quarantined): its body is aborted."""

@@ -1,4 +1,4 @@
-"""The blob index: sizes, LRU order and named pins, persisted in SQLite (WAL).
+"""The blob index: sizes, LRU order, named pins and refs (nvme_cache.refs), persisted in SQLite (WAL).
 
 Why SQLite in WAL mode: a hit only moves an in-memory LRU entry and marks it dirty; dirty access
 times are written in one batched transaction every few seconds, so a hit never rewrites the index
@@ -14,6 +14,8 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from nvme_cache.refs import Refs
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blobs (
@@ -43,6 +45,7 @@ class BlobIndex:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self.refs = Refs(self._db)  # durable tag/revision resolution in the same file
         self._entries: OrderedDict[str, Entry] = OrderedDict()  # least recently used first
         self._dirty: set[str] = set()
         self._pins: dict[str, set[str]] = {}

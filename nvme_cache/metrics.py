@@ -26,6 +26,21 @@ verification_failures = meter.create_counter(
     description="Fills whose bytes did not match their digest or size",
 )
 
+corrupt_blobs = meter.create_counter(
+    "registry_mirror_cache_corrupt_blobs",
+    description="Cached files that failed verification and were quarantined, by stage "
+    "(first_read, size, restart_scan, scrub, verify)",
+)
+blobs_verified = meter.create_counter(
+    "registry_mirror_cache_blobs_verified", description="Cached blobs hashed and found intact, by stage"
+)
+scrub_bytes = meter.create_counter(
+    "registry_mirror_cache_scrub_bytes", description="Bytes the background scrubber re-hashed"
+)
+scrub_passes = meter.create_counter(
+    "registry_mirror_cache_scrub_passes", description="Full passes of the background scrubber over the cache"
+)
+
 sendfile_bytes = meter.create_counter(
     "registry_mirror_sendfile_bytes", description="Body bytes sent with sendfile (no copy through Python)"
 )

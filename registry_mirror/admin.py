@@ -16,8 +16,8 @@ import inspect
 import ipaddress
 import json
 import logging
+import os
 import re
-import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -38,6 +38,7 @@ from registry_mirror.paths import parse_reference, parse_registry_host, validate
 from registry_mirror.policy import InvalidRule, Policy, Subject, rule_from_mapping
 from registry_mirror.sources import origin_source
 from registry_mirror.state import Listener, Mirror
+from registry_mirror.version import VERSION
 
 log = logging.getLogger("registry_mirror.admin")
 
@@ -130,24 +131,16 @@ def install_admin(
 
     host, port = parse_listen(admin.listen)
     check_admin_exposure(host, admin.token)
-    if not _can_bind(host, port):
-        # The admin API is optional: a taken port must not take the mirror down with it.
-        log.error("admin API disabled: cannot bind %s:%d (in use?); set admin.listen", host, port)
-        return None
+    # A port that cannot be bound is fatal (registry_mirror.startup binds every listener first):
+    # a mirror quietly without its admin API would let `ctl` talk to some other instance.
     context = AdminContext(mirror, policy, metrics_registry)
     mirror.listeners.append(Listener("admin", create_admin_app(context, admin.token), host, port))
     return context
 
 
-def _can_bind(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
+def _upstream_url(settings: Any, name: str) -> str:
+    upstream = settings.upstream(name)
+    return str(upstream.url) if upstream is not None else ""
 
 
 def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
@@ -205,7 +198,12 @@ def create_admin_app(context: AdminContext, token: str | None = None) -> ASGIApp
 
     async def status(request: Request) -> JSONResponse:
         index = store.index
+        settings = mirror.settings
         body: dict[str, Any] = {
+            "address": f"{settings.listen_host}:{settings.listen_port}",
+            "version": VERSION,
+            "pid": os.getpid(),
+            "cache_dir": str(settings.cache.directory),
             "uptime_seconds": round(time.time() - context.started, 1),
             "cache": {
                 "blobs": len(index), "bytes_used": index.bytes_used, "bytes_capacity": store.policy.max_size,
@@ -213,6 +211,8 @@ def create_admin_app(context: AdminContext, token: str | None = None) -> ASGIApp
             },
             "traffic": traffic_summary(context.metrics_registry),
             "upstreams": mirror.upstreams.names(),
+            "upstream_urls": {name: _upstream_url(settings, name) for name in mirror.upstreams.names()},
+            "default_upstream": settings.default_upstream,
             "blocklist_rules": len(context.policy.blocklist.rules()),
         }  # fmt: skip
         if (limits := mirror.upstream_limits) is not None:
@@ -258,6 +258,13 @@ def create_admin_app(context: AdminContext, token: str | None = None) -> ASGIApp
         if not store.evict(digest):
             return _error(409, f"{digest} is pinned or being read; unpin it or retry")
         return JSONResponse({"evicted": str(digest)})
+
+    async def cache_verify(request: Request) -> JSONResponse:
+        """Rehash every cached blob here, in the process that serves them: a corrupt one is
+        quarantined and forgotten at once, so the next request refetches it (never an empty 200)."""
+        report = await store.verify_all()
+        return JSONResponse({"checked": report.checked, "corrupt": list(report.corrupt),
+                             "quarantine": str(store.layout.quarantine)})
 
     async def cache_pin(request: Request) -> JSONResponse:
         _single_values(request)
@@ -337,6 +344,7 @@ def create_admin_app(context: AdminContext, token: str | None = None) -> ASGIApp
     routes = [
         Route("/admin/status", status, methods=["GET"]),
         Route("/admin/cache", cache_list, methods=["GET"]),
+        Route("/admin/cache/verify", cache_verify, methods=["POST"]),
         Route("/admin/cache/{digest}", cache_inspect, methods=["GET"]),
         Route("/admin/cache/{digest}", cache_evict, methods=["DELETE"]),
         Route("/admin/cache/{digest}/pin", cache_pin, methods=["POST", "DELETE"]),

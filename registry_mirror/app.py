@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,7 +15,9 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import registry_mirror.translations  # noqa: F401  (registers the exception translations)
+from registry_mirror import metrics
 from nvme_cache import BlobStore, ZeroCopyMiddleware
+from nvme_cache.scrub import Scrubber
 from registry_mirror.access_log import AccessLog
 from registry_mirror.admin import install_admin
 from registry_mirror.catalog_wiring import install_catalogs, install_cluster_catalogs
@@ -32,6 +35,7 @@ from registry_mirror.state import Mirror
 from registry_mirror.telemetry import install_metrics, metrics_endpoint
 from registry_mirror.tracing import TracingMiddleware, install_tracing, shutdown_tracing
 from registry_mirror.upstreams import Upstreams
+from registry_mirror.version import VERSION
 
 log = logging.getLogger("registry_mirror")
 
@@ -86,12 +90,15 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        mirror.store.open()
+        metrics.watch_loop_tasks(asyncio.get_running_loop())
+        mirror.store.open(holder=_lock_holder(settings))
         mirror.store.start_background()
+        scrubber = Scrubber(mirror.store, settings.cache.scrub_rate)
+        scrubber.start()
+        mirror.on_shutdown.insert(0, scrubber.stop)
         mirror.provenance.open()
         for hook in mirror.on_startup:
             await hook()
-        log.info("registry-mirror ready: upstreams %s, default %s", ", ".join(mirror.upstreams.names()), settings.default_upstream)
         try:
             yield
         finally:
@@ -158,6 +165,13 @@ class _FastPath:
             await self.api(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+
+def _lock_holder(settings: Settings) -> dict[str, str]:
+    """Written into the cache dir's lock: `cache verify` finds this instance's admin API there."""
+    admin = settings.admin.listen
+    return {"listen": f"{settings.listen_host}:{settings.listen_port}", "version": VERSION,
+            "admin": f"http://{admin}" if admin else ""}
 
 
 def _async(fn: Callable[[], None]) -> Callable[[], Awaitable[None]]:

@@ -304,7 +304,10 @@ def _registrar(subcommand: Subcommand) -> Registrar:
 
 def build_parser(command: str | None) -> OneLineParser:
     """The parser with `command` fully registered and the others listed by name and help only."""
+    from registry_mirror.version import VERSION
+
     parser = OneLineParser(prog=PROG, description="A node-local pull-through registry mirror.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {VERSION}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, subcommand in SUBCOMMANDS.items():
         if name == command:

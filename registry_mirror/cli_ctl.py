@@ -180,20 +180,33 @@ def _status(admin: Admin, args: argparse.Namespace) -> tuple[Any, str]:
     status = admin.call("GET", "/admin/status")
     cache, traffic = status["cache"], status["traffic"]
     ratio = traffic.get("hit_ratio")
+    urls = status.get("upstream_urls", {})
+    upstreams = ", ".join(f"{name} ({urls[name]})" if urls.get(name) else name for name in status["upstreams"])
     lines = [
+        f"mirror     {status.get('address', '?')} (admin {admin.url}), version {status.get('version', '?')},"
+        f" pid {status.get('pid', '?')}, up {_duration(status.get('uptime_seconds', 0))}",
+        f"cache dir  {status.get('cache_dir', '?')}",
         f"cache      {_size(cache['bytes_used'])} of {_size(cache['bytes_capacity'])}, {cache['blobs']} blobs,"
         f" {cache['pins']} pins, {cache['fills_in_flight']} fills running",
         f"hit ratio  {'-' if ratio is None else f'{ratio:.1%}'} of blob bytes"
         f" (origin bytes saved: {_size(traffic['origin_bytes_saved'])})",
         "bytes      " + (", ".join(f"{k} {_size(v)}" for k, v in traffic["blob_bytes_by_source"].items()) or "-"),
-        f"upstreams  {', '.join(status['upstreams'])}",
+        f"upstreams  {upstreams}; default {status.get('default_upstream', '?')}",
         f"blocklist  {status['blocklist_rules']} rules",
     ]
     lines += [f"{name:<10} {json.dumps(value)}" for name, value in status.items() if name not in _STATUS_CORE]
     return status, "\n".join(lines)
 
 
-_STATUS_CORE = {"cache", "traffic", "upstreams", "blocklist_rules", "uptime_seconds", "upstream_limits"}
+_STATUS_CORE = {"cache", "traffic", "upstreams", "blocklist_rules", "uptime_seconds", "upstream_limits", "address",
+                "version", "pid", "cache_dir", "upstream_urls", "default_upstream"}
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours}h" if days else f"{hours}h{minutes}m" if hours else f"{minutes}m{secs}s"
 
 
 def _cache_ls(admin: Admin, args: argparse.Namespace) -> tuple[Any, str]:

@@ -160,6 +160,7 @@ SETTING_KEYS: tuple[Key, ...] = (
     Key("cache.min_free_bytes", sized(0), "size"),
     Key("cache.complete_abandoned_fills", parse_bool, "bool"),
     Key("cache.chunk_size", sized(4 * KiB, 64 * MiB), "size"),
+    Key("cache.scrub_rate", sized(0), "size"),
     Key("p2p.tracker", parse_tracker, "text", "tracker"),
     Key("p2p.peer_listen", parse_optional_listen, "text", "peer_listen"),
     Key("p2p.advertise", parse_optional_url, "text", "advertise"),

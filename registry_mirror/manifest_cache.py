@@ -1,10 +1,14 @@
 """Manifests: by digest immutable (nvme_cache plus a small in-memory body cache); tag -> digest
-held for a TTL, revalidated with a HEAD, and served stale while the upstream fails."""
+(one per manifest media type) persisted in the cache index (nvme_cache refs), fresh for a TTL,
+then revalidated with a HEAD, and served stale up to `max_stale` while the upstream fails, also
+after a restart. A cached manifest answers any client whose Accept admits its media type."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cachetools import LRUCache, TTLCache
@@ -13,6 +17,7 @@ from nvme_cache import BlobNotFound, BlobStore, Digest, VerificationFailed
 from registry_mirror import metrics
 from registry_mirror.errors import ErrorCode, OCIError
 from registry_mirror.singleflight import SingleFlight
+from registry_mirror.staleness import count_stale
 from registry_mirror.translations import upstream_error
 from registry_mirror.upstream import (
     UpstreamError,
@@ -24,6 +29,9 @@ from registry_mirror.upstreams import Target
 
 _BODY_CACHE_BYTES = 64 * 1024 * 1024
 _DEFAULT_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
+_TAG_SCOPE = "tag"
+
+log = logging.getLogger("registry_mirror.manifests")
 
 
 @dataclass(frozen=True)
@@ -33,23 +41,25 @@ class Manifest:
     body: bytes
 
 
-@dataclass
+@dataclass(frozen=True)
 class _TagEntry:
     digest: Digest
     media_type: str
-    confirmed: float  # monotonic time the upstream last confirmed this mapping
+    confirmed: float  # wall-clock time the upstream last confirmed this mapping (survives restarts)
 
 
 class ManifestCache:
     def __init__(
-        self, store: BlobStore, *, tag_ttl: float, max_stale: float, negative_ttl: float, max_bytes: int
+        self, store: BlobStore, *, tag_ttl: float, max_stale: float, negative_ttl: float, max_bytes: int,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._clock = clock
         self._store = store
         self._tag_ttl = tag_ttl
         self._max_stale = max_stale
         self._max_bytes = max_bytes
-        self._tags: LRUCache[tuple[str, ...], _TagEntry] = LRUCache(maxsize=100_000)
-        self._missing: TTLCache[tuple[str, ...], OCIError] = TTLCache(maxsize=100_000, ttl=max(negative_ttl, 0.001))
+        self._tags: LRUCache[str, tuple[_TagEntry, ...]] = LRUCache(maxsize=100_000)  # in front of the refs
+        self._missing: TTLCache[tuple[str, str], OCIError] = TTLCache(maxsize=100_000, ttl=max(negative_ttl, 0.001), timer=clock)
         self._bodies: LRUCache[str, Manifest] = LRUCache(maxsize=_BODY_CACHE_BYTES, getsizeof=lambda m: len(m.body) + 200)
         self._flights: SingleFlight[Manifest] = SingleFlight()
 
@@ -105,19 +115,22 @@ class ManifestCache:
 
     # -- by tag ----------------------------------------------------------------------------------
     async def _by_tag(self, target: Target, tag: str, accept: list[str]) -> Manifest:
-        key = (target.name, target.repository, tag, ",".join(sorted(accept)))
-        missing = self._missing.get(key)
+        name = f"{target.name}/{target.repository}:{tag}"
+        accept_key = ",".join(sorted(accept))
+        # A 404 depends on the Accept (a registry refuses an index to a client that takes none).
+        missing = self._missing.get((name, accept_key))
         if missing is not None:
             raise missing
-        entry = self._tags.get(key)
-        if entry is not None and time.monotonic() - entry.confirmed < self._tag_ttl:
+        entry = _admitted(self._tag_entries(name), accept)
+        if entry is not None and self._clock() - entry.confirmed < self._tag_ttl:
             cached = await self._cached(entry.digest)
             if cached is not None:
                 return cached
-        return await self._flights.do(("tag", *key), lambda: self._refresh_tag(key, target, tag, accept))
+        return await self._flights.do(("tag", name, accept_key),
+                                      lambda: self._refresh_tag(name, accept_key, target, tag, accept))
 
-    async def _refresh_tag(self, key: tuple[str, ...], target: Target, tag: str, accept: list[str]) -> Manifest:
-        entry = self._tags.get(key)
+    async def _refresh_tag(self, name: str, accept_key: str, target: Target, tag: str, accept: list[str]) -> Manifest:
+        entry = _admitted(self._tag_entries(name), accept)
         try:
             manifest = await self._revalidate(entry, target, tag, accept) if entry else None
             if manifest is None:
@@ -126,16 +139,18 @@ class ManifestCache:
             stale = await self._stale(entry)
             if stale is None:
                 raise upstream_error(exc, ErrorCode.MANIFEST_UNKNOWN) from None
-            metrics.stale_tags_served.add(1, {"upstream": target.name})
+            count_stale("manifest", exc.status, exc.message)
+            log.info("served %s stale (%s) while %s fails: %s", name, stale.digest, target.name, exc.message)
             return stale
         except UpstreamNotFound as exc:
-            self._tags.pop(key, None)
+            if entry is not None:
+                self._forget(name)  # the tag is gone (or moved out of this format)
             error = upstream_error(exc, ErrorCode.MANIFEST_UNKNOWN)
-            self._missing[key] = error
+            self._missing[(name, accept_key)] = error
             raise error from None
         except UpstreamError as exc:
             raise upstream_error(exc, ErrorCode.MANIFEST_UNKNOWN) from None
-        self._tags[key] = _TagEntry(manifest.digest, manifest.media_type, time.monotonic())
+        self._remember(name, manifest)
         return manifest
 
     async def _revalidate(self, entry: _TagEntry, target: Target, tag: str, accept: list[str]) -> Manifest | None:
@@ -147,9 +162,49 @@ class ManifestCache:
         return await self._cached(entry.digest)
 
     async def _stale(self, entry: _TagEntry | None) -> Manifest | None:
-        if entry is None or time.monotonic() - entry.confirmed > self._max_stale:
+        if entry is None or self._clock() - entry.confirmed > self._max_stale:
             return None
         return await self._cached(entry.digest)
+
+    # -- the durable tag table (nvme_cache refs, one variant per manifest media type) ------------
+    def _tag_entries(self, name: str) -> tuple[_TagEntry, ...]:
+        entries = self._tags.get(name)
+        if entries is None:
+            entries = tuple(
+                _TagEntry(Digest.parse(ref.value.decode()), ref.variant, ref.confirmed)
+                for ref in self._store.refs.variants(_TAG_SCOPE, name)
+            )
+            self._tags[name] = entries
+        return entries
+
+    def _remember(self, name: str, manifest: Manifest) -> None:
+        now = self._clock()
+        self._store.refs.put(_TAG_SCOPE, name, str(manifest.digest).encode(), confirmed=now,
+                             variant=manifest.media_type)
+        others = tuple(e for e in self._tag_entries(name) if e.media_type != manifest.media_type)
+        self._tags[name] = (_TagEntry(manifest.digest, manifest.media_type, now), *others)
+
+    def _forget(self, name: str) -> None:
+        self._store.refs.delete(_TAG_SCOPE, name)
+        self._tags.pop(name, None)
+
+
+def _admitted(entries: tuple[_TagEntry, ...], accept: list[str]) -> _TagEntry | None:
+    """The most recently confirmed entry whose media type the client's Accept admits."""
+    return next((entry for entry in entries if accepts(accept, entry.media_type)), None)
+
+
+def accepts(accept: list[str], media_type: str) -> bool:
+    """Whether an Accept list (one item per entry, parameters allowed) admits `media_type`;
+    no Accept at all admits anything, as in HTTP."""
+    if not accept:
+        return True
+    major = media_type.split("/", 1)[0]
+    for item in accept:
+        value = item.split(";", 1)[0].strip().lower()
+        if value in ("*/*", "*", media_type.lower(), f"{major}/*"):
+            return True
+    return False
 
 
 def _media_type(content_type: str | None, body: bytes) -> str:

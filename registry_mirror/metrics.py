@@ -3,6 +3,7 @@ adds `_total` to counters)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterable
 
@@ -52,8 +53,10 @@ failed_downloads = meter.create_counter(
 upstream_requests = meter.create_counter(
     "registry_mirror_upstream_requests", description="Requests sent to upstream registries, by kind"
 )
-stale_tags_served = meter.create_counter(
-    "registry_mirror_stale_tags_served", description="Tags answered from a stale mapping while the upstream failed"
+stale_answers = meter.create_counter(
+    "registry_mirror_stale_answers",
+    description="Answers from a stale cached resolution (tag, revision, listing) while the origin failed, "
+    "by route and reason",
 )
 cross_repository_confirmations = meter.create_counter(
     "registry_mirror_cross_repository_confirmations",
@@ -74,4 +77,20 @@ via_requests = meter.create_counter(
     "registry_mirror_via_requests",
     description="Requests for an upstream with `via`, by result: via (answered by the other mirror), "
     "fallback (it failed; the origin was asked), skipped (it failed recently; straight to the origin)",
+)
+
+# Tasks on the serving loop: a leak (a task per request that never ends) shows as a climb here.
+_serving_loops: list[asyncio.AbstractEventLoop] = []
+
+
+def watch_loop_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    _serving_loops.append(loop)
+
+
+def _observe_tasks(_: CallbackOptions) -> Iterable[Observation]:
+    return [Observation(len(asyncio.all_tasks(loop))) for loop in _serving_loops if not loop.is_closed()]
+
+
+meter.create_observable_gauge(
+    "registry_mirror_asyncio_tasks", callbacks=[_observe_tasks], description="Tasks alive on the serving event loop"
 )

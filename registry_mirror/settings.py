@@ -125,6 +125,12 @@ class CacheSettings:
     chunk_size: int = field(
         default=1 * MiB, metadata={"help": "Bytes per read, hash update and socket send."}
     )
+    scrub_rate: int = field(
+        default=16 * MiB,
+        metadata={
+            "help": "Bytes per second the background scrubber re-hashes cached blobs (0 turns it off)."
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -349,7 +355,10 @@ class Settings:
     )
     max_stale: float = field(
         default=24 * 3600.0,
-        metadata={"help": "Seconds a known tag is still served while the upstream fails."},
+        metadata={
+            "help": "Seconds a known tag, hub revision or listing is still served while the origin fails"
+            " (also after a restart)."
+        },
     )
     negative_ttl: float = field(
         default=5.0, metadata={"help": "Seconds an upstream 404 is remembered."}

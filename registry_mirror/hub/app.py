@@ -70,6 +70,14 @@ def build_hub_app(
     hf_client = HubClient(hf_upstream, "hf", chunk_size=chunk_size)
     ms_client = HubClient(modelscope_upstream, "modelscope", chunk_size=chunk_size)
     small = SmallFiles(mirror)
-    huggingface = HuggingFaceApp(mirror, hf_client, RevisionCache(revision_ttl), AccessCache(auth_ttl), small)
-    modelscope = ModelScopeApp(mirror, ms_client, RevisionCache(ms_revision_ttl), AccessCache(ms_auth_ttl))
+    store, max_stale = mirror.store, mirror.settings.max_stale
+    huggingface = HuggingFaceApp(
+        mirror, hf_client, RevisionCache(store, "hf-revision", revision_ttl, max_stale),
+        AccessCache(auth_ttl, store=store, scope="hf-public"), small,
+        listings=RevisionCache(store, "hf-api", revision_ttl, max_stale),
+    )
+    modelscope = ModelScopeApp(
+        mirror, ms_client, RevisionCache(store, "modelscope-api", ms_revision_ttl, max_stale),
+        AccessCache(ms_auth_ttl, store=store, scope="modelscope-public"),
+    )
     return HubApp(huggingface, modelscope, [hf_client, ms_client])

@@ -4,7 +4,8 @@
   starts (or joins) the one verified fill through `mirror.fill_source`, so peers share them.
 - Small non-LFS files have no sha256 upstream. Their (repo, commit, path) is immutable, so they
   are fetched whole (capped), verified by size and git blob oid (sha1 of "blob <size>\\0" + bytes),
-  stored under the sha256 of their bytes, and found again through an in-memory map.
+  stored under the sha256 of their bytes, and found again through a map kept in the cache index
+  (nvme_cache refs), so a restart with the origin down still finds them.
 """
 
 from __future__ import annotations
@@ -122,9 +123,14 @@ class SmallFiles:
 
     def cached(self, key: SmallFileKey) -> Digest | None:
         digest = self._digests.get(key)
+        if digest is None:
+            ref = self._mirror.store.refs.get(_SMALL_SCOPE, _small_name(key))
+            digest = None if ref is None else Digest.parse(ref.value.decode())
         if digest is not None and self._mirror.store.stat(digest) is None:
-            del self._digests[key]  # evicted since
+            self._digests.pop(key, None)  # evicted since
             return None
+        if digest is not None:
+            self._digests[key] = digest
         return digest
 
     async def fetch(
@@ -140,4 +146,12 @@ class SmallFiles:
         digest = Digest.from_bytes(reply.body)
         await self._mirror.store.put_bytes(digest, reply.body)
         self._digests[key] = digest
+        self._mirror.store.refs.put(_SMALL_SCOPE, _small_name(key), str(digest).encode(), confirmed=time.time())
         return digest
+
+
+_SMALL_SCOPE = "hub-small-file"
+
+
+def _small_name(key: SmallFileKey) -> str:
+    return "\x1f".join((key.repo_type, key.repo, key.commit, key.path))

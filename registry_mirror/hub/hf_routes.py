@@ -3,20 +3,24 @@
 - `/api/{type}s/{repo}/revision/{rev}`: cached revision -> commit (TTL, stale on origin failure).
 - `/{type}s?/{repo}/resolve/{rev}/{path}`: HEAD answered from paths-info metadata; GET from the
   cache (LFS by sha256, small files by (repo, commit, path)), else one verified origin fill.
-- Everything else under `/api/` (tree pages, paths-info, model info): passed through with the
-  client's credentials, Xet fields stripped and pagination links pointed back here.
+- `/api/{type}s/{repo}` and its `/tree/{rev}` pages: answered from the cache (a commit's pages
+  forever, others for the TTL, stale on origin failure), else fetched with the client's
+  credentials; Xet fields stripped and pagination links pointed back here.
+- Everything else under `/api/`: passed through.
+Revisions, listings and paths-info answers persist in the cache index (hub.revisions), so cached
+repos keep working with the origin down, after a restart too.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 from cachetools import LRUCache
+from multidict import CIMultiDict
 from yarl import URL
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,7 +30,7 @@ from nvme_cache import Digest
 from registry_mirror.hub.auth_cache import AccessCache
 from registry_mirror.hub.delivery import SMALL_FILE_MAX_BYTES, SmallFileKey, SmallFiles, hub_source, serve_blob
 from registry_mirror.hub.hf_upstream import HubClient, HubReply, HubTooLarge, HubUnavailable, credentials
-from registry_mirror.hub.relay import StreamedRelay, OriginRefused, relay, unavailable
+from registry_mirror.hub.relay import StreamedRelay, OriginRefused, kept_headers, relay, unavailable
 from registry_mirror.hub.revisions import Resolution, RevisionCache, is_commit
 from registry_mirror.hub.xet import strip_xet_json
 from registry_mirror.state import Mirror
@@ -34,6 +38,10 @@ from registry_mirror.state import Mirror
 REPO = r"(?P<repo>[^/]+(?:/[^/]+)?)"
 API_PATH = re.compile(rf"^/api/(?P<type>models|datasets|spaces)/{REPO}/(?P<op>revision)/(?P<rev>[^/]+)$")
 RESOLVE_PATH = re.compile(rf"^/(?:(?P<type>datasets|spaces)/)?{REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
+# Model info and tree pages: cacheable GETs about one repo.
+REPO_API_PATH = re.compile(
+    rf"^/api/(?P<type>models|datasets|spaces)/{REPO}(?:/tree/(?P<rev>[^/]+)(?:/.*)?)?$"
+)
 TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 
 
@@ -61,10 +69,12 @@ class RepoRef:
 class HuggingFaceApp:
     def __init__(
         self, mirror: Mirror, client: HubClient, revisions: RevisionCache, access: AccessCache, small: SmallFiles,
+        listings: RevisionCache | None = None,
     ) -> None:
         self.mirror = mirror
         self.client = client
         self.revisions = revisions
+        self.listings = listings or revisions  # tree pages, model info, paths-info answers
         self.access = access
         self.small = small
         self._file_infos: LRUCache[tuple[str, str, str], FileInfo | None] = LRUCache(100_000)
@@ -92,9 +102,34 @@ class HuggingFaceApp:
                 resolution = await self.resolve_revision(ref, unquote(match["rev"]), creds)
                 return Response(b"" if request.method == "HEAD" else resolution.body, 200,
                                 media_type="application/json")
+        if request.method == "GET" and (match := REPO_API_PATH.match(path)):
+            ref = RepoRef(match["type"][:-1], unquote(match["repo"]), match["repo"])
+            return await self.cached_api(request, ref, unquote(match["rev"]) if match["rev"] else None, path, creds)
         if path.startswith("/api/"):
             return await self.pass_through(request, path, creds)
         return Response(b"", 404, headers={"X-Error-Code": "EntryNotFound"})
+
+    async def cached_api(
+        self, request: Request, ref: RepoRef, rev: str | None, path: str, creds: Mapping[str, str]
+    ) -> Response:
+        """A repo's info or tree page: from the cache when fresh (a commit's pages always are),
+        else from the origin, else (origin down) stale."""
+        query = request.url.query
+
+        async def fetch() -> Resolution:
+            reply = await self.client.request("GET", self.client.url(path, query), creds, kind="api")
+            if not reply.ok:
+                raise OriginRefused(reply)
+            self.access.allow(creds, ref.key)
+            return Resolution("", reply.body, kept_headers(reply))
+
+        key = (ref.repo_type, ref.repo, "api", path, query)
+        route = "hf_tree" if rev is not None else "hf_api"
+        answer = await self.listings.resolve(key, fetch, route=route, immutable=rev is not None and is_commit(rev))
+        assert answer is not None
+        await self.require_access(ref, rev or "main", creds)
+        reply = HubReply(200, CIMultiDict(answer.headers), answer.body, self.client.url(path, query))
+        return relay(reply, self.client, request)
 
     # -- revisions and access --------------------------------------------------------------------
     async def resolve_revision(self, ref: RepoRef, rev: str, creds: Mapping[str, str]) -> Resolution:
@@ -108,9 +143,9 @@ class HuggingFaceApp:
             if not isinstance(commit, str) or not is_commit(commit):
                 raise HubUnavailable(f"revision answer for {ref.key}@{rev} has no commit sha")
             self.access.allow(creds, ref.key)  # the origin just served this repo to these credentials
-            return Resolution(commit, body, time.monotonic())
+            return Resolution(commit, body)
 
-        resolution = await self.revisions.resolve((ref.repo_type, ref.repo, rev), fetch)
+        resolution = await self.revisions.resolve((ref.repo_type, ref.repo, rev), fetch, route="hf_revision")
         assert resolution is not None
         await self.require_access(ref, resolution.commit, creds)
         return resolution
@@ -139,11 +174,19 @@ class HuggingFaceApp:
         key = (ref.key, commit, path)
         if key in self._file_infos:
             return self._file_infos[key]  # a commit's tree never changes
-        url = self.client.url(ref.api(f"paths-info/{commit}"))
-        reply = await self.client.request("POST", url, creds, kind="paths_info", data={"paths": path, "expand": "false"})
-        if not reply.ok:
-            raise OriginRefused(reply)
-        info = _parse_file_info(reply.body, path)
+
+        async def fetch() -> Resolution:
+            url = self.client.url(ref.api(f"paths-info/{commit}"))
+            data = {"paths": path, "expand": "false"}
+            reply = await self.client.request("POST", url, creds, kind="paths_info", data=data)
+            if not reply.ok:
+                raise OriginRefused(reply)
+            return Resolution(commit, reply.body)
+
+        durable_key = (ref.repo_type, ref.repo, "paths-info", commit, path)
+        answer = await self.listings.resolve(durable_key, fetch, route="hf_paths_info", immutable=True)
+        assert answer is not None
+        info = _parse_file_info(answer.body, path)
         self._file_infos[key] = info
         return info
 

@@ -6,17 +6,21 @@
 - `GET /api/v1/models/{owner}/{name}/repo?Revision=&FilePath=`: a file with a listed sha256 is a
   blob `sha256:<Sha256>` in nvme_cache (one verified fill, shared with peers); one without is
   relayed uncached.
+- Other GETs about one repo (model info, revisions): answered from the cache for `revision_ttl`,
+  else from the origin, else (origin down) stale.
 - Anything else: passed through with the client's credentials.
+Listings and answers persist in the cache index (hub.revisions): a cached repo keeps working with
+the origin down, after a restart too.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from multidict import CIMultiDict
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -26,11 +30,12 @@ from registry_mirror.hub.auth_cache import AccessCache
 from registry_mirror.hub.delivery import hub_source, serve_blob
 from registry_mirror.hub.hf_routes import _route_path
 from registry_mirror.hub.hf_upstream import HubClient, HubReply, HubTooLarge, HubUnavailable, credentials
-from registry_mirror.hub.relay import OriginRefused, relay, unavailable
+from registry_mirror.hub.relay import OriginRefused, kept_headers, relay, unavailable
 from registry_mirror.hub.revisions import Resolution, RevisionCache
 from registry_mirror.state import Mirror
 
 REPO_API = re.compile(r"^/api/v1/(?P<type>models|datasets)/(?P<repo>[^/]+/[^/]+)/(?P<op>repo/files|repo)$")
+REPO_INFO = re.compile(r"^/api/v1/(?P<type>models|datasets)/(?P<repo>[^/]+/[^/]+)(?:/revisions)?$")
 DEFAULT_REVISION = "master"
 
 
@@ -62,12 +67,21 @@ class ModelScopeApp:
     async def dispatch(self, request: Request, path: str) -> ASGIApp:
         creds = credentials(request.headers)
         match = REPO_API.match(path)
+        if request.method == "GET" and (info := REPO_INFO.match(path)):
+            return await self.cached_get(request, path, creds, info["type"], info["repo"])
         if match is None or request.method not in ("GET", "HEAD"):
             return await self.pass_through(request, path, creds)
         repo_type, repo = match["type"], match["repo"]
         revision = request.query_params.get("Revision") or DEFAULT_REVISION
         if match["op"] == "repo/files":
-            reply = await self._fetch_listing(request, path, creds)
+            try:
+                reply = await self._fetch_listing(request, path, creds)
+            except HubUnavailable as exc:
+                stale = self.listings.stale((repo_type, repo, revision), exc, route="modelscope_listing")
+                if stale is None:
+                    raise
+                await self._require_access(repo_type, repo, revision, creds)
+                return Response(stale.body, 200, media_type="application/json")
             if reply.ok:
                 self._remember(repo_type, repo, revision, creds, reply.body)
             return relay(reply, self.client, request, strip_json=False)
@@ -99,9 +113,9 @@ class ModelScopeApp:
             if not reply.ok:
                 raise OriginRefused(reply)
             self.access.allow(creds, f"{repo_type}/{repo}")
-            return Resolution("", reply.body, time.monotonic())
+            return Resolution("", reply.body)
 
-        listing = await self.listings.resolve(key, fetch)
+        listing = await self.listings.resolve(key, fetch, route="modelscope_listing")
         assert listing is not None
         await self._require_access(repo_type, repo, revision, creds)
         return _files(listing.body).get(file_path)
@@ -124,8 +138,26 @@ class ModelScopeApp:
 
     def _remember(self, repo_type: str, repo: str, revision: str, creds: Mapping[str, str], body: bytes) -> None:
         if _files(body):
-            self.listings.remember((repo_type, repo, revision), Resolution("", body, time.monotonic()))
+            self.listings.remember((repo_type, repo, revision), Resolution("", body))
             self.access.allow(creds, f"{repo_type}/{repo}")
+
+    async def cached_get(
+        self, request: Request, path: str, creds: Mapping[str, str], repo_type: str, repo: str
+    ) -> Response:
+        query = request.url.query
+
+        async def fetch() -> Resolution:
+            reply = await self.client.request("GET", self.client.url(path, query), creds, kind="api")
+            if not reply.ok:
+                raise OriginRefused(reply)
+            self.access.allow(creds, f"{repo_type}/{repo}")
+            return Resolution("", reply.body, kept_headers(reply))
+
+        answer = await self.listings.resolve((repo_type, repo, "get", path, query), fetch, route="modelscope_api")
+        assert answer is not None
+        await self._require_access(repo_type, repo, DEFAULT_REVISION, creds)
+        reply = HubReply(200, CIMultiDict(answer.headers), answer.body, self.client.url(path, query))
+        return relay(reply, self.client, request, strip_json=False)
 
     async def pass_through(self, request: Request, path: str, creds: Mapping[str, str]) -> Response:
         body = await request.body() if request.method in ("POST", "PUT") else b""

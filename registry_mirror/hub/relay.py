@@ -32,6 +32,11 @@ def mirror_base(request: Request) -> str:
     return f"{request.url.scheme}://{host}{request.scope.get('root_path', '')}"
 
 
+def kept_headers(reply: HubReply) -> tuple[tuple[str, str], ...]:
+    """The headers `relay` may pass on, as stored with a cached answer (relayed again later)."""
+    return tuple((name, value) for name, value in reply.headers.items() if name.lower() in RELAYED_HEADERS)
+
+
 def relay(reply: HubReply, client: HubClient, request: Request, *, strip_json: bool = True) -> Response:
     headers: dict[str, str] = {}
     for name, value in reply.headers.items():

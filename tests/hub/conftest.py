@@ -5,6 +5,7 @@ HF-like front (private repos, Xet metadata), `registry-mirror serve --hf-upstrea
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import time
@@ -154,3 +155,25 @@ def hf_env(mirror: MirrorProcess, home: Path, *, xet: bool, token: str | None = 
     else:
         env["HF_HUB_DISABLE_IMPLICIT_TOKEN"] = "1"
     return env
+
+
+@pytest.fixture
+def ms_origin(tmp_path: Path) -> Iterator[tuple[str, Path, ManagedProcess]]:
+    files = tmp_path / "ms-files"
+    (files / "sub").mkdir(parents=True)
+    (files / "config.json").write_text('{"a": 1}')
+    (files / "model.bin").write_bytes(random.Random(7).randbytes(2 * 1024 * 1024 + 3))
+    (files / "sub" / "notes.txt").write_text("notes")
+    port = free_port()
+    origin = start_module("ms_origin", [str(port), str(files), "org/msmodel"], tmp_path / "ms-origin")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/", alive=origin.alive)
+        yield f"http://127.0.0.1:{port}", files, origin
+    finally:
+        origin.stop()
+
+
+def get(mirror: MirrorProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    cli = Path(sys.executable).parent / "registry-mirror"
+    return subprocess.run([str(cli), "get", *args, "--mirror", mirror.url], capture_output=True, text=True,
+                          timeout=60, cwd=mirror.workdir, env={k: v for k, v in os.environ.items() if k != "HF_TOKEN"})

@@ -5,19 +5,14 @@ a small server answering the API's documented shapes (listing with Sha256, file 
 from __future__ import annotations
 
 import hashlib
-import os
 import random
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from tests.hub.conftest import HubOrigin, committed_blob, run_python, start_module
+from tests.hub.conftest import HubOrigin, committed_blob, get, run_python
 from tests.support.mirror import MirrorProcess
-from tests.support.net import free_port, wait_http
 from tests.support.procs import ManagedProcess
 
 MS_SNAPSHOT = """
@@ -25,28 +20,6 @@ import sys
 from modelscope import snapshot_download
 print(snapshot_download(sys.argv[1], local_dir=sys.argv[2]))
 """
-
-
-@pytest.fixture
-def ms_origin(tmp_path: Path) -> Iterator[tuple[str, Path, ManagedProcess]]:
-    files = tmp_path / "ms-files"
-    (files / "sub").mkdir(parents=True)
-    (files / "config.json").write_text('{"a": 1}')
-    (files / "model.bin").write_bytes(random.Random(7).randbytes(2 * 1024 * 1024 + 3))
-    (files / "sub" / "notes.txt").write_text("notes")
-    port = free_port()
-    origin = start_module("ms_origin", [str(port), str(files), "org/msmodel"], tmp_path / "ms-origin")
-    try:
-        wait_http(f"http://127.0.0.1:{port}/", alive=origin.alive)
-        yield f"http://127.0.0.1:{port}", files, origin
-    finally:
-        origin.stop()
-
-
-def get(mirror: MirrorProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    cli = Path(sys.executable).parent / "registry-mirror"
-    return subprocess.run([str(cli), "get", *args, "--mirror", mirror.url], capture_output=True, text=True,
-                          timeout=60, cwd=mirror.workdir, env={k: v for k, v in os.environ.items() if k != "HF_TOKEN"})
 
 
 def test_modelscope_client_twice_fetches_each_file_once(

@@ -260,6 +260,7 @@ BAD_VALUES = {
     "cache.min_free_bytes": "-5",
     "cache.complete_abandoned_fills": "perhaps",
     "cache.chunk_size": "1B",
+    "cache.scrub_rate": "fast",
     "client_token_file": "missing-token",
     "client_token_env": "not a name",
     "p2p.tracker": "ftp://tracker:5050",

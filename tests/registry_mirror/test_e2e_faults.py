@@ -132,7 +132,7 @@ def test_stale_tag_while_origin_down_and_negative_answers(mirror_process: Mirror
 
         fresh = client.get(manifest_url, params=ns(origin))
         assert fresh.status_code == 200 and fresh.headers["docker-content-digest"] == digest
-        stale_before = metric_total(client.get("/metrics").text, "registry_mirror_stale_tags_served_total")
+        stale_before = metric_total(client.get("/metrics").text, "registry_mirror_stale_answers_total")
         origin.stop()
         time.sleep(1.2)  # past tag_ttl: the mirror must revalidate, and the origin is gone
         for method in ("GET", "HEAD"):
@@ -140,7 +140,7 @@ def test_stale_tag_while_origin_down_and_negative_answers(mirror_process: Mirror
             assert stale.status_code == 200, stale.text
             assert stale.headers["docker-content-digest"] == digest
         assert client.get(f"/v2/test/stale/manifests/{digest}", params=ns(origin)).status_code == 200
-        stale_after = metric_total(client.get("/metrics").text, "registry_mirror_stale_tags_served_total")
+        stale_after = metric_total(client.get("/metrics").text, "registry_mirror_stale_answers_total")
         assert stale_after >= stale_before + 1
         # A tag it never saw cannot be served stale: a fast OCI error instead.
         unknown = client.get("/v2/test/stale/manifests/v2", params=ns(origin))

@@ -566,3 +566,12 @@ async def test_redirect_policy(upstream: str, target: str, allowed: bool) -> Non
     else:
         with pytest.raises(RedirectRefused):
             await policy.check(URL(upstream), URL(target))
+
+
+def test_accept_admits_media_types() -> None:
+    from registry_mirror.manifest_cache import accepts
+
+    oci = "application/vnd.oci.image.manifest.v1+json"
+    assert accepts([], oci) and accepts(["*/*"], oci) and accepts(["application/*"], oci)
+    assert accepts([f"{oci}; q=0.5"], oci) and accepts(["APPLICATION/VND.OCI.IMAGE.MANIFEST.V1+JSON"], oci)
+    assert not accepts(["application/vnd.docker.distribution.manifest.v2+json"], oci)
