@@ -73,14 +73,9 @@ def run(settings: Settings, config_file: Path | None = None) -> int:
 
 def startup_summary(settings: Settings, config_file: Path | None) -> list[str]:
     """What a user checks first: where it listens, where the cache is, what it fetches from."""
-    from importlib.metadata import PackageNotFoundError, version
-
     from registry_mirror.config_values import format_size
 
-    try:
-        release = version("registry-mirror")
-    except PackageNotFoundError:
-        release = "unknown"
+    release = VERSION
     listeners = [f"api http://{_host_port(settings.listen_host, settings.listen_port)}"]
     if settings.admin.listen:
         listeners.append(f"admin {settings.admin.listen}")
