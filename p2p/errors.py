@@ -31,4 +31,11 @@ class PieceError(P2PError):
 
 
 class BadPiece(PieceError):
-    """A piece's bytes did not hash to the seed's published sha256."""
+    """A piece's bytes did not hash to the seed's published sha256 (`expected`); `received` is
+    theirs: together with the index they are the evidence a report shows the tracker."""
+
+    def __init__(self, index: int, expected: str, received: str) -> None:
+        super().__init__(f"piece {index}: sha256 {received} != {expected}")
+        self.index = index
+        self.expected = expected
+        self.received = received

@@ -325,7 +325,7 @@ class SwarmStream:
             metrics.peers_excluded.add(1, {"reason": "bad_piece"})
             excluded.add(peer_id)
             log.warning("peer %s sent a bad piece %d of %s: %s", peer_id, index, self._digest, exc)
-            self._node.report_later(peer_id, self._digest, f"bad piece {index}")
+            self._node.report_later(peer_id, self._digest, exc)
         except (aiohttp.ClientConnectorError, ConnectionRefusedError) as exc:
             # Announced, but nobody answers at its URL (dead, or never there): not for this blob.
             self._exclude(peer_id, "unreachable")
@@ -346,7 +346,7 @@ class SwarmStream:
             raise PieceError(f"got {len(data)} bytes for piece {index}, expected {end - start}")
         actual = await self._loop.run_in_executor(None, _sha256, data)
         if actual != expected:
-            raise BadPiece(f"sha256 {actual} != {expected}")
+            raise BadPiece(index, expected, actual)
         return data
 
     async def _rejoin(self) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import ssl
+from pathlib import Path
 
 from p2p.config import P2PConfig
 from p2p.node import P2PNode
@@ -18,6 +19,7 @@ from registry_mirror.state import Listener, Mirror
 log = logging.getLogger("registry_mirror.p2p")
 
 _PEER_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
+_NODE_MAC = re.compile(r"[0-9a-f]{64}")
 
 
 def install_p2p(mirror: Mirror, settings: P2PSettings) -> P2PNode | None:
@@ -34,7 +36,7 @@ def install_p2p(mirror: Mirror, settings: P2PSettings) -> P2PNode | None:
     if not tls:
         log.warning("peer TLS is off (no --peer-cert/--peer-key/--peer-ca): peers talk plain HTTP")
     config = P2PConfig(
-        peer_id=_peer_id(advertise),
+        peer_id=_peer_id(settings, advertise),
         advertise_url=advertise,
         tracker_url=tracker_url,
         tracker_token=settings.tracker_token,
@@ -59,9 +61,32 @@ def install_p2p(mirror: Mirror, settings: P2PSettings) -> P2PNode | None:
     return node
 
 
-def _peer_id(advertise: str) -> str:
+def _peer_id(settings: P2PSettings, advertise: str) -> str:
+    """The tracker binds a node token or a client certificate to one peer id: use that one."""
+    if settings.peer_id:
+        return settings.peer_id
+    token = settings.tracker_token or ""
+    named, sep, mac = token.partition("/")
+    if sep and named and _NODE_MAC.fullmatch(mac) and not _PEER_ID_UNSAFE.search(named):
+        return named
+    if settings.peer_cert:
+        name = _cert_common_name(settings.peer_cert)
+        if name:
+            return name
     host_port = advertise.split("://", 1)[-1].split("/", 1)[0]
     return _PEER_ID_UNSAFE.sub("-", host_port)[:128] or "peer"
+
+
+def _cert_common_name(path: Path) -> str | None:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    value = names[0].value if names else None
+    if not isinstance(value, str) or _PEER_ID_UNSAFE.search(value) or not 0 < len(value) <= 128:
+        return None
+    return value
 
 
 def _embedded_tracker(settings: P2PSettings):  # type: ignore[no-untyped-def]

@@ -136,6 +136,13 @@ class P2PSettings:
     zone: str = field(
         default="", metadata={"help": "Topology zone; peers in the same zone are preferred."}
     )
+    peer_id: str = field(
+        default="",
+        metadata={
+            "help": 'This node\'s name at the tracker; "" takes it from a node token (name/mac),'
+            " else peer_cert's commonName, else advertise's host:port."
+        },
+    )
     piece_size: int = field(
         default=4 * MiB, metadata={"help": "Bytes per verified piece (256KiB to 64MiB)."}
     )
@@ -143,8 +150,8 @@ class P2PSettings:
         default=None,
         repr=False,
         metadata={
-            "help": "Bearer token for the tracker, read at load from"
-            " `tracker_token_file` or `tracker_token_env`."
+            "help": "Bearer token for the tracker and peers (this node's own token, or the"
+            " shared one), read at load from `tracker_token_file` or `tracker_token_env`."
         },
     )
     peer_ca: Path | None = field(
