@@ -81,3 +81,8 @@ passthrough_own_streams = meter.create_counter(
     description="Readers of an uncached (pass-through) blob that got a stream of their own, by reason:"
     " late (joined after its first bytes went by) or behind (read slower than the others)",
 )
+stalled_clients = meter.create_counter(
+    "registry_mirror_stalled_clients",
+    description="Responses cut off because the client read nothing for the stall (send) timeout, by path:"
+    " sendfile or copy",
+)

@@ -194,6 +194,8 @@ SETTING_KEYS: tuple[Key, ...] = (
     Key("limits.upstream_bandwidth", sized(0), "size"),
     Key("limits.max_header_bytes", sized(1 * KiB, 16 * MiB), "size"),
     Key("limits.header_timeout", parse_timeout, "duration"),
+    Key("limits.send_timeout", parse_timeout, "duration"),
+    Key("limits.max_connections_per_client", parse_count(0), "int"),
     Key("telemetry.otlp_endpoint", parse_otlp_endpoint, "text", "otlp_endpoint"),
     Key("telemetry.service_name", parse_text, "text"),
 )

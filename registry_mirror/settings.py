@@ -270,6 +270,17 @@ class LimitSettings:
         default=10.0,
         metadata={"help": "Seconds a client has to send a request's headers on every listener."},
     )
+    send_timeout: float = field(
+        default=30.0,
+        metadata={
+            "help": "Seconds a client may read nothing of a response body before it is cut off"
+            " (and its buffers and blob let go)."
+        },
+    )
+    max_connections_per_client: int = field(
+        default=256,
+        metadata={"help": "Open connections per client IP on every listener; more get 503; 0 is no cap."},
+    )
 
 
 @dataclass(frozen=True)
