@@ -48,8 +48,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--node-tokens-file", type=Path, help="per-node tokens, '<peer id> <token>' per line")
     parser.add_argument(
-        "--no-cert-identity", action="store_true",
-        help="with --tls-ca: a client certificate proves membership only, not its commonName as peer id",
+        "--cert-identity", action="store_true",
+        help="with --tls-ca: a client certificate's commonName is the caller's peer id (one certificate per node)",
     )
     parser.add_argument("--max-records-per-peer", type=_count, default=100_000, help="digests one peer may announce")
     parser.add_argument(
@@ -96,7 +96,9 @@ def _credentials(args: argparse.Namespace) -> Credentials:
             raise SystemExit(f"--node-tokens-file: {exc.strerror}: {args.node_tokens_file}") from exc
         except ValueError as exc:
             raise SystemExit(f"--node-tokens-file: {exc}") from exc
-    cert_identity = bool(args.tls_ca) and not args.no_cert_identity
+    if args.cert_identity and not args.tls_ca:
+        raise SystemExit("--cert-identity needs --tls-ca")
+    cert_identity = bool(args.cert_identity)
     return Credentials(token, secret, tokens, cert_identity)
 
 

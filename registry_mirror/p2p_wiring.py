@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import re
 import ssl
-from pathlib import Path
 
 from p2p.config import P2PConfig
 from p2p.node import P2PNode
@@ -62,31 +61,19 @@ def install_p2p(mirror: Mirror, settings: P2PSettings) -> P2PNode | None:
 
 
 def _peer_id(settings: P2PSettings, advertise: str) -> str:
-    """The tracker binds a node token or a client certificate to one peer id: use that one."""
+    """The tracker binds a node token to one peer id: use that one. (A certificate's commonName is
+    not taken on its own: fleets may share one certificate; with the tracker's --cert-identity,
+    p2p.peer_id names it.)"""
     if settings.peer_id:
         return settings.peer_id
     token = settings.tracker_token or ""
     named, sep, mac = token.partition("/")
     if sep and named and _NODE_MAC.fullmatch(mac) and not _PEER_ID_UNSAFE.search(named):
         return named
-    if settings.peer_cert:
-        name = _cert_common_name(settings.peer_cert)
-        if name:
-            return name
     host_port = advertise.split("://", 1)[-1].split("/", 1)[0]
     return _PEER_ID_UNSAFE.sub("-", host_port)[:128] or "peer"
 
 
-def _cert_common_name(path: Path) -> str | None:
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
-
-    cert = x509.load_pem_x509_certificate(path.read_bytes())
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    value = names[0].value if names else None
-    if not isinstance(value, str) or _PEER_ID_UNSAFE.search(value) or not 0 < len(value) <= 128:
-        return None
-    return value
 
 
 def _embedded_tracker(settings: P2PSettings):  # type: ignore[no-untyped-def]

@@ -140,7 +140,7 @@ class P2PSettings:
         default="",
         metadata={
             "help": 'This node\'s name at the tracker; "" takes it from a node token (name/mac),'
-            " else peer_cert's commonName, else advertise's host:port."
+            " else advertise's host:port. With the tracker's --cert-identity: peer_cert's commonName."
         },
     )
     piece_size: int = field(

@@ -93,7 +93,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
 
 @pytest.fixture(scope="module")
 def mtls_tracker(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    extra = ["--tls-cert", str(pki.server.cert), "--tls-key", str(pki.server.key), "--tls-ca", str(pki.ca.cert)]
+    extra = ["--tls-cert", str(pki.server.cert), "--tls-key", str(pki.server.key), "--tls-ca", str(pki.ca.cert),
+             "--cert-identity"]
     with tracker(tmp_path_factory.mktemp("mtls"), token=None, extra=extra, scheme="https") as running:
         yield running.url
 
