@@ -776,8 +776,13 @@ class Fill:
         self._notify()  # the chunk was hashed already, beside the write that failed
 
     async def _broadcast(self, offset: int, chunk: bytes) -> None:
-        item = (offset, chunk)
         self._broadcast_to = offset + len(chunk)
+        await self._offer((offset, chunk), pace=True)
+
+    async def _offer(self, item: tuple[int, bytes] | None, *, pace: bool) -> None:
+        """`item` to every pass-through reader. `pace`: when none has room, wait (up to
+        _SLOW_READER_TIMEOUT) for the fastest; then any still without room after _FALL_BEHIND
+        fell behind and continues alone, so nobody waits on it and nobody is left parked."""
         full = []
         for queue in list(self._queues):
             try:
@@ -788,8 +793,7 @@ class Fill:
             return
         puts = {asyncio.ensure_future(queue.put(item)): queue for queue in full}
         try:
-            if len(full) == len(self._queues):
-                # Nobody had room: the fastest reader paces the stream.
+            if pace and len(full) == len(self._queues):
                 await asyncio.wait(puts, timeout=_SLOW_READER_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
             await asyncio.wait(puts, timeout=_FALL_BEHIND)
         finally:
@@ -815,19 +819,7 @@ class Fill:
 
     async def _broadcast_end(self) -> None:
         # Readers of a pass-through fill may be parked on their queue: wake them to see the end.
-        # One without room in time moves on alone: none is left parked on an empty queue.
-        queues = list(self._queues)
-        puts = {asyncio.ensure_future(queue.put(None)): queue for queue in queues}
-        if not puts:
-            return
-        try:
-            await asyncio.wait(puts, timeout=_FALL_BEHIND)
-        finally:
-            for put in puts:
-                put.cancel()
-        for put, queue in puts.items():
-            if put.cancelled() or not put.done():
-                self._fell_behind(queue)
+        await self._offer(None, pace=False)
 
     async def _commit(self) -> None:
         fd, self._fd = self._fd, None
