@@ -122,8 +122,10 @@ def build_catalog(
     delta_from: Reference | None = None,
     delta_dir: Path | None = None,
     min_savings: float = 0.5,
+    rollback_of: int | None = None,
 ) -> Catalog:
-    """All refs must live on the registry `client` talks to."""
+    """All refs must live on the registry `client` talks to. `rollback_of`: a rollback that
+    supersedes that serial (the images are the ones to go back to; `serial` is still a new one)."""
     resolved = [resolve_image(client, ref, platforms) for ref in images]
     blobs: dict[str, Blob] = {}
     for image in resolved:
@@ -144,6 +146,8 @@ def build_catalog(
         images=tuple(Image(str(i.ref), i.top.digest, tuple(pm.platform for pm in i.manifests)) for i in resolved),
         blobs=tuple(blobs.values()),
         deltas=tuple(deltas),
+        rollback=rollback_of is not None,
+        supersedes=rollback_of,
     )
 
 

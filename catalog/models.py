@@ -73,6 +73,9 @@ class Catalog:
     referrers: tuple[Referrer, ...] = ()
     deltas: tuple[Delta, ...] = ()
     rollback: bool = False
+    # A rollback names the serial it supersedes and still carries a higher serial of its own, so
+    # serials only ever grow and no envelope, rollbacks included, can be replayed.
+    supersedes: int | None = None
 
 
 # ---- parsing -------------------------------------------------------------------------
@@ -86,7 +89,7 @@ def parse_catalog(data: bytes, max_bytes: int = MAX_DOCUMENT_BYTES) -> Catalog:
 
 def catalog_from_dict(doc: dict[str, Any]) -> Catalog:
     _only_keys(doc, "", {"schemaVersion", "mediaType", "name", "serial", "created", "expires",
-                         "images", "blobs", "referrers", "deltas", "rollback"})
+                         "images", "blobs", "referrers", "deltas", "rollback", "supersedes"})
     version = _int(doc, "", "schemaVersion")
     if version != SCHEMA_VERSION:
         raise SchemaError("schemaVersion", f"unsupported version {version}, expected {SCHEMA_VERSION}")
@@ -105,9 +108,17 @@ def catalog_from_dict(doc: dict[str, Any]) -> Catalog:
     rollback = doc.get("rollback", False)
     if not isinstance(rollback, bool):
         raise SchemaError("rollback", "must be a boolean")
+    serial = _nonneg_int(doc, "", "serial")
+    supersedes = _nonneg_int(doc, "", "supersedes") if "supersedes" in doc else None
+    if rollback and supersedes is None:
+        raise SchemaError("supersedes", "a rollback must name the serial it supersedes")
+    if supersedes is not None and not rollback:
+        raise SchemaError("supersedes", "only a rollback supersedes a serial")
+    if supersedes is not None and supersedes >= serial:
+        raise SchemaError("supersedes", f"must be lower than serial {serial}: a rollback's own serial grows too")
     return Catalog(
         name=_str(doc, "", "name"),
-        serial=_nonneg_int(doc, "", "serial"),
+        serial=serial,
         created=created,
         expires=expires,
         images=_list(doc, "images", _image, required=True),
@@ -115,6 +126,7 @@ def catalog_from_dict(doc: dict[str, Any]) -> Catalog:
         referrers=_list(doc, "referrers", _referrer, required=False),
         deltas=deltas,
         rollback=rollback,
+        supersedes=supersedes,
     )
 
 
@@ -259,6 +271,8 @@ def catalog_to_dict(cat: Catalog) -> dict[str, Any]:
                          for d in cat.deltas]
     if cat.rollback:
         doc["rollback"] = True
+    if cat.supersedes is not None:
+        doc["supersedes"] = cat.supersedes
     return doc
 
 

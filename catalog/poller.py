@@ -2,8 +2,8 @@
 
 Order on every poll: fetch the envelope bytes -> verify the DSSE signature with the trusted keys
 (nothing parses the payload before this) -> parse strictly -> refuse expired catalogs, a serial not
-above the active one (unless a signed rollback) and anything at or below a serial an operator rolled
-back from -> write the state file atomically -> pin the new blob set under `catalog:<name>` (the
+above the active one (a signed rollback too carries a higher serial, naming the one it
+supersedes) and anything at or below a serial an operator rolled back from -> write the state file atomically -> pin the new blob set under `catalog:<name>` (the
 previous catalog's own blobs become evictable) -> prefetch in the background.
 Each refusal logs one line and counts `catalog_refusals{reason}`; nothing else changes.
 """
@@ -174,7 +174,7 @@ class CatalogPoller:
         catalog = parse_catalog(verify(envelope, self._keys))  # the signature first, then the parser
         check_activation(self.active, catalog, self._now())
         floor = self._state.rolled_back_from
-        if floor is not None and catalog.serial <= floor and not catalog.rollback:
+        if floor is not None and catalog.serial <= floor:
             raise RolledBackError(f"catalog {catalog.name!r} serial {catalog.serial} was rolled back from "
                                   f"here; publish a serial above {floor}")
         return catalog

@@ -1,4 +1,5 @@
-"""with_header_limits: a uvicorn HTTP protocol subclass that bounds header bytes and header time."""
+"""with_header_limits: a uvicorn HTTP protocol subclass that bounds header bytes, header time and
+the connections one client address may hold open."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ class HeaderLimits:
     max_bytes: int = 64 * 1024  # request line plus headers
     timeout: float = 10.0  # seconds from the first byte of a request (or the connection) to its last header
     listener: str = "main"  # the metric's label
+    max_connections_per_client: int = 0  # open connections per client address; 0 is no cap
 
 
 _RESPONSES = {
     431: b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
     408: b"HTTP/1.1 408 Request Timeout\r\n",
+    503: b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\n",
 }
 
 
@@ -26,6 +29,8 @@ def with_header_limits(base: type[Any], limits: HeaderLimits) -> type[Any]:
     """A subclass of the uvicorn protocol class `base` (httptools or h11 style: it must have
     `data_received`, `on_message_begin` and `on_headers_complete` callbacks, as HttpToolsProtocol
     does) that enforces `limits`."""
+
+    open_per_client: dict[str, int] = {}  # this listener's open connections by client address
 
     class Limited(base):  # type: ignore[valid-type, misc]
         _limits = limits
@@ -35,11 +40,24 @@ def with_header_limits(base: type[Any], limits: HeaderLimits) -> type[Any]:
             self._in_headers = True  # a connection that never sends anything is a slow header too
             self._refused = False
             self._header_timer: asyncio.TimerHandle | None = None
+            peer = transport.get_extra_info("peername")
+            self._client_address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+            open_per_client[self._client_address] = open_per_client.get(self._client_address, 0) + 1
             super().connection_made(transport)
+            cap = self._limits.max_connections_per_client
+            if cap and open_per_client[self._client_address] > cap:
+                # Each connection may hold buffers and a blob open: one address gets only so many.
+                self._refuse(503, "too_many_connections")
+                return
             self._arm_header_timer()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm_header_timer()
+            left = open_per_client.get(self._client_address, 1) - 1
+            if left > 0:
+                open_per_client[self._client_address] = left
+            else:
+                open_per_client.pop(self._client_address, None)
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:

@@ -20,7 +20,10 @@ cut short, never completed; a Range read may complete with the source's bytes fo
 
 When the disk is full (ENOSPC after one eviction and retry) or the blob can never fit, the fill
 degrades to pass-through: chunks go to the attached readers through small queues and nothing is
-cached.
+cached. The fastest reader paces that stream; a reader that joins after its first bytes went by,
+or that still has no room a moment (_FALL_BEHIND) after the others took a chunk, continues on a
+stream of its own from the source, verified from the hash state at its offset, so nobody waits for
+a slow reader and nobody is cut short.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager
@@ -50,7 +54,11 @@ from nvme_cache.sendfile import FileSegment, ShortRead, segment_chunks
 log = logging.getLogger("nvme_cache.fill")
 
 _QUEUE_DEPTH = 2  # chunks buffered per reader in pass-through mode
-_SLOW_READER_TIMEOUT = 30.0
+_SLOW_READER_TIMEOUT = 30.0  # a pass-through stream whose every reader stalled this long ends
+_FALL_BEHIND = 1.0  # a pass-through reader still without room this long after the others moves on alone
+_HASH_CHECKPOINTS = 16  # hash states kept at recent chunk ends, for readers that move on alone
+_FELL_BEHIND = (-1, b"")  # queued to a pass-through reader that must continue on its own stream
+_MOVE_ON = bytes(1)  # what that reader's next read returns (compared by identity)
 PIECE_SIZE = 4 * 1024 * 1024  # the unit ranges are claimed in; a reader's demand asks for one
 _RUN_PIECES = 2  # pieces per request in parallel mode: few requests, yet a demand waits little
 _SEGMENT_MAX = 64 * 1024 * 1024  # one zero-copy send at most (the reader re-checks state between)
@@ -169,6 +177,10 @@ class Fill:
         self._started = asyncio.Event()
         self._changed = asyncio.Event()
         self._queues: set[asyncio.Queue[tuple[int, bytes] | None]] = set()
+        self._broadcast_to = 0  # end of the furthest chunk sent to pass-through readers
+        # (offset, hash state after the bytes before it): a reader leaving the pass-through stream
+        # at a chunk boundary verifies its own stream from there, without fetching the start again.
+        self._checkpoints: deque[tuple[int, Any]] = deque(maxlen=_HASH_CHECKPOINTS)
         self._readers = 0
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -731,6 +743,7 @@ class Fill:
 
     def _hash_chunk(self, chunk: bytes | bytearray, offset: int) -> None:
         self._hasher.update(chunk)
+        self._checkpoints.append((offset + len(chunk), self._hasher.copy()))
         if self._tap is not None:
             self._tap(offset, chunk)
 
@@ -768,11 +781,37 @@ class Fill:
 
     async def _broadcast(self, offset: int, chunk: bytes | bytearray) -> None:
         chunk = bytes(chunk)  # readers keep it past this chunk's buffer (a peer's piece)
+        self._broadcast_to = offset + len(chunk)
+        await self._offer((offset, chunk), pace=True)
+
+    async def _offer(self, item: tuple[int, bytes] | None, *, pace: bool) -> None:
+        """`item` to every pass-through reader. `pace`: when none has room, wait (up to
+        _SLOW_READER_TIMEOUT) for the fastest; then any still without room after _FALL_BEHIND
+        fell behind and continues alone, so nobody waits on it and nobody is left parked."""
+        full = []
         for queue in list(self._queues):
             try:
-                await asyncio.wait_for(queue.put((offset, chunk)), _SLOW_READER_TIMEOUT)
-            except TimeoutError:
-                self._queues.discard(queue)  # that reader stalled; the others go on
+                queue.put_nowait(item)
+            except asyncio.QueueFull:
+                full.append(queue)
+        if not full:
+            return
+        puts = {asyncio.ensure_future(queue.put(item)): queue for queue in full}
+        try:
+            if pace and len(full) == len(self._queues):
+                await asyncio.wait(puts, timeout=_SLOW_READER_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(puts, timeout=_FALL_BEHIND)
+        finally:
+            for put in puts:
+                put.cancel()
+        for put, queue in puts.items():
+            if put.cancelled() or not put.done():
+                self._fell_behind(queue)
+
+    def _fell_behind(self, queue: asyncio.Queue[tuple[int, bytes] | None]) -> None:
+        """That reader continues on its own stream; what was queued for it it fetches again."""
+        self._detach(queue)
+        queue.put_nowait(_FELL_BEHIND)
 
     def _verify(self) -> None:
         total = self._received
@@ -785,9 +824,7 @@ class Fill:
 
     async def _broadcast_end(self) -> None:
         # Readers of a pass-through fill may be parked on their queue: wake them to see the end.
-        for queue in list(self._queues):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(queue.put(None), _SLOW_READER_TIMEOUT)
+        await self._offer(None, pace=False)
 
     async def _commit(self) -> None:
         fd, self._fd = self._fd, None
@@ -862,6 +899,7 @@ class Fill:
         """
         queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(_QUEUE_DEPTH)
         self._queues.add(queue)
+        joined_at = self._broadcast_to  # pass-through bytes before this never reach this queue
         self._readers += 1
         fd: int | None = None
         try:
@@ -875,7 +913,13 @@ class Fill:
                 if stop is not None and offset >= stop:
                     break
                 if self.passthrough_from is not None and (fd is None or offset >= self.passthrough_from):
-                    async for data in self._read_queued(queue, offset, end, hold_back):
+                    if offset < joined_at:  # joined a pass-through stream that is past its bytes
+                        self._detach(queue)
+                        metrics.passthrough_own_streams.add(1, {"reason": "late"})
+                        source = self._read_alone(offset, end, hold_back)
+                    else:
+                        source = self._read_queued(queue, offset, end, hold_back)
+                    async for data in source:
                         yield data
                     return
                 with self._lock:
@@ -925,6 +969,13 @@ class Fill:
             if stop is not None and offset >= stop:
                 break
             data = await self._next_queued(queue, offset, stop)
+            if data is _MOVE_ON:
+                if held is not None:  # not sent yet: the own stream sends it again
+                    offset -= len(held)
+                metrics.passthrough_own_streams.add(1, {"reason": "behind"})
+                async for data in self._read_alone(offset, end, hold_back):
+                    yield data
+                return
             if data is None:
                 if self.verified:
                     break
@@ -944,7 +995,10 @@ class Fill:
     async def _next_queued(
         self, queue: asyncio.Queue[tuple[int, bytes] | None], offset: int, stop: int | None
     ) -> bytes | None:
+        """The next bytes for this reader; None: nothing new yet (or the end); _MOVE_ON: it fell behind."""
         item = await queue.get()
+        if item is _FELL_BEHIND:
+            return _MOVE_ON
         if item is None:
             self._raise_if_failed()
             if self.verified and (stop is None or offset >= stop):
@@ -959,6 +1013,64 @@ class Fill:
             raise FillUnavailable(f"{self.digest} is streaming uncached and bytes from {offset} are gone")
         # Take the whole rest of a queued chunk: the next one starts after it.
         return chunk[offset - chunk_offset : None if stop is None else stop - chunk_offset]
+
+    async def _read_alone(self, offset: int, end: int | None, hold_back: bool) -> AsyncIterator[bytes]:
+        """A pass-through reader on a stream of its own from the source: bytes [offset, end). A
+        full read stays verified: it hashes on from the state at `offset` (from byte 0 when none
+        is kept) and holds its last chunk back until the digest matched."""
+        loop = asyncio.get_running_loop()
+        begin, hasher = offset, None
+        if hold_back:
+            hasher = self._hash_state_at(offset)
+            if hasher is None:
+                begin, hasher = 0, hashlib.new(self.digest.algorithm)
+        position = begin
+        held: bytes | None = None
+        try:
+            async for chunk in self._own_stream(begin, end):
+                if hasher is not None:
+                    await loop.run_in_executor(self._executor, hasher.update, chunk)
+                skip = max(0, offset - position)
+                position += len(chunk)
+                data = chunk[skip:] if skip else chunk
+                if not data:
+                    continue
+                if not hold_back:
+                    yield data
+                    continue
+                if held is not None:
+                    yield held
+                held = data
+        except FillFailed:
+            raise
+        except Exception as exc:  # the source's own errors: the response must still end cleanly
+            raise SourceFailed(f"{self.digest}: the reader's own stream failed: {exc}") from exc
+        if hasher is not None and ((self.size is not None and position != self.size)
+                                   or hasher.hexdigest() != self.digest.hex):
+            metrics.verification_failures.add(1)
+            raise VerificationFailed(f"{self.digest}: a pass-through reader's own stream did not verify")
+        if held is not None:
+            yield held
+
+    def _hash_state_at(self, offset: int) -> Any:
+        if offset == 0:
+            return hashlib.new(self.digest.algorithm)
+        for at, state in list(self._checkpoints):  # appended on worker threads: take a snapshot
+            if at == offset:
+                return state.copy()
+        return None
+
+    async def _own_stream(self, begin: int, end: int | None) -> AsyncIterator[bytes]:
+        """Bytes [begin, end) from the fill's source, fetched again for one reader."""
+        ranges = ranges_of(self._open_source)
+        if ranges is not None:
+            async with ranges.open(begin, end) as body:
+                async for chunk in _trimmed(self._body_chunks(body), body.start, begin, end):
+                    yield chunk
+            return
+        async with self._open_source() as stream:  # a stream source starts at byte 0
+            async for chunk in _trimmed(stream, 0, begin, end):
+                yield chunk
 
     def _detach(self, queue: asyncio.Queue[tuple[int, bytes] | None]) -> None:
         self._queues.discard(queue)
@@ -980,6 +1092,20 @@ class Fill:
 
 def _keep(chunk: bytes | bytearray) -> None:
     """A stream's chunks are its own to drop (no buffer to give back)."""
+
+
+async def _trimmed(
+    chunks: AsyncIterator[bytes] | SourceStream, position: int, begin: int, end: int | None
+) -> AsyncIterator[bytes]:
+    """The parts of `chunks` (starting at byte `position`) within [begin, end)."""
+    async for chunk in chunks:
+        low = max(begin - position, 0)
+        high = len(chunk) if end is None else min(len(chunk), end - position)
+        position += len(chunk)
+        if high > low:
+            yield chunk[low:high] if (low, high) != (0, len(chunk)) else chunk
+        if end is not None and position >= end:
+            return
 
 
 class _Uncached(Exception):

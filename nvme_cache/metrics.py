@@ -91,3 +91,13 @@ meter.create_observable_gauge(
 meter.create_observable_gauge(
     "registry_mirror_cache_bytes_capacity", callbacks=[_observe_capacity], description="The cache size cap"
 )
+passthrough_own_streams = meter.create_counter(
+    "registry_mirror_cache_passthrough_own_streams",
+    description="Readers of an uncached (pass-through) blob that got a stream of their own, by reason:"
+    " late (joined after its first bytes went by) or behind (read slower than the others)",
+)
+stalled_clients = meter.create_counter(
+    "registry_mirror_stalled_clients",
+    description="Responses cut off because the client read nothing for the stall (send) timeout, by path:"
+    " sendfile or copy",
+)

@@ -146,6 +146,7 @@ class ZeroCopySender:
                     raise ConnectionResetError(errno.ECONNRESET, "client went away") from None
                 waited_ms = 0 if events else waited_ms + _POLL_SLICE_MS
                 if waited_ms >= self._stall_timeout * 1000:
+                    metrics.stalled_clients.add(1, {"path": "sendfile"})
                     raise ClientStalled(errno.ETIMEDOUT, "client read nothing for the stall timeout") from None
                 continue
             if sent == 0:
@@ -162,7 +163,12 @@ EXTENSION = "nvme_cache.sendfile"
 class ZeroCopyMiddleware:
     """Outermost ASGI layer: offers a ZeroCopySender in `scope["extensions"]` where the server
     allows one. It must wrap the app directly, since a middleware that wraps `send` hides the
-    server's connection."""
+    server's connection.
+
+    Copied body bytes get the same stall timeout as zero-copy ones: a body message whose bytes
+    the client does not take for `stall_timeout` (the server's write buffer did not shrink) ends
+    the response with ClientStalled, so a reader that stopped reading holds its buffers and its
+    blob for that long at most."""
 
     def __init__(self, app: Any, stall_timeout: float = 30.0) -> None:
         self.app = app
@@ -175,7 +181,43 @@ class ZeroCopyMiddleware:
                 extensions = scope.get("extensions") or {}
                 extensions[EXTENSION] = sender
                 scope["extensions"] = extensions
+            send = _send_with_stall_timeout(send, self.stall_timeout)
         await self.app(scope, receive, send)
+
+
+def _send_with_stall_timeout(send: Any, stall_timeout: float) -> Any:
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+
+    async def timed(message: MutableMapping[str, Any]) -> None:
+        if message.get("type") != "http.response.body" or not message.get("body"):
+            await send(message)
+            return
+        pending = asyncio.ensure_future(send(message))
+        waited, last = 0.0, _buffered(transport)
+        try:
+            while True:
+                done, _ = await asyncio.wait({pending}, timeout=_POLL_SLICE_MS / 1000)
+                if done:
+                    pending.result()
+                    return
+                now = _buffered(transport)
+                waited = 0.0 if now is not None and last is not None and now < last else waited + _POLL_SLICE_MS / 1000
+                last = now
+                if waited >= stall_timeout:
+                    metrics.stalled_clients.add(1, {"path": "copy"})
+                    raise ClientStalled(errno.ETIMEDOUT, "client read nothing for the stall timeout")
+        finally:
+            if not pending.done():
+                pending.cancel()
+
+    return timed
+
+
+def _buffered(transport: Any) -> int | None:
+    try:
+        return int(transport.get_write_buffer_size()) if transport is not None else None
+    except (AttributeError, RuntimeError):
+        return None
 
 
 def sender_of(scope: MutableMapping[str, Any]) -> ZeroCopySender | None:

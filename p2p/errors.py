@@ -31,7 +31,14 @@ class PieceError(P2PError):
 
 
 class BadPiece(PieceError):
-    """A piece's bytes did not hash to the seed's published piece hash."""
+    """A piece's bytes did not hash to the seed's published piece hash (`expected`); `received` is
+    theirs: together with the index they are the evidence a report shows the tracker."""
+
+    def __init__(self, index: int, expected: str, received: str) -> None:
+        super().__init__(f"piece {index}: hashed to {received}, published {expected}")
+        self.index = index
+        self.expected = expected
+        self.received = received
 
 
 class PeerUnreachable(PieceError):

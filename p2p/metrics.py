@@ -34,15 +34,29 @@ tracker_leases = meter.create_counter(
 )
 tracker_bad_piece_reports = meter.create_counter(
     "registry_mirror_tracker_bad_piece_reports_total",
-    description="Reports that a peer served a piece failing its hash check",
+    description="Reports that a peer served a piece failing its hash check, by outcome: shown (a failed"
+    " piece the tracker could check), counted (one reporter's word) or rate_limited",
 )
 tracker_peers_excluded = meter.create_counter(
     "registry_mirror_tracker_peers_excluded_total",
-    description="Peers excluded from lookups after a bad-piece report",
+    description="Peers left out of one digest's lookups after bad-piece reports",
 )
 tracker_piece_hash_conflicts = meter.create_counter(
     "registry_mirror_tracker_piece_hash_conflicts_total",
-    description="Piece hash publications rejected because they differ from the first writer's",
+    description="Piece hash publications that disagreed with stored ones, by outcome: refused (the"
+    " seed contradicted itself) or replaced (an earlier seed's hashes were superseded)",
+)
+tracker_piece_hash_resets = meter.create_counter(
+    "registry_mirror_tracker_piece_hash_resets_total",
+    description="Piece hash records withdrawn by a seed whose fill failed verification",
+)
+tracker_identity_refusals = meter.create_counter(
+    "registry_mirror_tracker_identity_refusals_total",
+    description="Requests refused because the caller acted for another peer id, by route",
+)
+tracker_records_refused = meter.create_counter(
+    "registry_mirror_tracker_records_refused_total",
+    description="Announced blobs refused because their peer reached max_records_per_peer",
 )
 
 # -- the peer data plane (mirror side) --------------------------------------------------------

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from cachetools import TTLCache
+
 from nvme_cache import BlobStore, Digest, FillFailed, FillSource
 from p2p import metrics
 from p2p.config import P2PConfig
-from p2p.errors import TrackerError
+from p2p.errors import BadPiece, TrackerError
 from p2p.piece_client import Abort, Buffers, PieceClient, Run, WantedPiece
 from p2p.pieces import pieces_within
 from p2p.swarm import OriginOpener, SwarmStream
@@ -42,6 +46,10 @@ class P2PNode:
         self._background: set[asyncio.Task[None]] = set()  # short jobs (settle a fill, report a peer)
         self._origin_slots = asyncio.Semaphore(max(1, config.origin_concurrency))
         self._peers_seen: dict[str, float] = {}
+        # sha256(Authorization header) -> whether the tracker accepted it, so a peer's node token
+        # costs one tracker call per ten minutes, and a flood of wrong ones one per minute each.
+        self._peer_tokens: TTLCache[str, bool] = TTLCache(maxsize=4096, ttl=600.0)
+        self._wrong_tokens: TTLCache[str, bool] = TTLCache(maxsize=4096, ttl=60.0)
         metrics.register_peer_count(self.peers_known)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -119,6 +127,11 @@ class P2PNode:
         if self.store.stat(Digest.parse(digest)) is None:
             self._withdrawn.add(digest)
             with contextlib.suppress(TrackerError):
+                # Hashes published from bytes that failed the whole-blob check would make every
+                # downloader refuse honest peers' pieces: take them back first (a no-op unless
+                # this node published some).
+                if await self.tracker.reset_pieces(digest, self.config.peer_id):
+                    log.warning("fill of %s failed verification: withdrew its piece hashes", digest)
                 await self.tracker.release(digest, self.config.peer_id)
 
     def _on_commit(self, digest: str, size: int) -> None:
@@ -230,12 +243,37 @@ class P2PNode:
             return {}
         return dict(published.hashes)
 
-    def report_later(self, peer_id: str, digest: str, reason: str) -> None:
+    def report_later(self, peer_id: str, digest: str, bad: BadPiece) -> None:
         async def report() -> None:
             with contextlib.suppress(TrackerError):
-                await self.tracker.report(self.config.peer_id, peer_id, digest, reason)
+                evidence = (bad.index, bad.expected, bad.received)
+                await self.tracker.report(self.config.peer_id, peer_id, digest, f"bad piece {bad.index}", evidence)
 
         self._spawn(report())
+
+    async def peer_authorized(self, authorization: str) -> bool:
+        """Whether a peer's `Authorization` header may read blobs here: our own token (the shared
+        token mode), or any credential the tracker accepts (per-node tokens, which only the
+        tracker can verify)."""
+        token = self.config.tracker_token
+        if token is None:
+            return True
+        if hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode()):
+            return True
+        scheme, _, offered = authorization.partition(" ")
+        if scheme != "Bearer" or not offered:
+            return False
+        key = hashlib.sha256(authorization.encode()).hexdigest()
+        known = self._peer_tokens.get(key)
+        if known is None and key not in self._wrong_tokens:
+            try:
+                await self.tracker.whoami(offered)
+                known = self._peer_tokens[key] = True
+            except TrackerError as exc:
+                if exc.status in (401, 403):
+                    self._wrong_tokens[key] = True
+                known = False
+        return bool(known)
 
     async def fetch_run(self, base_url: str, digest: str, wanted: Sequence[WantedPiece], buffers: Buffers) -> Run:
         """Consecutive pieces from one peer, each checked against its published hash (on a

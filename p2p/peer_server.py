@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import re
 import time
@@ -67,7 +66,7 @@ def create_peer_app(node: P2PNode, tracker_app: ASGIApp | None = None) -> Starle
     bucket = TokenBucket(config.upload_bandwidth)
 
     async def serve_range(request: Request) -> Response | _PieceResponse:
-        if config.tracker_token and not _authorized(request, config.tracker_token):
+        if not await node.peer_authorized(request.headers.get("authorization", "")):
             return JSONResponse({"error": "unauthorized"}, 401)
         try:
             digest = Digest.parse(request.path_params["digest"])
@@ -169,11 +168,6 @@ async def _upload(
         aclose = getattr(body, "aclose", None)
         if aclose is not None:
             await aclose()
-
-
-def _authorized(request: Request, token: str) -> bool:
-    header = request.headers.get("authorization", "")
-    return hmac.compare_digest(header.encode(), f"Bearer {token}".encode())
 
 
 def _tracker_lifespan(tracker_app: ASGIApp):  # type: ignore[no-untyped-def]

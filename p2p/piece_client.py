@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from nvme_cache.connections import ConnectionPool, Target
 from p2p.errors import BadPiece, PeerUnreachable, PieceError
-from p2p.pieces import matches, piece_hash_state
+from p2p.pieces import matches, piece_digest, piece_hash_state
 
 PIECE_PATH = "/p2p/v1/blobs/"
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
@@ -192,7 +192,7 @@ class PieceClient:
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"piece {piece.index} took longer than the total timeout")
             if not matches(state, piece.expected):
-                raise BadPiece(f"piece {piece.index} does not match its published hash {piece.expected}")
+                raise BadPiece(piece.index, piece.expected, piece_digest(state))
         except BaseException:
             buffers.give(buffer)
             raise

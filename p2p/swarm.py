@@ -361,7 +361,7 @@ class SwarmStream:
             metrics.peers_excluded.add(1, {"reason": "bad_piece"})
             excluded.add(peer_id)
             log.warning("peer %s sent a bad piece %d of %s: %s", peer_id, index, self._digest, error)
-            self._node.report_later(peer_id, self._digest, f"bad piece {index}")
+            self._node.report_later(peer_id, self._digest, error)
         elif isinstance(error, PeerUnreachable):
             # Announced, but nobody answers at its URL (dead, or never there): not for this blob.
             self._exclude(peer_id, "unreachable")

@@ -134,9 +134,42 @@ class TrackerClient:
         _, payload = await self._call("release", "POST", f"/v1/lease/{digest}/release", {"peer_id": peer_id})
         return bool(payload["released"])
 
-    async def report(self, reporter: str, peer_id: str, digest: str, reason: str) -> None:
-        body = {"reporter": reporter, "peer_id": peer_id, "digest": digest, "reason": reason}
-        await self._call("report", "POST", "/v1/report", body)
+    async def reset_pieces(self, digest: str, peer_id: str) -> bool:
+        """Withdraws the piece hashes this peer published for `digest` (its fill failed verification)."""
+        _, payload = await self._call("reset_pieces", "POST", f"/v1/pieces/{digest}/reset", {"peer_id": peer_id})
+        return bool(payload["reset"])
+
+    async def report(
+        self,
+        reporter: str,
+        peer_id: str,
+        digest: str,
+        reason: str,
+        evidence: tuple[int, str, str] | None = None,
+    ) -> bool:
+        """Reports a bad piece; `evidence` (index, expected sha256, received sha256) shows it.
+        Returns whether the peer is now left out of the digest's lookups."""
+        body: dict[str, Any] = {"reporter": reporter, "peer_id": peer_id, "digest": digest, "reason": reason}
+        if evidence is not None:
+            body["piece"], body["expected"], body["received"] = evidence
+        _, payload = await self._call("report", "POST", "/v1/report", body)
+        return bool(payload["excluded"])
+
+    async def whoami(self, token: str | None = None) -> str | None:
+        """The peer id `token` (default: this client's credentials) proves; None for the shared
+        token or no auth. TrackerError with status 401 when refused."""
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        started = time.perf_counter()
+        try:
+            response = await self._http.get("/v1/whoami", headers=headers)
+        except httpx.HTTPError as exc:
+            raise TrackerError(f"whoami: {type(exc).__name__}: {exc}") from exc
+        finally:
+            metrics.tracker_request_duration.record(time.perf_counter() - started, {"operation": "whoami"})
+        if response.status_code != 200:
+            raise TrackerError("whoami: refused", status=response.status_code, field="authorization")
+        peer_id = response.json().get("peer_id")
+        return None if peer_id is None else str(peer_id)
 
     async def offer_catalog(self, name: str, serial: int, peer_id: str, digests: Sequence[str]) -> None:
         """Tell the tracker which blobs catalog (name, serial) has (this peer verified it)."""

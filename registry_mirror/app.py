@@ -145,8 +145,8 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
     logged = AccessLog(gated, enabled=settings.access_log)
     if tracing:
         mirror.on_shutdown.insert(0, _async(shutdown_tracing))  # runs last: flushes the final spans
-        return ZeroCopyMiddleware(TracingMiddleware(logged)), mirror
-    return ZeroCopyMiddleware(logged), mirror
+        return ZeroCopyMiddleware(TracingMiddleware(logged), settings.limits.send_timeout), mirror
+    return ZeroCopyMiddleware(logged, settings.limits.send_timeout), mirror
 
 
 class _FastPath:

@@ -283,6 +283,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "hosts-toml": Subcommand("write containerd hosts.toml files", _register_hosts_toml),
     "cache": Subcommand("cache maintenance (verify)", _register_cache),
     "tracker": Subcommand("serve the p2p tracker", "registry_mirror.cli_tracker:register"),
+    "tracker-token": Subcommand(
+        "print a node's tracker token from the cluster secret", "registry_mirror.cli_tracker:register_token"
+    ),
     "ctl": Subcommand("control a running mirror through its admin API", "registry_mirror.cli_ctl:register"),
     "catalog": Subcommand(
         "build, sign, verify and publish catalogs", "registry_mirror.cli_catalog:register"

@@ -63,6 +63,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--min-savings", type=float, default=0.5, help="keep a delta only if it saves this share")
     p.add_argument("--name", required=True)
     p.add_argument("--serial", required=True, type=int)
+    p.add_argument(
+        "--rollback-of", type=int, metavar="SERIAL",
+        help="build a rollback that supersedes SERIAL (the bad catalog); --serial must still be higher",
+    )
     p.add_argument("--expires-in", default="7d", help="e.g. 12h, 7d, 2w")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--insecure", action="store_true", help="plain HTTP to the registry")
@@ -156,13 +160,15 @@ def cmd_build(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"all images must be on one registry, got {', '.join(sorted(registries))}")
     if args.serial < 0:
         raise UsageError("--serial must not be negative")
+    if args.rollback_of is not None and not 0 <= args.rollback_of < args.serial:
+        raise UsageError("--rollback-of must be lower than --serial: a rollback gets a new, higher serial")
     expires_in = parse_duration(args.expires_in)
     if args.delta_dir is not None:
         args.delta_dir.mkdir(parents=True, exist_ok=True)
     now = datetime.now(timezone.utc).replace(microsecond=0)
     with RegistryClient(registries.pop(), insecure=args.insecure) as client:
         cat = build_catalog(client, refs, args.name, args.serial, now, expires_in, tuple(args.platform),
-                            delta_from, args.delta_dir, args.min_savings)
+                            delta_from, args.delta_dir, args.min_savings, rollback_of=args.rollback_of)
     _write_atomic(args.out, catalog_to_json(cat))
     return {"out": str(args.out), "name": cat.name, "serial": cat.serial, "images": len(cat.images),
             "blobs": len(cat.blobs), "deltas": len(cat.deltas),

@@ -372,6 +372,16 @@ def parse_zone(value: object) -> str:
     return text
 
 
+_PEER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+def parse_peer_id(value: object) -> str:
+    text = value.strip() if isinstance(value, str) else None
+    if text is None or (text and not _PEER_ID_RE.match(text)):
+        raise InvalidValue(f"expected a peer id of [A-Za-z0-9._:-] (up to 128) or \"\", got {_show(value)}")
+    return text
+
+
 def parse_digest(value: object) -> str:
     """A full OCI digest: sha256 with 64 and sha512 with 128 lowercase hex digits."""
     match = _DIGEST_RE.match(value.strip()) if isinstance(value, str) else None

@@ -18,6 +18,7 @@ from registry_mirror.state import Listener, Mirror
 log = logging.getLogger("registry_mirror.p2p")
 
 _PEER_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
+_NODE_MAC = re.compile(r"[0-9a-f]{64}")
 
 
 def install_p2p(mirror: Mirror, settings: P2PSettings) -> P2PNode | None:
@@ -34,7 +35,7 @@ def install_p2p(mirror: Mirror, settings: P2PSettings) -> P2PNode | None:
     if not tls:
         log.warning("peer TLS is off (no --peer-cert/--peer-key/--peer-ca): peers talk plain HTTP")
     config = P2PConfig(
-        peer_id=_peer_id(advertise),
+        peer_id=_peer_id(settings, advertise),
         advertise_url=advertise,
         tracker_url=tracker_url,
         tracker_token=settings.tracker_token,
@@ -59,9 +60,20 @@ def install_p2p(mirror: Mirror, settings: P2PSettings) -> P2PNode | None:
     return node
 
 
-def _peer_id(advertise: str) -> str:
+def _peer_id(settings: P2PSettings, advertise: str) -> str:
+    """The tracker binds a node token to one peer id: use that one. (A certificate's commonName is
+    not taken on its own: fleets may share one certificate; with the tracker's --cert-identity,
+    p2p.peer_id names it.)"""
+    if settings.peer_id:
+        return settings.peer_id
+    token = settings.tracker_token or ""
+    named, sep, mac = token.partition("/")
+    if sep and named and _NODE_MAC.fullmatch(mac) and not _PEER_ID_UNSAFE.search(named):
+        return named
     host_port = advertise.split("://", 1)[-1].split("/", 1)[0]
     return _PEER_ID_UNSAFE.sub("-", host_port)[:128] or "peer"
+
+
 
 
 def _embedded_tracker(settings: P2PSettings):  # type: ignore[no-untyped-def]

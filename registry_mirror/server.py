@@ -99,7 +99,8 @@ def _host_port(host: str, port: int) -> str:
 
 
 def _header_limits(settings: Settings, listener: str) -> HeaderLimits:
-    return HeaderLimits(settings.limits.max_header_bytes, settings.limits.header_timeout, listener)
+    limits = settings.limits
+    return HeaderLimits(limits.max_header_bytes, limits.header_timeout, listener, limits.max_connections_per_client)
 
 
 def _config(app: object, host: str, port: int, log_level: str, limits: HeaderLimits, **ssl: object) -> uvicorn.Config:

@@ -149,6 +149,13 @@ class P2PSettings:
     zone: str = field(
         default="", metadata={"help": "Topology zone; peers in the same zone are preferred."}
     )
+    peer_id: str = field(
+        default="",
+        metadata={
+            "help": 'This node\'s name at the tracker; "" takes it from a node token (name/mac),'
+            " else advertise's host:port. With the tracker's --cert-identity: peer_cert's commonName."
+        },
+    )
     piece_size: int = field(
         default=4 * MiB, metadata={"help": "Bytes per verified piece (256KiB to 64MiB)."}
     )
@@ -156,8 +163,8 @@ class P2PSettings:
         default=None,
         repr=False,
         metadata={
-            "help": "Bearer token for the tracker, read at load from"
-            " `tracker_token_file` or `tracker_token_env`."
+            "help": "Bearer token for the tracker and peers (this node's own token, or the"
+            " shared one), read at load from `tracker_token_file` or `tracker_token_env`."
         },
     )
     peer_ca: Path | None = field(
@@ -275,6 +282,17 @@ class LimitSettings:
     header_timeout: float = field(
         default=10.0,
         metadata={"help": "Seconds a client has to send a request's headers on every listener."},
+    )
+    send_timeout: float = field(
+        default=30.0,
+        metadata={
+            "help": "Seconds a client may read nothing of a response body before it is cut off"
+            " (and its buffers and blob let go)."
+        },
+    )
+    max_connections_per_client: int = field(
+        default=256,
+        metadata={"help": "Open connections per client IP on every listener; more get 503; 0 is no cap."},
     )
 
 

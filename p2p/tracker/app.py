@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
@@ -16,9 +17,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from http_limits.ratelimit import KeyedRateLimiter
 from p2p import metrics
 from p2p.tracker import validate
-from p2p.tracker.auth import BearerTokenAuth
+from p2p.tracker.auth import PEER_KEY, Credentials, PeerAuth
 from p2p.tracker.models import PeerInfo
 from p2p.tracker.ranking import rank_peers
 from p2p.tracker.readiness import Readiness, latest_agreed, readiness
@@ -30,15 +32,30 @@ log = logging.getLogger("p2p.tracker")
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    token: str | None = None  # None: no bearer check (mutual TLS or a trusted network must guard it)
+    token: str | None = None  # the shared token (any holder may act as any peer: the weaker mode)
+    credentials: Credentials | None = None  # per-node identity; overrides `token` when set
     max_lease_ttl: float = 600.0
-    exclusion_ttl: float = 600.0  # how long a peer reported for a bad piece is left out of lookups
+    exclusion_ttl: float = 600.0  # how long a peer is left out of one digest's lookups, and a report counts
+    exclusion_reporters: int = 2  # distinct reporters that exclude a peer without a shown failed piece
+    max_records_per_peer: int = 100_000  # digests one peer may hold records for
+    report_rate: float = 1.0  # reports per second per reporter (a burst of report_burst first)
+    report_burst: int = 30
     max_body_bytes: int = 8 * 1024 * 1024
     sweep_interval: float = 30.0
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)  # for the report rate limit
+
+    def auth(self) -> Credentials:
+        return self.credentials if self.credentials is not None else Credentials(shared_token=self.token)
 
 
 class _BodyTooLarge(Exception):
     pass
+
+
+class _NotYours(Exception):
+    def __init__(self, field: str, caller: str) -> None:
+        self.field = field
+        self.caller = caller
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -61,6 +78,9 @@ def _guarded(handler: Handler) -> Handler:
             return _error(400, exc.message, exc.field)
         except _BodyTooLarge:
             return _error(413, "request body too large", "body")
+        except _NotYours as exc:
+            metrics.tracker_identity_refusals.add(1, {"route": request.url.path.split("/")[2]})
+            return _error(403, f"authenticated as {exc.caller}: a peer may change only its own records", exc.field)
 
     return run
 
@@ -87,25 +107,48 @@ def _store(request: Request) -> TrackerStore:
     return store
 
 
+def _config(request: Request) -> TrackerConfig:
+    config: TrackerConfig = request.app.state.config
+    return config
+
+
+def _own(request: Request, claimed: str, field: str) -> None:
+    """A caller whose credential names a peer id may act only as that peer."""
+    caller = request.scope.get("state", {}).get(PEER_KEY)
+    if caller is not None and caller != claimed:
+        raise _NotYours(field, caller)
+
+
 async def announce(request: Request) -> Response:
     body = validate.announce(await _json_body(request))
+    _own(request, body.peer.id, "peer.id")
     store = _store(request)
     registration = await store.register_peer(body.peer)
-    await store.put_holdings(body.peer.id, registration.session, body.blobs)
+    refused = await store.put_holdings(
+        body.peer.id, registration.session, body.blobs, _config(request).max_records_per_peer
+    )
+    if refused:
+        metrics.tracker_records_refused.add(refused)
+        log.warning("peer %s is at its cap of %d records: %d refused",
+                    body.peer.id, _config(request).max_records_per_peer, refused)
     for blob in body.blobs:
         if blob.complete:  # the seed finished: whoever waits may now fetch from peers
             await store.release_lease(blob.digest, body.peer.id)
-    return JSONResponse({"accepted": len(body.blobs), "known": registration.was_live})
+    return JSONResponse(
+        {"accepted": len(body.blobs) - refused, "refused": refused, "known": registration.was_live}
+    )
 
 
 async def withdraw(request: Request) -> Response:
     body = validate.withdraw(await _json_body(request))
+    _own(request, body.peer_id, "peer_id")
     await _store(request).remove_holdings(body.peer_id, body.digests)
     return JSONResponse({"withdrawn": len(body.digests)})
 
 
 async def heartbeat(request: Request) -> Response:
     peer = validate.heartbeat(await _json_body(request))
+    _own(request, peer.id, "peer.id")
     registration = await _store(request).register_peer(peer)
     # known=false: the tracker forgot this peer (expiry or restart); it must announce everything again.
     return JSONResponse({"known": registration.was_live})
@@ -122,18 +165,37 @@ async def lookup(request: Request) -> Response:
 async def put_pieces(request: Request) -> Response:
     digest = validate.digest(request.path_params["digest"])
     body = validate.pieces(await _json_body(request))
+    _own(request, body.peer_id, "peer_id")
     store = _store(request)
     if await store.lease_holder(digest) != body.peer_id:
         return _error(403, "only the seed (the lease holder) may publish piece hashes", "peer_id")
-    conflict = await store.put_piece_hashes(digest, body.piece_size, body.size, body.hashes)
+    written = await store.put_piece_hashes(digest, body.peer_id, body.piece_size, body.size, body.hashes)
+    conflict = written.conflict
     if conflict is not None:
-        metrics.tracker_piece_hash_conflicts.add(1)
+        # Not evidence against anyone: the seed may have read a bad origin response. Its fill
+        # fails verification and it resets the record (DELETE below).
+        metrics.tracker_piece_hash_conflicts.add(1, {"outcome": "refused"})
         log.warning(
-            "rejected piece hash from %s for %s: %s is %s, offered %s",
-            body.peer_id, digest, conflict.field, conflict.stored, conflict.offered,
+            "refused piece hash from %s for %s: %s is %s, it published %s before",
+            body.peer_id, digest, conflict.field, conflict.offered, conflict.stored,
         )
-        return _error(409, f"conflicts with the first published value {conflict.stored}", conflict.field)
-    return JSONResponse({"stored": len(body.hashes)})
+        return _error(409, f"conflicts with the value {conflict.stored} this seed published", conflict.field)
+    if written.replaced:
+        metrics.tracker_piece_hash_conflicts.add(1, {"outcome": "replaced"})
+        log.warning("piece hashes of %s from an earlier seed disagreed with %s's: replaced", digest, body.peer_id)
+    return JSONResponse({"stored": len(body.hashes), "replaced": written.replaced})
+
+
+async def reset_pieces(request: Request) -> Response:
+    """A seed whose fill failed verification takes back what it published."""
+    digest = validate.digest(request.path_params["digest"])
+    peer_id = validate.release(await _json_body(request))
+    _own(request, peer_id, "peer_id")
+    reset = await _store(request).reset_piece_hashes(digest, peer_id)
+    if reset:
+        metrics.tracker_piece_hash_resets.add(1)
+        log.warning("piece hashes of %s withdrawn by %s (its fill failed verification)", digest, peer_id)
+    return JSONResponse({"reset": reset})
 
 
 async def get_pieces(request: Request) -> Response:
@@ -146,7 +208,8 @@ async def get_pieces(request: Request) -> Response:
 
 async def acquire_lease(request: Request) -> Response:
     digest = validate.digest(request.path_params["digest"])
-    body = validate.lease(await _json_body(request), request.app.state.config.max_lease_ttl)
+    body = validate.lease(await _json_body(request), _config(request).max_lease_ttl)
+    _own(request, body.peer_id, "peer_id")
     lease, renewed = await _store(request).acquire_lease(digest, body.peer_id, body.ttl)
     result = "waited" if not lease.granted else ("renewed" if renewed else "granted")
     metrics.tracker_leases.add(1, {"result": result})
@@ -156,25 +219,61 @@ async def acquire_lease(request: Request) -> Response:
 async def release_lease(request: Request) -> Response:
     digest = validate.digest(request.path_params["digest"])
     peer_id = validate.release(await _json_body(request))
+    _own(request, peer_id, "peer_id")
     return JSONResponse({"released": await _store(request).release_lease(digest, peer_id)})
 
 
 async def report(request: Request) -> Response:
     body = validate.report(await _json_body(request))
-    metrics.tracker_bad_piece_reports.add(1)
-    fresh = await _store(request).exclude_peer(body.peer_id, request.app.state.config.exclusion_ttl)
-    if fresh:
-        metrics.tracker_peers_excluded.add(1)
-    log.warning(
-        "peer %s excluded: %s reported a bad piece of %s (%s)", body.peer_id, body.reporter, body.digest, body.reason
+    _own(request, body.reporter, "reporter")
+    config = _config(request)
+    limiter: KeyedRateLimiter = request.app.state.report_limiter
+    retry = limiter.check(body.reporter)
+    if retry:
+        metrics.tracker_bad_piece_reports.add(1, {"outcome": "rate_limited"})
+        return JSONResponse(
+            {"error": "too many reports from this peer", "field": "reporter"},
+            status_code=429,
+            headers={"Retry-After": str(retry)},
+        )
+    store = _store(request)
+    shown = await _shows_failed_piece(store, body)
+    excluded = await store.report_peer(
+        body.digest, body.peer_id, body.reporter,
+        shown=shown, reporters_needed=config.exclusion_reporters, ttl=config.exclusion_ttl,
     )
-    return JSONResponse({"excluded": True, "ttl": request.app.state.config.exclusion_ttl})
+    metrics.tracker_bad_piece_reports.add(1, {"outcome": "shown" if shown else "counted"})
+    if excluded:
+        metrics.tracker_peers_excluded.add(1)
+        log.warning(
+            "peer %s left out of %s for %.0fs: reported by %s (%s)",
+            body.peer_id, body.digest, config.exclusion_ttl, body.reporter, body.reason,
+        )
+    return JSONResponse({"accepted": True, "shown": shown, "excluded": excluded, "ttl": config.exclusion_ttl})
+
+
+async def _shows_failed_piece(store: TrackerStore, body: validate.ReportRequest) -> bool:
+    """The report names a piece the accused announced, the hash the reporter checked it against is
+    the one published now (not one since withdrawn), and what it received differs from it."""
+    if body.piece is None or body.expected is None or body.received is None or body.expected == body.received:
+        return False
+    published = await store.get_piece_hashes(body.digest)
+    if published is None or published.hashes.get(body.piece) != body.expected:
+        return False
+    return any(h.peer.id == body.peer_id and h.has(body.piece) for h in await store.holders(body.digest))
+
+
+async def whoami(request: Request) -> Response:
+    """The peer id the caller's credential proves (null for the shared token): peers check each
+    other's node tokens here, since only the tracker can verify them."""
+    return JSONResponse({"peer_id": request.scope.get("state", {}).get(PEER_KEY)})
 
 
 async def offer_catalog(request: Request) -> Response:
     name = validate.catalog_name(request.path_params["name"])
     serial = validate.serial(request.path_params["serial"])
     body = validate.catalog_offer(await _json_body(request))
+    _own(request, body.peer_id, "peer_id")  # a peer offers only its own catalog
     store = _store(request)
     if await store.get_peer(body.peer_id) is None:
         return _error(409, "unknown or expired peer: heartbeat first", "peer_id")
@@ -264,6 +363,7 @@ def create_app(store: TrackerStore, config: TrackerConfig, metrics_endpoint: Han
         Route("/v1/peers/{digest}", _guarded(lookup), methods=["GET"]),
         Route("/v1/pieces/{digest}", _guarded(put_pieces), methods=["PUT"]),
         Route("/v1/pieces/{digest}", _guarded(get_pieces), methods=["GET"]),
+        Route("/v1/pieces/{digest}/reset", _guarded(reset_pieces), methods=["POST"]),
         Route("/v1/lease/{digest}", _guarded(acquire_lease), methods=["POST"]),
         Route("/v1/lease/{digest}/release", _guarded(release_lease), methods=["POST"]),
         Route("/v1/report", _guarded(report), methods=["POST"]),
@@ -271,12 +371,15 @@ def create_app(store: TrackerStore, config: TrackerConfig, metrics_endpoint: Han
         Route("/v1/readiness", _guarded(catalog_readiness), methods=["GET"]),
         Route("/v1/readiness", _guarded(digests_readiness), methods=["POST"]),
         Route("/v1/stats", stats, methods=["GET"]),
+        Route("/v1/whoami", whoami, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
     if metrics_endpoint is not None:
         routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
-    middleware = [Middleware(BearerTokenAuth, token=config.token)] if config.token else []
+    credentials = config.auth()
+    middleware = [Middleware(PeerAuth, credentials=credentials)] if credentials.enabled else []
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.store = store
     app.state.config = config
+    app.state.report_limiter = KeyedRateLimiter(config.report_rate, config.report_burst, clock=config.clock)
     return app

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from dataclasses import dataclass, field
+from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -11,6 +13,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from http_limits import HeaderLimits, with_header_limits
 
 from p2p.tracker.app import Handler, TrackerConfig, create_app
+from p2p.tracker.auth import CERT_NAME_KEY
 from p2p.tracker.memory_store import MemoryStore
 from p2p.tracker.store import TrackerStore
 
@@ -45,6 +48,33 @@ def build_store(store_url: str | None, peer_ttl: float) -> TrackerStore:
     raise ValueError(f"store: unsupported URL {store_url!r} (use redis://HOST:PORT/DB or memory)")
 
 
+def with_peer_names(base: type[Any]) -> type[Any]:
+    """A subclass of the uvicorn protocol `base` that puts the verified client certificate's
+    commonName into each request's `scope["state"]` (uvicorn itself exposes no TLS details)."""
+
+    class Named(base):  # type: ignore[valid-type, misc]
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            ssl_object = transport.get_extra_info("ssl_object")
+            self._peer_name = _common_name(ssl_object.getpeercert()) if ssl_object is not None else None
+            super().connection_made(transport)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self._peer_name is not None:
+                self.scope["state"][CERT_NAME_KEY] = self._peer_name
+
+    Named.__name__ = Named.__qualname__ = f"PeerNamed{base.__name__}"
+    return Named
+
+
+def _common_name(cert: Any) -> str | None:
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
+
+
 def serve(settings: ServerSettings, metrics_endpoint: Handler | None = None) -> None:
     app = create_app(build_store(settings.store_url, settings.peer_ttl), settings.tracker, metrics_endpoint)
     tls: dict[str, object] = {}
@@ -59,7 +89,7 @@ def serve(settings: ServerSettings, metrics_endpoint: Handler | None = None) -> 
         log_level=settings.log_level,
         access_log=False,
         lifespan="on",
-        http=with_header_limits(HttpToolsProtocol, settings.header_limits),
+        http=with_peer_names(with_header_limits(HttpToolsProtocol, settings.header_limits)),
         **tls,  # type: ignore[arg-type]
     )
     uvicorn.Server(config).run()

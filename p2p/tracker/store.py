@@ -29,6 +29,16 @@ class PieceConflict:
 
 
 @dataclass(frozen=True)
+class PiecesWrite:
+    """The outcome of publishing piece hashes: `conflict` set means nothing was stored and the
+    record was left as it was; `replaced` means a new lease holder's hashes disagreed with an
+    earlier seed's and superseded them (the earlier seed's fill had bad bytes, or lied)."""
+
+    conflict: PieceConflict | None = None
+    replaced: bool = False
+
+
+@dataclass(frozen=True)
 class StoreStats:
     peers: int
     digests: int
@@ -41,7 +51,10 @@ class TrackerStore(Protocol):
 
     async def register_peer(self, peer: PeerInfo) -> Registration: ...
 
-    async def put_holdings(self, peer_id: str, session: str, blobs: Sequence[BlobState]) -> None: ...
+    async def put_holdings(self, peer_id: str, session: str, blobs: Sequence[BlobState], cap: int) -> int:
+        """Stores what fits under `cap` digests per peer (updates to digests it holds always fit);
+        returns how many of `blobs` were refused for the cap."""
+        ...
 
     async def remove_holdings(self, peer_id: str, digests: Sequence[str]) -> None: ...
 
@@ -60,16 +73,28 @@ class TrackerStore(Protocol):
     async def lease_holder(self, digest: str) -> str | None: ...
 
     async def put_piece_hashes(
-        self, digest: str, piece_size: int, size: int | None, hashes: Mapping[int, str]
-    ) -> PieceConflict | None:
-        """First writer wins per value. Values are checked in order (piece_size, size, hashes by index)
-        and the first conflict is returned; values before it may have been stored."""
+        self, digest: str, writer: str, piece_size: int, size: int | None, hashes: Mapping[int, str]
+    ) -> PiecesWrite:
+        """All or nothing. Values a writer published before are fixed for that writer (a conflict
+        with them is refused and stores nothing); values from other writers (seeds whose lease
+        ended) are replaced as a whole when the new writer disagrees with any of them. Expiry
+        moves on only when something was stored."""
+        ...
+
+    async def reset_piece_hashes(self, digest: str, writer: str) -> bool:
+        """Drops the record if `writer` contributed to it (its fill failed verification), and with
+        it every report and exclusion made against the digest's holders on those hashes."""
         ...
 
     async def get_piece_hashes(self, digest: str) -> PieceHashes | None: ...
 
-    async def exclude_peer(self, peer_id: str, ttl: float) -> bool:
-        """True when the peer was not excluded already."""
+    async def report_peer(
+        self, digest: str, peer_id: str, reporter: str, *, shown: bool, reporters_needed: int, ttl: float
+    ) -> bool:
+        """Records a report against `peer_id` for `digest` only. The peer is left out of lookups
+        for that digest for `ttl` once `reporters_needed` distinct reporters reported it within
+        `ttl`, or at once when the reporter showed a failed piece (`shown`). True when this
+        report excluded it (it was not excluded already)."""
         ...
 
     async def live_peers(self) -> list[PeerInfo]:

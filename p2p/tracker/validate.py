@@ -58,6 +58,11 @@ class ReportRequest:
     peer_id: str
     digest: str
     reason: str
+    # The failed piece, when the reporter can show it: its index, the published sha256 it was
+    # checked against, and the sha256 of the bytes the accused sent.
+    piece: int | None = None
+    expected: str | None = None
+    received: str | None = None
 
 
 @dataclass(frozen=True)
@@ -242,7 +247,8 @@ def release(body: Any) -> str:
 
 
 def report(body: Any) -> ReportRequest:
-    data = _object(body, "", {"reporter", "peer_id", "digest", "reason"}, {"reporter", "peer_id", "digest"})
+    allowed = {"reporter", "peer_id", "digest", "reason", "piece", "expected", "received"}
+    data = _object(body, "", allowed, {"reporter", "peer_id", "digest"})
     reason = data.get("reason", "")
     if not isinstance(reason, str) or len(reason) > models.MAX_REASON_LENGTH or not reason.isprintable():
         raise InvalidField("reason", f"must be printable text of at most {models.MAX_REASON_LENGTH} characters")
@@ -250,7 +256,21 @@ def report(body: Any) -> ReportRequest:
     accused = peer_id(data["peer_id"])
     if reporter == accused:
         raise InvalidField("peer_id", "a peer cannot report itself")
-    return ReportRequest(reporter, accused, digest(data["digest"]), reason)
+    evidence = [key for key in ("piece", "expected", "received") if key in data]
+    if evidence and len(evidence) != 3:
+        missing = sorted({"piece", "expected", "received"} - set(evidence))[0]
+        raise InvalidField(missing, "piece, expected and received go together")
+    if not evidence:
+        return ReportRequest(reporter, accused, digest(data["digest"]), reason)
+    return ReportRequest(
+        reporter,
+        accused,
+        digest(data["digest"]),
+        reason,
+        piece=_integer(data["piece"], "piece", 0, models.MAX_PIECES - 1),
+        expected=_string(data["expected"], "expected", models.PIECE_HASH_RE, "a piece hash, blake3:<64 lowercase hex>"),
+        received=_string(data["received"], "received", models.PIECE_HASH_RE, "a piece hash, blake3:<64 lowercase hex>"),
+    )
 
 
 def lookup(params: Mapping[str, str], excludes: list[str]) -> LookupQuery:

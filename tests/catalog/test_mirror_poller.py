@@ -232,10 +232,19 @@ async def test_rollback_and_signed_rollback(
     assert await poller.poll_once() == "refused:rolled_back"
     publish(origin, "rb", signed(replace(second, serial=3), key))
     assert await poller.poll_once() == "activated" and poller.active.serial == 3
-    # A rollback signed by CI (lower serial, "rollback": true) is allowed.
-    publish(origin, "rb", signed(replace(first, serial=2, rollback=True), key))
-    assert await poller.poll_once() == "activated" and poller.active.serial == 2
+    # A rollback signed by CI (a higher serial, "rollback": true, superseding 3) is allowed.
+    rollback = signed(replace(first, serial=4, rollback=True, supersedes=3), key)
+    publish(origin, "rb", rollback)
+    assert await poller.poll_once() == "activated" and poller.active.serial == 4
     await poller.wait_prefetch()
+    # Then 5; replaying the rollback, or 3, activates nothing (issue 11 item 12).
+    publish(origin, "rb", signed(replace(second, serial=5), key))
+    assert await poller.poll_once() == "activated"
+    await poller.wait_prefetch()
+    for replayed in (rollback, signed(replace(second, serial=3), key)):
+        publish(origin, "rb", replayed)
+        assert await poller.poll_once() == "refused:serial"
+    assert poller.active.serial == 5
     await service.aclose()
 
 

@@ -73,6 +73,8 @@ DELETE = object()
         ("deltas.0.delta.size", None, "deltas[0].delta.size"),
         ("referrers.0.subject", "x", "referrers[0].subject"),
         ("rollback", "yes", "rollback"),
+        ("rollback", True, "supersedes"),  # a rollback must name the serial it supersedes
+        ("supersedes", 1, "supersedes"),  # only a rollback supersedes
         ("unexpected", 1, "unexpected"),
     ],
 )
@@ -103,3 +105,11 @@ def test_size_cap_applies_before_parsing() -> None:
         parse_catalog(b"{" * 1001, max_bytes=1000)
     with pytest.raises(TooLargeError):
         parse_catalog(b" " * (16 * 1024 * 1024 + 1))
+
+
+def test_a_rollback_supersedes_a_lower_serial_and_round_trips() -> None:
+    rollback = sample(rollback=True, supersedes=6)
+    assert parse_catalog(catalog_to_json(rollback)) == rollback
+    with pytest.raises(SchemaError) as caught:
+        parse_catalog(catalog_to_json(sample(rollback=True, supersedes=7)))
+    assert caught.value.field == "supersedes"

@@ -138,13 +138,15 @@ async def test_only_the_lease_holder_publishes_piece_hashes(client: TrackerClien
     assert await client.get_pieces(digest) is None
 
 
-async def test_reported_peer_is_left_out_of_lookups(client: TrackerClient) -> None:
-    digest = new_digest()
-    await client.announce(peer("liar"), [complete(digest)])
+async def test_peer_reported_by_two_is_left_out_of_that_digest_only(client: TrackerClient) -> None:
+    digest, other = new_digest(), new_digest()
+    await client.announce(peer("liar"), [complete(digest), complete(other)])
     await client.announce(peer("honest"), [complete(digest)])
-    await client.report("honest", "liar", digest, "piece 2 sha256 mismatch")
+    assert not await client.report("honest", "liar", digest, "piece 2 sha256 mismatch")
+    assert sorted(h.peer.id for h in await client.peers(digest)) == ["honest", "liar"]  # one word is not enough
+    assert await client.report("another", "liar", digest, "piece 2 sha256 mismatch")
     assert [h.peer.id for h in await client.peers(digest)] == ["honest"]
-    assert [h.peer.id for h in await client.peers(new_digest())] == []
+    assert [h.peer.id for h in await client.peers(other)] == ["liar"]  # its other blobs are still offered
 
 
 async def test_stats_count_live_peers(client: TrackerClient) -> None:

@@ -93,7 +93,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
 
 @pytest.fixture(scope="module")
 def mtls_tracker(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    extra = ["--tls-cert", str(pki.server.cert), "--tls-key", str(pki.server.key), "--tls-ca", str(pki.ca.cert)]
+    extra = ["--tls-cert", str(pki.server.cert), "--tls-key", str(pki.server.key), "--tls-ca", str(pki.ca.cert),
+             "--cert-identity"]
     with tracker(tmp_path_factory.mktemp("mtls"), token=None, extra=extra, scheme="https") as running:
         yield running.url
 
@@ -117,3 +118,15 @@ async def test_client_without_a_valid_certificate_is_refused(pki: PKI, mtls_trac
         with pytest.raises(TrackerError) as refused:
             await client.stats()
     assert refused.value.status is None  # refused in the TLS handshake, before any HTTP
+
+
+async def test_the_certificate_name_is_the_peer_id(pki: PKI, mtls_tracker: str) -> None:
+    """Issue 11 item 3: with mutual TLS a caller may act only as its certificate's commonName."""
+    from p2p.tracker.models import PeerInfo
+
+    async with TrackerClient(mtls_tracker, None, ssl_context=_context(pki, pki.client)) as client:
+        assert await client.whoami() == "mirror"
+        await client.heartbeat(PeerInfo("mirror", "https://127.0.0.1:7000"))
+        with pytest.raises(TrackerError) as refused:
+            await client.heartbeat(PeerInfo("another-node", "https://127.0.0.1:7001"))
+    assert refused.value.status == 403 and refused.value.field == "peer.id"
