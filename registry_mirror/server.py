@@ -42,8 +42,6 @@ def run(settings: Settings, config_file: Path | None = None) -> int:
     from registry_mirror.app import build_app
 
     configure_logging(settings.log_level)
-    for line in startup_summary(settings, config_file):
-        log.info("%s", line)
     sockets: list[socket.socket] = []
     try:
         check_cache_dir(settings)
@@ -55,6 +53,9 @@ def run(settings: Settings, config_file: Path | None = None) -> int:
         close_all(sockets)
         print(f"registry-mirror: error: {exc}", file=sys.stderr)
         return 1
+    # Only once every check passed and every listener is bound: a failed start is one line.
+    for line in startup_summary(settings, config_file):
+        log.info("%s", line)
     main = uvicorn.Server(_config(app, settings.listen_host, settings.listen_port, settings.log_level,
                                   _header_limits(settings, "main")))
     extra: list[uvicorn.Server] = [
