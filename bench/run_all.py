@@ -23,7 +23,8 @@ SCRIPTS: dict[str, list[str]] = {
     "manifest_head": [],
     "cache_store": [],
     "hf_snapshot": [],
-    "datapath": ["--baseline", "b87440f"],
+    "datapath": ["--baseline", "b3a2d48"],
+    "piece_hash": [],
 }
 QUICK: dict[str, list[str]] = {
     "warm_blob": ["--size-mib", "64", "--rounds", "1"],
@@ -33,6 +34,7 @@ QUICK: dict[str, list[str]] = {
     "cache_store": ["--size-mib", "64", "--rounds", "1", "--blobs", "2000"],
     "hf_snapshot": ["--size-mib", "16", "--rounds", "1"],
     "datapath": ["--quick"],
+    "piece_hash": ["--gib", "0.25", "--rounds", "1"],
 }
 
 
