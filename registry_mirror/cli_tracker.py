@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from http_limits import HeaderLimits
 from p2p.tracker.app import TrackerConfig
 from p2p.tracker.auth import Credentials, load_node_tokens, node_token
 from p2p.tracker.server import ServerSettings, TLSFiles, serve
@@ -24,6 +25,12 @@ def parse_listen(value: str) -> tuple[str, int]:
 def _count(value: str) -> int:
     if not value.isdecimal() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
+    return int(value)
+
+
+def _cap(value: str) -> int:
+    if not value.isdecimal():
+        raise argparse.ArgumentTypeError(f"expected a whole number (0: no cap), got {value!r}")
     return int(value)
 
 
@@ -66,6 +73,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--sweep-interval", type=_positive, default=30.0)
     parser.add_argument(
         "--no-auth", action="store_true", help="serve without token or client certificates (trusted networks only)"
+    )
+    parser.add_argument(
+        "--max-connections-per-client", type=_cap, default=64,
+        help="open connections one client address may hold (503 beyond; 0: no cap, e.g. behind a proxy)",
     )
     parser.add_argument("--log-level", default="info")
     parser.set_defaults(func=run)
@@ -130,6 +141,7 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
             sweep_interval=args.sweep_interval,
         ),
         log_level=args.log_level,
+        header_limits=HeaderLimits(16 * 1024, 10.0, "tracker", args.max_connections_per_client),
     )
 
 

@@ -95,3 +95,28 @@ def test_tracker_refuses_huge_headers(tmp_path: Path) -> None:
         assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
         assert took < 5
         assert httpx.get(f"{running.url}/metrics").status_code == 200
+
+
+def test_tracker_caps_connections_per_client_address(tmp_path: Path) -> None:
+    """A client address holding its share of connections gets 503 on the next one; another
+    address is served meanwhile, and a freed slot is usable again."""
+    with tracker(tmp_path, extra=["--max-connections-per-client", "3"]) as running:
+        host, port = running.url.removeprefix("http://").split(":")
+        held = [socket.create_connection((host, int(port)), timeout=5) for _ in range(3)]
+        try:
+            # Accepts are FIFO: the server counts all three before it sees the fourth.
+            answer, _ = _exchange(host, int(port), b"GET /v1/healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.1 503 "), answer[:100]
+            with socket.create_connection((host, int(port)), timeout=5, source_address=("127.0.0.2", 0)) as other:
+                other.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                assert other.recv(64).startswith(b"HTTP/1.1 200 ")
+        finally:
+            for sock in held:
+                sock.close()
+        deadline = time.monotonic() + 5
+        while True:  # the server notices the closed connections
+            answer, _ = _exchange(host, int(port), b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            if answer.startswith(b"HTTP/1.1 200 ") or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:100]
