@@ -1103,7 +1103,8 @@ async def _trimmed(
         high = len(chunk) if end is None else min(len(chunk), end - position)
         position += len(chunk)
         if high > low:
-            yield chunk[low:high] if (low, high) != (0, len(chunk)) else chunk
+            # bytes: a peer download's chunks are its reusable buffers (bytearray)
+            yield bytes(chunk[low:high]) if (low, high) != (0, len(chunk)) or not isinstance(chunk, bytes) else chunk
         if end is not None and position >= end:
             return
 

@@ -96,7 +96,9 @@ class P2PNode:
     # -- the source wrapper the front end installs ----------------------------------------------
     def wrap(self, digest: Digest, origin: FillSource, size: int | None = None) -> FillSource:
         @contextlib.asynccontextmanager
-        async def open_swarm() -> AsyncIterator[SwarmStream]:
+        async def open_swarm(offset: int = 0) -> AsyncIterator[SwarmStream]:
+            if offset:  # a swarm download resumes by itself (takeover, origin Range), from 0
+                raise ValueError(f"a swarm source starts at byte 0, not {offset}")
             stream = SwarmStream(self, str(digest), _as_opener(origin), size_hint=size)
             failed = True
             try:

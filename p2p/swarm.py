@@ -112,7 +112,7 @@ class SwarmStream:
         a size is never taken from a peer. Without a trusted size, no peer is used at all."""
         if self._size_hint is None:
             return []
-        usable = []
+        usable: list[PeerHolding] = []
         for holding in holdings:
             if holding.size != self._size_hint:
                 self._exclude(holding.peer.id, "size")
@@ -132,7 +132,9 @@ class SwarmStream:
 
     async def _open_origin(self, offset: int, *, seed: bool) -> None:
         await self._exits.enter_async_context(self._node.origin_slot())
-        stream = await self._open_origin_body(offset) or await self._exits.enter_async_context(self._origin(offset))
+        stream = await self._open_origin_body(offset)
+        if stream is None:
+            stream = await self._exits.enter_async_context(self._origin(offset))
         remaining = stream.size
         total = self._size_hint if remaining is None else offset + remaining
         if self.size is None:
