@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -53,6 +54,32 @@ class ConnectionPool:
                 idle.append(connection)
                 return
         connection.close()
+
+    def exchange(
+        self,
+        target: Target,
+        path: str,
+        headers: dict[str, str],
+        attach: Callable[[http.client.HTTPConnection], None] | None = None,
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """GET `path` on a pooled connection and read the response's headers. A reused keep-alive
+        connection the server had closed gets one retry on a new one; any other failure raises the
+        OSError or HTTPException as it came. `attach` sees each connection before it is used (so a
+        caller on another thread can shut it down)."""
+        for attempt in range(2):
+            connection = self.take(target)
+            reused = connection.sock is not None
+            if attach is not None:
+                attach(connection)
+            try:
+                connection.request("GET", path, headers=headers)
+                return connection, connection.getresponse()
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                if reused and attempt == 0:
+                    continue
+                raise
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         with self._lock:

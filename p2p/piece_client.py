@@ -122,7 +122,7 @@ class PieceClient:
         connection: http.client.HTTPConnection | None = None
         reusable = False
         try:
-            connection, response = self._exchange(target, path, headers, abort)
+            connection, response = self._open(target, path, headers, abort)
             self._check(response, start, end)
             deadline = time.monotonic() + self._total_timeout
             for piece in wanted:
@@ -139,28 +139,19 @@ class PieceClient:
                     connection.close()
         return run
 
-    def _exchange(
+    def _open(
         self, target: Target, path: str, headers: dict[str, str], abort: Abort
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        for attempt in range(2):
-            connection = self._pool.take(target)
-            reused = connection.sock is not None
-            abort.attach(connection)
-            try:
-                connection.request("GET", path, headers=headers)
-                response = connection.getresponse()
-                connection.sock.settimeout(self._pool.read_timeout())
-                return connection, response
-            except (OSError, http.client.HTTPException) as exc:
-                connection.close()
-                if abort.requested:
-                    raise PieceError("cancelled") from None
-                if reused and attempt == 0:
-                    continue  # the peer closed an idle keep-alive connection: a new one
-                if not reused and _refused(exc):
-                    raise PeerUnreachable(f"{target.host}:{target.port}: {exc}") from None
-                raise PieceError(f"GET {path}: {type(exc).__name__}: {exc}") from None
-        raise AssertionError("unreachable")
+        try:
+            connection, response = self._pool.exchange(target, path, headers, attach=abort.attach)
+        except (OSError, http.client.HTTPException) as exc:
+            if abort.requested:
+                raise PieceError("cancelled") from None
+            if _refused(exc):
+                raise PeerUnreachable(f"{target.host}:{target.port}: {exc}") from None
+            raise PieceError(f"GET {path}: {type(exc).__name__}: {exc}") from None
+        connection.sock.settimeout(self._pool.read_timeout())
+        return connection, response
 
     @staticmethod
     def _check(response: http.client.HTTPResponse, start: int, end: int) -> None:

@@ -175,7 +175,10 @@ class OriginRanges:
             headers["Authorization"] = authorization
         parts = urlsplit(url)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
-        connection, response = self._exchange(target, path, headers)
+        try:
+            connection, response = self._pool.exchange(target, path, headers)
+        except (OSError, http.client.HTTPException) as exc:
+            raise UpstreamUnavailable(None, None, f"GET {path}: {type(exc).__name__}") from None
         if response.status in (200, 206):
             connection.sock.settimeout(self._pool.read_timeout())
             return response.status, {}, OriginBody(response, connection, target, self._pool, self._throttle)
@@ -184,19 +187,3 @@ class OriginRanges:
         body = response.read(ERROR_BODY_MAX_BYTES)
         connection.close()
         return response.status, reply, body
-
-    def _exchange(
-        self, target: Target, path: str, headers: dict[str, str]
-    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        for attempt in range(2):
-            connection = self._pool.take(target)
-            reused = connection.sock is not None
-            try:
-                connection.request("GET", path, headers=headers)
-                return connection, connection.getresponse()
-            except (OSError, http.client.HTTPException) as exc:
-                connection.close()
-                if reused and attempt == 0:
-                    continue  # the origin closed an idle keep-alive connection: a new one
-                raise UpstreamUnavailable(None, None, f"GET {path}: {type(exc).__name__}") from None
-        raise AssertionError("unreachable")
