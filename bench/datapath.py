@@ -7,8 +7,9 @@ Rows (interleaved rounds; a new mirror on an empty cache for every cold figure):
 - cold `Range:` of the last MiB of a 512 MiB blob, vs the same Range straight from the origin;
 - cold GET from an origin capped at 25 MB/s per connection (nginx `limit_rate` in front of
   docker-registry), vs one curl through the same cap;
-- aria2c `-x8 -s8` cold through the mirror vs one curl cold, same blob, both writing the file,
-  which is checked;
+- aria2c `-x8 -s8` cold through the mirror vs one curl cold through the mirror, same blob, both
+  writing the file, which is checked; and aria2c `-x8 -s8` straight from the origin, which says
+  how fast aria2c itself is on this machine;
 - P2P: mirror B downloads from seed mirror A: CPU of B (download) and of A (piece upload).
 CPU-seconds come from /proc/PID/stat (utime+stime) of the mirror process alone, around one transfer.
 
@@ -201,7 +202,7 @@ def capped_origin(origin: OriginRegistry, work: Path, digest: str, size: int, ro
 
 
 def aria2c_cold(origin: OriginRegistry, work: Path, digest: str, size: int, rounds: int) -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {"aria2c -x8": [], "curl": []}
+    results: dict[str, list[float]] = {"aria2c -x8": [], "curl": [], "aria2c -x8 origin": []}
     for _, variant in interleaved(list(results), rounds):
         read_warm(origin_blob_path(origin, digest))
         cache = tmpfs_dir("aria")
@@ -209,7 +210,7 @@ def aria2c_cold(origin: OriginRegistry, work: Path, digest: str, size: int, roun
         out = work / "aria-out"
         shutil.rmtree(out, ignore_errors=True)
         try:
-            url = f"{mirror.url}/v2/{REPO}/blobs/{digest}"
+            url = f"{origin.url if variant.endswith('origin') else mirror.url}/v2/{REPO}/blobs/{digest}"
             started = time.perf_counter()
             if variant == "curl":  # writes the file too, as aria2c does
                 out.mkdir(parents=True, exist_ok=True)
@@ -355,6 +356,10 @@ def report(args: argparse.Namespace, floor: dict[str, float], cold: dict, warm: 
         aria_x = m(aria["curl"]) / m(aria["aria2c -x8"])
         row("aria2c -x8 -s8 cold, s", m(aria["aria2c -x8"]), f"one curl {m(aria['curl']):.2f} s", f"{aria_x:.2f}x speed",
             f">= {GOALS['aria_x']}x", aria_x >= GOALS["aria_x"])
+        if aria.get("aria2c -x8 origin"):
+            own_x = m(aria["aria2c -x8 origin"]) / m(aria["aria2c -x8"])
+            row("aria2c -x8 -s8 cold vs aria2c -x8 from the origin", m(aria["aria2c -x8"]),
+                f"aria2c from origin {m(aria['aria2c -x8 origin']):.2f} s", f"{own_x:.2f}x speed", "-", True)
     if p2p:
         mine = p2p["this tree"]
         old = p2p.get("baseline")
