@@ -11,7 +11,6 @@ Extension points (register at wiring time, no import of the provider here):
 from __future__ import annotations
 
 import asyncio
-import hmac
 import inspect
 import ipaddress
 import json
@@ -32,6 +31,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nvme_cache import CachedBlob, Digest, InvalidDigest
+from oci import MANIFEST_TYPES, bearer_matches
 from registry_mirror import metrics
 from registry_mirror.errors import OCIError
 from registry_mirror.paths import parse_reference, parse_registry_host, validate_repository
@@ -44,12 +44,7 @@ log = logging.getLogger("registry_mirror.admin")
 
 StatusProvider = Callable[[], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
 
-MANIFEST_ACCEPT = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-]
+MANIFEST_ACCEPT = list(MANIFEST_TYPES)
 _PREFETCH_CONCURRENCY = 3
 
 
@@ -109,12 +104,12 @@ def check_admin_exposure(host: str, token: str | None) -> None:
 class _TokenGuard:
     def __init__(self, app: ASGIApp, token: str | None) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode() if token else None
+        self.expected = token or None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.expected is not None:
-            presented = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(presented, self.expected):
+            presented = dict(scope["headers"]).get(b"authorization")
+            if not bearer_matches(presented, self.expected):
                 await _error(401, "admin token missing or wrong")(scope, receive, send)
                 return
         await self.app(scope, receive, send)

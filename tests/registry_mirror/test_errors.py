@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from nvme_cache.digest import Digest, InvalidDigest
+from oci.digest import Digest, InvalidDigest
 from registry_mirror import errors
 from registry_mirror.errors import (
     CODES,
