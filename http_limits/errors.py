@@ -8,7 +8,8 @@ hubs' own (registry_mirror.hub.errors). docs/architecture.md lists the three."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -30,4 +31,6 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
 
 
-EXCEPTION_HANDLERS = {HTTPException: http_exception_handler}
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
+# For `Starlette(exception_handlers=...)`; a copy extended with an app's own handlers also fits.
+EXCEPTION_HANDLERS: dict[Any, ExceptionHandler] = {HTTPException: http_exception_handler}

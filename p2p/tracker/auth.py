@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from http_limits.errors import error_response
 from oci import bearer_token, token_matches
 from p2p.tracker.models import PEER_ID_RE
 
@@ -121,9 +121,5 @@ class PeerAuth:
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
-    response = JSONResponse(
-        {"error": message, "field": "authorization"},
-        status_code=status,
-        headers={"WWW-Authenticate": 'Bearer realm="registry-mirror-tracker"'},
-    )
+    response = error_response(status, message, "authorization", {"WWW-Authenticate": 'Bearer realm="registry-mirror-tracker"'})
     await response(scope, receive, send)

@@ -123,6 +123,16 @@ def test_invalid_digest_translates_to_digest_invalid() -> None:
     assert (err.code, err.status) == (ErrorCode.DIGEST_INVALID, 400)
 
 
+def test_an_unsatisfiable_range_translates_to_416_with_the_size() -> None:
+    import registry_mirror.translations  # noqa: F401  (registers the table, as the app does)
+    from nvme_cache import RangeNotSatisfiable
+    from oci import UnsatisfiableRange
+
+    for exc in (UnsatisfiableRange(10), RangeNotSatisfiable(12, 10)):
+        error = translate(exc)
+        assert (error.code, error.status, error.headers) == ("RANGE_INVALID", 416, {"Content-Range": "bytes */10"})
+
+
 def test_untranslated_errors_become_unknown_without_leaking_text() -> None:
     err = translate(RuntimeError("/var/cache/secret/path"))
     assert (err.code, err.status) == (ErrorCode.UNKNOWN, 500)
