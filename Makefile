@@ -10,7 +10,7 @@ DEBIAN_PACKAGES := docker-registry containerd runc skopeo umoci prometheus redis
 	podman mmdebstrap python3-venv
 # What the image is built from: it is rebuilt only when one of these changes.
 IMAGE_SOURCES := pyproject.toml README.md packaging/image/build.sh \
-	$(shell git ls-files registry_mirror nvme_cache p2p catalog http_limits 2>/dev/null)
+	$(shell git ls-files oci registry_mirror nvme_cache p2p catalog http_limits 2>/dev/null)
 IMAGE := dist/registry-mirror.oci.tar
 # The wheels are built by the same Python release the image runs (Debian bookworm's).
 IMAGE_BUILD_PYTHON ?= /usr/bin/python3

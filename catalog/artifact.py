@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from catalog.models import CATALOG_MEDIA_TYPE
-from catalog.registry import OCI_MANIFEST
+from oci import OCI_MANIFEST
 
 ENVELOPE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
 DELTA_MEDIA_TYPE = "application/vnd.registry-mirror.delta.zstd-patch-from"

@@ -11,7 +11,8 @@ from typing import Any
 from catalog.delta import make_delta
 from catalog.errors import RegistryError
 from catalog.models import Blob, Catalog, Delta, DeltaBlob, Image
-from catalog.registry import INDEX_TYPES, Manifest, Reference, RegistryClient
+from catalog.registry import Manifest, Reference, RegistryClient
+from oci import INDEX_TYPES
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 

@@ -6,8 +6,9 @@ from pathlib import Path
 from catalog.artifact import DELTA_ANNOTATION, ENVELOPE_MEDIA_TYPE
 from catalog.errors import RegistryError, TooLargeError
 from catalog.models import CATALOG_MEDIA_TYPE
-from catalog.registry import OCI_MANIFEST, Manifest, RegistryClient
+from catalog.registry import Manifest, RegistryClient
 from catalog.signing import MAX_ENVELOPE_BYTES
+from oci import OCI_MANIFEST
 
 
 def pull_catalog(registry: str, repo: str, tag: str, insecure: bool = False) -> bytes:

@@ -13,12 +13,12 @@ from typing import Any, Callable, TypeVar
 
 from catalog.errors import SchemaError
 from catalog.strict_json import MAX_DOCUMENT_BYTES, load_object
+from oci import DIGEST_RE
 
 SCHEMA_VERSION = 1
 CATALOG_MEDIA_TYPE = "application/vnd.registry-mirror.catalog.v1+json"
 DELTA_ALGORITHM = "zstd-patch-from"
 
-_DIGEST = re.compile(r"^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$")
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
 _PLATFORM = re.compile(r"^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$")
 
@@ -214,7 +214,7 @@ def _nonneg_int(obj: dict[str, Any], where: str, key: str) -> int:
 
 def _digest(obj: dict[str, Any], where: str, key: str) -> str:
     value = _required(obj, where, key)
-    if not isinstance(value, str) or not _DIGEST.match(value):
+    if not isinstance(value, str) or not DIGEST_RE.match(value):
         raise SchemaError(_path(where, key), "must be a sha256:<64 hex> or sha512:<128 hex> digest")
     return value
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from catalog.artifact import EMPTY_CONFIG, EMPTY_DIGEST, ENVELOPE_MEDIA_TYPE, artifact_manifest
 from catalog.errors import CatalogError
-from catalog.registry import OCI_MANIFEST, Reference, RegistryClient
+from catalog.registry import Reference, RegistryClient
 from catalog.signing import MAX_ENVELOPE_BYTES
+from oci import OCI_MANIFEST
 
 _DELTA_FILE = re.compile(r"^sha256-([0-9a-f]{64})\.delta$")
 CHUNK = 1024 * 1024

@@ -7,25 +7,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
 
+import oci
 from catalog.errors import RegistryError
+from oci import MANIFEST_TYPES
 
 CHUNK = 1024 * 1024
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
-MANIFEST_ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
+MANIFEST_ACCEPT = ", ".join(MANIFEST_TYPES)
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-
-_REF = re.compile(r"^(?P<registry>[^/]+)/(?P<repo>[a-z0-9._/-]+?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9._-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
 
 
 @dataclass(frozen=True)
@@ -45,12 +39,12 @@ class Reference:
 
 
 def parse_reference(text: str) -> Reference:
-    """Parse a fully qualified `host[:port]/repo[:tag][@digest]`."""
-    match = _REF.match(text)
-    host = match.group("registry") if match else ""
-    if not match or not ("." in host or ":" in host or host == "localhost"):
-        raise ValueError(f"not a fully qualified image reference: {text!r}")
-    return Reference(host, match.group("repo"), match.group("tag"), match.group("digest"))
+    """Parse a fully qualified `host[:port]/repo[:tag][@digest]` (the grammar is `oci.reference`)."""
+    try:
+        ref = oci.parse_image_reference(text)
+    except oci.InvalidReference as exc:
+        raise ValueError(f"not a fully qualified image reference: {text!r} ({exc})") from None
+    return Reference(ref.registry, ref.repository, ref.tag, str(ref.digest) if ref.digest else None)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """nvme_cache: a crash-safe, content-addressed blob cache that serves readers while it fills."""
 
-from nvme_cache.digest import Digest, InvalidDigest, Verifier
+from oci.digest import Digest, InvalidDigest, Verifier
 from nvme_cache.errors import (
     BlobNotFound,
     BlobVanished,

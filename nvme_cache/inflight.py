@@ -46,7 +46,7 @@ from queue import Empty, SimpleQueue
 from typing import Any, Protocol
 
 from nvme_cache import metrics
-from nvme_cache.digest import Digest
+from oci.digest import Digest
 from nvme_cache.errors import FillFailed, FillUnavailable, SourceFailed, VerificationFailed
 from nvme_cache.present import PresentRanges, union
 from nvme_cache.sendfile import FileSegment, ShortRead, segment_chunks

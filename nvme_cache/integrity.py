@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nvme_cache.digest import Digest
+from oci.digest import Digest
 from nvme_cache.errors import VerificationFailed
 
 

@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from nvme_cache.digest import Digest
+from oci.digest import Digest
 
 _HEX_LENGTH = {"sha256": 64, "sha512": 128}
 _HEX = re.compile(r"^[0-9a-f]+$")

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from nvme_cache import metrics
-from nvme_cache.digest import Digest
+from oci.digest import Digest
 from nvme_cache.store import BlobStore
 
 log = logging.getLogger("nvme_cache.scrub")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nvme_cache import metrics
-from nvme_cache.digest import Digest
+from oci.digest import Digest
 from nvme_cache.errors import BlobNotFound, BlobVanished, RangeNotSatisfiable, VerificationFailed
 from nvme_cache.evict import EvictionPolicy, plan_eviction
 from nvme_cache.index import BlobIndex

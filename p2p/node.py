@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
@@ -16,6 +15,7 @@ from typing import Any
 from cachetools import TTLCache
 
 from nvme_cache import BlobStore, Digest, FillFailed, FillSource
+from oci import bearer_token, token_matches
 from p2p import metrics
 from p2p.config import P2PConfig
 from p2p.errors import BadPiece, TrackerError
@@ -260,11 +260,11 @@ class P2PNode:
         token = self.config.tracker_token
         if token is None:
             return True
-        if hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode()):
-            return True
-        scheme, _, offered = authorization.partition(" ")
-        if scheme != "Bearer" or not offered:
+        offered = bearer_token(authorization)
+        if offered is None:
             return False
+        if token_matches(offered, token):
+            return True
         key = hashlib.sha256(authorization.encode()).hexdigest()
         known = self._peer_tokens.get(key)
         if known is None and key not in self._wrong_tokens:

@@ -7,16 +7,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-import time
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from http_limits.errors import EXCEPTION_HANDLERS, error_response
+from http_limits.ratelimit import TokenBucket
 from nvme_cache import (
     BlobNotFound,
     CacheError,
@@ -25,68 +25,46 @@ from nvme_cache import (
     FillFailed,
     FillUnavailable,
     InvalidDigest,
+    RangeNotSatisfiable,
     read_segment,
     send_segment,
     sender_of,
 )
+from oci import parse_range
 from p2p import metrics
 from p2p.node import P2PNode
 from p2p.piece_client import PIECE_PATH
 
 log = logging.getLogger("p2p.peer_server")
 
-_RANGE = re.compile(r"^bytes=(\d{1,15})-(\d{1,15})$")
-
-
-class TokenBucket:
-    """Bytes per second shared by every upload; 0 means unlimited."""
-
-    def __init__(self, rate: int) -> None:
-        self.rate = rate
-        self._tokens = float(rate)
-        self._stamp = time.monotonic()
-        self._lock = asyncio.Lock()
-
-    async def take(self, amount: int) -> None:
-        if self.rate <= 0:
-            return
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                self._tokens = min(float(self.rate), self._tokens + (now - self._stamp) * self.rate)
-                self._stamp = now
-                if self._tokens >= min(amount, self.rate):
-                    self._tokens -= amount
-                    return
-                await asyncio.sleep((min(amount, self.rate) - self._tokens) / self.rate)
-
-
 def create_peer_app(node: P2PNode, tracker_app: ASGIApp | None = None) -> Starlette:
     config = node.config
-    bucket = TokenBucket(config.upload_bandwidth)
+    # A burst of one second of rate: a 1 MiB chunk passes at once under any sane cap.
+    bucket = TokenBucket(config.upload_bandwidth, config.upload_bandwidth) if config.upload_bandwidth > 0 else None
 
     async def serve_range(request: Request) -> Response | _PieceResponse:
         if not await node.peer_authorized(request.headers.get("authorization", "")):
-            return JSONResponse({"error": "unauthorized"}, 401)
+            return error_response(401, "unauthorized", "authorization")
         try:
             digest = Digest.parse(request.path_params["digest"])
         except InvalidDigest as exc:
-            return JSONResponse({"error": str(exc), "field": "digest"}, 400)
-        match = _RANGE.match(request.headers.get("range", ""))
-        if match is None:
-            return JSONResponse({"error": "a single Range bytes=a-b is required", "field": "range"}, 400)
-        start, end = int(match.group(1)), int(match.group(2)) + 1
-        if end <= start:
-            return JSONResponse({"error": "empty range", "field": "range"}, 400)
+            return error_response(400, f"invalid digest: {exc}", "digest")
+        wanted = parse_range(request.headers.get("range"), None)
+        if wanted is None or wanted.end is None:
+            return error_response(400, "a single Range bytes=a-b is required", "range")
+        start, end = wanted.start, wanted.end + 1
         if node.uploads_active >= config.max_uploads:
             metrics.uploads_refused.add(1)
-            return JSONResponse({"error": "too many uploads"}, 503, headers={"Retry-After": "1"})
+            return error_response(503, "too many uploads", headers={"Retry-After": "1"})
         try:
             size, body = await _open_range(node, digest, start, end)
         except (BlobNotFound, FillUnavailable):
-            return JSONResponse({"error": "not available here"}, 404)
-        except CacheError as exc:
-            return JSONResponse({"error": str(exc)}, 416)
+            return error_response(404, "not available here")
+        except RangeNotSatisfiable as exc:
+            return error_response(416, "range beyond the blob", "range", {"Content-Range": f"bytes */{exc.size}"})
+        except CacheError as exc:  # e.g. a blob the store just found corrupt: another peer has it
+            log.info("piece of %s not served: %s", digest, exc)
+            return error_response(404, "not available here")
         headers = {"Content-Range": f"bytes {start}-{end - 1}/{size}", "Content-Length": str(end - start)}
         return _PieceResponse(headers, _upload(node, body, bucket, config.fault_corrupt_uploads))
 
@@ -95,7 +73,7 @@ def create_peer_app(node: P2PNode, tracker_app: ASGIApp | None = None) -> Starle
     if tracker_app is not None:
         routes.append(Mount("/tracker", app=tracker_app))
         lifespan = _tracker_lifespan(tracker_app)
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
 
 
 async def _open_range(
@@ -104,13 +82,13 @@ async def _open_range(
     info = node.store.stat(digest)
     if info is not None:
         if end > info.size:
-            raise CacheError(f"range beyond {info.size} bytes")
+            raise RangeNotSatisfiable(start, info.size)
         return info.size, node.store.get(digest).segments(start, end)
     fill = node.store.inflight(digest)
     if fill is None or fill.size is None:
         raise BlobNotFound(str(digest))
     if end > fill.size:
-        raise CacheError(f"range beyond {fill.size} bytes")
+        raise RangeNotSatisfiable(start, fill.size)
     # Only what is written: a downloader writes verified pieces only, a seed's bytes define them.
     if fill.passthrough_from is not None or not fill.has(start, end):
         raise FillUnavailable(str(digest))
@@ -146,7 +124,7 @@ class _PieceResponse:
 
 
 async def _upload(
-    node: P2PNode, body: AsyncIterator[bytes | FileSegment], bucket: TokenBucket, corrupt: bool
+    node: P2PNode, body: AsyncIterator[bytes | FileSegment], bucket: TokenBucket | None, corrupt: bool
 ) -> AsyncIterator[bytes | FileSegment]:
     node.uploads_active += 1
     first = True
@@ -154,7 +132,8 @@ async def _upload(
     try:
         async for item in body:
             count = item.count if isinstance(item, FileSegment) else len(item)
-            await bucket.take(count)
+            if bucket is not None and (wait := bucket.take_with_debt(count)) > 0:
+                await asyncio.sleep(wait)  # one bucket for every upload: their sum keeps the cap
             if corrupt and first and count:
                 data = item if isinstance(item, bytes) else await asyncio.to_thread(read_segment, item)
                 item = bytes([data[0] ^ 0xFF]) + data[1:]  # fault injection for tests

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import http.client
-import re
 import socket
 import ssl
 import threading
@@ -26,11 +25,11 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from nvme_cache.connections import ConnectionPool, Target
+from oci import parse_content_range
 from p2p.errors import BadPiece, PeerUnreachable, PieceError
 from p2p.pieces import matches, piece_digest, piece_hash_state
 
 PIECE_PATH = "/p2p/v1/blobs/"
-_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 _READ = 1024 * 1024  # hashed per read: big enough to keep Python out, small enough for the CPU cache
 
 
@@ -158,8 +157,8 @@ class PieceClient:
         if response.status != 206:
             response.read(4096)
             raise PieceError(f"peer answered {response.status}")
-        match = _CONTENT_RANGE.match(response.getheader("Content-Range") or "")
-        if match is None or int(match.group(1)) != start or int(match.group(2)) != end - 1:
+        answered = parse_content_range(response.getheader("Content-Range"))
+        if answered is None or (answered.start, answered.end) != (start, end - 1):
             raise PieceError(f"peer sent Content-Range {response.getheader('Content-Range')!r}, asked {start}-{end - 1}")
         length = response.getheader("Content-Length")
         if length is not None and length != str(end - start):

@@ -11,7 +11,6 @@ Extension points (register at wiring time, no import of the provider here):
 from __future__ import annotations
 
 import asyncio
-import hmac
 import inspect
 import ipaddress
 import json
@@ -31,9 +30,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from catalog.errors import CatalogError
+from http_limits.errors import EXCEPTION_HANDLERS, ExceptionHandler, error_response
 from nvme_cache import CachedBlob, Digest, InvalidDigest
+from oci import MANIFEST_TYPES, bearer_matches, is_qualified_host
 from registry_mirror import metrics
-from registry_mirror.errors import OCIError
+from registry_mirror.errors import ErrorCode, OCIError, translate
 from registry_mirror.paths import parse_reference, parse_registry_host, validate_repository
 from registry_mirror.policy import InvalidRule, Policy, Subject, rule_from_mapping
 from registry_mirror.sources import origin_source
@@ -44,12 +46,7 @@ log = logging.getLogger("registry_mirror.admin")
 
 StatusProvider = Callable[[], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
 
-MANIFEST_ACCEPT = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-]
+MANIFEST_ACCEPT = list(MANIFEST_TYPES)
 _PREFETCH_CONCURRENCY = 3
 
 
@@ -109,12 +106,12 @@ def check_admin_exposure(host: str, token: str | None) -> None:
 class _TokenGuard:
     def __init__(self, app: ASGIApp, token: str | None) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode() if token else None
+        self.expected = token or None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.expected is not None:
-            presented = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(presented, self.expected):
+            presented = dict(scope["headers"]).get(b"authorization")
+            if not bearer_matches(presented, self.expected):
                 await _error(401, "admin token missing or wrong")(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -143,9 +140,7 @@ def _upstream_url(settings: Any, name: str) -> str:
     return str(upstream.url) if upstream is not None else ""
 
 
-def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
-    body = {"error": message} if field is None else {"error": message, "field": field}
-    return JSONResponse(body, status_code=status)
+_error = error_response  # the control APIs' one error body (http_limits.errors)
 
 
 async def _call(fn: Callable[[], Any]) -> Any:
@@ -309,8 +304,11 @@ def create_admin_app(context: AdminContext, token: str | None = None) -> ASGIApp
             return _error(404, "no catalog is configured on this mirror")
         try:
             return JSONResponse(await _call(context.catalog.rollback))
-        except Exception as exc:  # the catalog says why it cannot roll back (no previous serial, ...)
+        except CatalogError as exc:  # the catalog says why it cannot roll back (no previous serial, ...)
             return _error(409, str(exc))
+        except Exception:
+            log.exception("catalog rollback failed")
+            return _error(500, "the rollback failed: see the mirror's log")
 
     async def prefetch_start(request: Request) -> JSONResponse:
         try:
@@ -356,20 +354,21 @@ def create_admin_app(context: AdminContext, token: str | None = None) -> ASGIApp
         Route("/admin/prefetch", prefetch_start, methods=["POST"]),
         Route("/admin/prefetch/{job_id}", prefetch_status, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={InvalidDigest: _bad_digest, BadParameter: _bad_parameter})
+    handlers: dict[Any, ExceptionHandler] = {**EXCEPTION_HANDLERS, InvalidDigest: _bad_digest, BadParameter: _bad_parameter}
+    app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.admin = context
     return _TokenGuard(app, token)
 
 
 async def _bad_digest(request: Request, exc: Exception) -> Response:
     metrics.admin_bad_requests.add(1, {"field": "digest"})
-    return JSONResponse({"error": f"invalid digest: {exc}", "field": "digest"}, status_code=400)
+    return _error(400, f"invalid digest: {exc}", "digest")
 
 
 async def _bad_parameter(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BadParameter)
     metrics.admin_bad_requests.add(1, {"field": exc.field})
-    return JSONResponse({"error": str(exc), "field": exc.field}, status_code=400)
+    return _error(400, str(exc), exc.field)
 
 
 _background: set[asyncio.Task[None]] = set()
@@ -401,7 +400,7 @@ def _parse_ref(ref: str, default_upstream: str) -> tuple[tuple[str, str], str | 
     """REGISTRY/REPO[:TAG|@DIGEST] -> ((registry, repository), reference)."""
     name, at, digest_text = ref.partition("@")
     first, slash, rest = name.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
+    if slash and is_qualified_host(first):
         registry, path = parse_registry_host(first), rest
     else:
         registry, path = default_upstream, name
@@ -447,10 +446,11 @@ async def _run_prefetch(
 
         await asyncio.gather(*(one(d, s) for d, s in job.blobs.items()))
         job.state = "done"
-    except OCIError as exc:
-        job.state, job.error = "failed", f"{exc.code}: {exc.message}"
     except Exception as exc:  # reported through the job, the server keeps running
-        job.state, job.error = "failed", f"{type(exc).__name__}: {exc}"
+        error = translate(exc)  # an upstream's or the cache's failure, as its fixed OCI message
+        if error.code == ErrorCode.UNKNOWN:
+            log.exception("prefetch %s failed", job.ref)  # the detail stays in the log
+        job.state, job.error = "failed", f"{error.code}: {error.message}"
 
 
 def _pick_platform(manifests: list[dict[str, Any]], platform: str) -> str:
@@ -459,4 +459,4 @@ def _pick_platform(manifests: list[dict[str, Any]], platform: str) -> str:
         p = entry.get("platform", {})
         if p.get("os") == os_name and p.get("architecture") == arch:
             return str(entry["digest"])
-    raise ValueError(f"the index has no {platform} image")
+    raise OCIError(ErrorCode.MANIFEST_UNKNOWN, f"the index has no {platform} image")

@@ -13,6 +13,7 @@ from typing import Any
 from catalog.models import Blob
 from catalog.service import CatalogOptions, CatalogService, load_trusted_keys
 from nvme_cache import Digest, FillSource
+from oci import is_manifest
 from p2p.errors import TrackerError
 from p2p.node import P2PNode
 from registry_mirror.settings import Settings
@@ -21,14 +22,6 @@ from registry_mirror.state import Mirror
 
 log = logging.getLogger("registry_mirror.catalog")
 REOFFER_AFTER = 60.0  # seconds between offers of an unchanged catalog (a restarted tracker relearns it)
-
-_MANIFEST_TYPES = frozenset({
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-})
-
 
 def catalog_options(settings: Settings) -> CatalogOptions:
     config = settings.catalog
@@ -136,7 +129,7 @@ def install_cluster_catalogs(mirror: Mirror, service: CatalogService, node: P2PN
 def _source_for(mirror: Mirror, blob: Blob, registry: str) -> FillSource:
     target = mirror.upstreams.resolve(registry, blob.repository)
     digest = Digest.parse(blob.digest)
-    if blob.media_type in _MANIFEST_TYPES:
+    if is_manifest(blob.media_type):
         return _manifest_source(mirror, registry, blob, digest)
     origin = origin_source(target.client, target.repository, digest, target.name, mirror.upstream_limits)
     return mirror.fill_source(digest, origin, blob.size)

@@ -14,6 +14,8 @@ from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import oci
+from oci import Digest, InvalidDigest
 from registry_mirror.settings import GiB, KiB, MiB
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
@@ -248,11 +250,6 @@ def parse_env_name(value: object) -> str:
 
 _ZONE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _INT_RE = re.compile(r"^\s*\d+\s*$")
-_REPOSITORY_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
-_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_DIGEST_RE = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):([A-Za-z0-9=_-]+)$")
-_DIGEST_HEX_LENGTHS = {"sha256": 64, "sha512": 128}
-_HEX_RE = re.compile(r"^[0-9a-f]+$")
 EMBEDDED_TRACKER = "embedded"
 
 
@@ -383,15 +380,13 @@ def parse_peer_id(value: object) -> str:
 
 
 def parse_digest(value: object) -> str:
-    """A full OCI digest: sha256 with 64 and sha512 with 128 lowercase hex digits."""
-    match = _DIGEST_RE.match(value.strip()) if isinstance(value, str) else None
-    expected = _DIGEST_HEX_LENGTHS.get(match.group(1)) if match else None
-    if match is None or (
-        expected is not None
-        and (len(match.group(2)) != expected or not _HEX_RE.match(match.group(2)))
-    ):
-        raise InvalidValue(f"expected a full digest like sha256:<64 hex>, got {_show(value)}")
-    return match.group(0)
+    """A full OCI digest, as `oci.Digest` accepts it: sha256 with 64 or sha512 with 128 lowercase
+    hex digits (the only algorithms the image spec registers)."""
+    text = value.strip() if isinstance(value, str) else ""
+    try:
+        return str(Digest.parse(text))
+    except InvalidDigest as exc:
+        raise InvalidValue(f"expected a full digest like sha256:<64 hex>, got {_show(value)} ({exc})") from None
 
 
 def parse_optional_digest(value: object) -> str:
@@ -403,23 +398,12 @@ def parse_optional_digest(value: object) -> str:
 def parse_image_reference(value: object) -> str:
     """REGISTRY/REPO:TAG or REGISTRY/REPO@DIGEST with a fully qualified registry host."""
     text = value.strip() if isinstance(value, str) else ""
-    rest, _, digest = text.partition("@")
-    registry, _, path = rest.partition("/")
-    repository, tag = path, ""
-    if ":" in path.rpartition("/")[2]:
-        repository, _, tag = path.rpartition(":")
-    qualified = "." in registry or ":" in registry or registry == "localhost"
-    ok = (
-        qualified
-        and _REGISTRY_RE.match(registry) is not None
-        and _REPOSITORY_RE.match(repository) is not None
-        and (tag or digest)
-        and (not tag or _TAG_RE.match(tag) is not None)
-    )
-    if not ok:
+    try:
+        reference = oci.parse_image_reference(text)
+    except oci.InvalidReference as exc:
+        raise InvalidValue(f"expected REGISTRY/REPO:TAG like ghcr.io/org/catalog:v1, got {_show(value)} ({exc})") from None
+    if (reference.tag is None and reference.digest is None) or not _REGISTRY_RE.match(reference.registry):
         raise InvalidValue(f"expected REGISTRY/REPO:TAG like ghcr.io/org/catalog:v1, got {_show(value)}")
-    if digest:
-        parse_digest(digest)
     return text
 
 

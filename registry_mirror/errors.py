@@ -28,7 +28,7 @@ from typing import Any, Final, TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
-from nvme_cache.digest import InvalidDigest
+from oci.digest import InvalidDigest
 
 JSON_CONTENT_TYPE: Final = "application/json"
 API_VERSION_HEADER: Final = ("Docker-Distribution-API-Version", "registry/2.0")

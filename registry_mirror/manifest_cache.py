@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from cachetools import LRUCache, TTLCache
 
 from nvme_cache import BlobNotFound, BlobStore, Digest, VerificationFailed
+from oci import OCI_INDEX, OCI_MANIFEST
 from registry_mirror import metrics
 from registry_mirror.errors import ErrorCode, OCIError
 from registry_mirror.singleflight import SingleFlight
@@ -28,7 +29,7 @@ from registry_mirror.upstream import (
 from registry_mirror.upstreams import Target
 
 _BODY_CACHE_BYTES = 64 * 1024 * 1024
-_DEFAULT_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
+_DEFAULT_MEDIA_TYPE = OCI_MANIFEST
 _TAG_SCOPE = "tag"
 
 log = logging.getLogger("registry_mirror.manifests")
@@ -223,5 +224,5 @@ def _sniff_media_type(body: bytes) -> str:
     if isinstance(media_type, str) and media_type:
         return media_type
     if isinstance(document, dict) and "manifests" in document:
-        return "application/vnd.oci.image.index.v1+json"
+        return OCI_INDEX
     return _DEFAULT_MEDIA_TYPE

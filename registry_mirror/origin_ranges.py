@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
-import re
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urljoin, urlsplit
@@ -26,6 +25,7 @@ from yarl import URL
 
 from registry_mirror import metrics
 from nvme_cache.connections import ConnectionPool, Target
+from oci import parse_content_range
 from registry_mirror.tracing import upstream_span
 from registry_mirror.upstream import (
     ERROR_BODY_MAX_BYTES,
@@ -36,7 +36,6 @@ from registry_mirror.upstream import (
     error_for_status,
 )
 
-_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 # Requests are sent and their headers read here; bodies are read on the fill's own threads.
 _REQUESTS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="origin-request")
 
@@ -62,12 +61,12 @@ class OriginBody:
         self.ranged = response.status == 206
         length = response.getheader("Content-Length")
         if self.ranged:
-            match = _CONTENT_RANGE.match(response.getheader("Content-Range") or "")
-            if match is None:
+            answered = parse_content_range(response.getheader("Content-Range"))
+            if answered is None:
                 raise UpstreamUnavailable(206, None, "a 206 without a usable Content-Range")
-            self.start = int(match.group(1))
-            self.total = None if match.group(3) == "*" else int(match.group(3))
-            if length is not None and int(length) != int(match.group(2)) - self.start + 1:
+            self.start = answered.start
+            self.total = answered.size
+            if length is not None and int(length) != answered.length:
                 raise UpstreamUnavailable(206, None, "Content-Length and Content-Range disagree")
         else:
             self.start = 0

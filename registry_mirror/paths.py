@@ -1,7 +1,7 @@
-"""Parse a distribution API request once into a value; parse a Range header.
+"""Parse a distribution API request once into a value; map a Range header to the API's errors.
 
 Every string that leaves this module in a `DistributionRequest` is checked against the OCI
-distribution spec grammar, so repository components, tags and digests are safe path segments
+distribution spec grammar (`oci.reference`, `oci.digest`), so repository components, tags and digests are safe path segments
 (no `..`, no empty component, no `/` at either end, no `%`): nothing is ever percent-decoded.
 
 Path forms (containerd docs/hosts.md, `override_path`; `remotes/docker/config/hosts.go`):
@@ -23,21 +23,14 @@ from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 from urllib.parse import parse_qs
 
-from nvme_cache.digest import Digest, InvalidDigest
+import oci
+from oci import MAX_NAME_LENGTH, Digest, InvalidDigest, UnsatisfiableRange
+from oci import ByteRange as ByteRange  # re-exported: the blob routes frame responses with it
 from registry_mirror.errors import ErrorCode, OCIError
 
 Kind = Literal["base", "manifest", "blob", "tags", "referrers", "uploads"]
 
-MAX_NAME_LENGTH: Final = 255
-# distribution-spec v1.1 name grammar; `-+` (not `-*`) keeps the regex free of backtracking blowups.
-_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")
-_TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 _UPLOAD_ID = re.compile(r"[A-Za-z0-9_.=-]{1,256}")
-# registry host as in `?ns=`: DNS name or IPv4 or [IPv6], optional port
-_HOST_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_REGISTRY_HOST = re.compile(
-    rf"(?:{_HOST_LABEL}(?:\.{_HOST_LABEL})*|\[[0-9a-fA-F:.]+\])(?::[0-9]{{1,5}})?"
-)
 DOCKER_HUB_HOSTS: Final = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 
 
@@ -139,7 +132,7 @@ def validate_repository(name: str) -> str:
         raise OCIError(ErrorCode.NAME_INVALID, "empty repository name")
     if len(name) > MAX_NAME_LENGTH:
         raise OCIError(ErrorCode.NAME_INVALID, detail={"reason": "longer than 255 characters"})
-    if not all(_COMPONENT.fullmatch(part) for part in name.split("/")):
+    if not oci.is_repository(name):
         raise OCIError(ErrorCode.NAME_INVALID, detail={"name": name})
     return name
 
@@ -152,7 +145,7 @@ def parse_reference(text: str) -> str | Digest:
     """
     if ":" in text:
         return parse_digest(text)
-    if not _TAG.fullmatch(text):
+    if not oci.is_tag(text):
         raise OCIError(ErrorCode.MANIFEST_UNKNOWN, detail={"reason": "invalid tag"})
     return text
 
@@ -166,7 +159,7 @@ def parse_digest(text: str) -> Digest:
 
 def parse_registry_host(ns: str) -> str:
     """The `?ns=` value, lowercased (host names are case-insensitive)."""
-    if len(ns) > 255 or not _REGISTRY_HOST.fullmatch(ns):
+    if not oci.is_registry_host(ns):
         raise OCIError(ErrorCode.NAME_INVALID, detail={"reason": "invalid ns registry host"})
     return ns.lower()
 
@@ -187,74 +180,16 @@ def _not_found(path: str) -> OCIError:
     return OCIError(ErrorCode.NOT_FOUND, detail={"path": path[:300]})
 
 
-# --- Range (RFC 9110 section 14) ---------------------------------------------------------------
-
-_RANGE_SPEC = re.compile(r"([0-9]{0,32})-([0-9]{0,32})")
-
-
-@dataclass(frozen=True)
-class ByteRange:
-    start: int
-    end: int | None  # inclusive; None: to the end of a blob whose size is not known yet
-
-    @property
-    def length(self) -> int | None:
-        return None if self.end is None else self.end - self.start + 1
-
-    def content_range(self, size: int | None) -> str:
-        if self.end is None:
-            raise ValueError("an open range has no Content-Range until the size is known")
-        return f"bytes {self.start}-{self.end}/{'*' if size is None else size}"
-
-    def resolve(self, size: int) -> ByteRange:
-        """This range against a now-known size: clamped, or RANGE_INVALID if unsatisfiable."""
-        return _satisfy(self.start, self.end, size)
+# --- Range: the grammar is oci.ranges; here an unsatisfiable one becomes the API's 416 ---------
 
 
 def parse_range(header: str | None, size: int | None) -> ByteRange | None:
-    """The single byte range a GET should serve, or None to serve the whole blob (200).
-
-    - `bytes=a-b`, `bytes=a-`, `bytes=-n`; the unit is case-insensitive, spaces around are fine.
-    - Malformed, another unit, or several ranges: None. RFC 9110 lets a server ignore Range,
-      and a multipart/byteranges body is not worth it for a registry (containerd sends `N-`).
-    - A suffix (`-n`) while the size is unknown: None, the whole blob.
-    - Unsatisfiable against a known size: OCIError RANGE_INVALID (416) carrying
-      `Content-Range: bytes */<size>`.
-    """
-    if header is None:
-        return None
-    unit, sep, range_set = header.strip().partition("=")
-    if not sep or unit.strip().lower() != "bytes" or "," in range_set:
-        return None
-    match = _RANGE_SPEC.fullmatch(range_set.strip())
-    if match is None:
-        return None
-    first, last = match.group(1), match.group(2)
-    if not first:
-        if not last:
-            return None  # "bytes=-"
-        return _suffix(int(last), size)
-    start, end = int(first), (int(last) if last else None)
-    if end is not None and end < start:
-        return None  # invalid range-spec: ignore the header
-    if size is None:
-        return ByteRange(start, end)
-    return _satisfy(start, end, size)
-
-
-def _suffix(length: int, size: int | None) -> ByteRange | None:
-    if size is None:
-        return None
-    if length == 0 or size == 0:
-        raise range_not_satisfiable(size)
-    return ByteRange(max(0, size - length), size - 1)
-
-
-def _satisfy(start: int, end: int | None, size: int) -> ByteRange:
-    if start >= size:
-        raise range_not_satisfiable(size)
-    last = size - 1 if end is None else min(end, size - 1)
-    return ByteRange(start, last)
+    """`oci.parse_range`, with an unsatisfiable range as OCIError RANGE_INVALID (416) carrying
+    `Content-Range: bytes */<size>`."""
+    try:
+        return oci.parse_range(header, size)
+    except UnsatisfiableRange as exc:
+        raise range_not_satisfiable(exc.size) from None
 
 
 def range_not_satisfiable(size: int) -> OCIError:

@@ -23,6 +23,7 @@ from typing import Literal
 
 from cachetools import LRUCache, TTLCache
 
+import oci
 from nvme_cache import Digest
 from registry_mirror import metrics
 from registry_mirror.errors import ErrorCode, OCIError
@@ -35,13 +36,7 @@ log = logging.getLogger("registry_mirror.provenance")
 Kind = Literal["blob", "manifest"]
 Pair = tuple[str, str, str]  # digest, upstream, repository (as the upstream names it)
 # Every manifest type: the HEAD asks "does this repository hold this digest", not for a format.
-MANIFEST_TYPES = [
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-]
+MANIFEST_TYPES = [*oci.MANIFEST_TYPES, oci.DOCKER_MANIFEST_V1_SIGNED]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS fetched_for (
     digest TEXT NOT NULL, upstream TEXT NOT NULL, repository TEXT NOT NULL,

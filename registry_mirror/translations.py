@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nvme_cache import BlobNotFound, FillFailed, RangeNotSatisfiable, VerificationFailed
+from oci import UnsatisfiableRange
 from registry_mirror.errors import ErrorCode, OCIError, register_translation
 from registry_mirror.upstream import (
     UpstreamDenied,
@@ -49,7 +50,11 @@ def fill_error(exc: FillFailed, not_found: ErrorCode = ErrorCode.BLOB_UNKNOWN) -
 register_translation(UpstreamError, upstream_error)
 register_translation(FillFailed, fill_error)
 register_translation(BlobNotFound, lambda exc: OCIError(ErrorCode.BLOB_UNKNOWN))
-register_translation(
-    RangeNotSatisfiable,
-    lambda exc: OCIError(ErrorCode.RANGE_INVALID, headers={"Content-Range": f"bytes */{exc.size}"}),
-)
+
+
+def range_invalid(exc: RangeNotSatisfiable | UnsatisfiableRange) -> OCIError:
+    return OCIError(ErrorCode.RANGE_INVALID, headers={"Content-Range": f"bytes */{exc.size}"})
+
+
+register_translation(RangeNotSatisfiable, range_invalid)  # the cache's
+register_translation(UnsatisfiableRange, range_invalid)  # a parsed Range against a known size

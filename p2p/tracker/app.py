@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from http_limits.errors import EXCEPTION_HANDLERS, error_response
 from http_limits.ratelimit import KeyedRateLimiter
 from p2p import metrics
 from p2p.tracker import validate
@@ -61,11 +62,7 @@ class _NotYours(Exception):
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"error": message}
-    if field is not None:
-        body["field"] = field
-    return JSONResponse(body, status_code=status)
+_error = error_response  # the control APIs' one error body (http_limits.errors)
 
 
 def _guarded(handler: Handler) -> Handler:
@@ -231,11 +228,7 @@ async def report(request: Request) -> Response:
     retry = limiter.check(body.reporter)
     if retry:
         metrics.tracker_bad_piece_reports.add(1, {"outcome": "rate_limited"})
-        return JSONResponse(
-            {"error": "too many reports from this peer", "field": "reporter"},
-            status_code=429,
-            headers={"Retry-After": str(retry)},
-        )
+        return _error(429, "too many reports from this peer", "reporter", {"Retry-After": str(retry)})
     store = _store(request)
     shown = await _shows_failed_piece(store, body)
     excluded = await store.report_peer(
@@ -328,8 +321,9 @@ async def healthz(request: Request) -> Response:
     if ping is not None:
         try:
             await ping()
-        except Exception as exc:  # noqa: BLE001 - any store failure means "not healthy"
-            return _error(503, f"store unavailable: {exc}")
+        except Exception:  # noqa: BLE001 - any store failure means "not healthy"
+            log.warning("tracker store unavailable", exc_info=True)  # its address stays in the log
+            return _error(503, "store unavailable")
     return JSONResponse({"ok": True})
 
 
@@ -378,7 +372,7 @@ def create_app(store: TrackerStore, config: TrackerConfig, metrics_endpoint: Han
         routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     credentials = config.auth()
     middleware = [Middleware(PeerAuth, credentials=credentials)] if credentials.enabled else []
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.state.store = store
     app.state.config = config
     app.state.report_limiter = KeyedRateLimiter(config.report_rate, config.report_burst, clock=config.clock)

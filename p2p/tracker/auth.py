@@ -21,9 +21,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from http_limits.errors import error_response
+from oci import bearer_token, token_matches
 from p2p.tracker.models import PEER_ID_RE
 
 PEER_KEY = "tracker_peer_id"  # in scope["state"]: the peer id this caller proved, or None
@@ -81,12 +82,12 @@ class Credentials:
         """(accepted, peer id it proves; None for the shared token)."""
         if self.node_secret is not None and "/" in token:
             peer_id = token.split("/", 1)[0]
-            if PEER_ID_RE.fullmatch(peer_id) and hmac.compare_digest(token, node_token(self.node_secret, peer_id)):
+            if PEER_ID_RE.fullmatch(peer_id) and token_matches(token, node_token(self.node_secret, peer_id)):
                 return True, peer_id
         listed = self.node_tokens.get(_token_key(token))
         if listed is not None:
             return True, listed
-        if self.shared_token is not None and hmac.compare_digest(token.encode(), self.shared_token.encode()):
+        if self.shared_token is not None and token_matches(token, self.shared_token):
             return True, None
         return False, None
 
@@ -103,9 +104,8 @@ class PeerAuth:
             state = scope.setdefault("state", {})
             peer_id: str | None = state.get(CERT_NAME_KEY) if self._credentials.cert_identity else None
             if self._credentials.needs_token:
-                offered = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-                scheme, _, token = offered.partition(" ")
-                accepted, proven = self._credentials.peer_of(token) if scheme == "Bearer" else (False, None)
+                token = bearer_token(dict(scope["headers"]).get(b"authorization"))
+                accepted, proven = self._credentials.peer_of(token) if token else (False, None)
                 if not accepted:
                     await _refuse(scope, receive, send, 401, "missing or wrong bearer token")
                     return
@@ -121,9 +121,5 @@ class PeerAuth:
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
-    response = JSONResponse(
-        {"error": message, "field": "authorization"},
-        status_code=status,
-        headers={"WWW-Authenticate": 'Bearer realm="registry-mirror-tracker"'},
-    )
+    response = error_response(status, message, "authorization", {"WWW-Authenticate": 'Bearer realm="registry-mirror-tracker"'})
     await response(scope, receive, send)

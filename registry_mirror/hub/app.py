@@ -4,11 +4,11 @@ routes on the first path segment instead."""
 
 from __future__ import annotations
 
-from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from registry_mirror.hub.auth_cache import AccessCache
 from registry_mirror.hub.delivery import SmallFiles
+from registry_mirror.hub.errors import ENTRY_NOT_FOUND, hub_error
 from registry_mirror.hub.hf_routes import HuggingFaceApp
 from registry_mirror.hub.hf_upstream import HubClient
 from registry_mirror.hub.modelscope_routes import ModelScopeApp
@@ -34,7 +34,7 @@ class HubApp:
         if not root.endswith(MOUNTS):
             mount = next((m for m in MOUNTS if scope["path"] == m or scope["path"].startswith(m + "/")), None)
             if mount is None:
-                await Response(b"", 404)(scope, receive, send)
+                await hub_error(404, ENTRY_NOT_FOUND, "no such endpoint on this mirror")(scope, receive, send)
                 return
             root = root + mount
             scope = {**scope, "root_path": root}

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 from cachetools import LRUCache
-from starlette.responses import Response
 from starlette.types import ASGIApp
 from yarl import URL
 
@@ -25,11 +25,14 @@ from nvme_cache import CachedBlob, Digest, FillFailed, FillSource
 from registry_mirror import metrics as front_metrics
 from registry_mirror.errors import OCIError
 from registry_mirror.hub import metrics
+from registry_mirror.hub.errors import RANGE_NOT_SATISFIABLE, UPSTREAM_ERROR, hub_error
 from registry_mirror.hub.hf_upstream import HubClient, HubUnavailable
 from registry_mirror.paths import parse_range
 from registry_mirror.blobs import body_recorder
 from registry_mirror.responses import BlobResponse
 from registry_mirror.state import Mirror
+
+log = logging.getLogger("registry_mirror.hub")
 
 SMALL_FILE_MAX_BYTES = 16 * 1024 * 1024  # the Hub keeps non-LFS files under 10 MB
 
@@ -82,12 +85,13 @@ async def serve_blob(
         await handle.wait_started()
     except FillFailed as exc:
         front_metrics.failed_downloads.add(1, {"reason": "upstream", "upstream": kind})
-        return Response(f"origin fetch failed: {exc}", 502, headers={"X-Error-Code": "UpstreamError"})
+        log.info("hub fill of %s failed: %s", digest, exc)  # the cause stays here, not in the answer
+        return hub_error(502, UPSTREAM_ERROR, "origin fetch failed")
     served_from = "cache" if isinstance(handle, CachedBlob) or joined else handle.source
     try:
         byte_range = parse_range(request_headers.get("range"), handle.size)
     except OCIError as exc:
-        return Response(b"", 416, headers=exc.headers)
+        return hub_error(416, RANGE_NOT_SATISFIABLE, "range not satisfiable", exc.headers)
     status, framing, start, end = 200, _length(handle.size), 0, None
     if byte_range is not None and byte_range.end is not None:
         status, start, end = 206, byte_range.start, byte_range.end + 1

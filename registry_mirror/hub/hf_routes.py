@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from nvme_cache import Digest
 from registry_mirror.hub.auth_cache import AccessCache
 from registry_mirror.hub.delivery import SMALL_FILE_MAX_BYTES, SmallFileKey, SmallFiles, hub_source, serve_blob
+from registry_mirror.hub.errors import ENTRY_NOT_FOUND, hub_error
 from registry_mirror.hub.hf_upstream import HubClient, HubReply, HubTooLarge, HubUnavailable, credentials
 from registry_mirror.hub.relay import StreamedRelay, OriginRefused, kept_headers, relay, unavailable
 from registry_mirror.hub.revisions import Resolution, RevisionCache, is_commit
@@ -85,10 +86,8 @@ class HuggingFaceApp:
             response = await self.dispatch(request, _route_path(scope))
         except OriginRefused as refused:
             response = relay(refused.reply, self.client, request)
-        except HubUnavailable as exc:
-            response = unavailable(str(exc))
-        except HubTooLarge as exc:
-            response = Response(str(exc), 502)
+        except (HubUnavailable, HubTooLarge) as exc:
+            response = unavailable(exc)
         await response(scope, receive, send)
 
     async def dispatch(self, request: Request, path: str) -> ASGIApp:
@@ -107,7 +106,7 @@ class HuggingFaceApp:
             return await self.cached_api(request, ref, unquote(match["rev"]) if match["rev"] else None, path, creds)
         if path.startswith("/api/"):
             return await self.pass_through(request, path, creds)
-        return Response(b"", 404, headers={"X-Error-Code": "EntryNotFound"})
+        return hub_error(404, ENTRY_NOT_FOUND, "no such endpoint on this mirror")
 
     async def cached_api(
         self, request: Request, ref: RepoRef, rev: str | None, path: str, creds: Mapping[str, str]
@@ -197,8 +196,7 @@ class HuggingFaceApp:
         path = unquote(raw_path)
         info = await self.file_info(ref, commit, path, creds)
         if info is None:
-            return Response(b"", 404, headers={"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit,
-                                                "X-Error-Message": f"{path} not found at {commit}"})
+            return hub_error(404, ENTRY_NOT_FOUND, f"{path} not found at {commit}", {"X-Repo-Commit": commit})
         etag = info.lfs_sha256 or info.git_oid
         headers = {"X-Repo-Commit": commit, "ETag": f'"{etag}"', "Content-Type": "application/octet-stream"}
         if info.lfs_sha256 is not None:

@@ -58,10 +58,8 @@ class ModelScopeApp:
             response = await self.dispatch(request, _route_path(scope))
         except OriginRefused as refused:
             response = relay(refused.reply, self.client, request, strip_json=False)
-        except HubUnavailable as exc:
-            response = unavailable(str(exc))
-        except HubTooLarge as exc:
-            response = Response(str(exc), 502)
+        except (HubUnavailable, HubTooLarge) as exc:
+            response = unavailable(exc)
         await response(scope, receive, send)
 
     async def dispatch(self, request: Request, path: str) -> ASGIApp:

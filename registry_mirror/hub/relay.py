@@ -3,6 +3,7 @@ pass-through without Xet fields, and `Link` pagination pointed back at this mirr
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from starlette.requests import Request
@@ -10,8 +11,11 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from yarl import URL
 
-from registry_mirror.hub.hf_upstream import HubClient, HubReply
+from registry_mirror.hub.errors import UPSTREAM_ERROR, UPSTREAM_UNAVAILABLE, hub_error
+from registry_mirror.hub.hf_upstream import HubClient, HubReply, HubTooLarge, HubUnavailable
 from registry_mirror.hub.xet import is_xet_header, strip_xet_json
+
+log = logging.getLogger("registry_mirror.hub")
 
 RELAYED_HEADERS = frozenset(
     {"content-type", "link", "x-error-code", "x-error-message", "x-repo-commit", "etag", "x-total-count"}
@@ -52,8 +56,12 @@ def relay(reply: HubReply, client: HubClient, request: Request, *, strip_json: b
     return Response(body, reply.status, headers=headers)
 
 
-def unavailable(message: str) -> Response:
-    return Response(message, 502, headers={"X-Error-Code": "UpstreamUnavailable", "X-Error-Message": message[:200]})
+def unavailable(exc: HubUnavailable | HubTooLarge) -> Response:
+    """502 for an origin that could not answer usefully; why goes to the log only."""
+    log.info("hub origin failed: %s", exc)
+    if isinstance(exc, HubTooLarge):
+        return hub_error(502, UPSTREAM_ERROR, "the origin's answer is over the mirror's size limit")
+    return hub_error(502, UPSTREAM_UNAVAILABLE, "the model hub origin is unavailable")
 
 
 class StreamedRelay:

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from registry_mirror.errors import OCIError, to_response_parts
+from registry_mirror.hub.errors import hub_error
 from registry_mirror.policy import metrics
 from registry_mirror.policy.blocklist import Subject
 from registry_mirror.policy.client_auth import TOKEN_HEADER
@@ -84,11 +85,14 @@ def _without_client_token(headers: Sequence[tuple[bytes, bytes]], policy: Policy
 
 
 async def _refuse(error: OCIError, scope: Scope, receive: Receive, send: Send) -> None:
-    status, headers, body = to_response_parts(error)
+    """In the shape of the route's API family: the hubs' (`X-Error-Code`, `X-Error-Message`,
+    `{"error"}`) on /hf and /modelscope, OCI's `{"errors"}` everywhere else."""
     if scope["path"].startswith(("/hf/", "/modelscope/")):
-        # Hub clients read these instead of a JSON body.
-        headers["X-Error-Code"] = str(error.code)
-        headers["X-Error-Message"] = error.message[:200].encode("ascii", "replace").decode()
+        hub = hub_error(error.status, str(error.code), error.message, error.headers)
+        status, headers, body = hub.status_code, dict(hub.headers), bytes(hub.body)
+        headers.pop("content-length", None)
+    else:
+        status, headers, body = to_response_parts(error)
     head = scope["method"] == "HEAD"
     response = Response(b"" if head else body, status, headers)
     if head:

@@ -4,13 +4,12 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 
+from oci import bearer_matches, token_matches
 from registry_mirror.errors import ErrorCode, OCIError
 from registry_mirror.policy import metrics
 
-_SCHEME = "bearer "
 TOKEN_HEADER = "x-registry-mirror-token"
 
 
@@ -21,13 +20,10 @@ class ClientAuth:
         self._token = token.encode()
 
     def allows(self, authorization: str | None) -> bool:
-        if not authorization or not authorization[: len(_SCHEME)].lower() == _SCHEME:
-            return False
-        presented = authorization[len(_SCHEME) :].strip().encode()
-        return hmac.compare_digest(presented, self._token)  # constant time: no token oracle
+        return bearer_matches(authorization, self._token)  # constant time: no token oracle
 
     def allows_header(self, value: str | None) -> bool:
-        return bool(value) and hmac.compare_digest(value.strip().encode(), self._token)  # type: ignore[union-attr]
+        return token_matches(value.strip() if value else None, self._token)
 
     def check(self, headers: Mapping[str, str]) -> None:
         """Raise UNAUTHORIZED (401) unless the request carries the token. The token is never logged."""

@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Awaitable
 
 from nvme_cache import BlobNotFound, BlobStore, Digest, VerificationFailed
+from oci import IMAGE_MANIFEST_TYPES, OCI_INDEX
 from registry_mirror.errors import ErrorCode, OCIError
 from registry_mirror.manifest_cache import Manifest
 from registry_mirror.signatures import metrics
@@ -27,11 +28,7 @@ from registry_mirror.signatures.cosign import (
 from registry_mirror.upstream import UpstreamError, UpstreamNotFound, UpstreamUnavailable
 from registry_mirror.upstreams import Target
 
-SIGNATURE_MANIFEST_TYPES = [
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-]
-_INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
+SIGNATURE_MANIFEST_TYPES = list(IMAGE_MANIFEST_TYPES)
 _ABSENT = (ErrorCode.MANIFEST_UNKNOWN, ErrorCode.NAME_UNKNOWN, ErrorCode.NOT_FOUND)
 
 # ManifestCache.get(target, reference, accept): the one way this module reads manifests.
@@ -61,7 +58,7 @@ class SignatureLookup:
         """Signatures attached as OCI 1.1 referrers; [] when the upstream has no referrers API."""
         try:
             answer = await target.client.get(
-                target.repository, f"referrers/{digest}", {"artifactType": SIGNATURE_ARTIFACT_TYPE}, [_INDEX_TYPE]
+                target.repository, f"referrers/{digest}", {"artifactType": SIGNATURE_ARTIFACT_TYPE}, [OCI_INDEX]
             )
         except UpstreamUnavailable as exc:
             raise self._failed(target, "referrers", str(exc)) from None

@@ -22,10 +22,11 @@ from catalog.build import build_catalog
 from catalog.models import Catalog, Delta, DeltaBlob, catalog_to_json
 from catalog.poller import CatalogPoller, pin_name
 from catalog.push import push_catalog
-from catalog.registry import OCI_MANIFEST, RegistryClient, parse_reference
+from catalog.registry import RegistryClient, parse_reference
 from catalog.service import CatalogOptions, CatalogService
 from catalog.signing import envelope_to_json, generate_keypair, sign
 from nvme_cache import Digest
+from oci import OCI_MANIFEST
 from registry_mirror.app import build_mirror
 from registry_mirror.catalog_wiring import _source_for
 from registry_mirror.settings import CacheSettings, Settings, UpstreamSettings

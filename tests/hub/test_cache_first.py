@@ -103,6 +103,9 @@ def test_hf_clients_after_restart_with_origin_stopped(
     # A repo the mirror never saw is a clear 502 UpstreamUnavailable, not a hang or a 500.
     unknown = httpx.get(f"{mirror.url}/hf/api/models/org/never-seen/revision/main", timeout=20)
     assert unknown.status_code == 502 and unknown.headers["x-error-code"] == "UpstreamUnavailable"
+    # the hub routes' one error shape, with fixed text: the origin's address stays in the log
+    assert unknown.json() == {"error": "the model hub origin is unavailable"}
+    assert unknown.headers["x-error-message"] == "the model hub origin is unavailable"
     assert "Traceback" not in mirror.log_text()
 
 

@@ -111,5 +111,6 @@ def test_hf_repo_rules_hold_on_every_hub_route(gated_mirror: Callable[[str], Gat
             response = client.get(route)
             assert response.status_code == 403, (route, response.status_code)
             assert response.headers["x-error-message"] == "not for this cluster"
+            assert response.json() == {"error": "not for this cluster"}  # the hub routes' shape, not OCI's
         assert client.post("/hf/api/models/private/model/paths-info/main", data={"paths": "x"}).status_code == 403
         assert client.get("/hf/org/model/resolve/main/config.json").status_code == 200

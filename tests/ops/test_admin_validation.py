@@ -29,6 +29,10 @@ def test_bad_admin_parameters_are_400_with_the_field(ops_mirror: OpsMirrorFactor
             assert response.status_code == 400, (method, path, response.status_code, response.text[:200])
             assert response.json()["field"] == field, (path, response.json())
         assert admin.get("/admin/cache?limit=5").status_code == 200
+        # Starlette's own refusals come in the admin API's one error shape too
+        for method, path, status in (("GET", "/admin/nothing", 404), ("PUT", "/admin/status", 405)):
+            refused = admin.request(method, path)
+            assert (refused.status_code, set(refused.json())) == (status, {"error"}), refused.text[:200]
         metrics = httpx.get(f"{mirror.url}/metrics").text
     assert 'registry_mirror_admin_bad_requests_total{field="limit"}' in metrics
     assert "Traceback" not in mirror.log_text()

@@ -55,3 +55,18 @@ def test_mirrors_with_their_own_tokens_share_blobs(
         peer_url = f"http://{mirrors[0].extra_args[1]}/p2p/v1/blobs/{digest}"
         refused = httpx.get(peer_url, headers={"Range": "bytes=0-9", "Authorization": "Bearer gpu-node-1/" + "0" * 64})
         assert refused.status_code == 401
+        assert refused.json() == {"error": "unauthorized", "field": "authorization"}
+        # The peer listener's refusals, each in its one error shape and naming the input at fault.
+        auth = {"Authorization": "Bearer " + node_token(SECRET, "gpu-node-2")}
+        for headers, url, status, field in [
+            ({"Range": "bytes=0-"}, peer_url, 400, "range"),
+            ({"Range": "bytes=9-0"}, peer_url, 400, "range"),
+            ({"Range": f"bytes={size}-{size + 9}"}, peer_url, 416, "range"),
+            ({"Range": "bytes=0-9"}, peer_url.replace(digest, "sha256:nothex"), 400, "digest"),
+            ({"Range": "bytes=0-9"}, peer_url.replace(digest, "sha256:" + "0" * 64), 404, None),
+        ]:
+            answer = httpx.get(url, headers={**auth, **headers})
+            assert answer.status_code == status, (headers, url, answer.text[:200])
+            assert answer.json().get("field") == field and answer.json()["error"], answer.text[:200]
+        ranged = httpx.get(peer_url, headers={**auth, "Range": "bytes=0-9"})
+        assert ranged.status_code == 206 and ranged.headers["content-range"] == f"bytes 0-9/{size}"

@@ -136,3 +136,9 @@ async def test_valid_bitmap_and_index_forms_are_accepted(http: httpx.AsyncClient
     both = [blob(pieces="oA=="), blob(pieces=[0, 2]), blob(size=0, pieces=[]), blob(complete=True)]
     response = await http.post("/v1/announce", json=announce(blobs=both))
     assert response.status_code == 200 and response.json()["accepted"] == 4
+
+
+async def test_unknown_routes_and_methods_answer_in_the_error_shape(http: httpx.AsyncClient) -> None:
+    for method, path, status in (("GET", "/v1/nothing", 404), ("DELETE", "/v1/announce", 405)):
+        response = await http.request(method, path)
+        assert (response.status_code, set(response.json())) == (status, {"error"}), response.text[:200]

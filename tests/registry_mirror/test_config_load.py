@@ -719,6 +719,19 @@ def test_blocklist_errors_name_the_rule_and_key(tmp_path: Path, rules: str, fiel
     assert error_of(write(tmp_path, rules + "\n")).field == field
 
 
+@pytest.mark.parametrize(
+    ("toml", "field"),
+    [
+        ('[[blocklist]]\nreason = "a"\ndigest = "md5:x"\n', "blocklist[0].digest"),
+        ('[[blocklist]]\nreason = "a"\ndigest = "sha1:' + "a" * 40 + '"\n', "blocklist[0].digest"),
+        ('[catalog]\nsources = ["ghcr.io/org/catalog@md5:x"]\n', "catalog.sources"),
+    ],
+)
+def test_digests_outside_the_oci_grammar_are_refused_naming_the_field(tmp_path: Path, toml: str, field: str) -> None:
+    error = error_of(write(tmp_path, toml))
+    assert error.field == field and "unsupported digest algorithm" in str(error)
+
+
 def test_signature_policies(tmp_path: Path) -> None:
     (tmp_path / "k.pub").write_bytes(COSIGN_PUB.read_bytes())
     config = write(

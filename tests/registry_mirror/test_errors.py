@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from nvme_cache.digest import Digest, InvalidDigest
+from oci.digest import Digest, InvalidDigest
 from registry_mirror import errors
 from registry_mirror.errors import (
     CODES,
@@ -121,6 +121,16 @@ def test_translate_passes_oci_errors_through() -> None:
 def test_invalid_digest_translates_to_digest_invalid() -> None:
     err = translate(InvalidDigest("bad hex"))
     assert (err.code, err.status) == (ErrorCode.DIGEST_INVALID, 400)
+
+
+def test_an_unsatisfiable_range_translates_to_416_with_the_size() -> None:
+    import registry_mirror.translations  # noqa: F401  (registers the table, as the app does)
+    from nvme_cache import RangeNotSatisfiable
+    from oci import UnsatisfiableRange
+
+    for exc in (UnsatisfiableRange(10), RangeNotSatisfiable(12, 10)):
+        error = translate(exc)
+        assert (error.code, error.status, error.headers) == ("RANGE_INVALID", 416, {"Content-Range": "bytes */10"})
 
 
 def test_untranslated_errors_become_unknown_without_leaking_text() -> None:

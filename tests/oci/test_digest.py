@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nvme_cache.digest import SUPPORTED_ALGORITHMS, Digest, InvalidDigest, Verifier, new_hasher
+from oci.digest import SUPPORTED_ALGORITHMS, Digest, InvalidDigest, Verifier, new_hasher
 
 SHA256_EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 

@@ -1,4 +1,4 @@
-"""Content digests (`sha256:<hex>`) and an incremental verifier.
+"""Content digests (`sha256:<hex>`) and an incremental verifier (standard library only).
 
 Only the two algorithms the OCI image spec registers are accepted, and only in their canonical
 form (lowercase hex of the exact length), so a parsed digest is safe to use as a file name.
@@ -14,6 +14,10 @@ from typing import Final, Protocol
 # algorithm -> length of its hex encoding
 SUPPORTED_ALGORITHMS: Final[dict[str, int]] = {"sha256": 64, "sha512": 128}
 _LOWER_HEX = re.compile(r"[0-9a-f]+")
+# The same grammar as one regex, for validators that match many fields by pattern.
+DIGEST_RE: Final = re.compile(
+    "^(?:" + "|".join(f"{name}:[0-9a-f]{{{length}}}" for name, length in SUPPORTED_ALGORITHMS.items()) + ")$"
+)
 
 
 class InvalidDigest(ValueError):
