@@ -14,8 +14,9 @@ from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from registry_mirror.settings import GiB, KiB, MiB
-
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 TiB = 1024 * GiB
 
