@@ -134,6 +134,13 @@ class Key:
         """The key inside its table (max_size)."""
         return self.path.rpartition(".")[2]
 
+    def spread(self, value: object) -> dict[str, object]:
+        """The attributes a parsed value sets: listen's (host, port) sets two."""
+        if len(self.attrs) == 1:
+            return {self.attrs[0]: value}
+        assert isinstance(value, tuple), self.path
+        return dict(zip(self.attrs, value, strict=True))
+
     @property
     def repeatable(self) -> bool:
         return self.kind in ("list", "paths")

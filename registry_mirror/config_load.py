@@ -145,8 +145,7 @@ class _Builder:
             for other in (k for k in SETTING_KEYS if k.secret == key.secret and k is not key):
                 if self.sources.get(other.path, source) != source:
                     self.values.pop(other.path, None)
-        parts = value if len(key.attrs) > 1 else (value,)
-        for attr, part in zip(key.attrs, parts, strict=True):
+        for attr, part in key.spread(value).items():
             self.values[attr] = part
             self.sources[attr] = source
 
@@ -164,7 +163,7 @@ class _Builder:
             name = parse_registry_name(name)
         except InvalidValue as exc:
             raise ConfigError("upstreams", f"{exc} ({_from(source)})") from None
-        url = _parse_field(_upstream_field(name, "url"), parse_origin_url, url, source)
+        url = str(_parse_field(_upstream_field(name, "url"), parse_origin_url, url, source))
         previous = self.upstreams.get(name)
         library_prefix = previous.library_prefix if previous else name == "docker.io"
         self.upstreams[name] = UpstreamSettings(name=name, url=url, library_prefix=library_prefix)
@@ -199,7 +198,7 @@ class _Builder:
         top = {k: v for k, v in plain.items() if "." not in k}
         settings = Settings(
             **top,  # type: ignore[arg-type]
-            **sections,  # type: ignore[arg-type]
+            **sections,
             upstreams=tuple(self.upstreams.values()),
             blocklist=self.blocklist,
             signatures=self.signatures,
@@ -209,7 +208,10 @@ class _Builder:
 
     def _secret(self, path: str) -> str | None:
         prefix, _, name = path.rpartition(".")
-        field_of = lambda suffix: (f"{prefix}." if prefix else "") + f"{name}_{suffix}"  # noqa: E731
+
+        def field_of(suffix: str) -> str:
+            return (f"{prefix}." if prefix else "") + f"{name}_{suffix}"
+
         file_path, env_path = field_of("file"), field_of("env")
         return _read_secret(
             name,
@@ -497,7 +499,7 @@ def _apply_upstream_table(
     base_upstream = previous or UpstreamSettings(
         name=name, url=str(parsed["url"]), library_prefix=name == "docker.io"
     )
-    upstream = replace(base_upstream, **fields)
+    upstream = replace(base_upstream, **fields)  # type: ignore[arg-type]  # each value parsed for its field
     _check_credentials(upstream, source)
     builder.upstreams[name] = upstream
 

@@ -106,8 +106,7 @@ def load_tracker_settings(cli: Mapping[str, object]) -> TrackerSettings:
         if raw is None:
             continue
         value = cli_value(key, raw, key.flag or key.path, cwd)
-        parts = value if len(key.attrs) > 1 else (value,)
-        values.update(zip(key.attrs, parts, strict=True))  # type: ignore[arg-type]
+        values.update(key.spread(value))
     try:
         return TrackerSettings(**values)  # type: ignore[arg-type]
     except TypeError as exc:  # a key this module declares but the dataclass lacks: a bug here

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry_mirror.config_fields import described, secret, setting, table
+from registry_mirror.config_fields import Parser, described, secret, setting, table
 from registry_mirror.config_values import (
     GiB,
     KiB,
@@ -93,8 +93,8 @@ def _switch(default: bool, help: str, flag: str | None = None) -> bool:
     return result
 
 
-def _text(default: str, help: str, parse: object = parse_text, flag: str | None = None) -> str:
-    result: str = setting(default, help=help, parse=parse, kind="text", flag=flag)  # type: ignore[arg-type]
+def _text(default: str, help: str, parse: Parser = parse_text, flag: str | None = None) -> str:
+    result: str = setting(default, help=help, parse=parse, kind="text", flag=flag)
     return result
 
 
