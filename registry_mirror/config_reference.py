@@ -169,7 +169,8 @@ def render_reference() -> str:
         "Secrets (`client_token`, `p2p.tracker_token`, `admin.token`, upstream passwords) are",
         "never written inline: each is read at start from its `*_file` (trailing newline",
         "dropped) or `*_env` key; one set in a later layer replaces the other.",
-        "An example with every setting: `config/registry-mirror.toml`.",
+        "An example with every setting: `config/registry-mirror.toml`; a JSON Schema of the file",
+        "for TOML editors (taplo, Even Better TOML): `config/registry-mirror.schema.json`.",
         "",
     ]
     lines += _key_table("Top level", _top_keys(), toml_only=True)
@@ -248,6 +249,7 @@ def _upstream_section() -> list[str]:
 def render_example_config() -> str:
     """config/registry-mirror.toml: every setting at its default, commented out."""
     lines = [
+        "#:schema ./registry-mirror.schema.json",
         "# registry-mirror configuration: every setting with its default, commented out.",
         "# Reference: docs/configuration.md. Use it with `registry-mirror serve --config FILE`",
         f"# or {CONFIG_ENV}=FILE; REGISTRY_MIRROR_* variables and flags override it.",
