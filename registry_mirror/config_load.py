@@ -78,6 +78,8 @@ def _table_keys(cls: type) -> dict[str, Callable[[object], object]]:
 
 # Keys of one `[upstreams."NAME"]` table; password and token come only from *_file or *_env.
 UPSTREAM_KEYS = _table_keys(UpstreamSettings)
+# Its secrets (password, token): never inline, each read from <name>_file or <name>_env.
+UPSTREAM_SECRETS = tuple(dict.fromkeys(key.secret for key in keys_of(UpstreamSettings) if key.secret))
 # Keys of one `[[blocklist]]` rule (TOML only: the admin API changes rules at run time).
 BLOCK_RULE_KEYS = _table_keys(BlockRule)
 # Keys of one `[[signatures]]` policy (TOML only).
@@ -464,7 +466,7 @@ def _apply_upstream_table(
         raise ConfigError(field, f"expected a table [{field}] ({_from(source)})")
     parsed: dict[str, object] = {}
     for key, raw in table.items():
-        if key in ("password", "token"):
+        if key in UPSTREAM_SECRETS:
             message = f"inline secrets are not accepted; use {key}_file or {key}_env"
             raise ConfigError(_upstream_field(name, key), f"{message} ({_from(source)})")
         parse = UPSTREAM_KEYS.get(key)
@@ -488,7 +490,7 @@ def _apply_upstream_table(
             lambda suffix, kind=kind: _upstream_field(name, f"{kind}_{suffix}"),  # type: ignore[misc]
             source,
         )
-        for kind in ("password", "token")
+        for kind in UPSTREAM_SECRETS
     }
     if parsed.get("ca_bundle") is not None:
         _check_file(_upstream_field(name, "ca_bundle"), parsed["ca_bundle"], source)
