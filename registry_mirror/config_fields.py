@@ -13,11 +13,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pathlib import Path
+
 from registry_mirror.config_values import (
+    parse_bool,
+    parse_count,
+    parse_duration,
     parse_env_name,
     parse_optional_env_name,
     parse_optional_path,
     parse_path,
+    parse_text,
+    parse_timeout,
+    sized,
 )
 
 ENV_PREFIX = "REGISTRY_MIRROR_"
@@ -80,6 +88,40 @@ def table(factory: Callable[[], Any], help: str) -> Any:
 def described(default: Any = dataclasses.MISSING, *, help: str, repr: bool = True) -> Any:
     """A field that is not a key of its own (set by another key, or by the table's name)."""
     return dataclasses.field(default=default, repr=repr, metadata={_HELP: help})
+
+
+# Shorthands for the common kinds; each returns setting(...) typed as the field's type.
+
+
+def size(default: int, help: str, minimum: int, maximum: int | None = None, flag: str | None = None) -> int:
+    result: int = setting(default, help=help, parse=sized(minimum, maximum), kind="size", flag=flag)
+    return result
+
+
+def seconds(default: float, help: str, *, positive: bool = False, flag: str | None = None) -> float:
+    parse = parse_timeout if positive else parse_duration
+    result: float = setting(default, help=help, parse=parse, kind="duration", flag=flag)
+    return result
+
+
+def count(default: int, help: str, minimum: int, flag: str | None = None) -> int:
+    result: int = setting(default, help=help, parse=parse_count(minimum), kind="int", flag=flag)
+    return result
+
+
+def switch(default: bool, help: str, flag: str | None = None) -> bool:
+    result: bool = setting(default, help=help, parse=parse_bool, kind="bool", flag=flag)
+    return result
+
+
+def text(default: str, help: str, parse: Parser = parse_text, flag: str | None = None) -> str:
+    result: str = setting(default, help=help, parse=parse, kind="text", flag=flag)
+    return result
+
+
+def optional_path(help: str, flag: str | None = None) -> Path | None:
+    result: Path | None = setting(None, help=help, parse=parse_optional_path, kind="path", flag=flag)
+    return result
 
 
 def help_of(cls: type, name: str) -> str:

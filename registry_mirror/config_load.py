@@ -6,12 +6,11 @@ Secrets are read from the files or variables the configuration names and are nev
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from registry_mirror.config_fields import ENV_PREFIX, Key, all_keys, keys_of, required_keys, sections_of

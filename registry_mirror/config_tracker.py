@@ -10,17 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry_mirror.config_fields import Key, described, keys_of, setting
+from registry_mirror.config_fields import Key, count, described, keys_of, optional_path, seconds, setting, switch
 from registry_mirror.config_values import (
     InvalidValue,
-    parse_bool,
-    parse_count,
     parse_listen,
     parse_log_level,
-    parse_optional_path,
     parse_rate,
     parse_text,
-    parse_timeout,
 )
 from registry_mirror.config_load import ConfigError, cli_value
 
@@ -32,24 +28,7 @@ def _positive_rate(value: object) -> float:
     return rate
 
 
-def _file(help: str) -> Path | None:
-    result: Path | None = setting(None, help=help, parse=parse_optional_path, kind="path", flag="{name}")
-    return result
-
-
-def _seconds(default: float, help: str) -> float:
-    result: float = setting(default, help=help, parse=parse_timeout, kind="duration", flag="{name}")
-    return result
-
-
-def _count(default: int, help: str, minimum: int) -> int:
-    result: int = setting(default, help=help, parse=parse_count(minimum), kind="int", flag="{name}")
-    return result
-
-
-def _switch(default: bool, help: str) -> bool:
-    result: bool = setting(default, help=help, parse=parse_bool, kind="bool", flag="{name}")
-    return result
+_FLAG = "{name}"  # every tracker setting is a flag named after its field
 
 
 @dataclass(frozen=True)
@@ -60,37 +39,44 @@ class TrackerSettings:
     )  # fmt: skip
     listen_port: int = described(5050, help="Port to serve on (port part of `listen`).")
     store: str | None = setting(
-        None, help="redis://HOST:PORT/DB; unset: in memory.", parse=parse_text, kind="text", flag="store"
+        None, help="redis://HOST:PORT/DB; unset: in memory.", parse=parse_text, kind="text", flag=_FLAG
     )
-    token_file: Path | None = _file("File holding the shared bearer token (weaker: any holder may act as any peer id).")
-    node_secret_file: Path | None = _file(
-        "Cluster secret that per-node tokens derive from (registry-mirror tracker-token)."
+    token_file: Path | None = optional_path(
+        "File holding the shared bearer token (weaker: any holder may act as any peer id).", _FLAG
     )
-    node_tokens_file: Path | None = _file("Per-node tokens, '<peer id> <token>' per line.")
-    cert_identity: bool = _switch(
-        False, "With --tls-ca: a client certificate's commonName is the caller's peer id (one certificate per node)."
+    node_secret_file: Path | None = optional_path(
+        "Cluster secret that per-node tokens derive from (registry-mirror tracker-token).", _FLAG
     )
-    max_records_per_peer: int = _count(100_000, "Digests one peer may announce.", 1)
-    exclusion_reporters: int = _count(
-        2, "Distinct reporters that exclude a peer from a digest without a shown failed piece.", 1
+    node_tokens_file: Path | None = optional_path("Per-node tokens, '<peer id> <token>' per line.", _FLAG)
+    cert_identity: bool = switch(
+        False, "With --tls-ca: a client certificate's commonName is the caller's peer id (one certificate per node).",
+        _FLAG,
+    )  # fmt: skip
+    max_records_per_peer: int = count(100_000, "Digests one peer may announce.", 1, _FLAG)
+    exclusion_reporters: int = count(
+        2, "Distinct reporters that exclude a peer from a digest without a shown failed piece.", 1, _FLAG
     )
     report_rate: float = setting(
-        1.0, help="Bad-piece reports per second per peer.", parse=_positive_rate, kind="rate", flag="{name}"
+        1.0, help="Bad-piece reports per second per peer.", parse=_positive_rate, kind="rate", flag=_FLAG
     )
-    tls_cert: Path | None = _file("Server certificate (PEM).")
-    tls_key: Path | None = _file("Server private key (PEM).")
-    tls_ca: Path | None = _file("CA that client certificates must chain to (enables mutual TLS).")
-    peer_ttl: float = _seconds(30.0, "Seconds a peer lives without a heartbeat.")
-    max_lease_ttl: float = _seconds(600.0, "Longest seed lease a peer may ask for, in seconds.")
-    exclusion_ttl: float = _seconds(600.0, "Seconds a reported peer is left out.")
-    sweep_interval: float = _seconds(30.0, "Seconds between sweeps of expired peers, leases and exclusions.")
-    auth: bool = _switch(True, "--no-auth: serve without token or client certificates (trusted networks only).")
-    max_connections_per_client: int = _count(
-        64, "Open connections one client address may hold (503 beyond; 0: no cap, e.g. behind a proxy).", 0
+    tls_cert: Path | None = optional_path("Server certificate (PEM).", _FLAG)
+    tls_key: Path | None = optional_path("Server private key (PEM).", _FLAG)
+    tls_ca: Path | None = optional_path("CA that client certificates must chain to (enables mutual TLS).", _FLAG)
+    peer_ttl: float = seconds(30.0, "Seconds a peer lives without a heartbeat.", positive=True, flag=_FLAG)
+    max_lease_ttl: float = seconds(
+        600.0, "Longest seed lease a peer may ask for, in seconds.", positive=True, flag=_FLAG
+    )
+    exclusion_ttl: float = seconds(600.0, "Seconds a reported peer is left out.", positive=True, flag=_FLAG)
+    sweep_interval: float = seconds(
+        30.0, "Seconds between sweeps of expired peers, leases and exclusions.", positive=True, flag=_FLAG
+    )
+    auth: bool = switch(True, "--no-auth: serve without token or client certificates (trusted networks only).", _FLAG)
+    max_connections_per_client: int = count(
+        64, "Open connections one client address may hold (503 beyond; 0: no cap, e.g. behind a proxy).", 0, _FLAG
     )
     log_level: str = setting(
         "info", help="One of critical, error, warning, info, debug, trace.", parse=parse_log_level, kind="text",
-        flag="log_level",
+        flag=_FLAG,
     )  # fmt: skip
 
 

@@ -11,16 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry_mirror.config_fields import Parser, described, secret, setting, table
+from registry_mirror.config_fields import count, described, optional_path, seconds, secret, setting, size, switch, table, text
 from registry_mirror.config_values import (
     GiB,
     KiB,
     MiB,
     glob,
-    parse_bool,
     parse_choice,
-    parse_count,
-    parse_duration,
     parse_fraction,
     parse_globs,
     parse_image_references,
@@ -28,7 +25,6 @@ from registry_mirror.config_values import (
     parse_log_level,
     parse_optional_digest,
     parse_optional_listen,
-    parse_optional_path,
     parse_optional_url,
     parse_origin_url,
     parse_otlp_endpoint,
@@ -40,10 +36,8 @@ from registry_mirror.config_values import (
     parse_registry_name,
     parse_size,
     parse_text,
-    parse_timeout,
     parse_tracker,
     parse_zone,
-    sized,
 )
 
 __all__ = [
@@ -72,37 +66,6 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "registry-mirror"
 
 
-def _size(default: int, help: str, minimum: int, maximum: int | None = None, flag: str | None = None) -> int:
-    result: int = setting(default, help=help, parse=sized(minimum, maximum), kind="size", flag=flag)
-    return result
-
-
-def _seconds(default: float, help: str, *, positive: bool = False, flag: str | None = None) -> float:
-    parse = parse_timeout if positive else parse_duration
-    result: float = setting(default, help=help, parse=parse, kind="duration", flag=flag)
-    return result
-
-
-def _count(default: int, help: str, minimum: int) -> int:
-    result: int = setting(default, help=help, parse=parse_count(minimum), kind="int")
-    return result
-
-
-def _switch(default: bool, help: str, flag: str | None = None) -> bool:
-    result: bool = setting(default, help=help, parse=parse_bool, kind="bool", flag=flag)
-    return result
-
-
-def _text(default: str, help: str, parse: Parser = parse_text, flag: str | None = None) -> str:
-    result: str = setting(default, help=help, parse=parse, kind="text", flag=flag)
-    return result
-
-
-def _optional_path(help: str, flag: str | None = None) -> Path | None:
-    result: Path | None = setting(None, help=help, parse=parse_optional_path, kind="path", flag=flag)
-    return result
-
-
 @dataclass(frozen=True)
 class UpstreamSettings:
     name: str = described(help="Registry host as containerd sends it in `?ns=` (docker.io, 127.0.0.1:5101).")
@@ -123,19 +86,19 @@ class UpstreamSettings:
     ca_bundle: str | None = setting(
         None, help="PEM file of CAs trusted for this origin.", parse=parse_path, kind="path"
     )
-    insecure: bool = _switch(False, "Skip TLS verification (testing only).")
-    connect_timeout: float = _seconds(5.0, "Seconds to wait for a connection to the origin.", positive=True)
-    read_timeout: float = _seconds(
+    insecure: bool = switch(False, "Skip TLS verification (testing only).")
+    connect_timeout: float = seconds(5.0, "Seconds to wait for a connection to the origin.", positive=True)
+    read_timeout: float = seconds(
         20.0, "Seconds to wait for the next bytes; a hanging mirror costs containerd 30 s.", positive=True
     )
     allow_repositories: tuple[str, ...] = setting(
         (), help="Repository globs this upstream may serve; empty means every repository.",
         parse=parse_globs, kind="list",
     )  # fmt: skip
-    library_prefix: bool = _switch(
+    library_prefix: bool = switch(
         False, "Docker Hub style: one-part names get `library/` (on for docker.io)."
     )
-    max_parallel_ranges: int = _count(
+    max_parallel_ranges: int = count(
         4, "Range requests one fill sends at once, once the origin answered Range (1: one stream).", 1
     )
     parallel_range_min_size: int = setting(
@@ -156,43 +119,43 @@ class CacheSettings:
         help="Cache root; blobs are files named by digest.", parse=parse_path, kind="path",
         flag="cache_dir", env="CACHE_DIR", factory=default_cache_dir,
     )  # fmt: skip
-    max_size: int = _size(50 * GiB, "Bytes the cache may hold before eviction.", 1 * MiB, flag="cache_max_size")
+    max_size: int = size(50 * GiB, "Bytes the cache may hold before eviction.", 1 * MiB, flag="cache_max_size")
     high_watermark: float = setting(
         0.90, help="Eviction starts above this fraction of max_size.", parse=parse_fraction, kind="fraction"
     )
     low_watermark: float = setting(
         0.80, help="Eviction stops below this fraction of max_size.", parse=parse_fraction, kind="fraction"
     )
-    min_free_bytes: int = _size(1 * GiB, "Evict to keep at least this much free on the file system.", 0)
-    complete_abandoned_fills: bool = _switch(
+    min_free_bytes: int = size(1 * GiB, "Evict to keep at least this much free on the file system.", 0)
+    complete_abandoned_fills: bool = switch(
         True, "Finish a fill whose readers all left, so the bytes are not fetched twice."
     )
-    chunk_size: int = _size(1 * MiB, "Bytes per read, hash update and socket send.", 4 * KiB, 64 * MiB)
-    scrub_rate: int = _size(
+    chunk_size: int = size(1 * MiB, "Bytes per read, hash update and socket send.", 4 * KiB, 64 * MiB)
+    scrub_rate: int = size(
         16 * MiB, "Bytes per second the background scrubber re-hashes cached blobs (0 turns it off).", 0
     )
 
 
 @dataclass(frozen=True)
 class P2PSettings:
-    tracker: str = _text(
+    tracker: str = text(
         "", 'Tracker URL http(s)://host:port, "embedded" to serve one here, "" for off.', parse_tracker, "tracker"
     )
-    peer_listen: str = _text(
+    peer_listen: str = text(
         "", 'HOST:PORT serving pieces to peers; "" turns serving off.', parse_optional_listen, "peer_listen"
     )
-    advertise: str = _text(
+    advertise: str = text(
         "", 'URL peers use to reach this node; "" derives it from peer_listen.', parse_optional_url, "advertise"
     )
-    zone: str = _text("", "Topology zone; peers in the same zone are preferred.", parse_zone, "zone")
-    peer_id: str = _text(
+    zone: str = text("", "Topology zone; peers in the same zone are preferred.", parse_zone, "zone")
+    peer_id: str = text(
         "",
         'This node\'s name at the tracker; "" takes it from a node token (name/mac),'
         " else advertise's host:port. With the tracker's --cert-identity: peer_cert's commonName.",
         parse_peer_id,
         "peer_id",
     )
-    piece_size: int = _size(
+    piece_size: int = size(
         4 * MiB, "Bytes per verified piece (256KiB to 64MiB).", 256 * KiB, 64 * MiB, flag="piece_size"
     )
     tracker_token: str | None = secret(
@@ -200,18 +163,18 @@ class P2PSettings:
         " shared one), read at load from `tracker_token_file` or `tracker_token_env`.",
         what="tracker token", file_flag="tracker_token_file",
     )  # fmt: skip
-    peer_ca: Path | None = _optional_path("PEM CA that peer certificates chain to (mutual TLS).", "peer_ca")
-    peer_cert: Path | None = _optional_path("PEM certificate this node shows to peers.", "peer_cert")
-    peer_key: Path | None = _optional_path("PEM private key of peer_cert.", "peer_key")
-    max_uploads: int = _count(16, "Piece uploads to peers served at once.", 1)
-    upload_bandwidth: int = _size(0, "Bytes per second sent to peers; 0 is unlimited.", 0)
-    origin_concurrency: int = _count(8, "Blobs this node fetches from origins at once as a seed.", 1)
-    stall_timeout: float = _seconds(5.0, "Seconds without progress before a peer is dropped.", positive=True)
-    lease_ttl: float = _seconds(
+    peer_ca: Path | None = optional_path("PEM CA that peer certificates chain to (mutual TLS).", "peer_ca")
+    peer_cert: Path | None = optional_path("PEM certificate this node shows to peers.", "peer_cert")
+    peer_key: Path | None = optional_path("PEM private key of peer_cert.", "peer_key")
+    max_uploads: int = count(16, "Piece uploads to peers served at once.", 1)
+    upload_bandwidth: int = size(0, "Bytes per second sent to peers; 0 is unlimited.", 0)
+    origin_concurrency: int = count(8, "Blobs this node fetches from origins at once as a seed.", 1)
+    stall_timeout: float = seconds(5.0, "Seconds without progress before a peer is dropped.", positive=True)
+    lease_ttl: float = seconds(
         10.0, "Seconds a seed lease lasts (renewed every third); a dead seed's lease moves on after it.",
         positive=True,
     )  # fmt: skip
-    fault_corrupt_uploads: bool = _switch(
+    fault_corrupt_uploads: bool = switch(
         False, "TEST ONLY fault injection: send corrupted pieces to peers.", "fault_corrupt_uploads"
     )
 
@@ -226,12 +189,12 @@ class CatalogSettings:
         (), help="Public keys a catalog signature must verify with; needed with sources.",
         parse=parse_paths, kind="paths", flag="trusted_key",
     )  # fmt: skip
-    poll_interval: float = _seconds(
+    poll_interval: float = seconds(
         60.0, "Seconds between checks of each catalog source.", positive=True, flag="catalog_poll_interval"
     )
-    prefetch_concurrency: int = _count(4, "Blobs prefetched at once for a new catalog.", 1)
-    insecure: bool = _switch(False, "Fetch catalogs over plain HTTP (test registries).", "catalog_insecure")
-    state_dir: Path | None = _optional_path('Catalog state; "" means <cache directory>/catalog.')
+    prefetch_concurrency: int = count(4, "Blobs prefetched at once for a new catalog.", 1)
+    insecure: bool = switch(False, "Fetch catalogs over plain HTTP (test registries).", "catalog_insecure")
+    state_dir: Path | None = optional_path('Catalog state; "" means <cache directory>/catalog.')
 
 
 HUGGINGFACE_URL = "https://huggingface.co"
@@ -241,9 +204,9 @@ MODELSCOPE_URL = "https://www.modelscope.cn"
 @dataclass(frozen=True)
 class HubSettings:
     # One class for [hf] and [modelscope]: the flag is --hf-upstream or --modelscope-upstream.
-    upstream: str = _text(HUGGINGFACE_URL, "Model hub origin, scheme://host[:port].", parse_origin_url, "{table}_upstream")
-    revision_ttl: float = _seconds(60.0, "Seconds a branch or tag -> commit answer is served before revalidation.")
-    auth_ttl: float = _seconds(60.0, "Seconds a token's access to a private repository is remembered.")
+    upstream: str = text(HUGGINGFACE_URL, "Model hub origin, scheme://host[:port].", parse_origin_url, "{table}_upstream")
+    revision_ttl: float = seconds(60.0, "Seconds a branch or tag -> commit answer is served before revalidation.")
+    auth_ttl: float = seconds(60.0, "Seconds a token's access to a private repository is remembered.")
 
 
 def default_modelscope() -> HubSettings:
@@ -252,7 +215,7 @@ def default_modelscope() -> HubSettings:
 
 @dataclass(frozen=True)
 class AdminSettings:
-    listen: str = _text(
+    listen: str = text(
         "127.0.0.1:5001", 'HOST:PORT of the admin API; "" disables it.', parse_optional_listen, "admin_listen"
     )
     token: str | None = secret(
@@ -267,22 +230,22 @@ class LimitSettings:
     client_rate: float = setting(
         0.0, help="Requests per second per client IP; 0 is off.", parse=parse_rate, kind="rate"
     )
-    client_burst: int = _count(200, "Requests a client IP may send at once above the rate.", 1)
-    upstream_concurrency: int = _count(0, "Requests in flight per upstream; 0 is off.", 0)
-    upstream_bandwidth: int = _size(0, "Bytes per second per upstream; 0 is off.", 0)
-    max_header_bytes: int = _size(
+    client_burst: int = count(200, "Requests a client IP may send at once above the rate.", 1)
+    upstream_concurrency: int = count(0, "Requests in flight per upstream; 0 is off.", 0)
+    upstream_bandwidth: int = size(0, "Bytes per second per upstream; 0 is off.", 0)
+    max_header_bytes: int = size(
         64 * KiB, "Largest request line plus headers on every listener; larger is 431.", 1 * KiB, 16 * MiB
     )
-    header_timeout: float = _seconds(
+    header_timeout: float = seconds(
         10.0, "Seconds a client has to send a request's headers on every listener.", positive=True
     )
-    send_timeout: float = _seconds(
+    send_timeout: float = seconds(
         30.0,
         "Seconds a client may read nothing of a response body before it is cut off"
         " (and its buffers and blob let go).",
         positive=True,
     )
-    max_connections_per_client: int = _count(
+    max_connections_per_client: int = count(
         256, "Open connections per client IP on every listener; more get 503; 0 is no cap.", 0
     )
 
@@ -337,10 +300,10 @@ class SignatureRule:
 
 @dataclass(frozen=True)
 class TelemetrySettings:
-    otlp_endpoint: str = _text(
+    otlp_endpoint: str = text(
         "", 'OTLP endpoint for traces, e.g. http://127.0.0.1:4318; "" is off.', parse_otlp_endpoint, "otlp_endpoint"
     )
-    service_name: str = _text("registry-mirror", "service.name of exported traces.")
+    service_name: str = text("registry-mirror", "service.name of exported traces.")
 
 
 @dataclass(frozen=True)
@@ -350,34 +313,34 @@ class Settings:
         key="listen", attrs=("listen_host", "listen_port"),
     )  # fmt: skip
     listen_port: int = described(5000, help="Port to serve on (port part of `listen`).")
-    path_prefix: str = _text(
+    path_prefix: str = text(
         "", 'URL path prefix of the mirror in hosts.toml, e.g. "/mirror".', parse_path_prefix, "path_prefix"
     )
     upstreams: tuple[UpstreamSettings, ...] = described(
         (), help="Origins by registry name; built-in ones unless `builtin_upstreams = false`."
     )
-    default_upstream: str = _text(
+    default_upstream: str = text(
         "docker.io", "Upstream for requests that carry no `?ns=`; must be configured.", parse_registry_name,
         "default_upstream",
     )  # fmt: skip
-    tag_ttl: float = _seconds(60.0, "Seconds a tag -> digest answer is served before revalidation.")
-    max_stale: float = _seconds(
+    tag_ttl: float = seconds(60.0, "Seconds a tag -> digest answer is served before revalidation.")
+    max_stale: float = seconds(
         24 * 3600.0,
         "Seconds a known tag, hub revision or listing is still served while the origin fails"
         " (also after a restart).",
     )
-    negative_ttl: float = _seconds(5.0, "Seconds an upstream 404 is remembered.")
-    confirm_ttl: float = _seconds(
+    negative_ttl: float = seconds(5.0, "Seconds an upstream 404 is remembered.")
+    confirm_ttl: float = seconds(
         60.0,
         "Seconds an upstream's HEAD confirming that a repository holds a digest cached"
         " for another repository is remembered.",
     )
-    manifest_max_bytes: int = _size(4 * MiB, "Largest manifest accepted from an upstream.", 1 * KiB)
+    manifest_max_bytes: int = size(4 * MiB, "Largest manifest accepted from an upstream.", 1 * KiB)
     cache: CacheSettings = table(CacheSettings, "The local content-addressed cache.")
-    log_level: str = _text(
+    log_level: str = text(
         "info", "One of critical, error, warning, info, debug, trace.", parse_log_level, "log_level"
     )
-    access_log: bool = _switch(True, "Log one line per request.")
+    access_log: bool = switch(True, "Log one line per request.")
     client_token: str | None = secret(
         "Clients must send `Authorization: Bearer <token>`; read at load from"
         " `client_token_file` or `client_token_env`.",
