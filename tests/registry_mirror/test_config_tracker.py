@@ -64,3 +64,17 @@ def test_server_settings_from_the_flags(tmp_path: Path) -> None:
     assert (server.host, server.port, server.store_url, server.tls) == ("0.0.0.0", 6060, "memory", None)
     assert server.tracker.max_lease_ttl == 300.0 and server.tracker.credentials.shared_token == "shared-token"
     assert server.header_limits.max_connections_per_client == 7
+
+
+def test_every_settings_field_is_declared_with_a_description() -> None:
+    import dataclasses
+
+    from registry_mirror import settings
+    from registry_mirror.config_fields import help_of
+
+    classes = [settings.Settings, settings.UpstreamSettings, settings.CacheSettings, settings.P2PSettings,
+               settings.CatalogSettings, settings.HubSettings, settings.AdminSettings, settings.LimitSettings,
+               settings.BlockRule, settings.SignatureRule, settings.TelemetrySettings, TrackerSettings]  # fmt: skip
+    for cls in classes:
+        for field in dataclasses.fields(cls):
+            assert help_of(cls, field.name).strip(), f"{cls.__name__}.{field.name}"
