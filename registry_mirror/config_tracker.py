@@ -11,14 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from registry_mirror.config_fields import Key, count, described, keys_of, optional_path, seconds, setting, switch
-from registry_mirror.config_values import (
-    InvalidValue,
-    parse_listen,
-    parse_log_level,
-    parse_rate,
-    parse_text,
-)
-from registry_mirror.config_load import ConfigError, cli_value
+from registry_mirror.config_load import cli_value
+from registry_mirror.config_values import InvalidValue, parse_listen, parse_log_level, parse_rate, parse_text
 
 
 def _positive_rate(value: object) -> float:
@@ -84,7 +78,9 @@ TRACKER_KEYS: tuple[Key, ...] = tuple(keys_of(TrackerSettings))
 
 
 def load_tracker_settings(cli: Mapping[str, object]) -> TrackerSettings:
-    """TrackerSettings from the flags given (None or absent: the default), keyed by Key.cli."""
+    """TrackerSettings from the flags given (None or absent: the default), keyed by Key.cli.
+
+    A bad value raises ConfigError naming the field and its flag, as load_settings does."""
     values: dict[str, object] = {}
     cwd = Path.cwd()
     for key in TRACKER_KEYS:
@@ -93,7 +89,4 @@ def load_tracker_settings(cli: Mapping[str, object]) -> TrackerSettings:
             continue
         value = cli_value(key, raw, key.flag or key.path, cwd)
         values.update(key.spread(value))
-    try:
-        return TrackerSettings(**values)  # type: ignore[arg-type]
-    except TypeError as exc:  # a key this module declares but the dataclass lacks: a bug here
-        raise ConfigError("tracker", str(exc)) from None
+    return TrackerSettings(**values)  # type: ignore[arg-type]  # each value parsed for its field
