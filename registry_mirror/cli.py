@@ -51,15 +51,11 @@ def _add_config_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
-# Placeholders shown in `serve --help`, by Key.kind.
-_METAVARS = {"size": "SIZE", "duration": "SECONDS", "path": "PATH", "paths": "PATH", "list": "REF",
-             "listen": "HOST:PORT", "int": "N", "rate": "N"}  # fmt: skip
-
-
 def _register_serve(subparsers: Subparsers) -> None:  # type: ignore[type-arg]
-    """One flag per setting with a `cli` name in config_load's table, so the two never drift."""
-    from registry_mirror.config_load import SETTING_KEYS, UPSTREAM_FLAG, VIA_FLAG, key_help
-    from registry_mirror.config_reference import default_literal
+    """One flag per setting that declares one in settings.py, so the two never drift."""
+    from registry_mirror.config_flags import add_flags
+    from registry_mirror.config_load import SETTING_KEYS, UPSTREAM_FLAG, VIA_FLAG
+    from registry_mirror.config_reference import flag_help
 
     parser = subparsers.add_parser("serve", help=SUBCOMMANDS["serve"].help)
     _add_config_flag(parser)
@@ -72,22 +68,7 @@ def _register_serve(subparsers: Subparsers) -> None:  # type: ignore[type-arg]
         metavar="NAME=URL",
         help="fetch upstream NAME through the registry-mirror at URL (a regional tier) [upstreams.NAME.via]",
     )
-    for key in (k for k in SETTING_KEYS if k.cli):
-        default = default_literal(key)
-        shown = f"default {default}; " if default not in ('""', "[]") else ""
-        help_text = f"{key_help(key)} [{shown}{key.path}, ${key.env}]".replace("%", "%%")
-        if key.kind == "bool":
-            parser.add_argument(
-                key.flag, dest=key.cli, action=argparse.BooleanOptionalAction, help=help_text
-            )
-        else:
-            parser.add_argument(
-                key.flag,
-                dest=key.cli,
-                action="append" if key.repeatable else "store",
-                metavar="HOST:PORT" if key.path.endswith("listen") else _METAVARS.get(key.kind, "VALUE"),
-                help=help_text + (" (repeatable)" if key.repeatable else ""),
-            )
+    add_flags(parser, SETTING_KEYS, flag_help)
     parser.set_defaults(func=_serve)
 
 

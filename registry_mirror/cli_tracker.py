@@ -11,74 +11,18 @@ from http_limits import HeaderLimits
 from p2p.tracker.app import TrackerConfig
 from p2p.tracker.auth import Credentials, load_node_tokens, node_token
 from p2p.tracker.server import ServerSettings, TLSFiles, serve
+from registry_mirror.config_flags import add_flags
+from registry_mirror.config_load import ConfigError
+from registry_mirror.config_reference import tracker_flag_help
+from registry_mirror.config_tracker import TRACKER_KEYS, TrackerSettings, load_tracker_settings
 
 _MIN_SECRET_BYTES = 32
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdecimal() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"--listen: expected HOST:PORT, got {value!r}")
-    return host.strip("[]"), int(port)
-
-
-def _count(value: str) -> int:
-    if not value.isdecimal() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
-    return int(value)
-
-
-def _cap(value: str) -> int:
-    if not value.isdecimal():
-        raise argparse.ArgumentTypeError(f"expected a whole number (0: no cap), got {value!r}")
-    return int(value)
-
-
-def _positive(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value!r}")
-    return number
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The flags come from TrackerSettings (config_tracker), one per field."""
     parser = subparsers.add_parser("tracker", help="serve the p2p tracker")
-    parser.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 5050), metavar="HOST:PORT")
-    parser.add_argument("--store", default=None, metavar="URL", help="redis://HOST:PORT/DB (default: in memory)")
-    parser.add_argument(
-        "--token-file", type=Path,
-        help="file holding the shared bearer token (weaker: any holder may act as any peer id)",
-    )
-    parser.add_argument(
-        "--node-secret-file", type=Path,
-        help="cluster secret that per-node tokens derive from (registry-mirror tracker-token)",
-    )
-    parser.add_argument("--node-tokens-file", type=Path, help="per-node tokens, '<peer id> <token>' per line")
-    parser.add_argument(
-        "--cert-identity", action="store_true",
-        help="with --tls-ca: a client certificate's commonName is the caller's peer id (one certificate per node)",
-    )
-    parser.add_argument("--max-records-per-peer", type=_count, default=100_000, help="digests one peer may announce")
-    parser.add_argument(
-        "--exclusion-reporters", type=_count, default=2,
-        help="distinct reporters that exclude a peer from a digest without a shown failed piece",
-    )
-    parser.add_argument("--report-rate", type=_positive, default=1.0, help="bad-piece reports per second per peer")
-    parser.add_argument("--tls-cert", help="server certificate (PEM)")
-    parser.add_argument("--tls-key", help="server private key (PEM)")
-    parser.add_argument("--tls-ca", help="CA that client certificates must chain to (enables mutual TLS)")
-    parser.add_argument("--peer-ttl", type=_positive, default=30.0, help="seconds a peer lives without heartbeat")
-    parser.add_argument("--max-lease-ttl", type=_positive, default=600.0)
-    parser.add_argument("--exclusion-ttl", type=_positive, default=600.0, help="seconds a reported peer is left out")
-    parser.add_argument("--sweep-interval", type=_positive, default=30.0)
-    parser.add_argument(
-        "--no-auth", action="store_true", help="serve without token or client certificates (trusted networks only)"
-    )
-    parser.add_argument(
-        "--max-connections-per-client", type=_cap, default=64,
-        help="open connections one client address may hold (503 beyond; 0: no cap, e.g. behind a proxy)",
-    )
-    parser.add_argument("--log-level", default="info")
+    add_flags(parser, TRACKER_KEYS, tracker_flag_help)
     parser.set_defaults(func=run)
 
 
@@ -92,57 +36,62 @@ def read_secret(path: Path, flag: str) -> str:
     return text
 
 
-def _credentials(args: argparse.Namespace) -> Credentials:
-    token = None if args.token_file is None else read_secret(args.token_file, "--token-file")
+def _credentials(flags: TrackerSettings) -> Credentials:
+    token = None if flags.token_file is None else read_secret(flags.token_file, "--token-file")
     secret = None
-    if args.node_secret_file is not None:
-        secret = read_secret(args.node_secret_file, "--node-secret-file").encode()
+    if flags.node_secret_file is not None:
+        secret = read_secret(flags.node_secret_file, "--node-secret-file").encode()
         if len(secret) < _MIN_SECRET_BYTES:
             raise SystemExit(f"--node-secret-file: needs at least {_MIN_SECRET_BYTES} characters")
     tokens = {}
-    if args.node_tokens_file is not None:
+    if flags.node_tokens_file is not None:
         try:
-            tokens = load_node_tokens(args.node_tokens_file)
+            tokens = load_node_tokens(flags.node_tokens_file)
         except OSError as exc:
-            raise SystemExit(f"--node-tokens-file: {exc.strerror}: {args.node_tokens_file}") from exc
+            raise SystemExit(f"--node-tokens-file: {exc.strerror}: {flags.node_tokens_file}") from exc
         except ValueError as exc:
             raise SystemExit(f"--node-tokens-file: {exc}") from exc
-    if args.cert_identity and not args.tls_ca:
+    if flags.cert_identity and not flags.tls_ca:
         raise SystemExit("--cert-identity needs --tls-ca")
-    cert_identity = bool(args.cert_identity)
+    cert_identity = bool(flags.cert_identity)
     return Credentials(token, secret, tokens, cert_identity)
 
 
-def _settings(args: argparse.Namespace) -> ServerSettings:
-    if bool(args.tls_cert) != bool(args.tls_key):
+def _settings(flags: TrackerSettings) -> ServerSettings:
+    if bool(flags.tls_cert) != bool(flags.tls_key):
         raise SystemExit("--tls-cert and --tls-key go together")
-    if args.tls_ca and not args.tls_cert:
+    if flags.tls_ca and not flags.tls_cert:
         raise SystemExit("--tls-ca needs --tls-cert and --tls-key")
-    credentials = _credentials(args)
-    if not credentials.needs_token and not args.tls_ca and not args.no_auth:
+    credentials = _credentials(flags)
+    if not credentials.needs_token and not flags.tls_ca and flags.auth:
         raise SystemExit(
             "the tracker needs --node-secret-file, --node-tokens-file, --token-file and/or --tls-ca"
             " (or --no-auth on a trusted network)"
         )
-    host, port = args.listen
     return ServerSettings(
-        host=host,
-        port=port,
-        store_url=args.store,
-        peer_ttl=args.peer_ttl,
-        tls=TLSFiles(args.tls_cert, args.tls_key, args.tls_ca) if args.tls_cert else None,
+        host=flags.listen_host,
+        port=flags.listen_port,
+        store_url=flags.store,
+        peer_ttl=flags.peer_ttl,
+        tls=_tls(flags),
         tracker=TrackerConfig(
             credentials=credentials,
-            max_records_per_peer=args.max_records_per_peer,
-            exclusion_reporters=args.exclusion_reporters,
-            report_rate=args.report_rate,
-            max_lease_ttl=args.max_lease_ttl,
-            exclusion_ttl=args.exclusion_ttl,
-            sweep_interval=args.sweep_interval,
+            max_records_per_peer=flags.max_records_per_peer,
+            exclusion_reporters=flags.exclusion_reporters,
+            report_rate=flags.report_rate,
+            max_lease_ttl=flags.max_lease_ttl,
+            exclusion_ttl=flags.exclusion_ttl,
+            sweep_interval=flags.sweep_interval,
         ),
-        log_level=args.log_level,
-        header_limits=HeaderLimits(16 * 1024, 10.0, "tracker", args.max_connections_per_client),
+        log_level=flags.log_level,
+        header_limits=HeaderLimits(16 * 1024, 10.0, "tracker", flags.max_connections_per_client),
     )
+
+
+def _tls(flags: TrackerSettings) -> TLSFiles | None:
+    if flags.tls_cert is None or flags.tls_key is None:
+        return None
+    return TLSFiles(str(flags.tls_cert), str(flags.tls_key), str(flags.tls_ca) if flags.tls_ca else None)
 
 
 def register_token(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -164,7 +113,7 @@ def run_token(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    settings = _settings(load_tracker_settings(vars(args)))
     from registry_mirror.telemetry import install_metrics, metrics_endpoint
 
     install_metrics("registry-mirror-tracker")  # tracker latency, leases, reports at GET /metrics
@@ -179,7 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     register(subparsers)
     register_token(subparsers)
     args = parser.parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except ConfigError as exc:
+        print(f"registry-mirror: error: {exc}", file=sys.stderr)
+        return 2
     return result
 
 

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from registry_mirror.cli_tracker import parse_listen
+from registry_mirror.config_values import InvalidValue
+from registry_mirror.config_values import parse_listen as parse_listen_value
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """HOST:PORT as the settings parse it, as an argparse type (a bad one is a usage error)."""
+    try:
+        return parse_listen_value(value)
+    except InvalidValue as exc:
+        raise argparse.ArgumentTypeError(f"--listen: {exc}") from None
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

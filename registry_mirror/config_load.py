@@ -6,62 +6,32 @@ Secrets are read from the files or variables the configuration names and are nev
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
+from registry_mirror.config_fields import ENV_PREFIX, Key, all_keys, keys_of, required_keys, sections_of
 from registry_mirror.config_values import (
     LOG_LEVELS,
     TiB,
     InvalidValue,
     bool_from_text,
     format_size,
-    glob,
     is_loopback_host,
     parse_bool,
-    parse_choice,
-    parse_count,
     parse_duration,
-    parse_env_name,
-    parse_fraction,
-    parse_globs,
-    parse_image_references,
     parse_listen,
-    parse_log_level,
-    parse_optional_digest,
-    parse_optional_env_name,
-    parse_optional_listen,
-    parse_optional_path,
-    parse_optional_url,
     parse_origin_url,
-    parse_otlp_endpoint,
-    parse_path,
     parse_path_prefix,
-    parse_paths,
-    parse_peer_id,
-    parse_rate,
     parse_registry_name,
     parse_size,
     parse_text,
-    parse_timeout,
-    parse_tracker,
-    parse_zone,
     sized,
 )
-from registry_mirror.settings import (
-    SIGNATURE_MODES,
-    BlockRule,
-    SignatureRule,
-    KiB,
-    MiB,
-    Settings,
-    UpstreamSettings,
-    builtin_upstreams,
-)
+from registry_mirror.settings import BlockRule, Settings, SignatureRule, UpstreamSettings, builtin_upstreams
 
 # Parsers are re-exported: hosts_toml, the CLI and tests import them from here.
 __all__ = [
@@ -71,7 +41,6 @@ __all__ = [
     "parse_registry_name", "parse_size", "serve_flags", "sized",
 ]  # fmt: skip
 
-ENV_PREFIX = "REGISTRY_MIRROR_"
 CONFIG_ENV = "REGISTRY_MIRROR_CONFIG"  # read by the CLI, not here
 UPSTREAMS_ENV = "REGISTRY_MIRROR_UPSTREAMS"
 _BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -95,156 +64,30 @@ def _show(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-# ---- the table of settings: one row per TOML key ----
-
-
-@dataclass(frozen=True)
-class Key:
-    path: str  # dotted TOML path; also the Settings attribute it sets (cache.max_size)
-    parse: Callable[[object], object]
-    # How the reference renders it: text, size, duration, fraction, bool, path, listen, int,
-    # rate, list (of text), paths.
-    kind: str
-    cli: str | None = None  # key in load_settings' `cli` mapping; the flag is --<cli with dashes>
-    env_name: str | None = None  # when not REGISTRY_MIRROR_<PATH>
-    attrs_set: tuple[str, ...] = ()  # when not just `path` (listen sets host and port)
-    secret: str | None = None  # *_file / *_env keys: the secret attribute they fill
-    help: str | None = None  # when the key is not a dataclass field
-
-    @property
-    def env(self) -> str:
-        return self.env_name or ENV_PREFIX + self.path.replace(".", "_").upper()
-
-    @property
-    def attrs(self) -> tuple[str, ...]:
-        return self.attrs_set or (self.path,)
-
-    @property
-    def flag(self) -> str | None:
-        return "--" + self.cli.replace("_", "-") if self.cli else None
-
-    @property
-    def repeatable(self) -> bool:
-        return self.kind in ("list", "paths")
-
-
-def _secret_keys(path: str, what: str, cli: str | None = None) -> tuple[Key, Key]:
-    """`<path>_file` and `<path>_env`: where the secret `path` is read from (one of the two)."""
-    name = path.rpartition(".")[2]
-    return (
-        Key(f"{path}_file", parse_optional_path, "path", cli, secret=path,
-            help=f'File holding the {what} (trailing newline dropped); "" is unset.'),
-        Key(f"{path}_env", parse_optional_env_name, "text", secret=path,
-            help=f"Environment variable holding the {what}; instead of {name}_file."),
-    )  # fmt: skip
-
+# ---- the keys, derived from the settings dataclasses (settings.py declares each once) ----
 
 # Sub-tables in the order the reference and the example show them.
-SECTIONS = ("cache", "p2p", "catalog", "hf", "modelscope", "admin", "limits", "telemetry")
+SECTIONS = tuple(name for name, _, _ in sections_of(Settings))
+SETTING_KEYS: tuple[Key, ...] = all_keys(Settings)
 
-SETTING_KEYS: tuple[Key, ...] = (
-    Key("listen", parse_listen, "listen", "listen", attrs_set=("listen_host", "listen_port")),
-    Key("path_prefix", parse_path_prefix, "text", "path_prefix"),
-    Key("default_upstream", parse_registry_name, "text", "default_upstream"),
-    Key("tag_ttl", parse_duration, "duration"),
-    Key("max_stale", parse_duration, "duration"),
-    Key("negative_ttl", parse_duration, "duration"),
-    Key("confirm_ttl", parse_duration, "duration"),
-    Key("manifest_max_bytes", sized(1 * KiB), "size"),
-    Key("log_level", parse_log_level, "text", "log_level"),
-    Key("access_log", parse_bool, "bool"),
-    *_secret_keys("client_token", "token clients must send"),
-    Key("cache.directory", parse_path, "path", "cache_dir", env_name=ENV_PREFIX + "CACHE_DIR"),
-    Key("cache.max_size", sized(1 * MiB), "size", "cache_max_size"),
-    Key("cache.high_watermark", parse_fraction, "fraction"),
-    Key("cache.low_watermark", parse_fraction, "fraction"),
-    Key("cache.min_free_bytes", sized(0), "size"),
-    Key("cache.complete_abandoned_fills", parse_bool, "bool"),
-    Key("cache.chunk_size", sized(4 * KiB, 64 * MiB), "size"),
-    Key("cache.scrub_rate", sized(0), "size"),
-    Key("p2p.tracker", parse_tracker, "text", "tracker"),
-    Key("p2p.peer_listen", parse_optional_listen, "text", "peer_listen"),
-    Key("p2p.advertise", parse_optional_url, "text", "advertise"),
-    Key("p2p.zone", parse_zone, "text", "zone"),
-    Key("p2p.peer_id", parse_peer_id, "text", "peer_id"),
-    Key("p2p.piece_size", sized(256 * KiB, 64 * MiB), "size", "piece_size"),
-    *_secret_keys("p2p.tracker_token", "tracker token", "tracker_token_file"),
-    Key("p2p.peer_ca", parse_optional_path, "path", "peer_ca"),
-    Key("p2p.peer_cert", parse_optional_path, "path", "peer_cert"),
-    Key("p2p.peer_key", parse_optional_path, "path", "peer_key"),
-    Key("p2p.max_uploads", parse_count(1), "int"),
-    Key("p2p.upload_bandwidth", sized(0), "size"),
-    Key("p2p.origin_concurrency", parse_count(1), "int"),
-    Key("p2p.stall_timeout", parse_timeout, "duration"),
-    Key("p2p.lease_ttl", parse_timeout, "duration"),
-    Key("p2p.fault_corrupt_uploads", parse_bool, "bool", "fault_corrupt_uploads"),
-    Key("catalog.sources", parse_image_references, "list", "catalog"),
-    Key("catalog.trusted_keys", parse_paths, "paths", "trusted_key"),
-    Key("catalog.poll_interval", parse_timeout, "duration", "catalog_poll_interval"),
-    Key("catalog.prefetch_concurrency", parse_count(1), "int"),
-    Key("catalog.insecure", parse_bool, "bool", "catalog_insecure"),
-    Key("catalog.state_dir", parse_optional_path, "path"),
-    Key("hf.upstream", parse_origin_url, "text", "hf_upstream"),
-    Key("hf.revision_ttl", parse_duration, "duration"),
-    Key("hf.auth_ttl", parse_duration, "duration"),
-    Key("modelscope.upstream", parse_origin_url, "text", "modelscope_upstream"),
-    Key("modelscope.revision_ttl", parse_duration, "duration"),
-    Key("modelscope.auth_ttl", parse_duration, "duration"),
-    Key("admin.listen", parse_optional_listen, "text", "admin_listen"),
-    *_secret_keys("admin.token", "admin API token"),
-    Key("limits.client_rate", parse_rate, "rate"),
-    Key("limits.client_burst", parse_count(1), "int"),
-    Key("limits.upstream_concurrency", parse_count(0), "int"),
-    Key("limits.upstream_bandwidth", sized(0), "size"),
-    Key("limits.max_header_bytes", sized(1 * KiB, 16 * MiB), "size"),
-    Key("limits.header_timeout", parse_timeout, "duration"),
-    Key("limits.send_timeout", parse_timeout, "duration"),
-    Key("limits.max_connections_per_client", parse_count(0), "int"),
-    Key("telemetry.otlp_endpoint", parse_otlp_endpoint, "text", "otlp_endpoint"),
-    Key("telemetry.service_name", parse_text, "text"),
-)
+
+def _table_keys(cls: type) -> dict[str, Callable[[object], object]]:
+    return {key.path: key.parse for key in keys_of(cls)}
+
 
 # Keys of one `[upstreams."NAME"]` table; password and token come only from *_file or *_env.
-UPSTREAM_KEYS: dict[str, Callable[[object], object]] = {
-    "url": parse_origin_url,
-    "username": parse_text,
-    "password_file": parse_path,
-    "password_env": parse_env_name,
-    "token_file": parse_path,
-    "token_env": parse_env_name,
-    "ca_bundle": parse_path,
-    "insecure": parse_bool,
-    "connect_timeout": parse_timeout,
-    "read_timeout": parse_timeout,
-    "allow_repositories": parse_globs,
-    "library_prefix": parse_bool,
-    "max_parallel_ranges": parse_count(1),
-    "parallel_range_min_size": parse_size,
-    "via": parse_origin_url,
-}
+UPSTREAM_KEYS = _table_keys(UpstreamSettings)
+# Its secrets (password, token): never inline, each read from <name>_file or <name>_env.
+UPSTREAM_SECRETS = tuple(dict.fromkeys(key.secret for key in keys_of(UpstreamSettings) if key.secret))
 # Keys of one `[[blocklist]]` rule (TOML only: the admin API changes rules at run time).
-BLOCK_RULE_KEYS: dict[str, Callable[[object], object]] = {
-    "upstream": glob(empty_ok=False),
-    "repository": glob(empty_ok=False),
-    "tag": glob(empty_ok=True),
-    "digest": parse_optional_digest,
-    "hf_repo": glob(empty_ok=True),
-    "reason": parse_text,
-}
+BLOCK_RULE_KEYS = _table_keys(BlockRule)
 # Keys of one `[[signatures]]` policy (TOML only).
-SIGNATURE_RULE_KEYS: dict[str, Callable[[object], object]] = {
-    "name": parse_text,
-    "upstream": parse_registry_name,
-    "repositories": parse_globs,
-    "public_keys": parse_paths,
-    "mode": parse_choice(SIGNATURE_MODES),
-}
+SIGNATURE_RULE_KEYS = _table_keys(SignatureRule)
 TOML_ONLY_KEYS = {
     "builtin_upstreams": "Start from the built-in upstreams (false: only those configured)."
 }
 UPSTREAM_FLAG = "--upstream"
 VIA_FLAG = "--via"
-LISTEN_HELP = "HOST:PORT to serve on ([::1]:5000 for IPv6; port 0 picks a free port)."
 
 _KEYS_BY_PATH = {key.path: key for key in SETTING_KEYS}
 _KEYS_BY_ENV = {key.env: key for key in SETTING_KEYS}
@@ -263,17 +106,8 @@ def serve_flags() -> tuple[str, ...]:
 
 
 def key_help(key: Key) -> str:
-    """The one-line description of a key, from its dataclass field's metadata."""
-    if key.help is not None:
-        return key.help
-    if key.path == "listen":
-        return LISTEN_HELP
-    section, _, name = key.path.rpartition(".")
-    owner: object = getattr(Settings(), section) if section else Settings()
-    for field in dataclasses.fields(owner):  # type: ignore[arg-type]
-        if field.name == name:
-            return str(field.metadata.get("help", ""))
-    raise KeyError(key.path)
+    """The one-line description of a key, from its dataclass field."""
+    return key.help
 
 
 def _quoted(name: str) -> str:
@@ -305,26 +139,14 @@ class _Builder:
         self.signature_source = "defaults"
 
     def set(self, key: Key, raw: object, source: str, base: Path, *, text: bool) -> None:
-        if text and isinstance(raw, str) and key.parse is parse_bool:
-            raw = bool_from_text(raw)
-        if text and isinstance(raw, str) and key.repeatable:
-            raw = [part.strip() for part in raw.split(",") if part.strip()]
-        try:
-            value = key.parse(raw)
-        except InvalidValue as exc:
-            raise ConfigError(key.path, f"{exc} ({_from(source)})") from None
-        if isinstance(value, Path):
-            value = base / value
-        elif key.kind == "paths":
-            value = tuple(base / path for path in value)  # type: ignore[attr-defined]
+        value = parse_value(key, raw, source, base, text=text)
         if key.secret is not None:
             # A later layer naming the secret's other source replaces it; one layer naming
             # both is an error (in _read_secret).
             for other in (k for k in SETTING_KEYS if k.secret == key.secret and k is not key):
                 if self.sources.get(other.path, source) != source:
                     self.values.pop(other.path, None)
-        parts = value if len(key.attrs) > 1 else (value,)
-        for attr, part in zip(key.attrs, parts, strict=True):
+        for attr, part in key.spread(value).items():
             self.values[attr] = part
             self.sources[attr] = source
 
@@ -342,7 +164,7 @@ class _Builder:
             name = parse_registry_name(name)
         except InvalidValue as exc:
             raise ConfigError("upstreams", f"{exc} ({_from(source)})") from None
-        url = _parse_field(_upstream_field(name, "url"), parse_origin_url, url, source)
+        url = str(_parse_field(_upstream_field(name, "url"), parse_origin_url, url, source))
         previous = self.upstreams.get(name)
         library_prefix = previous.library_prefix if previous else name == "docker.io"
         self.upstreams[name] = UpstreamSettings(name=name, url=url, library_prefix=library_prefix)
@@ -377,7 +199,7 @@ class _Builder:
         top = {k: v for k, v in plain.items() if "." not in k}
         settings = Settings(
             **top,  # type: ignore[arg-type]
-            **sections,  # type: ignore[arg-type]
+            **sections,
             upstreams=tuple(self.upstreams.values()),
             blocklist=self.blocklist,
             signatures=self.signatures,
@@ -387,7 +209,10 @@ class _Builder:
 
     def _secret(self, path: str) -> str | None:
         prefix, _, name = path.rpartition(".")
-        field_of = lambda suffix: (f"{prefix}." if prefix else "") + f"{name}_{suffix}"  # noqa: E731
+
+        def field_of(suffix: str) -> str:
+            return (f"{prefix}." if prefix else "") + f"{name}_{suffix}"
+
         file_path, env_path = field_of("file"), field_of("env")
         return _read_secret(
             name,
@@ -481,7 +306,27 @@ class _Builder:
                     raise ConfigError(f"{field}.public_keys", f"{str(path)!r}: {exc} ({_from(source)})") from None
 
 
-_NO_KEY = Key("", parse_text, "text")
+_NO_KEY = Key("", parse_text, "text", "")
+
+
+def parse_value(key: Key, raw: object, source: str, base: Path, *, text: bool) -> object:
+    """`raw` parsed for `key`; `text` (environment, flags) also reads booleans and comma lists.
+    Relative paths are made relative to `base`; errors name the key and `source`."""
+    if text and isinstance(raw, str) and key.kind == "bool":
+        raw = bool_from_text(raw)
+    if text and isinstance(raw, str) and key.repeatable:
+        raw = [part.strip() for part in raw.split(",") if part.strip()]
+    value = _parse_field(key.path, key.parse, raw, source)
+    if isinstance(value, Path):
+        return base / value
+    if key.kind == "paths":
+        return tuple(base / path for path in value)  # type: ignore[attr-defined]
+    return value
+
+
+def cli_value(key: Key, raw: object, flag: str, base: Path) -> object:
+    """A flag's value parsed for `key`, as load_settings parses it."""
+    return parse_value(key, raw, flag, base, text=True)
 
 
 def _check_file(field: str, path: object, source: str) -> None:
@@ -568,13 +413,13 @@ def load_blocklist(config_file: Path) -> tuple[BlockRule, ...]:
 
 def parse_blocklist(value: object, source: str) -> tuple[BlockRule, ...]:
     """Rules from the TOML value of `blocklist`; `source` is named in errors."""
-    tables = _parse_tables("blocklist", value, BLOCK_RULE_KEYS, ("reason",), source)
+    tables = _parse_tables("blocklist", value, BLOCK_RULE_KEYS, required_keys(BlockRule), source)
     return tuple(BlockRule(**parsed) for parsed in tables)  # type: ignore[arg-type]
 
 
 def parse_signatures(value: object, source: str, base: Path) -> tuple[SignatureRule, ...]:
     """Policies from the TOML value of `signatures`; key paths are relative to the file."""
-    required = ("upstream", "repositories", "public_keys")
+    required = required_keys(SignatureRule)
     rules = []
     for index, parsed in enumerate(_parse_tables("signatures", value, SIGNATURE_RULE_KEYS, required, source)):
         for key in required:
@@ -620,7 +465,7 @@ def _apply_upstream_table(
         raise ConfigError(field, f"expected a table [{field}] ({_from(source)})")
     parsed: dict[str, object] = {}
     for key, raw in table.items():
-        if key in ("password", "token"):
+        if key in UPSTREAM_SECRETS:
             message = f"inline secrets are not accepted; use {key}_file or {key}_env"
             raise ConfigError(_upstream_field(name, key), f"{message} ({_from(source)})")
         parse = UPSTREAM_KEYS.get(key)
@@ -644,7 +489,7 @@ def _apply_upstream_table(
             lambda suffix, kind=kind: _upstream_field(name, f"{kind}_{suffix}"),  # type: ignore[misc]
             source,
         )
-        for kind in ("password", "token")
+        for kind in UPSTREAM_SECRETS
     }
     if parsed.get("ca_bundle") is not None:
         _check_file(_upstream_field(name, "ca_bundle"), parsed["ca_bundle"], source)
@@ -655,7 +500,7 @@ def _apply_upstream_table(
     base_upstream = previous or UpstreamSettings(
         name=name, url=str(parsed["url"]), library_prefix=name == "docker.io"
     )
-    upstream = replace(base_upstream, **fields)
+    upstream = replace(base_upstream, **fields)  # type: ignore[arg-type]  # each value parsed for its field
     _check_credentials(upstream, source)
     builder.upstreams[name] = upstream
 

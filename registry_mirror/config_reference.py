@@ -1,43 +1,32 @@
 """docs/configuration.md and config/registry-mirror.toml, generated from the settings dataclasses.
 
-Descriptions come from each dataclass field's `metadata["help"]`, defaults from the dataclasses,
-keys, variables and flags from config_load's table; tests keep the committed files equal to these.
+Keys, descriptions, defaults, variables and flags all come from the fields of settings.py and
+config_tracker.py (config_fields derives them); tests keep the committed files equal to these.
+Only the example values of the rule and upstream tables are written here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 from pathlib import Path
 
+from registry_mirror.config_fields import Key, help_of, keys_of, sections_of
 from registry_mirror.config_load import (
-    BLOCK_RULE_KEYS,
     CONFIG_ENV,
     SECTIONS,
-    SIGNATURE_RULE_KEYS,
     SETTING_KEYS,
     TOML_ONLY_KEYS,
     UPSTREAM_FLAG,
     UPSTREAMS_ENV,
-    Key,
     format_size,
     key_help,
 )
+from registry_mirror.config_tracker import TRACKER_KEYS, TrackerSettings
 from registry_mirror.hosts_toml import toml_string
 from registry_mirror.settings import BUILTIN_UPSTREAMS, BlockRule, Settings, SignatureRule, UpstreamSettings
 
-# One line under each section's heading, for what the table as a whole is about.
-SECTION_NOTES = {
-    "cache": "The local content-addressed cache.",
-    "p2p": "Sharing blobs between nodes: a tracker, peers serving verified pieces, seed leases.",
-    "catalog": "Signed catalogs of images to prefetch, polled from registries.",
-    "hf": "The Hugging Face model hub mirror.",
-    "modelscope": "The ModelScope model hub mirror.",
-    "admin": "The admin API (pins, blocklist, status). A listen address that is not loopback"
-    " needs a token.",
-    "limits": "Rate and concurrency limits, to protect the node and the origins.",
-    "telemetry": "Tracing export; metrics are always served at `/metrics`.",
-}
+# One line under each section's heading, from the table field's description in Settings.
+SECTION_NOTES = {name: note for name, _, note in sections_of(Settings)}
 # An example `[[blocklist]]` rule for the example config, in key order.
 BLOCK_RULE_EXAMPLE: tuple[tuple[str, str], ...] = (
     ("upstream", '"docker.io"'),
@@ -55,25 +44,21 @@ SIGNATURE_RULE_EXAMPLE: tuple[tuple[str, str], ...] = (
     ("public_keys", '["keys/cosign.pub"]'),
     ("mode", '"enforce"'),
 )
-# Keys of `[upstreams."NAME"]`: (key, the UpstreamSettings field it fills, example value).
+# Example values of `[upstreams."NAME"]` keys; keys without one are shown as alternatives below.
 UPSTREAM_EXAMPLE_NAME = "registry.example.internal"
-UPSTREAM_ROWS: tuple[tuple[str, str, str | None], ...] = (
-    ("url", "url", '"https://registry.example.internal"'),
-    ("username", "username", '"puller"'),
-    ("password_env", "password", '"EXAMPLE_REGISTRY_PASSWORD"'),
-    ("password_file", "password", None),
-    ("token_file", "token", None),
-    ("token_env", "token", None),
-    ("ca_bundle", "ca_bundle", None),
-    ("insecure", "insecure", "false"),
-    ("connect_timeout", "connect_timeout", "5.0"),
-    ("read_timeout", "read_timeout", "20.0"),
-    ("allow_repositories", "allow_repositories", "[]"),
-    ("library_prefix", "library_prefix", "false"),
-    ("max_parallel_ranges", "max_parallel_ranges", "4"),
-    ("parallel_range_min_size", "parallel_range_min_size", '"64MiB"'),
-    ("via", "via", '"http://regional-mirror.example.internal:5000"'),
-)
+UPSTREAM_EXAMPLE: dict[str, str] = {
+    "url": '"https://registry.example.internal"',
+    "username": '"puller"',
+    "password_env": '"EXAMPLE_REGISTRY_PASSWORD"',
+    "insecure": "false",
+    "connect_timeout": "5.0",
+    "read_timeout": "20.0",
+    "allow_repositories": "[]",
+    "library_prefix": "false",
+    "max_parallel_ranges": "4",
+    "parallel_range_min_size": '"64MiB"',
+    "via": '"http://regional-mirror.example.internal:5000"',
+}
 _UPSTREAM_ALTERNATIVES = {
     "password_file": '"/run/secrets/example-password" (instead of password_env)',
     "token_file": '"/run/secrets/example-token" (a bearer token instead of a password)',
@@ -83,18 +68,20 @@ _UPSTREAM_ALTERNATIVES = {
 
 
 def _field_help(cls: type, name: str) -> str:
-    for field in dataclasses.fields(cls):
-        if field.name == name:
-            return str(field.metadata.get("help", ""))
-    raise KeyError(name)
+    return help_of(cls, name)
 
 
-def default_literal(key: Key) -> str:
+def _upstream_rows() -> list[tuple[Key, str]]:
+    """Each `[upstreams."NAME"]` key with the UpstreamSettings field it fills."""
+    return [(key, key.secret or key.path) for key in keys_of(UpstreamSettings)]
+
+
+def default_literal(key: Key, defaults: object | None = None) -> str:
     """The key's default as a TOML value; "" for an unset secret source or optional path."""
     if key.secret is not None:
         return '""'
-    settings = Settings()
-    values = [_attribute(settings, attr) for attr in key.attrs]
+    owner = Settings() if defaults is None else defaults
+    values = [_attribute(owner, attr) for attr in key.attrs]
     value = values[0]
     if value is None:
         return '""'
@@ -117,8 +104,21 @@ def default_literal(key: Key) -> str:
     return toml_string(str(value))
 
 
-def _attribute(settings: Settings, dotted: str) -> object:
-    value: object = settings
+def flag_help(key: Key) -> str:
+    """`serve --help` text of a key's flag: description, default, TOML key and variable."""
+    default = default_literal(key)
+    shown = f"default {default}; " if default not in ('""', "[]") else ""
+    return f"{key_help(key)} [{shown}{key.path}, ${key.env}]"
+
+
+def tracker_flag_help(key: Key) -> str:
+    """`tracker --help` text of a flag: description and default."""
+    default = default_literal(key, TrackerSettings())
+    return key.help + (f" [default {default}]" if default not in ('""', "[]") else "")
+
+
+def _attribute(owner: object, dotted: str) -> object:
+    value: object = owner
     for part in dotted.split("."):
         value = getattr(value, part)
     return value
@@ -169,7 +169,8 @@ def render_reference() -> str:
         "Secrets (`client_token`, `p2p.tracker_token`, `admin.token`, upstream passwords) are",
         "never written inline: each is read at start from its `*_file` (trailing newline",
         "dropped) or `*_env` key; one set in a later layer replaces the other.",
-        "An example with every setting: `config/registry-mirror.toml`.",
+        "An example with every setting: `config/registry-mirror.toml`; a JSON Schema of the file",
+        "for TOML editors (taplo, Even Better TOML): `config/registry-mirror.schema.json`.",
         "",
     ]
     lines += _key_table("Top level", _top_keys(), toml_only=True)
@@ -178,6 +179,7 @@ def render_reference() -> str:
     lines += _upstream_section()
     lines += _blocklist_section()
     lines += _signatures_section()
+    lines += _tracker_section()
     return "\n".join(lines)
 
 
@@ -223,9 +225,9 @@ def _upstream_section() -> list[str]:
         "| Key | Default | Description |",
         "|---|---|---|",
     ]
-    for key, field_name, _ in UPSTREAM_ROWS:
-        default = "required" if key == "url" else _upstream_default(field_name)
-        lines.append(f"| `{key}` | {default} | {_field_help(UpstreamSettings, field_name)} |")
+    for key, field_name in _upstream_rows():
+        default = "required" if key.path == "url" else _upstream_default(field_name)
+        lines.append(f"| `{key.path}` | {default} | {_field_help(UpstreamSettings, field_name)} |")
     lines += [
         "",
         f'`{UPSTREAMS_ENV}="name=url,name=url"` and `{UPSTREAM_FLAG} NAME=URL` (repeatable) add an',
@@ -247,6 +249,7 @@ def _upstream_section() -> list[str]:
 def render_example_config() -> str:
     """config/registry-mirror.toml: every setting at its default, commented out."""
     lines = [
+        "#:schema ./registry-mirror.schema.json",
         "# registry-mirror configuration: every setting with its default, commented out.",
         "# Reference: docs/configuration.md. Use it with `registry-mirror serve --config FILE`",
         f"# or {CONFIG_ENV}=FILE; REGISTRY_MIRROR_* variables and flags override it.",
@@ -269,14 +272,14 @@ def render_example_config() -> str:
         f"# [upstreams.{toml_string(UPSTREAM_EXAMPLE_NAME)}]",
     ]
     described = set()
-    for key, field_name, example in UPSTREAM_ROWS:
+    for key, field_name in _upstream_rows():
         if field_name not in described:
             lines.append(f"# {_field_help(UpstreamSettings, field_name)}")
             described.add(field_name)
-        if example is not None:
-            lines.append(f"# {key} = {example}")
+        if key.path in UPSTREAM_EXAMPLE:
+            lines.append(f"# {key.path} = {UPSTREAM_EXAMPLE[key.path]}")
         else:
-            lines.append(f"#   e.g. {key} = {_UPSTREAM_ALTERNATIVES[key]}")
+            lines.append(f"#   e.g. {key.path} = {_UPSTREAM_ALTERNATIVES[key.path]}")
     lines += [
         "",
         "# Pulls matching a rule are refused with its reason; one [[blocklist]] table per rule.",
@@ -300,7 +303,7 @@ def _blocklist_section() -> list[str]:
         "in the file only (the admin API changes them at run time). A rule matches when every",
         "condition it sets matches; globs use `*`, `?` and `[...]`. Errors name a rule by its",
         "position from 0, e.g. `blocklist[2].digest`.",
-    ], BLOCK_RULE_KEYS, BlockRule)
+    ], BlockRule)
 
 
 def _signatures_section() -> list[str]:
@@ -311,14 +314,32 @@ def _signatures_section() -> list[str]:
         "referrers API. One `[[signatures]]` table per policy, in the file only; the first policy",
         "that matches a repository applies. Keyless (Fulcio/Rekor) signatures are not checked.",
         "Errors name a policy by its position from 0, e.g. `signatures[1].public_keys`.",
-    ], SIGNATURE_RULE_KEYS, SignatureRule)
+    ], SignatureRule)
 
 
-def _rule_tables(name: str, intro: list[str], keys: Iterable[str], rule: type) -> list[str]:
+def _rule_tables(name: str, intro: list[str], rule: type) -> list[str]:
     lines = [f"## [[{name}]]", "", *intro, "", "| Key | Default | Description |", "|---|---|---|"]
     defaults = {f.name: f.default for f in dataclasses.fields(rule)}
-    for key in keys:
+    for key in (k.path for k in keys_of(rule)):
         default = defaults[key]
         shown = "required" if default is dataclasses.MISSING else f"`{toml_string(str(default))}`"
         lines.append(f"| `{key}` | {shown} | {_field_help(rule, key)} |")
+    return [*lines, ""]
+
+
+def _tracker_section() -> list[str]:
+    lines = [
+        "## registry-mirror tracker",
+        "",
+        "The stand-alone p2p tracker (`registry-mirror tracker`; `p2p.tracker = \"embedded\"` runs one",
+        "inside the mirror instead) is configured by flags only, with the value syntax above. It",
+        "needs `--node-secret-file`, `--node-tokens-file`, `--token-file` and/or `--tls-ca`, or",
+        "`--no-auth` on a trusted network.",
+        "",
+        "| Flag | Default | Description |",
+        "|---|---|---|",
+    ]
+    for key in TRACKER_KEYS:
+        flag = f"`--[no-]{str(key.flag)[2:]}`" if key.kind == "bool" else f"`{key.flag}`"
+        lines.append(f"| {flag} | `{default_literal(key, TrackerSettings())}` | {key.help} |")
     return [*lines, ""]

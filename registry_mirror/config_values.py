@@ -16,8 +16,10 @@ from urllib.parse import urlsplit
 
 import oci
 from oci import Digest, InvalidDigest
-from registry_mirror.settings import GiB, KiB, MiB
 
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 TiB = 1024 * GiB
 

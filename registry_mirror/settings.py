@@ -1,17 +1,51 @@
-"""Settings: frozen dataclasses with the embedded defaults.
+"""Settings: frozen dataclasses, one field per setting, the only place a setting is declared.
 
-`config_load.py` fills them from TOML, then the environment, then CLI flags. Lower packages never
-see these classes: the app hands them plain typed parameters.
+Each field carries its default, description, value parser and flag (config_fields.setting);
+config_load derives the TOML keys, `REGISTRY_MIRROR_*` variables and flags from them and fills
+them from TOML, then the environment, then CLI flags. Lower packages never see these classes:
+the app hands them plain typed parameters.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-KiB = 1024
-MiB = 1024 * KiB
-GiB = 1024 * MiB
+from registry_mirror.config_fields import count, described, optional_path, seconds, secret, setting, size, switch, table, text
+from registry_mirror.config_values import (
+    GiB,
+    KiB,
+    MiB,
+    glob,
+    parse_choice,
+    parse_fraction,
+    parse_globs,
+    parse_image_references,
+    parse_listen,
+    parse_log_level,
+    parse_optional_digest,
+    parse_optional_listen,
+    parse_optional_url,
+    parse_origin_url,
+    parse_otlp_endpoint,
+    parse_path,
+    parse_path_prefix,
+    parse_paths,
+    parse_peer_id,
+    parse_rate,
+    parse_registry_name,
+    parse_size,
+    parse_text,
+    parse_tracker,
+    parse_zone,
+)
+
+__all__ = [
+    "BUILTIN_UPSTREAMS", "HUGGINGFACE_URL", "MODELSCOPE_URL", "SIGNATURE_MODES", "AdminSettings", "BlockRule",
+    "CacheSettings", "CatalogSettings", "GiB", "HubSettings", "KiB", "LimitSettings", "MiB", "P2PSettings",
+    "Settings", "SignatureRule", "TelemetrySettings", "UpstreamSettings", "builtin_upstreams",
+    "default_cache_dir", "default_modelscope",
+]  # fmt: skip
 
 # containerd sends the registry host in `?ns=`; these are the upstreams a fresh install knows.
 BUILTIN_UPSTREAMS: dict[str, str] = {
@@ -25,6 +59,8 @@ BUILTIN_UPSTREAMS: dict[str, str] = {
     "mcr.microsoft.com": "https://mcr.microsoft.com",
 }
 
+LISTEN_HELP = "HOST:PORT to serve on ([::1]:5000 for IPv6; port 0 picks a free port)."
+
 
 def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "registry-mirror"
@@ -32,194 +68,133 @@ def default_cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class UpstreamSettings:
-    name: str = field(
-        metadata={
-            "help": "Registry host as containerd sends it in `?ns=` (docker.io, 127.0.0.1:5101)."
-        }
+    name: str = described(help="Registry host as containerd sends it in `?ns=` (docker.io, 127.0.0.1:5101).")
+    url: str = setting(
+        help="Origin endpoint, scheme://host[:port] with no path.", parse=parse_origin_url, kind="text"
     )
-    url: str = field(metadata={"help": "Origin endpoint, scheme://host[:port] with no path."})
-    username: str | None = field(
-        default=None, metadata={"help": "User name for the origin's token or basic auth."}
+    username: str | None = setting(
+        None, help="User name for the origin's token or basic auth.", parse=parse_text, kind="text"
     )
-    password: str | None = field(
-        default=None,
-        repr=False,
-        metadata={
-            "help": "Password, read at load from `password_file` or `password_env`; never inline."
-        },
+    password: str | None = secret(
+        "Password, read at load from `password_file` or `password_env`; never inline.",
+        what="password", blank_unsets=False,
+    )  # fmt: skip
+    token: str | None = secret(
+        "Static bearer token, read at load from `token_file` or `token_env`.",
+        what="token", blank_unsets=False,
+    )  # fmt: skip
+    ca_bundle: str | None = setting(
+        None, help="PEM file of CAs trusted for this origin.", parse=parse_path, kind="path"
     )
-    token: str | None = field(
-        default=None,
-        repr=False,
-        metadata={"help": "Static bearer token, read at load from `token_file` or `token_env`."},
+    insecure: bool = switch(False, "Skip TLS verification (testing only).")
+    connect_timeout: float = seconds(5.0, "Seconds to wait for a connection to the origin.", positive=True)
+    read_timeout: float = seconds(
+        20.0, "Seconds to wait for the next bytes; a hanging mirror costs containerd 30 s.", positive=True
     )
-    ca_bundle: str | None = field(
-        default=None, metadata={"help": "PEM file of CAs trusted for this origin."}
+    allow_repositories: tuple[str, ...] = setting(
+        (), help="Repository globs this upstream may serve; empty means every repository.",
+        parse=parse_globs, kind="list",
+    )  # fmt: skip
+    library_prefix: bool = switch(
+        False, "Docker Hub style: one-part names get `library/` (on for docker.io)."
     )
-    insecure: bool = field(
-        default=False, metadata={"help": "Skip TLS verification (testing only)."}
+    max_parallel_ranges: int = count(
+        4, "Range requests one fill sends at once, once the origin answered Range (1: one stream).", 1
     )
-    connect_timeout: float = field(
-        default=5.0, metadata={"help": "Seconds to wait for a connection to the origin."}
+    parallel_range_min_size: int = setting(
+        64 * MiB, help="Blobs at least this big are fetched over parallel ranges.", parse=parse_size, kind="size"
     )
-    read_timeout: float = field(
-        default=20.0,
-        metadata={
-            "help": "Seconds to wait for the next bytes; a hanging mirror costs containerd 30 s."
-        },
-    )
-    allow_repositories: tuple[str, ...] = field(
-        default=(),
-        metadata={
-            "help": "Repository globs this upstream may serve; empty means every repository."
-        },
-    )
-    library_prefix: bool = field(
-        default=False,
-        metadata={"help": "Docker Hub style: one-part names get `library/` (on for docker.io)."},
-    )
-    max_parallel_ranges: int = field(
-        default=4,
-        metadata={
-            "help": "Range requests one fill sends at once, once the origin answered Range (1: one stream)."
-        },
-    )
-    parallel_range_min_size: int = field(
-        default=64 * MiB,
-        metadata={"help": "Blobs at least this big are fetched over parallel ranges."},
-    )
-    via: str | None = field(
-        default=None,
-        metadata={
-            "help": "Another registry-mirror to fetch this upstream through first (a regional tier),"
-            " asked with `?ns=<name>`; when it fails, the origin is asked directly."
-        },
+    via: str | None = setting(
+        None,
+        help="Another registry-mirror to fetch this upstream through first (a regional tier),"
+        " asked with `?ns=<name>`; when it fails, the origin is asked directly.",
+        parse=parse_origin_url,
+        kind="text",
     )
 
 
 @dataclass(frozen=True)
 class CacheSettings:
-    directory: Path = field(
-        default_factory=default_cache_dir,
-        metadata={"help": "Cache root; blobs are files named by digest."},
+    directory: Path = setting(
+        help="Cache root; blobs are files named by digest.", parse=parse_path, kind="path",
+        flag="cache_dir", env="CACHE_DIR", factory=default_cache_dir,
+    )  # fmt: skip
+    max_size: int = size(50 * GiB, "Bytes the cache may hold before eviction.", 1 * MiB, flag="cache_max_size")
+    high_watermark: float = setting(
+        0.90, help="Eviction starts above this fraction of max_size.", parse=parse_fraction, kind="fraction"
     )
-    max_size: int = field(
-        default=50 * GiB, metadata={"help": "Bytes the cache may hold before eviction."}
+    low_watermark: float = setting(
+        0.80, help="Eviction stops below this fraction of max_size.", parse=parse_fraction, kind="fraction"
     )
-    high_watermark: float = field(
-        default=0.90, metadata={"help": "Eviction starts above this fraction of max_size."}
+    min_free_bytes: int = size(1 * GiB, "Evict to keep at least this much free on the file system.", 0)
+    complete_abandoned_fills: bool = switch(
+        True, "Finish a fill whose readers all left, so the bytes are not fetched twice."
     )
-    low_watermark: float = field(
-        default=0.80, metadata={"help": "Eviction stops below this fraction of max_size."}
-    )
-    min_free_bytes: int = field(
-        default=1 * GiB,
-        metadata={"help": "Evict to keep at least this much free on the file system."},
-    )
-    complete_abandoned_fills: bool = field(
-        default=True,
-        metadata={
-            "help": "Finish a fill whose readers all left, so the bytes are not fetched twice."
-        },
-    )
-    chunk_size: int = field(
-        default=1 * MiB, metadata={"help": "Bytes per read, hash update and socket send."}
-    )
-    scrub_rate: int = field(
-        default=16 * MiB,
-        metadata={
-            "help": "Bytes per second the background scrubber re-hashes cached blobs (0 turns it off)."
-        },
+    chunk_size: int = size(1 * MiB, "Bytes per read, hash update and socket send.", 4 * KiB, 64 * MiB)
+    scrub_rate: int = size(
+        16 * MiB, "Bytes per second the background scrubber re-hashes cached blobs (0 turns it off).", 0
     )
 
 
 @dataclass(frozen=True)
 class P2PSettings:
-    tracker: str = field(
-        default="",
-        metadata={"help": 'Tracker URL http(s)://host:port, "embedded" to serve one here, "" for off.'},
+    tracker: str = text(
+        "", 'Tracker URL http(s)://host:port, "embedded" to serve one here, "" for off.', parse_tracker, "tracker"
     )
-    peer_listen: str = field(
-        default="", metadata={"help": 'HOST:PORT serving pieces to peers; "" turns serving off.'}
+    peer_listen: str = text(
+        "", 'HOST:PORT serving pieces to peers; "" turns serving off.', parse_optional_listen, "peer_listen"
     )
-    advertise: str = field(
-        default="",
-        metadata={"help": 'URL peers use to reach this node; "" derives it from peer_listen.'},
+    advertise: str = text(
+        "", 'URL peers use to reach this node; "" derives it from peer_listen.', parse_optional_url, "advertise"
     )
-    zone: str = field(
-        default="", metadata={"help": "Topology zone; peers in the same zone are preferred."}
+    zone: str = text("", "Topology zone; peers in the same zone are preferred.", parse_zone, "zone")
+    peer_id: str = text(
+        "",
+        'This node\'s name at the tracker; "" takes it from a node token (name/mac),'
+        " else advertise's host:port. With the tracker's --cert-identity: peer_cert's commonName.",
+        parse_peer_id,
+        "peer_id",
     )
-    peer_id: str = field(
-        default="",
-        metadata={
-            "help": 'This node\'s name at the tracker; "" takes it from a node token (name/mac),'
-            " else advertise's host:port. With the tracker's --cert-identity: peer_cert's commonName."
-        },
+    piece_size: int = size(
+        4 * MiB, "Bytes per verified piece (256KiB to 64MiB).", 256 * KiB, 64 * MiB, flag="piece_size"
     )
-    piece_size: int = field(
-        default=4 * MiB, metadata={"help": "Bytes per verified piece (256KiB to 64MiB)."}
-    )
-    tracker_token: str | None = field(
-        default=None,
-        repr=False,
-        metadata={
-            "help": "Bearer token for the tracker and peers (this node's own token, or the"
-            " shared one), read at load from `tracker_token_file` or `tracker_token_env`."
-        },
-    )
-    peer_ca: Path | None = field(
-        default=None, metadata={"help": "PEM CA that peer certificates chain to (mutual TLS)."}
-    )
-    peer_cert: Path | None = field(
-        default=None, metadata={"help": "PEM certificate this node shows to peers."}
-    )
-    peer_key: Path | None = field(
-        default=None, metadata={"help": "PEM private key of peer_cert."}
-    )
-    max_uploads: int = field(
-        default=16, metadata={"help": "Piece uploads to peers served at once."}
-    )
-    upload_bandwidth: int = field(
-        default=0, metadata={"help": "Bytes per second sent to peers; 0 is unlimited."}
-    )
-    origin_concurrency: int = field(
-        default=8, metadata={"help": "Blobs this node fetches from origins at once as a seed."}
-    )
-    stall_timeout: float = field(
-        default=5.0, metadata={"help": "Seconds without progress before a peer is dropped."}
-    )
-    lease_ttl: float = field(
-        default=10.0,
-        metadata={"help": "Seconds a seed lease lasts (renewed every third); a dead seed's lease moves on after it."},
-    )
-    fault_corrupt_uploads: bool = field(
-        default=False,
-        metadata={"help": "TEST ONLY fault injection: send corrupted pieces to peers."},
+    tracker_token: str | None = secret(
+        "Bearer token for the tracker and peers (this node's own token, or the"
+        " shared one), read at load from `tracker_token_file` or `tracker_token_env`.",
+        what="tracker token", file_flag="tracker_token_file",
+    )  # fmt: skip
+    peer_ca: Path | None = optional_path("PEM CA that peer certificates chain to (mutual TLS).", "peer_ca")
+    peer_cert: Path | None = optional_path("PEM certificate this node shows to peers.", "peer_cert")
+    peer_key: Path | None = optional_path("PEM private key of peer_cert.", "peer_key")
+    max_uploads: int = count(16, "Piece uploads to peers served at once.", 1)
+    upload_bandwidth: int = size(0, "Bytes per second sent to peers; 0 is unlimited.", 0)
+    origin_concurrency: int = count(8, "Blobs this node fetches from origins at once as a seed.", 1)
+    stall_timeout: float = seconds(5.0, "Seconds without progress before a peer is dropped.", positive=True)
+    lease_ttl: float = seconds(
+        10.0, "Seconds a seed lease lasts (renewed every third); a dead seed's lease moves on after it.",
+        positive=True,
+    )  # fmt: skip
+    fault_corrupt_uploads: bool = switch(
+        False, "TEST ONLY fault injection: send corrupted pieces to peers.", "fault_corrupt_uploads"
     )
 
 
 @dataclass(frozen=True)
 class CatalogSettings:
-    sources: tuple[str, ...] = field(
-        default=(),
-        metadata={"help": "Signed catalogs to follow, as REGISTRY/REPO:TAG references."},
+    sources: tuple[str, ...] = setting(
+        (), help="Signed catalogs to follow, as REGISTRY/REPO:TAG references.",
+        parse=parse_image_references, kind="list", flag="catalog",
+    )  # fmt: skip
+    trusted_keys: tuple[Path, ...] = setting(
+        (), help="Public keys a catalog signature must verify with; needed with sources.",
+        parse=parse_paths, kind="paths", flag="trusted_key",
+    )  # fmt: skip
+    poll_interval: float = seconds(
+        60.0, "Seconds between checks of each catalog source.", positive=True, flag="catalog_poll_interval"
     )
-    trusted_keys: tuple[Path, ...] = field(
-        default=(),
-        metadata={"help": "Public keys a catalog signature must verify with; needed with sources."},
-    )
-    poll_interval: float = field(
-        default=60.0, metadata={"help": "Seconds between checks of each catalog source."}
-    )
-    prefetch_concurrency: int = field(
-        default=4, metadata={"help": "Blobs prefetched at once for a new catalog."}
-    )
-    insecure: bool = field(
-        default=False, metadata={"help": "Fetch catalogs over plain HTTP (test registries)."}
-    )
-    state_dir: Path | None = field(
-        default=None, metadata={"help": 'Catalog state; "" means <cache directory>/catalog.'}
-    )
+    prefetch_concurrency: int = count(4, "Blobs prefetched at once for a new catalog.", 1)
+    insecure: bool = switch(False, "Fetch catalogs over plain HTTP (test registries).", "catalog_insecure")
+    state_dir: Path | None = optional_path('Catalog state; "" means <cache directory>/catalog.')
 
 
 HUGGINGFACE_URL = "https://huggingface.co"
@@ -228,17 +203,10 @@ MODELSCOPE_URL = "https://www.modelscope.cn"
 
 @dataclass(frozen=True)
 class HubSettings:
-    upstream: str = field(
-        default=HUGGINGFACE_URL, metadata={"help": "Model hub origin, scheme://host[:port]."}
-    )
-    revision_ttl: float = field(
-        default=60.0,
-        metadata={"help": "Seconds a branch or tag -> commit answer is served before revalidation."},
-    )
-    auth_ttl: float = field(
-        default=60.0,
-        metadata={"help": "Seconds a token's access to a private repository is remembered."},
-    )
+    # One class for [hf] and [modelscope]: the flag is --hf-upstream or --modelscope-upstream.
+    upstream: str = text(HUGGINGFACE_URL, "Model hub origin, scheme://host[:port].", parse_origin_url, "{table}_upstream")
+    revision_ttl: float = seconds(60.0, "Seconds a branch or tag -> commit answer is served before revalidation.")
+    auth_ttl: float = seconds(60.0, "Seconds a token's access to a private repository is remembered.")
 
 
 def default_modelscope() -> HubSettings:
@@ -247,70 +215,59 @@ def default_modelscope() -> HubSettings:
 
 @dataclass(frozen=True)
 class AdminSettings:
-    listen: str = field(
-        default="127.0.0.1:5001",
-        metadata={"help": 'HOST:PORT of the admin API; "" disables it.'},
+    listen: str = text(
+        "127.0.0.1:5001", 'HOST:PORT of the admin API; "" disables it.', parse_optional_listen, "admin_listen"
     )
-    token: str | None = field(
-        default=None,
-        repr=False,
-        metadata={
-            "help": "Bearer token for the admin API, read at load from `token_file` or"
-            " `token_env`; required when listen is not a loopback address."
-        },
-    )
+    token: str | None = secret(
+        "Bearer token for the admin API, read at load from `token_file` or"
+        " `token_env`; required when listen is not a loopback address.",
+        what="admin API token",
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
 class LimitSettings:
-    client_rate: float = field(
-        default=0.0, metadata={"help": "Requests per second per client IP; 0 is off."}
+    client_rate: float = setting(
+        0.0, help="Requests per second per client IP; 0 is off.", parse=parse_rate, kind="rate"
     )
-    client_burst: int = field(
-        default=200, metadata={"help": "Requests a client IP may send at once above the rate."}
+    client_burst: int = count(200, "Requests a client IP may send at once above the rate.", 1)
+    upstream_concurrency: int = count(0, "Requests in flight per upstream; 0 is off.", 0)
+    upstream_bandwidth: int = size(0, "Bytes per second per upstream; 0 is off.", 0)
+    max_header_bytes: int = size(
+        64 * KiB, "Largest request line plus headers on every listener; larger is 431.", 1 * KiB, 16 * MiB
     )
-    upstream_concurrency: int = field(
-        default=0, metadata={"help": "Requests in flight per upstream; 0 is off."}
+    header_timeout: float = seconds(
+        10.0, "Seconds a client has to send a request's headers on every listener.", positive=True
     )
-    upstream_bandwidth: int = field(
-        default=0, metadata={"help": "Bytes per second per upstream; 0 is off."}
+    send_timeout: float = seconds(
+        30.0,
+        "Seconds a client may read nothing of a response body before it is cut off"
+        " (and its buffers and blob let go).",
+        positive=True,
     )
-    max_header_bytes: int = field(
-        default=64 * KiB,
-        metadata={"help": "Largest request line plus headers on every listener; larger is 431."},
+    max_connections_per_client: int = count(
+        256, "Open connections per client IP on every listener; more get 503; 0 is no cap.", 0
     )
-    header_timeout: float = field(
-        default=10.0,
-        metadata={"help": "Seconds a client has to send a request's headers on every listener."},
-    )
-    send_timeout: float = field(
-        default=30.0,
-        metadata={
-            "help": "Seconds a client may read nothing of a response body before it is cut off"
-            " (and its buffers and blob let go)."
-        },
-    )
-    max_connections_per_client: int = field(
-        default=256,
-        metadata={"help": "Open connections per client IP on every listener; more get 503; 0 is no cap."},
-    )
+
+
+def _glob(default: str, help: str, *, empty_ok: bool) -> str:
+    result: str = setting(default, help=help, parse=glob(empty_ok=empty_ok), kind="text")
+    return result
 
 
 @dataclass(frozen=True)
 class BlockRule:
-    reason: str = field(metadata={"help": "Why; sent to the client in the error (required)."})
-    upstream: str = field(default="*", metadata={"help": "Registry name glob."})
-    repository: str = field(default="*", metadata={"help": "Repository glob."})
-    tag: str = field(default="", metadata={"help": 'Tag glob; "" matches any tag.'})
-    digest: str = field(
-        default="", metadata={"help": 'A full digest; "" matches any digest.'}
+    reason: str = setting(help="Why; sent to the client in the error (required).", parse=parse_text, kind="text")
+    upstream: str = _glob("*", "Registry name glob.", empty_ok=False)
+    repository: str = _glob("*", "Repository glob.", empty_ok=False)
+    tag: str = _glob("", 'Tag glob; "" matches any tag.', empty_ok=True)
+    digest: str = setting(
+        "", help='A full digest; "" matches any digest.', parse=parse_optional_digest, kind="text"
     )
-    hf_repo: str = field(
-        default="",
-        metadata={
-            "help": 'Model hub repository glob (org/name); set: the rule is for model hubs'
-            ' only, "": for images only.'
-        },
+    hf_repo: str = _glob(
+        "",
+        'Model hub repository glob (org/name); set: the rule is for model hubs only, "": for images only.',
+        empty_ok=True,
     )
 
 
@@ -319,115 +276,92 @@ SIGNATURE_MODES = ("enforce", "warn")
 
 @dataclass(frozen=True)
 class SignatureRule:
-    upstream: str = field(metadata={"help": "Registry name of a configured upstream (required)."})
-    repositories: tuple[str, ...] = field(
-        metadata={"help": "Repository globs as the upstream names them (library/* on Docker Hub; required)."}
+    upstream: str = setting(
+        help="Registry name of a configured upstream (required).", parse=parse_registry_name, kind="text"
     )
-    public_keys: tuple[Path, ...] = field(
-        metadata={"help": "PEM files of cosign public keys; a signature by any one counts (required)."}
+    repositories: tuple[str, ...] = setting(
+        help="Repository globs as the upstream names them (library/* on Docker Hub; required).",
+        parse=parse_globs, kind="list",
+    )  # fmt: skip
+    public_keys: tuple[Path, ...] = setting(
+        help="PEM files of cosign public keys; a signature by any one counts (required).",
+        parse=parse_paths, kind="paths",
+    )  # fmt: skip
+    mode: str = setting(
+        "enforce",
+        help="enforce: refuse unsigned manifests with 403; warn: serve them, count and log.",
+        parse=parse_choice(SIGNATURE_MODES),
+        kind="text",
     )
-    mode: str = field(
-        default="enforce",
-        metadata={"help": 'enforce: refuse unsigned manifests with 403; warn: serve them, count and log.'},
-    )
-    name: str = field(
-        default="", metadata={"help": 'Named in refusals, logs and metrics; "" means signatures[N].'}
+    name: str = setting(
+        "", help='Named in refusals, logs and metrics; "" means signatures[N].', parse=parse_text, kind="text"
     )
 
 
 @dataclass(frozen=True)
 class TelemetrySettings:
-    otlp_endpoint: str = field(
-        default="", metadata={"help": 'OTLP endpoint for traces, e.g. http://127.0.0.1:4318; "" is off.'}
+    otlp_endpoint: str = text(
+        "", 'OTLP endpoint for traces, e.g. http://127.0.0.1:4318; "" is off.', parse_otlp_endpoint, "otlp_endpoint"
     )
-    service_name: str = field(
-        default="registry-mirror", metadata={"help": "service.name of exported traces."}
-    )
+    service_name: str = text("registry-mirror", "service.name of exported traces.")
 
 
 @dataclass(frozen=True)
 class Settings:
-    listen_host: str = field(
-        default="127.0.0.1", metadata={"help": "Address to serve on (host part of `listen`)."}
+    listen_host: str = setting(
+        "127.0.0.1", help=LISTEN_HELP, parse=parse_listen, kind="listen", flag="listen",
+        key="listen", attrs=("listen_host", "listen_port"),
+    )  # fmt: skip
+    listen_port: int = described(5000, help="Port to serve on (port part of `listen`).")
+    path_prefix: str = text(
+        "", 'URL path prefix of the mirror in hosts.toml, e.g. "/mirror".', parse_path_prefix, "path_prefix"
     )
-    listen_port: int = field(
-        default=5000, metadata={"help": "Port to serve on (port part of `listen`)."}
+    upstreams: tuple[UpstreamSettings, ...] = described(
+        (), help="Origins by registry name; built-in ones unless `builtin_upstreams = false`."
     )
-    path_prefix: str = field(
-        default="",
-        metadata={"help": 'URL path prefix of the mirror in hosts.toml, e.g. "/mirror".'},
+    default_upstream: str = text(
+        "docker.io", "Upstream for requests that carry no `?ns=`; must be configured.", parse_registry_name,
+        "default_upstream",
+    )  # fmt: skip
+    tag_ttl: float = seconds(60.0, "Seconds a tag -> digest answer is served before revalidation.")
+    max_stale: float = seconds(
+        24 * 3600.0,
+        "Seconds a known tag, hub revision or listing is still served while the origin fails"
+        " (also after a restart).",
     )
-    upstreams: tuple[UpstreamSettings, ...] = field(
-        default=(),
-        metadata={
-            "help": "Origins by registry name; built-in ones unless `builtin_upstreams = false`."
-        },
+    negative_ttl: float = seconds(5.0, "Seconds an upstream 404 is remembered.")
+    confirm_ttl: float = seconds(
+        60.0,
+        "Seconds an upstream's HEAD confirming that a repository holds a digest cached"
+        " for another repository is remembered.",
     )
-    default_upstream: str = field(
-        default="docker.io",
-        metadata={"help": "Upstream for requests that carry no `?ns=`; must be configured."},
+    manifest_max_bytes: int = size(4 * MiB, "Largest manifest accepted from an upstream.", 1 * KiB)
+    cache: CacheSettings = table(CacheSettings, "The local content-addressed cache.")
+    log_level: str = text(
+        "info", "One of critical, error, warning, info, debug, trace.", parse_log_level, "log_level"
     )
-    tag_ttl: float = field(
-        default=60.0,
-        metadata={"help": "Seconds a tag -> digest answer is served before revalidation."},
+    access_log: bool = switch(True, "Log one line per request.")
+    client_token: str | None = secret(
+        "Clients must send `Authorization: Bearer <token>`; read at load from"
+        " `client_token_file` or `client_token_env`.",
+        what="token clients must send",
+    )  # fmt: skip
+    p2p: P2PSettings = table(
+        P2PSettings, "Sharing blobs between nodes: a tracker, peers serving verified pieces, seed leases."
     )
-    max_stale: float = field(
-        default=24 * 3600.0,
-        metadata={
-            "help": "Seconds a known tag, hub revision or listing is still served while the origin fails"
-            " (also after a restart)."
-        },
+    catalog: CatalogSettings = table(CatalogSettings, "Signed catalogs of images to prefetch, polled from registries.")
+    hf: HubSettings = table(HubSettings, "The Hugging Face model hub mirror.")
+    modelscope: HubSettings = table(default_modelscope, "The ModelScope model hub mirror.")
+    admin: AdminSettings = table(
+        AdminSettings, "The admin API (pins, blocklist, status). A listen address that is not loopback needs a token."
     )
-    negative_ttl: float = field(
-        default=5.0, metadata={"help": "Seconds an upstream 404 is remembered."}
+    limits: LimitSettings = table(LimitSettings, "Rate and concurrency limits, to protect the node and the origins.")
+    blocklist: tuple[BlockRule, ...] = described(
+        (), help="`[[blocklist]]` rules; the admin API changes them at run time."
     )
-    confirm_ttl: float = field(
-        default=60.0,
-        metadata={
-            "help": "Seconds an upstream's HEAD confirming that a repository holds a digest cached"
-            " for another repository is remembered."
-        },
-    )
-    manifest_max_bytes: int = field(
-        default=4 * MiB, metadata={"help": "Largest manifest accepted from an upstream."}
-    )
-    cache: CacheSettings = field(
-        default_factory=CacheSettings, metadata={"help": "The `[cache]` table."}
-    )
-    log_level: str = field(
-        default="info", metadata={"help": "One of critical, error, warning, info, debug, trace."}
-    )
-    access_log: bool = field(default=True, metadata={"help": "Log one line per request."})
-    client_token: str | None = field(
-        default=None,
-        repr=False,
-        metadata={
-            "help": "Clients must send `Authorization: Bearer <token>`; read at load from"
-            " `client_token_file` or `client_token_env`."
-        },
-    )
-    p2p: P2PSettings = field(default_factory=P2PSettings, metadata={"help": "The `[p2p]` table."})
-    catalog: CatalogSettings = field(
-        default_factory=CatalogSettings, metadata={"help": "The `[catalog]` table."}
-    )
-    hf: HubSettings = field(default_factory=HubSettings, metadata={"help": "The `[hf]` table."})
-    modelscope: HubSettings = field(
-        default_factory=default_modelscope, metadata={"help": "The `[modelscope]` table."}
-    )
-    admin: AdminSettings = field(
-        default_factory=AdminSettings, metadata={"help": "The `[admin]` table."}
-    )
-    limits: LimitSettings = field(
-        default_factory=LimitSettings, metadata={"help": "The `[limits]` table."}
-    )
-    blocklist: tuple[BlockRule, ...] = field(
-        default=(), metadata={"help": "`[[blocklist]]` rules; the admin API changes them at run time."}
-    )
-    telemetry: TelemetrySettings = field(
-        default_factory=TelemetrySettings, metadata={"help": "The `[telemetry]` table."}
-    )
-    signatures: tuple[SignatureRule, ...] = field(
-        default=(), metadata={"help": "`[[signatures]]` policies: cosign signatures a manifest must carry."}
+    telemetry: TelemetrySettings = table(TelemetrySettings, "Tracing export; metrics are always served at `/metrics`.")
+    signatures: tuple[SignatureRule, ...] = described(
+        (), help="`[[signatures]]` policies: cosign signatures a manifest must carry."
     )
 
     def upstream(self, name: str) -> UpstreamSettings | None:
