@@ -30,8 +30,8 @@ def _envelope_layer(manifest: Manifest) -> dict[str, object]:
     doc = manifest.json()
     if doc.get("artifactType") != CATALOG_MEDIA_TYPE:
         raise RegistryError(f"{manifest.digest} is not a catalog artifact (artifactType {doc.get('artifactType')!r})")
-    layers = [l for l in doc.get("layers", []) if l.get("mediaType") == ENVELOPE_MEDIA_TYPE
-              and DELTA_ANNOTATION not in l.get("annotations", {})]
+    layers = [layer for layer in doc.get("layers", []) if layer.get("mediaType") == ENVELOPE_MEDIA_TYPE
+              and DELTA_ANNOTATION not in layer.get("annotations", {})]
     if len(layers) != 1:
         raise RegistryError(f"{manifest.digest}: expected exactly one envelope layer, found {len(layers)}")
     return layers[0]

@@ -134,7 +134,7 @@ def _download_all(client: httpx.Client, files: list[RemoteFile], file_url: FileU
         for remote in files:
             destination = _inside(out, remote.path)
             task = progress.add_task(remote.path, total=remote.size)
-            _download_one(client, file_url(remote.path), remote, destination, lambda n: progress.advance(task, n))
+            _download_one(client, file_url(remote.path), remote, destination, lambda n: progress.advance(task, n))  # noqa: B023 - used in this iteration
 
 
 def _inside(out: Path, path: str) -> Path:

@@ -136,7 +136,7 @@ async def _serve_together(main: uvicorn.Server, extra: list[uvicorn.Server], soc
     main_task = asyncio.create_task(main.serve(sockets=[sockets[0]]))
     while not main.started and not main_task.done():
         await asyncio.sleep(0.02)
-    tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in zip(extra, sockets[1:])]
+    tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in zip(extra, sockets[1:], strict=True)]
     while main.started and not all(server.started for server in extra) and not any(t.done() for t in tasks):
         await asyncio.sleep(0.02)
     if main.started and all(server.started for server in extra):

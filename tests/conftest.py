@@ -8,16 +8,21 @@ Every process is stopped at teardown; a missing binary fails with the package to
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
 
 import pytest
 
 from tests.support.containerd import ContainerdDaemon
 from tests.support.images import (
-    PushedImage, PushedIndex, push_artifact, push_multiarch_index, push_multilayer_image,
-    push_schema2_image, write_random_file,
+    PushedImage,
+    PushedIndex,
+    push_artifact,
+    push_multiarch_index,
+    push_multilayer_image,
+    push_schema2_image,
+    write_random_file,
 )
 from tests.support.mirror import MirrorProcess
 from tests.support.origin import OriginRegistry

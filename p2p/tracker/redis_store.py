@@ -186,7 +186,7 @@ class RedisStore:
         stored = await self._cap_records(
             keys=[self._key("records", peer_id)], args=[self._pieces_ttl_ms, cap, *(b.digest for b in blobs)]
         )
-        accepted = [blob for blob, ok in zip(blobs, stored) if int(ok)]
+        accepted = [blob for blob, ok in zip(blobs, stored, strict=True) if int(ok)]
         async with self._redis.pipeline(transaction=False) as pipe:
             for blob in accepted:
                 key = self._key("holders", blob.digest)
@@ -219,7 +219,7 @@ class RedisStore:
         excluded: dict[str, str] = await self._redis.hgetall(self._key("excluded", digest)) if peer_ids else {}
         now_ms = time.time() * 1000
         found, stale = [], []
-        for peer_id, live in zip(peer_ids, sessions):
+        for peer_id, live in zip(peer_ids, sessions, strict=True):
             holding = json.loads(entries[peer_id])
             if live is None or live[0] != holding["s"]:
                 stale.append(peer_id)

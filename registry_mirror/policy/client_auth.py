@@ -21,7 +21,7 @@ class ClientAuth:
         self._token = token.encode()
 
     def allows(self, authorization: str | None) -> bool:
-        if not authorization or not authorization[: len(_SCHEME)].lower() == _SCHEME:
+        if not authorization or authorization[: len(_SCHEME)].lower() != _SCHEME:
             return False
         presented = authorization[len(_SCHEME) :].strip().encode()
         return hmac.compare_digest(presented, self._token)  # constant time: no token oracle

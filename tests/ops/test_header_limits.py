@@ -46,7 +46,7 @@ def _slowloris(host: str, port: int, deadline: float = 15.0) -> tuple[bytes, flo
             try:
                 answer = sock.recv(65536)
                 return answer, time.monotonic() - started
-            except socket.timeout:
+            except TimeoutError:
                 try:
                     sock.sendall(b"a")
                 except OSError:

@@ -100,7 +100,7 @@ def test_eight_mirrors_pull_once_from_origin(origin_factory, tmp_path, mirror_pr
 
 
 def test_corrupting_peer_is_excluded(big_blob, mirror_process) -> None:  # type: ignore[no-untyped-def]
-    origin, digest, size = big_blob
+    origin, digest, _size = big_blob
     mirrors = start_swarm(mirror_process, origin, 3, extra={0: ["--fault-corrupt-uploads"]})
     seed = mirrors[0]
     # The faulty mirror fetches first and holds the whole blob.
@@ -115,7 +115,7 @@ def test_corrupting_peer_is_excluded(big_blob, mirror_process) -> None:  # type:
 
 
 def test_seed_killed_mid_transfer(big_blob, mirror_process) -> None:  # type: ignore[no-untyped-def]
-    origin, digest, size = big_blob
+    origin, digest, _size = big_blob
     mirrors = start_swarm(mirror_process, origin, 4, stall_timeout=5.0)
     seed = mirrors[1]  # not the tracker's host
     started = threading.Event()

@@ -43,7 +43,7 @@ def _issue(
     directory: Path, stem: str, issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None, server: bool
 ) -> tuple[Issued, x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(stem))

@@ -13,7 +13,13 @@ import pytest
 
 from tests.conftest import MirrorFactory
 from tests.registry_mirror.test_e2e_support import (
-    assert_no_server_errors, cached_blob_path, metric_total, ns, origin_blob_data, start_mirror, streamed_digest,
+    assert_no_server_errors,
+    cached_blob_path,
+    metric_total,
+    ns,
+    origin_blob_data,
+    start_mirror,
+    streamed_digest,
     wait_cached,
 )
 from tests.support.images import OCI_MANIFEST, push_blob, push_manifest, write_random_file

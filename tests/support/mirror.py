@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import httpx
 
@@ -78,7 +78,7 @@ class MirrorProcess:
             argv += ["--admin-listen", f"{self.bind_host}:{self.admin_port}"]
         return argv + self.extra_args
 
-    def start(self, timeout: float = 30.0, attempts: int = 3) -> "MirrorProcess":
+    def start(self, timeout: float = 30.0, attempts: int = 3) -> MirrorProcess:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         for attempt in range(attempts):
             if self.fixed_port is None and (attempt > 0 or self.port == 0):
@@ -119,7 +119,7 @@ class MirrorProcess:
         if self.process is not None:
             self.process.kill9()
 
-    def restart(self, timeout: float = 30.0) -> "MirrorProcess":
+    def restart(self, timeout: float = 30.0) -> MirrorProcess:
         """Stop (if running) and start again on the same port with the same cache dir."""
         self.stop()
         self.fixed_port = self.port

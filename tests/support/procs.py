@@ -5,8 +5,8 @@ import os
 import shutil
 import signal
 import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 
 def require_binary(name: str) -> str:
@@ -33,7 +33,7 @@ class ManagedProcess:
         self.cwd = cwd
         self.popen: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "ManagedProcess":
+    def start(self) -> ManagedProcess:
         if self.popen is not None:
             raise RuntimeError(f"{self.argv[0]} already started")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +90,7 @@ class ManagedProcess:
             raise RuntimeError(f"{self.argv[0]} not started")
         return self.popen
 
-    def __enter__(self) -> "ManagedProcess":
+    def __enter__(self) -> ManagedProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
