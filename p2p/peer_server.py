@@ -9,7 +9,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -170,7 +170,7 @@ async def _upload(
             await aclose()
 
 
-def _tracker_lifespan(tracker_app: ASGIApp):  # type: ignore[no-untyped-def]
+def _tracker_lifespan(tracker_app: ASGIApp) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         context = getattr(getattr(tracker_app, "router", None), "lifespan_context", None)

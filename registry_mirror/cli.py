@@ -14,14 +14,15 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeAlias
 
 from registry_mirror.config_load import CONFIG_ENV, ConfigError, InvalidValue, load_settings
 from registry_mirror.settings import Settings
 
 PROG = "registry-mirror"
-Subparsers = argparse._SubParsersAction  # argparse exposes no public name for it
-Registrar = Callable[[Subparsers], None]  # type: ignore[type-arg]
+# argparse exposes no public name for it (and its runtime class takes no type argument)
+Subparsers: TypeAlias = "argparse._SubParsersAction[OneLineParser]"
+Registrar = Callable[[Subparsers], None]
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ _METAVARS = {"size": "SIZE", "duration": "SECONDS", "path": "PATH", "paths": "PA
              "listen": "HOST:PORT", "int": "N", "rate": "N"}  # fmt: skip
 
 
-def _register_serve(subparsers: Subparsers) -> None:  # type: ignore[type-arg]
+def _register_serve(subparsers: Subparsers) -> None:
     """One flag per setting with a `cli` name in config_load's table, so the two never drift."""
     from registry_mirror.config_load import SETTING_KEYS, UPSTREAM_FLAG, VIA_FLAG, key_help
     from registry_mirror.config_reference import default_literal
@@ -72,17 +73,17 @@ def _register_serve(subparsers: Subparsers) -> None:  # type: ignore[type-arg]
         metavar="NAME=URL",
         help="fetch upstream NAME through the registry-mirror at URL (a regional tier) [upstreams.NAME.via]",
     )
-    for key in (k for k in SETTING_KEYS if k.cli):
+    for key, flag in ((k, k.flag) for k in SETTING_KEYS if k.flag):
         default = default_literal(key)
         shown = f"default {default}; " if default not in ('""', "[]") else ""
         help_text = f"{key_help(key)} [{shown}{key.path}, ${key.env}]".replace("%", "%%")
         if key.kind == "bool":
             parser.add_argument(
-                key.flag, dest=key.cli, action=argparse.BooleanOptionalAction, help=help_text
+                flag, dest=key.cli, action=argparse.BooleanOptionalAction, help=help_text
             )
         else:
             parser.add_argument(
-                key.flag,
+                flag,
                 dest=key.cli,
                 action="append" if key.repeatable else "store",
                 metavar="HOST:PORT" if key.path.endswith("listen") else _METAVARS.get(key.kind, "VALUE"),
@@ -126,7 +127,7 @@ def _serve(args: argparse.Namespace) -> int:
 # ---- cache verify ----
 
 
-def _register_cache(subparsers: Subparsers) -> None:  # type: ignore[type-arg]
+def _register_cache(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("cache", help=SUBCOMMANDS["cache"].help)
     actions = parser.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
     verify = actions.add_parser("verify", help="check every cached blob against its digest")
@@ -158,7 +159,7 @@ def _argument(parse: Callable[[str], object]) -> Callable[[str], object]:
     return convert
 
 
-def _register_hosts_toml(subparsers: Subparsers) -> None:  # type: ignore[type-arg]
+def _register_hosts_toml(subparsers: Subparsers) -> None:
     from registry_mirror import hosts_toml
     from registry_mirror.config_load import parse_registry_name
 

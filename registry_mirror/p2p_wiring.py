@@ -7,6 +7,8 @@ import logging
 import re
 import ssl
 
+from starlette.applications import Starlette
+
 from p2p.config import P2PConfig
 from p2p.node import P2PNode
 from nvme_cache import ZeroCopyMiddleware
@@ -76,7 +78,7 @@ def _peer_id(settings: P2PSettings, advertise: str) -> str:
 
 
 
-def _embedded_tracker(settings: P2PSettings):  # type: ignore[no-untyped-def]
+def _embedded_tracker(settings: P2PSettings) -> Starlette:
     from p2p.tracker.app import TrackerConfig, create_app
     from p2p.tracker.memory_store import MemoryStore
 

@@ -106,7 +106,7 @@ def _header_limits(settings: Settings, listener: str) -> HeaderLimits:
 
 def _config(app: object, host: str, port: int, log_level: str, limits: HeaderLimits, **ssl: object) -> uvicorn.Config:
     return uvicorn.Config(
-        app,  # type: ignore[arg-type]
+        app,  # type: ignore[arg-type]  # any of our ASGI apps; uvicorn types its own protocol
         host=host,
         port=port,
         loop="uvloop",
@@ -118,7 +118,7 @@ def _config(app: object, host: str, port: int, log_level: str, limits: HeaderLim
         log_level="trace" if log_level == "trace" else log_level,
         log_config=None,
         timeout_graceful_shutdown=10,
-        **ssl,  # type: ignore[arg-type]
+        **ssl,  # type: ignore[arg-type]  # ssl_* keyword options, each of its own type
     )
 
 

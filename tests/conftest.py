@@ -8,6 +8,7 @@ Every process is stopped at teardown; a missing binary fails with the package to
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from tests.support.images import (
 )
 from tests.support.mirror import MirrorProcess
 from tests.support.origin import OriginRegistry
+from tests.support.procs import allow_processes, starts_processes
 
 # The standard images: sizes are payload bytes per layer (layers are gzip, so a bit larger).
 APP_LAYERS = (1 << 20, 256 << 10, 3 << 20)
@@ -43,7 +45,29 @@ class TestImages:
     __test__ = False  # not a test class despite the name
 
 
+def _starts_processes(fixturedef: pytest.FixtureDef[object]) -> bool:
+    return bool(getattr(inspect.unwrap(fixturedef.func), "starts_processes", False))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `integration` every test whose fixtures (with their own, transitively) start a process."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        # names_closure: every fixture the test needs, with theirs; the last definition is the one used.
+        if any(_starts_processes(info.name2fixturedefs[name][-1])
+               for name in info.names_closure if info.name2fixturedefs.get(name)):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    allow_processes(item.get_closest_marker("integration") is not None)
+
+
 @pytest.fixture(scope="session")
+@starts_processes
 def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OriginRegistry]:
     registry = OriginRegistry(tmp_path_factory.mktemp("origin")).start()
     yield registry
@@ -51,6 +75,7 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OriginRegistry]
 
 
 @pytest.fixture
+@starts_processes
 def origin_factory(tmp_path: Path) -> Iterator[Callable[..., OriginRegistry]]:
     """Start extra, empty origins (stopped at the end of the test)."""
     started: list[OriginRegistry] = []
@@ -87,6 +112,7 @@ def images(origin: OriginRegistry, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture
+@starts_processes
 def containerd(tmp_path: Path) -> Iterator[ContainerdDaemon]:
     daemon = ContainerdDaemon(tmp_path / "containerd").start()
     yield daemon
@@ -97,6 +123,7 @@ MirrorFactory = Callable[..., MirrorProcess]
 
 
 @pytest.fixture
+@starts_processes
 def mirror_process(tmp_path: Path) -> Iterator[MirrorFactory]:
     """Factory: mirror_process({name: url}, extra_args=[...], host=..., port=..., cache_dir=...).
 

@@ -278,7 +278,7 @@ class RedisStore:
         self, digest: str, peer_id: str, reporter: str, *, shown: bool, reporters_needed: int, ttl: float
     ) -> bool:
         ttl_ms = max(1, int(ttl * 1000))
-        args = [peer_id, reporter, int(time.time() * 1000), ttl_ms, "1" if shown else "0", reporters_needed]
+        args: list[str | int] = [peer_id, reporter, int(time.time() * 1000), ttl_ms, "1" if shown else "0", reporters_needed]
         keys = [self._key("reports", digest), self._key("excluded", digest)]
         fresh = bool(await self._report(keys=keys, args=args))
         if fresh:

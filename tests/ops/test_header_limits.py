@@ -8,10 +8,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.ops.conftest import OpsMirrorFactory
 from tests.p2p.harness import tracker
 from tests.support.net import free_port
+
+pytestmark = pytest.mark.integration  # its tests start their own trackers
 
 HEADER_TIMEOUT = 1.0
 

@@ -11,11 +11,13 @@ from p2p.tracker.models import BlobState, PeerInfo
 from p2p.tracker_client import TrackerClient
 from tests.p2p.conftest import new_digest
 from tests.p2p.harness import TOKEN, tracker
+from tests.support.procs import starts_processes
 
 PEER_TTL = 0.5
 
 
 @pytest.fixture(scope="module", params=["memory", "redis"])
+@starts_processes
 def short_ttl_tracker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     store = request.getfixturevalue("redis_url") if request.param == "redis" else None
     # A long sweep interval: the session check, not a sweep, must hide the stale pieces.
