@@ -25,7 +25,6 @@ from nvme_cache import (
     FillFailed,
     FillUnavailable,
     InvalidDigest,
-    read_segment,
     send_segment,
     sender_of,
 )
@@ -88,7 +87,7 @@ def create_peer_app(node: P2PNode, tracker_app: ASGIApp | None = None) -> Starle
         except CacheError as exc:
             return JSONResponse({"error": str(exc)}, 416)
         headers = {"Content-Range": f"bytes {start}-{end - 1}/{size}", "Content-Length": str(end - start)}
-        return _PieceResponse(headers, _upload(node, body, bucket, config.fault_corrupt_uploads))
+        return _PieceResponse(headers, _upload(node, body, bucket))
 
     routes: list[Route | Mount] = [Route(PIECE_PATH + "{digest}", serve_range, methods=["GET"])]
     lifespan = None
@@ -146,19 +145,14 @@ class _PieceResponse:
 
 
 async def _upload(
-    node: P2PNode, body: AsyncIterator[bytes | FileSegment], bucket: TokenBucket, corrupt: bool
+    node: P2PNode, body: AsyncIterator[bytes | FileSegment], bucket: TokenBucket
 ) -> AsyncIterator[bytes | FileSegment]:
     node.uploads_active += 1
-    first = True
     sent = 0
     try:
         async for item in body:
             count = item.count if isinstance(item, FileSegment) else len(item)
             await bucket.take(count)
-            if corrupt and first and count:
-                data = item if isinstance(item, bytes) else await asyncio.to_thread(read_segment, item)
-                item = bytes([data[0] ^ 0xFF]) + data[1:]  # fault injection for tests
-            first = False
             sent += count
             yield item
         metrics.pieces_served.add(1)

@@ -177,7 +177,6 @@ SETTING_KEYS: tuple[Key, ...] = (
     Key("p2p.origin_concurrency", parse_count(1), "int"),
     Key("p2p.stall_timeout", parse_timeout, "duration"),
     Key("p2p.lease_ttl", parse_timeout, "duration"),
-    Key("p2p.fault_corrupt_uploads", parse_bool, "bool", "fault_corrupt_uploads"),
     Key("catalog.sources", parse_image_references, "list", "catalog"),
     Key("catalog.trusted_keys", parse_paths, "paths", "trusted_key"),
     Key("catalog.poll_interval", parse_timeout, "duration", "catalog_poll_interval"),

@@ -48,7 +48,6 @@ def install_p2p(mirror: Mirror, settings: P2PSettings) -> P2PNode | None:
         upload_bandwidth=settings.upload_bandwidth,
         stall_timeout=settings.stall_timeout,
         lease_ttl=settings.lease_ttl,
-        fault_corrupt_uploads=settings.fault_corrupt_uploads,
         client_ssl=_client_ssl(settings) if tls else None,
     )
     node = P2PNode(config, mirror.store)

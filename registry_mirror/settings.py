@@ -192,10 +192,6 @@ class P2PSettings:
         default=10.0,
         metadata={"help": "Seconds a seed lease lasts (renewed every third); a dead seed's lease moves on after it."},
     )
-    fault_corrupt_uploads: bool = field(
-        default=False,
-        metadata={"help": "TEST ONLY fault injection: send corrupted pieces to peers."},
-    )
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,8 @@ MirrorFactory = Callable[..., MirrorProcess]
 @pytest.fixture
 @starts_processes
 def mirror_process(tmp_path: Path) -> Iterator[MirrorFactory]:
-    """Factory: mirror_process({name: url}, extra_args=[...], host=..., port=..., cache_dir=...).
+    """Factory: mirror_process({name: url}, extra_args=[...], host=..., port=..., cache_dir=...,
+    command=[...] to run another launcher, such as tests/support/corrupting_peer.py).
 
     Returns a started MirrorProcess (GET /v2/ answered 200). All are stopped at teardown;
     a test that fails shows each mirror's log tail.
@@ -139,9 +140,10 @@ def mirror_process(tmp_path: Path) -> Iterator[MirrorFactory]:
         port: int | None = None,
         cache_dir: Path | None = None,
         env: Mapping[str, str] | None = None,
+        command: Sequence[str] | None = None,
     ) -> MirrorProcess:
         mirror = MirrorProcess(tmp_path / f"mirror-{len(started)}", upstreams, extra_args,
-                               host, port, cache_dir, env)
+                               host, port, cache_dir, env, command)
         started.append(mirror)
         return mirror.start()
 

@@ -38,8 +38,10 @@ class MirrorProcess:
         port: int | None = None,
         cache_dir: Path | None = None,
         env: Mapping[str, str] | None = None,
+        command: Sequence[str] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
+        self.command = list(command) if command is not None else None  # instead of registry-mirror
         self.upstreams = dict(upstreams)
         self.extra_args = list(extra_args)
         self.bind_host = host
@@ -60,7 +62,7 @@ class MirrorProcess:
         return f"http://{self.host}"
 
     def argv(self) -> list[str]:
-        argv = [mirror_binary(), "serve", "--listen", self.host, "--cache-dir", str(self.cache_dir)]
+        argv = [*(self.command or [mirror_binary()]), "serve", "--listen", self.host, "--cache-dir", str(self.cache_dir)]
         if "--config" not in self.extra_args:
             # Only the test's own origins: the built-in upstreams point at the internet.
             config = self.workdir / "no-builtins.toml"
