@@ -27,7 +27,7 @@ class ClientAuth:
         return hmac.compare_digest(presented, self._token)  # constant time: no token oracle
 
     def allows_header(self, value: str | None) -> bool:
-        return bool(value) and hmac.compare_digest(value.strip().encode(), self._token)  # type: ignore[union-attr]
+        return bool(value) and value is not None and hmac.compare_digest(value.strip().encode(), self._token)
 
     def check(self, headers: Mapping[str, str]) -> None:
         """Raise UNAUTHORIZED (401) unless the request carries the token. The token is never logged."""
