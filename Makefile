@@ -15,7 +15,7 @@ IMAGE := dist/registry-mirror.oci.tar
 # The wheels are built by the same Python release the image runs (Debian bookworm's).
 IMAGE_BUILD_PYTHON ?= /usr/bin/python3
 
-.PHONY: run test venv runtime-venv test-deps bench dist image clean
+.PHONY: run test test-unit lint venv runtime-venv test-deps bench dist image clean
 
 # Runtime dependencies only: what `make run` (and a user's `pip install`) needs.
 $(VENV)/.runtime: pyproject.toml
@@ -51,6 +51,16 @@ test-deps:
 
 test: test-deps venv
 	$(PY) -m pytest -p no:cacheprovider -q $(PYTEST_ARGS)
+
+# Tests that start no process (tests/conftest.py marks the others `integration`): under a minute.
+test-unit: venv
+	$(PY) -m pytest -p no:cacheprovider -q -m "not integration" $(PYTEST_ARGS)
+
+# Lint, format and types, configured in pyproject.toml; .ci/run runs this before the tests.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 bench: venv
 	$(PY) bench/run_all.py

@@ -177,9 +177,9 @@ class Table:
     def render(self) -> str:
         cells = [[_cell(value) for value in row] for row in self.rows]
         widths = [max(len(str(c)), *(len(row[i]) for row in cells)) for i, c in enumerate(self.columns)]
-        lines = ["  ".join(str(c).ljust(w) for c, w in zip(self.columns, widths))]
+        lines = ["  ".join(str(c).ljust(w) for c, w in zip(self.columns, widths, strict=True))]
         lines.append("  ".join("-" * w for w in widths))
-        lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+        lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
         return "\n".join(lines)
 
     def markdown(self) -> str:

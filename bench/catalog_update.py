@@ -21,11 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from datetime import UTC, datetime, timedelta  # noqa: E402
+
 from bench._common import MiB, OriginRegistry, Table, interleaved, median, workdir, write_result  # noqa: E402
 from catalog.delta import apply_delta, make_delta  # noqa: E402
 from catalog.delta_source import DeltaSources, DeltaTable  # noqa: E402
 from catalog.models import Blob, Catalog, Delta, DeltaBlob  # noqa: E402
-from datetime import datetime, timedelta, timezone  # noqa: E402
 from nvme_cache import BlobStore, Digest  # noqa: E402
 from registry_mirror.settings import UpstreamSettings  # noqa: E402
 from registry_mirror.sources import origin_source  # noqa: E402
@@ -78,7 +79,7 @@ async def fill_once(origin: OriginRegistry, cache: Path, base: tuple[str, Path],
         deltas = DeltaSources(store, cache.parent / f"{cache.name}-work", insecure=True)
         deltas.prepare()
         if delta is not None:
-            cat = Catalog("bench", 1, datetime.now(timezone.utc), datetime.now(timezone.utc) + timedelta(days=1),
+            cat = Catalog("bench", 1, datetime.now(UTC), datetime.now(UTC) + timedelta(days=1),
                           blobs=(Blob(target[0], target[1], "application/octet-stream", REPO),),
                           deltas=(Delta(base[0], target[0], DeltaBlob(delta[0], delta[1])),))
             deltas.use("bench", DeltaTable.of(cat, origin.host, REPO))

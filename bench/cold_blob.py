@@ -17,8 +17,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 from _common import (
-    REPO, MiB, OriginRegistry, ProxyRegistry, Table, curl_get_many, interleaved, push, median,
-    mirror_blob_path, origin_blob_path, read_warm, start_mirror, wait_for_file, workdir, write_result,
+    REPO,
+    MiB,
+    OriginRegistry,
+    ProxyRegistry,
+    Table,
+    curl_get_many,
+    interleaved,
+    median,
+    mirror_blob_path,
+    origin_blob_path,
+    push,
+    read_warm,
+    start_mirror,
+    wait_for_file,
+    workdir,
+    write_result,
 )
 
 SINGLE_GOAL = 0.9  # mirror / direct

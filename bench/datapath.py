@@ -29,9 +29,26 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from _common import (
-    REPO, GiB, MiB, MirrorProcess, OriginRegistry, Table, curl_get, curl_get_many, interleaved, push,
-    median, mirror_blob_path, origin_blob_path, read_warm, start_mirror, wait_for_file, workdir, write_result,
+    REPO,
+    GiB,
+    MiB,
+    MirrorProcess,
+    OriginRegistry,
+    Table,
+    curl_get,
+    curl_get_many,
+    interleaved,
+    median,
+    mirror_blob_path,
+    origin_blob_path,
+    push,
+    read_warm,
+    start_mirror,
+    wait_for_file,
+    workdir,
+    write_result,
 )
+
 from tests.support.net import free_port
 from tests.support.nginx import NginxServer
 from tests.support.procs import require_binary
@@ -114,8 +131,8 @@ def cold_gets(origin: OriginRegistry, work: Path, digest: str, size: int, rounds
         mirror = start_mirror(work / f"cold-{len(variant)}", origin.url, cache_dir=cache, env=env)
         try:
             def pull() -> tuple[int, float]:
-                result = curl_get(f"{mirror.url}/v2/{REPO}/blobs/{digest}")
-                wait_for_file(mirror_blob_path(cache, digest))
+                result = curl_get(f"{mirror.url}/v2/{REPO}/blobs/{digest}")  # noqa: B023 - called in this iteration
+                wait_for_file(mirror_blob_path(cache, digest))  # noqa: B023
                 return result
             cpu, (got, seconds) = measured(mirror.process.pid, pull)  # type: ignore[union-attr,misc]
             results[variant]["gbps"].append(got / seconds / 1e9)
@@ -140,7 +157,7 @@ def warm_hits(origin: OriginRegistry, work: Path, digest: str, size: int, rounds
         for clients in (1, 4):
             for _, server in interleaved(["mirror", "nginx"], rounds):
                 read_warm(cached)
-                cpu, timings = measured(pids[server], lambda: curl_get_many([urls[server]] * clients))
+                cpu, timings = measured(pids[server], lambda: curl_get_many([urls[server]] * clients))  # noqa: B023
                 wall = max(seconds for _, seconds in timings)  # type: ignore[attr-defined]
                 entry = results.setdefault(f"{server} x{clients}", {"gbps": [], "cpu": []})
                 entry["gbps"].append(clients * size / wall / 1e9)
@@ -248,7 +265,7 @@ def p2p_transfer(origin: OriginRegistry, work: Path, digest: str, size: int, rou
         caches = [tmpfs_dir(f"p2p-{i}") for i in range(2)]
         mirrors = []
         try:
-            for index, (host, port) in enumerate(zip(hosts, ports)):
+            for index, (host, port) in enumerate(zip(hosts, ports, strict=True)):
                 tracker = "embedded" if index == 0 else f"http://{hosts[0]}:{ports[0]}/tracker"
                 mirror = MirrorProcess(work / f"p2p-{round_no}-{len(variant)}-{index}", {"origin": origin.url},
                                        ["--default-upstream", "origin", "--log-level", "warning", "--cache-max-size", "40GiB",
@@ -261,7 +278,7 @@ def p2p_transfer(origin: OriginRegistry, work: Path, digest: str, size: int, rou
             time.sleep(2.0)  # the seed's "complete" announcement reaches the tracker (poll interval)
             read_warm(cached)
             seed_before = cpu_seconds(seed.process.pid)  # type: ignore[union-attr]
-            cpu, (got, seconds) = measured(downloader.process.pid, lambda: curl_get(f"{downloader.url}/v2/{REPO}/blobs/{digest}"))  # type: ignore[union-attr,misc]
+            cpu, (got, seconds) = measured(downloader.process.pid, lambda: curl_get(f"{downloader.url}/v2/{REPO}/blobs/{digest}"))  # type: ignore[union-attr,misc]  # noqa: B023
             wait_for_file(mirror_blob_path(caches[1], digest))
             results[variant]["upload_cpu"].append((cpu_seconds(seed.process.pid) - seed_before) / (size / GiB))  # type: ignore[union-attr]
             results[variant]["download_cpu"].append(cpu / (size / GiB))
@@ -378,7 +395,7 @@ def report(args: argparse.Namespace, floor: dict[str, float], cold: dict, warm: 
     write_result("datapath" if args.only == ",".join(FIGURES) else "datapath-" + args.only.replace(",", "-"), {
         "size_mib": args.size_mib, "rounds": args.rounds, "floor": floor, "cold": cold, "warm": warm,
         "cold_range": tail, "capped": cap, "aria2c": aria, "p2p": p2p,
-        "rows": [dict(zip(table.columns, r)) for r in rows],
+        "rows": [dict(zip(table.columns, r, strict=True)) for r in rows],
     }, [table])
 
 

@@ -18,8 +18,17 @@ import re
 import subprocess
 
 from _common import (
-    REPO, NginxServer, OriginRegistry, Table, interleaved, median, start_mirror, workdir, write_result,
+    REPO,
+    NginxServer,
+    OriginRegistry,
+    Table,
+    interleaved,
+    median,
+    start_mirror,
+    workdir,
+    write_result,
 )
+
 from tests.support.images import OCI_MANIFEST, push_blob, push_manifest
 
 GOAL_RPS = 10_000

@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import MiB, Table, write_result  # noqa: E402
+
 from p2p.pieces import piece_bounds, piece_count  # noqa: E402
 from p2p.scheduler import choose_requests  # noqa: E402
 

@@ -16,24 +16,35 @@ round so drift from other load on the machine hits them alike.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import concurrent.futures
+import contextlib
 import os
 import shutil
 import signal
-import threading
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import (
-    REPO, MiB, MirrorProcess, OriginRegistry, ProxyRegistry, Table, make_blob, median,
-    origin_blob_path, read_warm, workdir, write_result,
-)
 import httpx
+from _common import (
+    REPO,
+    MiB,
+    MirrorProcess,
+    OriginRegistry,
+    ProxyRegistry,
+    Table,
+    make_blob,
+    median,
+    origin_blob_path,
+    read_warm,
+    workdir,
+    write_result,
+)
 from netns import ShapedNamespace
+
 from tests.support.images import push_blob
 from tests.support.net import free_port, wait_http
 from tests.support.origin import _config_yaml  # the origin config the tests use
@@ -94,13 +105,13 @@ def start_nodes(config: str, count: int, origin: OriginRegistry, work: Path, dig
         p2p_args = [
             ["--peer-listen", f"{host}:{port}", "--piece-size", PIECE_SIZE,
              "--tracker", "embedded" if i == 0 else tracker]
-            for i, (host, port) in enumerate(zip(hosts, peer_ports))
+            for i, (host, port) in enumerate(zip(hosts, peer_ports, strict=True))
         ]
     mirrors = [
         MirrorProcess(work / host, {UPSTREAM: origin.url},
                       ["--default-upstream", UPSTREAM, "--log-level", log_level, "--cache-max-size", "40GiB",
                        *extra], host=host, cache_dir=(caches or work / "caches") / host)
-        for host, extra in zip(hosts, p2p_args)
+        for host, extra in zip(hosts, p2p_args, strict=True)
     ]
     return _start_all([lambda mirror=mirror: _mirror_node(mirror, digest) for mirror in mirrors])
 
@@ -147,7 +158,7 @@ def pull_all(urls: Sequence[str]) -> tuple[float, list[ClientResult]]:
     outputs = [proc.communicate(timeout=900) for proc in procs]
     elapsed = time.perf_counter() - started
     results = []
-    for proc, (out, err) in zip(procs, outputs):
+    for proc, (out, err) in zip(procs, outputs, strict=True):
         if proc.returncode != 0:
             raise RuntimeError(f"client failed (rc={proc.returncode}): {err.strip()[-500:]}")
         size, seconds = err.strip().splitlines()[-1].split()

@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 
 import blake3
-
 from _common import GiB, MiB, Table, median, write_result
 
 PIECE = 4 * MiB

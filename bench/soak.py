@@ -33,8 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import MiB, RESULTS_DIR, make_blob, workdir, write_result, Table
 import httpx
+from _common import RESULTS_DIR, MiB, Table, make_blob, workdir, write_result
+
 from tests.hub.conftest import GOOD_TOKEN, start_front
 from tests.hub.olah_origin import OlahOrigin
 from tests.support.containerd import ContainerdDaemon, write_hosts_toml
@@ -440,10 +441,10 @@ def plot(series: list[dict[str, object]], events: list[dict[str, object]], path:
                 for key, value in stats.items():
                     per_mirror[name][key].append((float(point["t"]), float(value)))  # type: ignore[arg-type]
     for name, stats in per_mirror.items():
-        axes[2].plot(*zip(*stats["rss_mib"]), label=f"{name} RSS")
-        axes[3].plot(*zip(*stats["fds"]), label=f"{name} fds")
+        axes[2].plot(*zip(*stats["rss_mib"], strict=True), label=f"{name} RSS")
+        axes[3].plot(*zip(*stats["fds"], strict=True), label=f"{name} fds")
         if stats.get("tasks"):
-            axes[3].plot(*zip(*stats["tasks"]), linestyle="--", label=f"{name} tasks")
+            axes[3].plot(*zip(*stats["tasks"], strict=True), linestyle="--", label=f"{name} tasks")
     axes[2].set_ylabel("RSS MiB")
     axes[3].set_ylabel("fds / tasks")
     axes[2].legend(loc="upper right")

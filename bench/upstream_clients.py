@@ -46,7 +46,7 @@ def start_registry(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
         f"storage: {{filesystem: {{rootdirectory: {workdir / 'data'}}}}}\n"
         f"http: {{addr: 127.0.0.1:{port}, secret: bench}}\n"
     )
-    log = open(workdir / "registry.log", "wb")
+    log = open(workdir / "registry.log", "wb")  # noqa: SIM115 - the server process writes it until stop
     proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):

@@ -15,9 +15,25 @@ import os
 import time
 
 from _common import (
-    REPO, GiB, MiB, NginxServer, OriginRegistry, Table, curl_get, curl_get_many, interleaved, make_blob, median,
-    mirror_blob_path, origin_blob_path, read_warm, start_mirror, wait_for_file, workdir, write_result,
+    REPO,
+    MiB,
+    NginxServer,
+    OriginRegistry,
+    Table,
+    curl_get,
+    curl_get_many,
+    interleaved,
+    make_blob,
+    median,
+    mirror_blob_path,
+    origin_blob_path,
+    read_warm,
+    start_mirror,
+    wait_for_file,
+    workdir,
+    write_result,
 )
+
 from tests.support.images import push_blob
 
 GOALS = {1: 0.8, 4: 0.6}  # mirror / nginx

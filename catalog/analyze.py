@@ -167,7 +167,7 @@ def _deltas(
                 continue
             old_layers = {pm.platform: pm.manifest.json().get("layers", []) for pm in old.manifests}
             for pm in image.manifests:
-                for old_layer, new_layer in zip(old_layers.get(pm.platform, []), pm.manifest.json().get("layers", [])):
+                for old_layer, new_layer in zip(old_layers.get(pm.platform, []), pm.manifest.json().get("layers", []), strict=False):
                     pair = (old_layer["digest"], new_layer["digest"])
                     if pair[1] in held_before or pair in seen:
                         continue  # unchanged (the node holds it) or already computed

@@ -85,7 +85,7 @@ def layer_deltas(
             old_doc = old_by_platform.get(pm.platform)
             if old_doc is None:
                 continue
-            for old_layer, new_layer in zip(old_doc.get("layers", []), pm.manifest.json().get("layers", [])):
+            for old_layer, new_layer in zip(old_doc.get("layers", []), pm.manifest.json().get("layers", []), strict=False):
                 pair = (old_layer["digest"], new_layer["digest"])
                 if pair[0] == pair[1] or pair in seen:
                     continue

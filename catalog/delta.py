@@ -68,7 +68,7 @@ def make_delta(
     """
     old_size, new_size = os.path.getsize(old_path), os.path.getsize(new_path)
     prefix = _load_prefix(old_path)
-    options = {
+    options: dict[int, int] = {
         CParameter.compressionLevel: level,
         CParameter.windowLog: _window_log(old_size, new_size),
         CParameter.enableLongDistanceMatching: 1,

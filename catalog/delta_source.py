@@ -118,7 +118,7 @@ class DeltaSources:
             finally:
                 path.unlink(missing_ok=True)
 
-        return open_delta_or_inner  # type: ignore[return-value]
+        return open_delta_or_inner  # type: ignore[return-value]  # yields a RebuiltStream or the inner stream (typed object here)
 
     def _all_targets(self) -> set[str]:
         return {d for table in self._tables.values() for d in table.by_target}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from catalog.artifact import DELTA_ANNOTATION, ENVELOPE_MEDIA_TYPE
 from catalog.errors import RegistryError, TooLargeError
@@ -27,12 +28,12 @@ def pull_delta(registry: str, repo: str, delta_digest: str, out_path: Path, inse
         return client.download_blob(repo, delta_digest, out_path)
 
 
-def _envelope_layer(manifest: Manifest) -> dict[str, object]:
+def _envelope_layer(manifest: Manifest) -> dict[str, Any]:
     doc = manifest.json()
     if doc.get("artifactType") != CATALOG_MEDIA_TYPE:
         raise RegistryError(f"{manifest.digest} is not a catalog artifact (artifactType {doc.get('artifactType')!r})")
-    layers = [l for l in doc.get("layers", []) if l.get("mediaType") == ENVELOPE_MEDIA_TYPE
-              and DELTA_ANNOTATION not in l.get("annotations", {})]
+    layers: list[dict[str, Any]] = [layer for layer in doc.get("layers", []) if layer.get("mediaType") == ENVELOPE_MEDIA_TYPE
+              and DELTA_ANNOTATION not in layer.get("annotations", {})]
     if len(layers) != 1:
         raise RegistryError(f"{manifest.digest}: expected exactly one envelope layer, found {len(layers)}")
     return layers[0]

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from catalog.errors import SchemaError
 from catalog.strict_json import MAX_DOCUMENT_BYTES, load_object
@@ -224,7 +225,7 @@ def _time(obj: dict[str, Any], where: str, key: str) -> datetime:
     if not isinstance(value, str) or not _TIMESTAMP.match(value):
         raise SchemaError(_path(where, key), "must be an RFC 3339 UTC timestamp ending in Z")
     try:
-        return datetime.fromisoformat(value).astimezone(timezone.utc)
+        return datetime.fromisoformat(value).astimezone(UTC)
     except ValueError:
         raise SchemaError(_path(where, key), "not a valid date/time") from None
 
@@ -247,7 +248,7 @@ def _list(doc: dict[str, Any], key: str, item: Callable[[dict[str, Any], str], T
 
 
 def format_time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def catalog_to_dict(cat: Catalog) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ class CatalogPoller:
         self._interval = poll_interval
         self._concurrency = prefetch_concurrency
         self._fetch = fetch_envelope or self._pull
-        self._now = clock or (lambda: datetime.now(timezone.utc))
+        self._now = clock or (lambda: datetime.now(UTC))
         self._lock = asyncio.Lock()
         self._state = SavedState()
         self.active: Catalog | None = None

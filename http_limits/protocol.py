@@ -32,7 +32,7 @@ def with_header_limits(base: type[Any], limits: HeaderLimits) -> type[Any]:
 
     open_per_client: dict[str, int] = {}  # this listener's open connections by client address
 
-    class Limited(base):  # type: ignore[valid-type, misc]
+    class Limited(base):  # type: ignore[misc]  # the uvicorn protocol class is chosen at run time
         _limits = limits
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:

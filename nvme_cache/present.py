@@ -63,10 +63,10 @@ class PresentRanges:
         return (0, end) if end > 0 else None
 
     def total(self) -> int:
-        return sum(e - s for s, e in zip(self._starts, self._ends))
+        return sum(e - s for s, e in zip(self._starts, self._ends, strict=True))
 
     def intervals(self) -> list[tuple[int, int]]:
-        return list(zip(self._starts, self._ends))
+        return list(zip(self._starts, self._ends, strict=True))
 
 
 def union(*groups: list[tuple[int, int]]) -> PresentRanges:

@@ -75,9 +75,9 @@ class Scrubber:
         entries = [(digest, entry.size) for digest, entry in store.index.lru()]
         self.pass_bytes, self.pass_done = sum(size for _, size in entries), 0
         for digest, size in entries:
-            if store.index.get(digest) is not None and store.inflight(Digest.parse(digest)) is None:
-                if not await store.check_file(Digest.parse(digest), stage="scrub", pace=self._pace):
-                    self.corrupt_found += 1
+            if (store.index.get(digest) is not None and store.inflight(Digest.parse(digest)) is None
+                    and not await store.check_file(Digest.parse(digest), stage="scrub", pace=self._pace)):
+                self.corrupt_found += 1
             self.pass_done += size
         self.passes += 1
         metrics.scrub_passes.add(1)

@@ -26,5 +26,4 @@ class P2PConfig:
     poll_interval: float = 0.2  # how often a waiting downloader asks the tracker again
     announce_interval: float = 0.25  # pieces of fills in progress are announced this often
     heartbeat_interval: float = 10.0
-    fault_corrupt_uploads: bool = False  # test-only: flip a byte in every piece we serve
     client_ssl: ssl.SSLContext | None = None  # for peers and the tracker, when peer TLS is on

@@ -293,7 +293,7 @@ class P2PNode:
 
 
 def _as_opener(origin: FillSource) -> OriginOpener:
-    return origin  # type: ignore[return-value]  # origin sources take an optional offset
+    return origin  # origin sources take an optional offset
 
 
 def _batches(items: list[BlobState], size: int) -> Iterable[list[BlobState]]:

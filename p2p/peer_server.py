@@ -26,7 +26,6 @@ from nvme_cache import (
     FillUnavailable,
     InvalidDigest,
     RangeNotSatisfiable,
-    read_segment,
     send_segment,
     sender_of,
 )
@@ -66,7 +65,7 @@ def create_peer_app(node: P2PNode, tracker_app: ASGIApp | None = None) -> Starle
             log.info("piece of %s not served: %s", digest, exc)
             return error_response(404, "not available here")
         headers = {"Content-Range": f"bytes {start}-{end - 1}/{size}", "Content-Length": str(end - start)}
-        return _PieceResponse(headers, _upload(node, body, bucket, config.fault_corrupt_uploads))
+        return _PieceResponse(headers, _upload(node, body, bucket))
 
     routes: list[Route | Mount] = [Route(PIECE_PATH + "{digest}", serve_range, methods=["GET"])]
     lifespan = None
@@ -124,20 +123,15 @@ class _PieceResponse:
 
 
 async def _upload(
-    node: P2PNode, body: AsyncIterator[bytes | FileSegment], bucket: TokenBucket | None, corrupt: bool
+    node: P2PNode, body: AsyncIterator[bytes | FileSegment], bucket: TokenBucket | None
 ) -> AsyncIterator[bytes | FileSegment]:
     node.uploads_active += 1
-    first = True
     sent = 0
     try:
         async for item in body:
             count = item.count if isinstance(item, FileSegment) else len(item)
             if bucket is not None and (wait := bucket.take_with_debt(count)) > 0:
                 await asyncio.sleep(wait)  # one bucket for every upload: their sum keeps the cap
-            if corrupt and first and count:
-                data = item if isinstance(item, bytes) else await asyncio.to_thread(read_segment, item)
-                item = bytes([data[0] ^ 0xFF]) + data[1:]  # fault injection for tests
-            first = False
             sent += count
             yield item
         metrics.pieces_served.add(1)
@@ -149,7 +143,7 @@ async def _upload(
             await aclose()
 
 
-def _tracker_lifespan(tracker_app: ASGIApp):  # type: ignore[no-untyped-def]
+def _tracker_lifespan(tracker_app: ASGIApp) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         context = getattr(getattr(tracker_app, "router", None), "lifespan_context", None)

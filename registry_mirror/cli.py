@@ -14,14 +14,15 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeAlias
 
 from registry_mirror.config_load import CONFIG_ENV, ConfigError, InvalidValue, load_settings
 from registry_mirror.settings import Settings
 
 PROG = "registry-mirror"
-Subparsers = argparse._SubParsersAction  # argparse exposes no public name for it
-Registrar = Callable[[Subparsers], None]  # type: ignore[type-arg]
+# argparse exposes no public name for it (and its runtime class takes no type argument)
+Subparsers: TypeAlias = "argparse._SubParsersAction[OneLineParser]"
+Registrar = Callable[[Subparsers], None]
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def _serve(args: argparse.Namespace) -> int:
 # ---- cache verify ----
 
 
-def _register_cache(subparsers: Subparsers) -> None:  # type: ignore[type-arg]
+def _register_cache(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("cache", help=SUBCOMMANDS["cache"].help)
     actions = parser.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
     verify = actions.add_parser("verify", help="check every cached blob against its digest")
@@ -139,7 +140,7 @@ def _argument(parse: Callable[[str], object]) -> Callable[[str], object]:
     return convert
 
 
-def _register_hosts_toml(subparsers: Subparsers) -> None:  # type: ignore[type-arg]
+def _register_hosts_toml(subparsers: Subparsers) -> None:
     from registry_mirror import hosts_toml
     from registry_mirror.config_load import parse_registry_name
 

@@ -11,9 +11,10 @@ import json
 import re
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import httpx
 
@@ -25,8 +26,15 @@ from catalog.models import catalog_to_json, format_time, parse_catalog
 from catalog.push import push_catalog
 from catalog.registry import Reference, RegistryClient, parse_reference
 from catalog.signing import (
-    envelope_to_json, generate_keypair, keyid, load_private_key, load_public_key, save_private_key,
-    save_public_key, sign, verify,
+    envelope_to_json,
+    generate_keypair,
+    keyid,
+    load_private_key,
+    load_public_key,
+    save_private_key,
+    save_public_key,
+    sign,
+    verify,
 )
 from p2p.errors import TrackerError
 from p2p.tracker_client import TrackerClient
@@ -165,7 +173,7 @@ def cmd_build(args: argparse.Namespace) -> dict[str, Any]:
     expires_in = parse_duration(args.expires_in)
     if args.delta_dir is not None:
         args.delta_dir.mkdir(parents=True, exist_ok=True)
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     with RegistryClient(registries.pop(), insecure=args.insecure) as client:
         cat = build_catalog(client, refs, args.name, args.serial, now, expires_in, tuple(args.platform),
                             delta_from, args.delta_dir, args.min_savings, rollback_of=args.rollback_of)
@@ -193,7 +201,7 @@ def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
     except SchemaError as exc:
         # A signed but malformed catalog is a verification failure, not a usage error.
         raise CatalogError(f"signed payload: {exc}") from None
-    check_activation(None, cat, datetime.now(timezone.utc))
+    check_activation(None, cat, datetime.now(UTC))
     return {"name": cat.name, "serial": cat.serial, "expires": format_time(cat.expires),
             "images": len(cat.images), "blobs": len(cat.blobs), "deltas": len(cat.deltas),
             "message": f"OK: {cat.name} serial {cat.serial}, expires {format_time(cat.expires)}"}

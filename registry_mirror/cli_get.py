@@ -53,7 +53,7 @@ def parse_target(text: str) -> Target:
     return Target(hub, repo, revision or ("main" if hub == "hf" else "master"))
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("get", help="download a Hugging Face or ModelScope repo through the mirror")
     parser.add_argument("target", metavar="hf://ORG/REPO[@REV]", help="or modelscope://ORG/REPO[@REV]")
     parser.add_argument("--include", action="append", default=[], metavar="GLOB", help="only matching paths")
@@ -134,7 +134,7 @@ def _download_all(client: httpx.Client, files: list[RemoteFile], file_url: FileU
         for remote in files:
             destination = _inside(out, remote.path)
             task = progress.add_task(remote.path, total=remote.size)
-            _download_one(client, file_url(remote.path), remote, destination, lambda n: progress.advance(task, n))
+            _download_one(client, file_url(remote.path), remote, destination, lambda n: progress.advance(task, n))  # noqa: B023 - used in this iteration
 
 
 def _inside(out: Path, path: str) -> Path:

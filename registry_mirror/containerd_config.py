@@ -81,7 +81,7 @@ def _table(parent: Any, key: str) -> Table:
     value = parent[key]
     if not isinstance(value, dict):
         raise ContainerdConfigError(f"{key!r} is not a table")
-    return value  # type: ignore[return-value]
+    return value  # type: ignore[return-value]  # tomlkit Tables are dicts; mypy knows only the dict
 
 
 def _write_atomically(path: Path, text: str) -> None:

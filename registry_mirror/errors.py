@@ -166,7 +166,7 @@ async def oci_error_handler(request: Request, exc: Exception) -> Response:
 
 def exception_handlers() -> dict[Any, Callable[[Request, Exception], Any]]:
     """For `Starlette(exception_handlers=...)`: OCIError plus every translated type."""
-    return {exc_type: oci_error_handler for exc_type in (OCIError, *translated_types())}
+    return dict.fromkeys((OCIError, *translated_types()), oci_error_handler)
 
 
 register_translation(

@@ -7,6 +7,8 @@ import logging
 import re
 import ssl
 
+from starlette.applications import Starlette
+
 from p2p.config import P2PConfig
 from p2p.node import P2PNode
 from nvme_cache import ZeroCopyMiddleware
@@ -46,7 +48,6 @@ def install_p2p(mirror: Mirror, settings: P2PSettings) -> P2PNode | None:
         upload_bandwidth=settings.upload_bandwidth,
         stall_timeout=settings.stall_timeout,
         lease_ttl=settings.lease_ttl,
-        fault_corrupt_uploads=settings.fault_corrupt_uploads,
         client_ssl=_client_ssl(settings) if tls else None,
     )
     node = P2PNode(config, mirror.store)
@@ -76,7 +77,7 @@ def _peer_id(settings: P2PSettings, advertise: str) -> str:
 
 
 
-def _embedded_tracker(settings: P2PSettings):  # type: ignore[no-untyped-def]
+def _embedded_tracker(settings: P2PSettings) -> Starlette:
     from p2p.tracker.app import TrackerConfig, create_app
     from p2p.tracker.memory_store import MemoryStore
 

@@ -106,7 +106,7 @@ def _header_limits(settings: Settings, listener: str) -> HeaderLimits:
 
 def _config(app: object, host: str, port: int, log_level: str, limits: HeaderLimits, **ssl: object) -> uvicorn.Config:
     return uvicorn.Config(
-        app,  # type: ignore[arg-type]
+        app,  # type: ignore[arg-type]  # any of our ASGI apps; uvicorn types its own protocol
         host=host,
         port=port,
         loop="uvloop",
@@ -118,7 +118,7 @@ def _config(app: object, host: str, port: int, log_level: str, limits: HeaderLim
         log_level="trace" if log_level == "trace" else log_level,
         log_config=None,
         timeout_graceful_shutdown=10,
-        **ssl,  # type: ignore[arg-type]
+        **ssl,  # type: ignore[arg-type]  # ssl_* keyword options, each of its own type
     )
 
 
@@ -136,7 +136,7 @@ async def _serve_together(main: uvicorn.Server, extra: list[uvicorn.Server], soc
     main_task = asyncio.create_task(main.serve(sockets=[sockets[0]]))
     while not main.started and not main_task.done():
         await asyncio.sleep(0.02)
-    tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in zip(extra, sockets[1:])]
+    tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in zip(extra, sockets[1:], strict=True)]
     while main.started and not all(server.started for server in extra) and not any(t.done() for t in tasks):
         await asyncio.sleep(0.02)
     if main.started and all(server.started for server in extra):

@@ -174,9 +174,6 @@ class P2PSettings:
         10.0, "Seconds a seed lease lasts (renewed every third); a dead seed's lease moves on after it.",
         positive=True,
     )  # fmt: skip
-    fault_corrupt_uploads: bool = switch(
-        False, "TEST ONLY fault injection: send corrupted pieces to peers.", "fault_corrupt_uploads"
-    )
 
 
 @dataclass(frozen=True)

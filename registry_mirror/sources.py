@@ -69,7 +69,7 @@ def origin_source(
         if limits.concurrency is not None:
             slot = functools.partial(limits.slot, upstream_name)
         throttle = limits.blocking_throttle(upstream_name)
-    open_origin.ranges = OriginRanges(  # type: ignore[attr-defined]
+    open_origin.ranges = OriginRanges(  # type: ignore[attr-defined]  # read by nvme_cache.inflight via getattr
         client, client.range_pool(), repository, str(digest), upstream_name, slot=slot, throttle=throttle
     )
     return open_origin

@@ -16,7 +16,6 @@ Blob bodies are never decoded (`Accept-Encoding: identity`): the bytes must hash
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import email.utils
 import json
@@ -396,7 +395,7 @@ def _translate(what: str) -> Iterator[None]:
         if err.status in (401, 403):
             raise UpstreamUnauthorized(err.status, None, f"token request: {err.message}") from None
         raise UpstreamUnavailable(err.status, None, f"token request: {err.message}") from None
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         raise UpstreamUnavailable(None, None, f"{what}: timed out") from None
     except aiohttp.ClientError as err:
         raise UpstreamUnavailable(None, None, f"{what}: {type(err).__name__}") from None
@@ -422,7 +421,7 @@ def error_for_status(status: int, retry_after_header: str | None, body: bytes, w
 async def _read_error_body(response: aiohttp.ClientResponse) -> bytes:
     try:
         return await response.content.read(ERROR_BODY_MAX_BYTES)
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         return b""
 
 

@@ -8,19 +8,26 @@ Every process is stopped at teardown; a missing binary fails with the package to
 """
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
 
 import pytest
 
 from tests.support.containerd import ContainerdDaemon
 from tests.support.images import (
-    PushedImage, PushedIndex, push_artifact, push_multiarch_index, push_multilayer_image,
-    push_schema2_image, write_random_file,
+    PushedImage,
+    PushedIndex,
+    push_artifact,
+    push_multiarch_index,
+    push_multilayer_image,
+    push_schema2_image,
+    write_random_file,
 )
 from tests.support.mirror import MirrorProcess
 from tests.support.origin import OriginRegistry
+from tests.support.procs import allow_processes, starts_processes
 
 # The standard images: sizes are payload bytes per layer (layers are gzip, so a bit larger).
 APP_LAYERS = (1 << 20, 256 << 10, 3 << 20)
@@ -38,7 +45,29 @@ class TestImages:
     __test__ = False  # not a test class despite the name
 
 
+def _starts_processes(fixturedef: pytest.FixtureDef[object]) -> bool:
+    return bool(getattr(inspect.unwrap(fixturedef.func), "starts_processes", False))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `integration` every test whose fixtures (with their own, transitively) start a process."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        # names_closure: every fixture the test needs, with theirs; the last definition is the one used.
+        if any(_starts_processes(info.name2fixturedefs[name][-1])
+               for name in info.names_closure if info.name2fixturedefs.get(name)):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    allow_processes(item.get_closest_marker("integration") is not None)
+
+
 @pytest.fixture(scope="session")
+@starts_processes
 def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OriginRegistry]:
     registry = OriginRegistry(tmp_path_factory.mktemp("origin")).start()
     yield registry
@@ -46,6 +75,7 @@ def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OriginRegistry]
 
 
 @pytest.fixture
+@starts_processes
 def origin_factory(tmp_path: Path) -> Iterator[Callable[..., OriginRegistry]]:
     """Start extra, empty origins (stopped at the end of the test)."""
     started: list[OriginRegistry] = []
@@ -82,6 +112,7 @@ def images(origin: OriginRegistry, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture
+@starts_processes
 def containerd(tmp_path: Path) -> Iterator[ContainerdDaemon]:
     daemon = ContainerdDaemon(tmp_path / "containerd").start()
     yield daemon
@@ -92,8 +123,10 @@ MirrorFactory = Callable[..., MirrorProcess]
 
 
 @pytest.fixture
+@starts_processes
 def mirror_process(tmp_path: Path) -> Iterator[MirrorFactory]:
-    """Factory: mirror_process({name: url}, extra_args=[...], host=..., port=..., cache_dir=...).
+    """Factory: mirror_process({name: url}, extra_args=[...], host=..., port=..., cache_dir=...,
+    command=[...] to run another launcher, such as tests/support/corrupting_peer.py).
 
     Returns a started MirrorProcess (GET /v2/ answered 200). All are stopped at teardown;
     a test that fails shows each mirror's log tail.
@@ -107,9 +140,10 @@ def mirror_process(tmp_path: Path) -> Iterator[MirrorFactory]:
         port: int | None = None,
         cache_dir: Path | None = None,
         env: Mapping[str, str] | None = None,
+        command: Sequence[str] | None = None,
     ) -> MirrorProcess:
         mirror = MirrorProcess(tmp_path / f"mirror-{len(started)}", upstreams, extra_args,
-                               host, port, cache_dir, env)
+                               host, port, cache_dir, env, command)
         started.append(mirror)
         return mirror.start()
 

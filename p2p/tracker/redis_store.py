@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -135,7 +135,11 @@ class RedisStore:
         peer_ttl: float,
         pieces_ttl: float = 24 * 3600.0,
         prefix: str = "registry-mirror:tracker:",
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        # `clock` (wall seconds, shared by every replica) stamps the index scores and reports; key TTLs
+        # (PX/PEXPIRE) run on the Redis server's clock, so tests of those wait on a condition instead.
+        self._clock = clock
         self._redis: Any = aioredis.from_url(url, decode_responses=True)
         self._peer_ttl_ms = max(1, int(peer_ttl * 1000))
         self._pieces_ttl_ms = max(1, int(pieces_ttl * 1000))
@@ -152,7 +156,7 @@ class RedisStore:
         return f"{self._p}{kind}:{name}"
 
     async def _index(self, name: str, member: str, ttl_ms: int) -> None:
-        await self._redis.zadd(self._key("index", name), {member: time.time() * 1000 + ttl_ms})
+        await self._redis.zadd(self._key("index", name), {member: self._clock() * 1000 + ttl_ms})
 
     async def register_peer(self, peer: PeerInfo) -> Registration:
         info = json.dumps(peer.to_wire())
@@ -186,7 +190,7 @@ class RedisStore:
         stored = await self._cap_records(
             keys=[self._key("records", peer_id)], args=[self._pieces_ttl_ms, cap, *(b.digest for b in blobs)]
         )
-        accepted = [blob for blob, ok in zip(blobs, stored) if int(ok)]
+        accepted = [blob for blob, ok in zip(blobs, stored, strict=True) if int(ok)]
         async with self._redis.pipeline(transaction=False) as pipe:
             for blob in accepted:
                 key = self._key("holders", blob.digest)
@@ -199,7 +203,7 @@ class RedisStore:
                 }
                 pipe.hset(key, peer_id, json.dumps(value))
                 pipe.pexpire(key, self._pieces_ttl_ms)
-                pipe.zadd(self._key("index", "digests"), {blob.digest: time.time() * 1000 + self._pieces_ttl_ms})
+                pipe.zadd(self._key("index", "digests"), {blob.digest: self._clock() * 1000 + self._pieces_ttl_ms})
             await pipe.execute()
         return len(blobs) - len(accepted)
 
@@ -217,9 +221,9 @@ class RedisStore:
         peer_ids = list(entries)
         sessions = await self._peer_sessions(peer_ids)
         excluded: dict[str, str] = await self._redis.hgetall(self._key("excluded", digest)) if peer_ids else {}
-        now_ms = time.time() * 1000
+        now_ms = self._clock() * 1000
         found, stale = [], []
-        for peer_id, live in zip(peer_ids, sessions):
+        for peer_id, live in zip(peer_ids, sessions, strict=True):
             holding = json.loads(entries[peer_id])
             if live is None or live[0] != holding["s"]:
                 stale.append(peer_id)
@@ -278,7 +282,7 @@ class RedisStore:
         self, digest: str, peer_id: str, reporter: str, *, shown: bool, reporters_needed: int, ttl: float
     ) -> bool:
         ttl_ms = max(1, int(ttl * 1000))
-        args = [peer_id, reporter, int(time.time() * 1000), ttl_ms, "1" if shown else "0", reporters_needed]
+        args: list[str | int] = [peer_id, reporter, int(self._clock() * 1000), ttl_ms, "1" if shown else "0", reporters_needed]
         keys = [self._key("reports", digest), self._key("excluded", digest)]
         fresh = bool(await self._report(keys=keys, args=args))
         if fresh:
@@ -287,7 +291,7 @@ class RedisStore:
 
     async def live_peers(self) -> list[PeerInfo]:
         key = self._key("index", "peers")
-        await self._redis.zremrangebyscore(key, "-inf", time.time() * 1000)
+        await self._redis.zremrangebyscore(key, "-inf", self._clock() * 1000)
         peer_ids = list(await self._redis.zrange(key, 0, -1))
         return [entry[1] for entry in await self._peer_sessions(peer_ids) if entry is not None]
 
@@ -304,7 +308,7 @@ class RedisStore:
             pipe.sadd(voters, peer_id)
             pipe.pexpire(voters, _CATALOG_TTL_MS)
             pipe.pexpire(lists_key, _CATALOG_TTL_MS)
-            pipe.zadd(self._key("index", "catalogs"), {name: time.time() * 1000 + _CATALOG_TTL_MS})
+            pipe.zadd(self._key("index", "catalogs"), {name: self._clock() * 1000 + _CATALOG_TTL_MS})
             serials = sorted({int(f.split(":", 1)[0]) for f in known} | {serial})
             for field in known:
                 if int(field.split(":", 1)[0]) in serials[:-_KEPT_SERIALS]:
@@ -321,11 +325,11 @@ class RedisStore:
 
     async def catalog_names(self) -> list[str]:
         key = self._key("index", "catalogs")
-        await self._redis.zremrangebyscore(key, "-inf", time.time() * 1000)
+        await self._redis.zremrangebyscore(key, "-inf", self._clock() * 1000)
         return sorted(await self._redis.zrange(key, 0, -1))
 
     async def stats(self) -> StoreStats:
-        now_ms = time.time() * 1000
+        now_ms = self._clock() * 1000
         counts = []
         for name in ("peers", "digests", "leases", "excluded"):
             key = self._key("index", name)

@@ -52,7 +52,7 @@ def with_peer_names(base: type[Any]) -> type[Any]:
     """A subclass of the uvicorn protocol `base` that puts the verified client certificate's
     commonName into each request's `scope["state"]` (uvicorn itself exposes no TLS details)."""
 
-    class Named(base):  # type: ignore[valid-type, misc]
+    class Named(base):  # type: ignore[misc]  # the uvicorn protocol class is chosen at run time
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             ssl_object = transport.get_extra_info("ssl_object")
             self._peer_name = _common_name(ssl_object.getpeercert()) if ssl_object is not None else None
@@ -90,6 +90,6 @@ def serve(settings: ServerSettings, metrics_endpoint: Handler | None = None) -> 
         access_log=False,
         lifespan="on",
         http=with_peer_names(with_header_limits(HttpToolsProtocol, settings.header_limits)),
-        **tls,  # type: ignore[arg-type]
+        **tls,  # type: ignore[arg-type]  # ssl_* keyword options, each of its own type
     )
     uvicorn.Server(config).run()

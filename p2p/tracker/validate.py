@@ -147,7 +147,7 @@ def peer_url(value: Any, field: str) -> str:
     if not host or not _HOST_RE.fullmatch(parts.netloc.rsplit("@", 1)[-1]):
         raise InvalidField(field, "must name a host")
     try:
-        parts.port
+        _ = parts.port  # raises on a bad port
     except ValueError as exc:
         raise InvalidField(field, "has an invalid port") from exc
     return value.rstrip("/")

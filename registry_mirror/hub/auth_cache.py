@@ -48,7 +48,7 @@ class AccessCache:
                 self._store.refs.put(self._scope, repo, b"", confirmed=time.time())
 
     def known(self, creds: Mapping[str, str], repo: str) -> bool:
-        return (credential_key(creds), repo) in self._allowed or not creds and self.is_public(repo)
+        return (credential_key(creds), repo) in self._allowed or (not creds and self.is_public(repo))
 
     def is_public(self, repo: str) -> bool:
         if repo in self._public:

@@ -247,7 +247,7 @@ def _quote_rev(rev: str) -> str:
 def _route_path(scope: Scope) -> str:
     """The percent-encoded path below this mount (revisions like refs%2Fpr%2F1 keep their slash)."""
     raw = scope.get("raw_path")
-    path = raw.decode("latin-1") if raw else scope["path"]
+    path: str = raw.decode("latin-1") if raw else scope["path"]
     path = path.split("?", 1)[0]
     root = scope.get("root_path", "")
     return path[len(root):] if root and path.startswith(root) else path

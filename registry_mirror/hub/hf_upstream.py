@@ -7,7 +7,6 @@ answers become `HubUnavailable`; other error answers are returned for the caller
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -88,7 +87,7 @@ class HubClient:
         metrics.upstream_requests.add(1, {"hub": self.hub, "kind": kind})
         try:
             response = await self._follow(method, url, creds, data, headers or {})
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise HubUnavailable(f"{method} {url.path}: {type(exc).__name__}") from None
         try:
             if response.status >= 500:
@@ -150,6 +149,6 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
             body += chunk
             if len(body) > limit:
                 raise HubTooLarge(f"{response.url.path}: over {limit} bytes")
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         raise HubUnavailable(f"{response.url.path}: body broke ({type(exc).__name__})") from None
     return bytes(body)

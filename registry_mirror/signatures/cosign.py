@@ -19,7 +19,6 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Union
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -33,7 +32,7 @@ PAYLOAD_TYPE = "cosign container image signature"
 MAX_PAYLOAD_BYTES = 256 * 1024  # cosign payloads are a few hundred bytes
 _MAX_SIGNATURE_CHARS = 16 * 1024  # base64 of an RSA-8192 signature is ~1.4 KiB
 
-PublicKey = Union[ec.EllipticCurvePublicKey, rsa.RSAPublicKey, ed25519.Ed25519PublicKey]
+PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
 
 class InvalidKey(ValueError):

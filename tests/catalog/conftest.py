@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.procs import starts_processes
+
 WEIGHTS_SIZE = 16 * 1024 * 1024
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -40,6 +42,7 @@ class Origin:
 
 
 @pytest.fixture(scope="module")
+@starts_processes
 def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Origin]:
     if shutil.which("docker-registry") is None:
         pytest.fail("docker-registry is not installed (make test-deps)")

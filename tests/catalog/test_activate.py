@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -8,7 +8,7 @@ from catalog.activate import check_activation
 from catalog.errors import ExpiredError, RollbackError
 from catalog.models import Catalog
 
-NOW = datetime(2024, 6, 1, 12, tzinfo=timezone.utc)
+NOW = datetime(2024, 6, 1, 12, tzinfo=UTC)
 
 
 def cat(serial: int, expires_in: timedelta = timedelta(days=1), supersedes: int | None = None,

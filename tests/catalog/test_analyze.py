@@ -31,7 +31,7 @@ def _sizes(image: dict[str, Any]) -> tuple[int, int, int]:
 def test_overlap_fetch_given_old_and_computed_deltas(
     origin: Origin, images: PushedImages, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    other = push_image(origin, "test/other-model", "v1", 1)  # same layers as test/model:v1
+    push_image(origin, "test/other-model", "v1", 1)  # same layers as test/model:v1
     new, old = f"{origin.address}/{images.repo}:v2-amd64", f"{origin.address}/{images.repo}:v1"
     code, result, err = analyze(capsys, new, f"{origin.address}/test/other-model:v1", "--against", old)
     assert code == 0, err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +158,7 @@ def _unsigned(flow: dict[str, Path]) -> bytes:
 
 
 def _expired(flow: dict[str, Path]) -> bytes:
-    past = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=3)
+    past = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
     cat = Catalog(name="prod", serial=9, created=past, expires=past + timedelta(days=1))
     return _resign(flow, catalog_to_json(cat))
 

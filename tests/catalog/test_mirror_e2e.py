@@ -14,14 +14,13 @@ import json
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import pytest
-
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from catalog.models import Catalog, catalog_to_json, parse_catalog
@@ -140,7 +139,7 @@ def test_catalog_update_costs_the_origin_only_the_delta(
     # Tampered variants: each refused with a metric; the active catalog and the cache stay.
     cache_files = sorted(p.name for p in mirror.cache_dir.rglob("*") if p.is_file() and "sha256" in str(p))
     key = load_private_key(tmp_path / "key.pem")
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     good = json.loads((tmp_path / "signed.json").read_bytes())
     edited = dict(good, payload=base64.b64encode(
         base64.b64decode(good["payload"]).replace(b'"serial":2', b'"serial":9')).decode())
@@ -156,7 +155,7 @@ def test_catalog_update_costs_the_origin_only_the_delta(
         path = tmp_path / "tampered.json"
         path.write_bytes(envelope)
         ci("push", str(path), f"{origin.host}/{CATALOG}:prod", "--insecure")
-        wait_until(lambda: metric(mirror, "catalog_refusals_total", reason=reason) == before + 1,
+        wait_until(lambda: metric(mirror, "catalog_refusals_total", reason=reason) == before + 1,  # noqa: B023
                    f"refusal of the {reason} variant", mirror)
         assert metric(mirror, "catalog_serial", catalog="prod") == 2
     assert sorted(p.name for p in mirror.cache_dir.rglob("*") if p.is_file() and "sha256" in str(p)) == cache_files

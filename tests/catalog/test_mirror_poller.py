@@ -11,11 +11,10 @@ import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from prometheus_client import generate_latest
 
 from catalog.artifact import EMPTY_CONFIG, EMPTY_DIGEST, artifact_manifest
 from catalog.build import build_catalog
@@ -34,12 +33,12 @@ from registry_mirror.sources import origin_source
 from registry_mirror.state import Mirror
 from registry_mirror.telemetry import install_metrics
 
-from .conftest import Origin, PushedImages, push_blob
+from .conftest import Origin, PushedImages
 
 pytestmark = pytest.mark.integration
 
 CATALOG_REPO = "test/catalogs"
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
+NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 def metric(name: str, **labels: str) -> float:

@@ -1,18 +1,26 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from catalog.errors import SchemaError, TooLargeError
 from catalog.models import (
-    Blob, Catalog, Delta, DeltaBlob, Image, Referrer, catalog_to_dict, catalog_to_json, parse_catalog,
+    Blob,
+    Catalog,
+    Delta,
+    DeltaBlob,
+    Image,
+    Referrer,
+    catalog_to_dict,
+    catalog_to_json,
+    parse_catalog,
 )
 
 D1, D2, D3, D4 = ("sha256:" + c * 64 for c in "1234")
-NOW = datetime(2024, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def sample(**overrides: Any) -> Catalog:

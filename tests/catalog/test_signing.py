@@ -2,16 +2,27 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from catalog.errors import CatalogError, SignatureError, TooLargeError
 from catalog.signing import (
-    MAX_ENVELOPE_BYTES, PAYLOAD_TYPE, envelope_to_json, generate_keypair, keyid, load_private_key,
-    load_public_key, pae, save_private_key, save_public_key, sign, verify,
+    MAX_ENVELOPE_BYTES,
+    PAYLOAD_TYPE,
+    envelope_to_json,
+    generate_keypair,
+    keyid,
+    load_private_key,
+    load_public_key,
+    pae,
+    save_private_key,
+    save_public_key,
+    sign,
+    verify,
 )
 
 PAYLOAD = b'{"hello":"catalog"}'

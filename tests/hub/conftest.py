@@ -18,7 +18,7 @@ import pytest
 from tests.hub.olah_origin import HubRepo, OlahOrigin
 from tests.support.mirror import MirrorProcess
 from tests.support.net import free_port, wait_http
-from tests.support.procs import ManagedProcess
+from tests.support.procs import ManagedProcess, starts_processes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GOOD_TOKEN = "hf_good_token_for_tests"
@@ -70,6 +70,7 @@ def start_front(workdir: Path, olah_url: str, token: str) -> tuple[ManagedProces
 
 
 @pytest.fixture(scope="module")
+@starts_processes
 def hub_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubOrigin]:
     work = tmp_path_factory.mktemp("hub-origin")
     olah = OlahOrigin(work)
@@ -158,6 +159,7 @@ def hf_env(mirror: MirrorProcess, home: Path, *, xet: bool, token: str | None = 
 
 
 @pytest.fixture
+@starts_processes
 def ms_origin(tmp_path: Path) -> Iterator[tuple[str, Path, ManagedProcess]]:
     files = tmp_path / "ms-files"
     (files / "sub").mkdir(parents=True)

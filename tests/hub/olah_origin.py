@@ -10,9 +10,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from tests.support.net import free_port, wait_http
 from tests.support.procs import ManagedProcess
@@ -87,7 +87,7 @@ class OlahOrigin:
         repo.commit = _git(path, "rev-parse", "HEAD")
         return repo
 
-    def start(self) -> "OlahOrigin":
+    def start(self) -> OlahOrigin:
         self.port = free_port()
         dead = free_port()  # hf-netloc points at a port nobody listens on: offline for real
         config = self.workdir / "olah.toml"

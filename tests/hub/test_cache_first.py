@@ -4,9 +4,8 @@ from revisions, listings and paths-info answers the cache index kept."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import pytest

@@ -5,14 +5,21 @@ import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import pytest
 
 from tests.hub.conftest import (
-    GOOD_TOKEN, WEIGHTS_SIZE, HubOrigin, cached_blob, committed_blob, hf_env, run_python, start_front,
+    GOOD_TOKEN,
+    WEIGHTS_SIZE,
+    HubOrigin,
+    cached_blob,
+    committed_blob,
+    hf_env,
+    run_python,
+    start_front,
 )
 from tests.support.mirror import MirrorProcess
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
-
-import pytest
 
 from tests.hub.conftest import HubOrigin, committed_blob, get, run_python
 from tests.support.mirror import MirrorProcess

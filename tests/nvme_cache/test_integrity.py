@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nvme_cache import BlobCorrupt, BlobStore, CacheInUse, CachedBlob, FileSegment
+from nvme_cache import BlobCorrupt, BlobStore, CachedBlob, CacheInUse, FileSegment
 from nvme_cache.scrub import Scrubber
 from tests.nvme_cache.sources import BytesSource, digest_of
 from tests.nvme_cache.test_store import MiB, blob, fill_from, make_store

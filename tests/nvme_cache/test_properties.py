@@ -51,9 +51,9 @@ async def _scenario(
                 return exc
             return b"".join(parts)
 
-        results = await asyncio.gather(*(read(h, s, e) for h, (s, e) in zip(handles, valid)))
+        results = await asyncio.gather(*(read(h, s, e) for h, (s, e) in zip(handles, valid, strict=True)))
         assert source.opens == 1
-        for (start, end), result in zip(valid, results):
+        for (start, end), result in zip(valid, results, strict=True):
             if corrupt:
                 assert isinstance(result, FillFailed)
             else:

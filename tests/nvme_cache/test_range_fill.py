@@ -71,11 +71,11 @@ async def _scenario(
             assert store.stat(digest) is None
         else:
             assert results[0] == data
-            for (start, end), got in zip(spans, results[1:]):
+            for (start, end), got in zip(spans, results[1:], strict=True):
                 assert got == data[start:end]
             await handle.wait()
             assert store.stat(digest) is not None
-        for (start, end), got in zip(spans, results[1:]):
+        for (start, end), got in zip(spans, results[1:], strict=True):
             # A Range read gets the source's bytes for its range, or an error: never other bytes.
             if not isinstance(got, Exception):
                 expected = bytearray(data)

@@ -1,8 +1,8 @@
 """Mirrors configured for the operations tests, and a pull done the way containerd does it."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import httpx
 import pytest

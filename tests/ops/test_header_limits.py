@@ -8,10 +8,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.ops.conftest import OpsMirrorFactory
 from tests.p2p.harness import tracker
 from tests.support.net import free_port
+
+pytestmark = pytest.mark.integration  # its tests start their own trackers
 
 HEADER_TIMEOUT = 1.0
 
@@ -46,7 +49,7 @@ def _slowloris(host: str, port: int, deadline: float = 15.0) -> tuple[bytes, flo
             try:
                 answer = sock.recv(65536)
                 return answer, time.monotonic() - started
-            except socket.timeout:
+            except TimeoutError:
                 try:
                     sock.sendall(b"a")
                 except OSError:

@@ -40,7 +40,7 @@ def test_blocklist_file_rule_hot_reload_and_admin_api(ops_mirror: OpsMirrorFacto
         assert pull(client, images.docker) > 0
         # A broken file keeps the rules in force.
         mirror.config_file.write_text(mirror.config_file.read_text() + "\n[[blocklist]]\nnonsense = 1\n")
-        time.sleep(1.5)
+        assert _wait_for(lambda: "cannot reload" in mirror.log_text())
         assert app_manifest() == 403 and "cannot reload" in mirror.log_text()
 
         # Admin API: add blocks now, rm unblocks; a file rule cannot be removed there.

@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from tests.support.mirror import mirror_binary
 from tests.support.net import free_port, wait_port
-from tests.support.procs import ManagedProcess
+from tests.support.procs import ManagedProcess, starts_processes
 
 K8S_VERSION = "1.33.0"
 HUB_ENV = ["NODE_IP", "HF_ENDPOINT", "MODELSCOPE_ENDPOINT"]
@@ -32,7 +32,7 @@ HUB_ENV = ["NODE_IP", "HF_ENDPOINT", "MODELSCOPE_ENDPOINT"]
 def _self_signed(directory: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "registry-mirror-webhook")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -49,6 +49,7 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
+@starts_processes
 def webhook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     workdir = tmp_path_factory.mktemp("webhook")
     cert, key = _self_signed(workdir)

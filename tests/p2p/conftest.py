@@ -8,6 +8,7 @@ import pytest
 
 from p2p.tracker_client import TrackerClient
 from tests.p2p.harness import TOKEN, Running, redis_server, tracker
+from tests.support.procs import starts_processes
 
 _counter = itertools.count()
 
@@ -18,12 +19,14 @@ def new_digest() -> str:
 
 
 @pytest.fixture(scope="module")
+@starts_processes
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with redis_server(tmp_path_factory.mktemp("redis")) as running:
         yield running.url
 
 
 @pytest.fixture(scope="module", params=["memory", "redis"])
+@starts_processes
 def tracker_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One tracker per store kind, shared by a module's tests (each test uses its own digests)."""
     workdir = tmp_path_factory.mktemp(f"tracker-{request.param}")
@@ -34,6 +37,7 @@ def tracker_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 
 @pytest.fixture(scope="module")
+@starts_processes
 def memory_tracker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """For tests whose subject does not depend on the store (validation, auth)."""
     with tracker(tmp_path_factory.mktemp("tracker-memory")) as running:

@@ -28,7 +28,7 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def make_pki(directory: Path, hosts: list[str]) -> dict[str, Path]:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # noqa: E731
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (

@@ -56,7 +56,7 @@ def test_piece_hasher_matches_blake3_for_any_chunking() -> None:
     for chunk in (1, 7, 999, 4096, 10_000):
         for start in (0, 4096):
             seen: dict[int, str] = {}
-            hasher = PieceHasher(len(data), 4096, start, lambda i, h: seen.__setitem__(i, h))
+            hasher = PieceHasher(len(data), 4096, start, seen.__setitem__)
             for offset in range(0, len(data), chunk):
                 hasher(offset, data[offset : offset + chunk])
             expected = {

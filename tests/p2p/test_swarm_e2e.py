@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.corrupting_peer import COMMAND as CORRUPTING_PEER
 from tests.support.images import push_blob, write_random_file
 from tests.support.mirror import MirrorProcess
 from tests.support.net import free_port
@@ -29,6 +30,7 @@ def start_swarm(
     count: int,
     extra: dict[int, list[str]] | None = None,
     stall_timeout: float = 15.0,
+    commands: dict[int, list[str]] | None = None,
 ) -> list[MirrorProcess]:
     """Mirror 0 runs the embedded tracker; the others use it. Each has its own 127.0.0.x."""
     mirrors: list[MirrorProcess] = []
@@ -45,7 +47,8 @@ def start_swarm(
         args += (extra or {}).get(i, [])
         # A generous stall timeout: 8 mirrors on 2 busy cores must not be taken for dead peers.
         env = {"REGISTRY_MIRROR_P2P_STALL_TIMEOUT": str(stall_timeout)}
-        mirrors.append(mirror_process({origin.host: origin.url}, extra_args=args, host=host, env=env))
+        mirrors.append(mirror_process({origin.host: origin.url}, extra_args=args, host=host, env=env,
+                                      command=(commands or {}).get(i)))
     return mirrors
 
 
@@ -100,8 +103,8 @@ def test_eight_mirrors_pull_once_from_origin(origin_factory, tmp_path, mirror_pr
 
 
 def test_corrupting_peer_is_excluded(big_blob, mirror_process) -> None:  # type: ignore[no-untyped-def]
-    origin, digest, size = big_blob
-    mirrors = start_swarm(mirror_process, origin, 3, extra={0: ["--fault-corrupt-uploads"]})
+    origin, digest, _size = big_blob
+    mirrors = start_swarm(mirror_process, origin, 3, commands={0: CORRUPTING_PEER})
     seed = mirrors[0]
     # The faulty mirror fetches first and holds the whole blob.
     assert get_all([seed], f"/v2/test/big/blobs/{digest}") == [digest]
@@ -115,7 +118,7 @@ def test_corrupting_peer_is_excluded(big_blob, mirror_process) -> None:  # type:
 
 
 def test_seed_killed_mid_transfer(big_blob, mirror_process) -> None:  # type: ignore[no-untyped-def]
-    origin, digest, size = big_blob
+    origin, digest, _size = big_blob
     mirrors = start_swarm(mirror_process, origin, 4, stall_timeout=5.0)
     seed = mirrors[1]  # not the tracker's host
     started = threading.Event()

@@ -14,7 +14,7 @@ import pytest
 from p2p.tracker.auth import node_token
 from p2p.tracker_client import TrackerClient
 from tests.p2p.harness import tracker
-from tests.p2p.test_swarm_e2e import MiB, PIECE, get_all, pushed_blob
+from tests.p2p.test_swarm_e2e import PIECE, MiB, get_all, pushed_blob
 from tests.support.mirror import MirrorProcess
 from tests.support.net import free_port
 from tests.support.origin import OriginRegistry
@@ -27,7 +27,7 @@ SECRET = b"cluster-secret-for-the-e2e-test-0123456789"
 def test_mirrors_with_their_own_tokens_share_blobs(
     origin_factory: Callable[..., OriginRegistry], tmp_path: Path, mirror_process: Callable[..., MirrorProcess]
 ) -> None:
-    origin, digest, size = pushed_blob(origin_factory, tmp_path, 5 * MiB + 3)
+    origin, digest, _size = pushed_blob(origin_factory, tmp_path, 5 * MiB + 3)
     (tmp_path / "secret").write_bytes(SECRET)
     with tracker(tmp_path, token=None, extra=["--node-secret-file", str(tmp_path / "secret")]) as running:
         mirrors = []

@@ -32,7 +32,7 @@ def _published(tracker_url: str, digest: str) -> dict[int, str] | None:
 def test_a_failed_seed_withdraws_its_hashes_and_the_next_seed_serves_peers(
     origin_factory: Callable[..., OriginRegistry], tmp_path: Path, mirror_process: Callable[..., MirrorProcess]
 ) -> None:
-    origin, digest, size = pushed_blob(origin_factory, tmp_path, 6 * MiB + 77)
+    origin, digest, _size = pushed_blob(origin_factory, tmp_path, 6 * MiB + 77)
     data_file = origin_blob_data(origin, digest)
     good = data_file.read_bytes()
     flipped = bytearray(good)

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from p2p.tracker.models import BlobState, PeerInfo
 from p2p.tracker_client import TrackerClient
-from tests.p2p.test_swarm_e2e import MiB, PIECE, get_all, pushed_blob, start_swarm
+from tests.p2p.test_swarm_e2e import PIECE, MiB, get_all, pushed_blob, start_swarm
 from tests.support.mirror import MirrorProcess
 from tests.support.origin import OriginRegistry
 

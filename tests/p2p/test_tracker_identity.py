@@ -18,6 +18,7 @@ from p2p.tracker.models import BlobState, PeerInfo
 from p2p.tracker_client import TrackerClient
 from tests.p2p.conftest import new_digest
 from tests.p2p.harness import REPO, TOKEN, tracker
+from tests.support.procs import starts_processes
 
 SECRET = "cluster-secret-0123456789abcdef0123456789"
 LISTED = "listed-token-for-node-c-0123456789"
@@ -25,6 +26,7 @@ CAP = 3
 
 
 @pytest.fixture(scope="module", params=["memory", "redis"])
+@starts_processes
 def identity_tracker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     workdir = tmp_path_factory.mktemp("identity")
     (workdir / "secret").write_text(SECRET + "\n")

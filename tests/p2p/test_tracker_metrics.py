@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from p2p.tracker_client import TrackerClient
 from tests.p2p.conftest import new_digest
 from tests.p2p.harness import TOKEN, tracker
+
+pytestmark = pytest.mark.integration  # starts its own tracker
 
 
 async def test_tracker_exports_lease_metrics(tmp_path: Path) -> None:

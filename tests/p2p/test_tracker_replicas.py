@@ -13,6 +13,7 @@ from p2p.tracker.models import BlobState, PeerInfo
 from p2p.tracker_client import TrackerClient
 from tests.p2p.conftest import new_digest
 from tests.p2p.harness import TOKEN, tracker
+from tests.support.waits import eventually
 
 MiB = 1024 * 1024
 
@@ -58,10 +59,12 @@ async def test_concurrent_leases_across_replicas_grant_exactly_one(
 async def test_lease_moves_on_across_replicas_after_expiry(replicas: tuple[TrackerClient, TrackerClient]) -> None:
     a, b = replicas
     digest = new_digest()
-    assert (await a.lease(digest, "seed-a", ttl=0.3)).granted
+    # Long enough that the refusal below comes before it runs out, even on a loaded machine.
+    assert (await a.lease(digest, "seed-a", ttl=2.0)).granted
     assert (await b.lease(digest, "seed-b", ttl=30)).holder_id == "seed-a"
-    await asyncio.sleep(0.5)
-    assert (await b.lease(digest, "seed-b", ttl=30)).granted
+    # The lease runs out on the Redis server's clock: wait for it, no fixed sleep.
+    await eventually(lambda: b.lease(digest, "seed-b", ttl=30), lambda lease: lease.granted,
+                     "the expired lease moving on to the other replica's peer")
     assert (await a.lease(digest, "seed-a", ttl=30)).holder_id == "seed-b"
 
 

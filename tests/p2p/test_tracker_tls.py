@@ -18,6 +18,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from p2p.errors import TrackerError
 from p2p.tracker_client import TrackerClient
 from tests.p2p.harness import tracker
+from tests.support.procs import starts_processes
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def _issue(
     directory: Path, stem: str, issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None, server: bool
 ) -> tuple[Issued, x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(stem))
@@ -92,6 +93,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
 
 
 @pytest.fixture(scope="module")
+@starts_processes
 def mtls_tracker(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     extra = ["--tls-cert", str(pki.server.cert), "--tls-key", str(pki.server.key), "--tls-ca", str(pki.ca.cert),
              "--cert-identity"]

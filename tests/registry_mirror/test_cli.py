@@ -178,7 +178,7 @@ def test_serve_passes_p2p_catalog_hub_admin_and_telemetry_flags(
             "--advertise", "http://127.0.0.1:5002", "--zone", "z1", "--piece-size", "1MiB",
             "--tracker-token-file", str(tmp_path / "tracker-token"),
             "--peer-ca", str(tmp_path / "ca.pem"), "--peer-cert", str(tmp_path / "cert.pem"),
-            "--peer-key", str(tmp_path / "key.pem"), "--fault-corrupt-uploads",
+            "--peer-key", str(tmp_path / "key.pem"),
             "--catalog", "127.0.0.1:5101/cat/a:v1", "--catalog", "127.0.0.1:5101/cat/b:v1",
             "--trusted-key", str(tmp_path / "a.pub"), "--trusted-key", str(tmp_path / "b.pub"),
             "--catalog-poll-interval", "5s", "--catalog-insecure",
@@ -194,7 +194,6 @@ def test_serve_passes_p2p_catalog_hub_admin_and_telemetry_flags(
     assert (p2p.peer_ca, p2p.peer_cert, p2p.peer_key) == tuple(
         tmp_path / n for n in ("ca.pem", "cert.pem", "key.pem")
     )
-    assert p2p.fault_corrupt_uploads is True
     assert settings.catalog.sources == ("127.0.0.1:5101/cat/a:v1", "127.0.0.1:5101/cat/b:v1")
     assert settings.catalog.trusted_keys == (tmp_path / "a.pub", tmp_path / "b.pub")
     assert settings.catalog.poll_interval == 5.0 and settings.catalog.insecure is True

@@ -5,19 +5,30 @@ from __future__ import annotations
 import http.client
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
 
 from tests.conftest import MirrorFactory, TestImages
 from tests.registry_mirror.test_e2e_support import (
-    assert_no_server_errors, cached_blob_path, mirror_config, ns, sha256_of, start_mirror, streamed_digest,
+    assert_no_server_errors,
+    cached_blob_path,
+    mirror_config,
+    ns,
+    sha256_of,
+    start_mirror,
+    streamed_digest,
     wait_cached,
 )
 from tests.support.images import (
-    DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, push_blob, push_manifest,
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    push_blob,
+    push_manifest,
 )
 from tests.support.mirror import MirrorProcess
 from tests.support.origin import OriginRegistry
@@ -122,7 +133,7 @@ def test_range_on_cold_and_cached_blob(client: httpx.Client, mirror: MirrorProce
 
 
 def test_unsatisfiable_range_on_cold_blob(client: httpx.Client, origin: OriginRegistry) -> None:
-    digest, data = _fresh_blob(origin, "test/ranges", 4096)
+    digest, _data = _fresh_blob(origin, "test/ranges", 4096)
     response = client.get(f"/v2/test/ranges/blobs/{digest}", params=ns(origin),
                           headers={"Range": "bytes=5000-"})
     assert response.status_code == 416
@@ -211,7 +222,7 @@ def test_unknown_registry_is_a_404_without_upstream_traffic(client: httpx.Client
                                                             images: TestImages) -> None:
     marker = origin.clear_log_marker()
     for registry in ("ghcr.io", "docker.io", "127.0.0.1:1"):
-        for path in (f"/v2/test/app/manifests/v1", f"/v2/test/app/blobs/{images.app.layers[0].digest}",
+        for path in ("/v2/test/app/manifests/v1", f"/v2/test/app/blobs/{images.app.layers[0].digest}",
                      "/v2/test/app/tags/list"):
             response = client.get(path, params={"ns": registry})
             assert response.status_code == 404, (registry, path)

@@ -12,7 +12,11 @@ import pytest
 
 from tests.conftest import MirrorFactory
 from tests.registry_mirror.test_e2e_support import (
-    cached_blob_path, ns, start_mirror, streamed_digest, wait_cached,
+    cached_blob_path,
+    ns,
+    start_mirror,
+    streamed_digest,
+    wait_cached,
 )
 from tests.support.images import push_blob, write_random_file
 from tests.support.mirror import mirror_binary

@@ -13,12 +13,19 @@ import pytest
 
 from tests.conftest import MirrorFactory
 from tests.registry_mirror.test_e2e_support import (
-    assert_no_server_errors, cached_blob_path, metric_total, ns, origin_blob_data, start_mirror, streamed_digest,
+    assert_no_server_errors,
+    cached_blob_path,
+    metric_total,
+    ns,
+    origin_blob_data,
+    start_mirror,
+    streamed_digest,
     wait_cached,
 )
 from tests.support.images import OCI_MANIFEST, push_blob, push_manifest, write_random_file
 from tests.support.mirror import MirrorProcess
 from tests.support.origin import OriginRegistry
+from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -126,15 +133,25 @@ def test_stale_tag_while_origin_down_and_negative_answers(mirror_process: Mirror
             missing = client.get(missing_url, params=ns(origin))
             assert missing.status_code == 404 and missing.json()["errors"][0]["code"] == "MANIFEST_UNKNOWN"
         assert len([e for e in origin.manifest_requests(marker) if "no-such-tag" in e.path]) == 1
-        time.sleep(1.2)  # past negative_ttl: asked again
-        assert client.get(missing_url, params=ns(origin)).status_code == 404
-        assert len([e for e in origin.manifest_requests(marker) if "no-such-tag" in e.path]) == 2
+
+        def asked_origin() -> int:  # answers from the negative cache do not reach the origin
+            assert client.get(missing_url, params=ns(origin)).status_code == 404
+            return len([e for e in origin.manifest_requests(marker) if "no-such-tag" in e.path])
+
+        # Past negative_ttl (on the mirror's clock): asked again, exactly once.
+        assert wait_until(asked_origin, lambda asked: asked > 1, "negative_ttl expiry") == 2
 
         fresh = client.get(manifest_url, params=ns(origin))
         assert fresh.status_code == 200 and fresh.headers["docker-content-digest"] == digest
         stale_before = metric_total(client.get("/metrics").text, "registry_mirror_stale_answers_total")
         origin.stop()
-        time.sleep(1.2)  # past tag_ttl: the mirror must revalidate, and the origin is gone
+
+        def stale_answers() -> float:  # each GET is 200: fresh from the cache, then stale
+            assert client.get(manifest_url, params=ns(origin)).status_code == 200
+            return metric_total(client.get("/metrics").text, "registry_mirror_stale_answers_total")
+
+        # Past tag_ttl the mirror must revalidate, and the origin is gone: it answers stale.
+        wait_until(stale_answers, lambda total: total > stale_before, "tag_ttl expiry")
         for method in ("GET", "HEAD"):
             stale = client.request(method, manifest_url, params=ns(origin))
             assert stale.status_code == 200, stale.text

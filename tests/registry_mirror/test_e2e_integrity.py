@@ -13,7 +13,13 @@ import pytest
 
 from tests.conftest import MirrorFactory
 from tests.registry_mirror.test_e2e_support import (
-    assert_no_server_errors, cached_blob_path, metric_total, ns, start_mirror, streamed_digest, wait_cached,
+    assert_no_server_errors,
+    cached_blob_path,
+    metric_total,
+    ns,
+    start_mirror,
+    streamed_digest,
+    wait_cached,
 )
 from tests.support.images import push_blob, write_random_file
 from tests.support.mirror import MirrorProcess, mirror_binary

@@ -2,17 +2,20 @@
 hosts.toml can name it: containerd's default (it appends `/v2`) and `override_path = true`."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import pytest
 
-from typing import Callable
-
 from tests.conftest import TestImages
 from tests.registry_mirror.test_e2e_support import (  # noqa: F401  (prefixed_mirror is a fixture)
-    MIRROR_USER_AGENT, PrefixedMirror, ns, prefixed_mirror,
+    MIRROR_USER_AGENT,
+    PrefixedMirror,
+    ns,
+    prefixed_mirror,
 )
-from tests.support.images import OCI_MANIFEST
 from tests.support.containerd import ContainerdDaemon, write_hosts_toml
+from tests.support.images import OCI_MANIFEST
 from tests.support.origin import OriginRegistry
 
 pytestmark = pytest.mark.integration

@@ -45,7 +45,7 @@ def test_ctr_pull_through_mirror_then_from_cache(which: str, containerd: Contain
     assert {b.digest for b in image.blobs} <= containerd.content_digests()
     if which == "multi":  # only the host's platform was fetched
         arm64 = images.multi.child("linux/arm64")
-        assert not {l.digest for l in arm64.layers} & containerd.content_digests()
+        assert not {layer.digest for layer in arm64.layers} & containerd.content_digests()
 
     containerd.remove_all_images()
     marker = origin.clear_log_marker()

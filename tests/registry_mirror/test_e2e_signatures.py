@@ -7,16 +7,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
 
 from tests.conftest import MirrorFactory
-from tests.support.containerd import ContainerdDaemon, write_hosts_toml
 from tests.support.clients import skopeo
+from tests.support.containerd import ContainerdDaemon, write_hosts_toml
 from tests.support.cosign_signer import CosignSigner, signature_tag, simple_signing_payload
-from tests.support.images import ALL_MANIFEST_TYPES, PushedImage, PushedIndex, push_multiarch_index, push_multilayer_image
+from tests.support.images import (
+    ALL_MANIFEST_TYPES,
+    PushedImage,
+    PushedIndex,
+    push_multiarch_index,
+    push_multilayer_image,
+)
 from tests.support.mirror import MirrorProcess
 from tests.support.net import free_port
 from tests.support.origin import OriginRegistry

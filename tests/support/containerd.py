@@ -12,9 +12,9 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 from urllib.parse import urlsplit
 
 from .net import free_port
@@ -171,7 +171,7 @@ disabled_plugins = [{disabled}]
   config_path = "{self.hosts_dir}"
 """
 
-    def start(self, timeout: float = 30.0) -> "ContainerdDaemon":
+    def start(self, timeout: float = 30.0) -> ContainerdDaemon:
         binary = require_binary("containerd")
         require_binary("ctr")
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -197,7 +197,7 @@ disabled_plugins = [{disabled}]
             self.process.stop()
         shutil.rmtree(self.socket_dir, ignore_errors=True)
 
-    def __enter__(self) -> "ContainerdDaemon":
+    def __enter__(self) -> ContainerdDaemon:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

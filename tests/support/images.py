@@ -10,9 +10,9 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 from urllib.parse import urljoin
 
 import httpx
@@ -208,7 +208,7 @@ def _read_pushed(origin: OriginRegistry, repo: str, tag: str, platform: str = "l
         registry=origin.host, repo=repo, tag=tag,
         manifest=Descriptor(media_type, digest, len(body)),
         config=Descriptor(config["mediaType"], config["digest"], config["size"]),
-        layers=tuple(Descriptor(l["mediaType"], l["digest"], l["size"]) for l in manifest["layers"]),
+        layers=tuple(Descriptor(d["mediaType"], d["digest"], d["size"]) for d in manifest["layers"]),
         platform=platform, artifact_type=manifest.get("artifactType"),
     )
 
@@ -306,6 +306,6 @@ def push_artifact(
     return PushedImage(
         registry=origin.host, repo=repo, tag=tag, manifest=Descriptor(OCI_MANIFEST, digest, len(body)),
         config=config,
-        layers=tuple(Descriptor(l["mediaType"], l["digest"], l["size"]) for l in layers),
+        layers=tuple(Descriptor(d["mediaType"], d["digest"], d["size"]) for d in layers),
         platform="", artifact_type=artifact_type,
     )

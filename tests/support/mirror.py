@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import httpx
 
@@ -38,8 +38,10 @@ class MirrorProcess:
         port: int | None = None,
         cache_dir: Path | None = None,
         env: Mapping[str, str] | None = None,
+        command: Sequence[str] | None = None,
     ) -> None:
         self.workdir = Path(workdir)
+        self.command = list(command) if command is not None else None  # instead of registry-mirror
         self.upstreams = dict(upstreams)
         self.extra_args = list(extra_args)
         self.bind_host = host
@@ -60,7 +62,7 @@ class MirrorProcess:
         return f"http://{self.host}"
 
     def argv(self) -> list[str]:
-        argv = [mirror_binary(), "serve", "--listen", self.host, "--cache-dir", str(self.cache_dir)]
+        argv = [*(self.command or [mirror_binary()]), "serve", "--listen", self.host, "--cache-dir", str(self.cache_dir)]
         if "--config" not in self.extra_args:
             # Only the test's own origins: the built-in upstreams point at the internet.
             config = self.workdir / "no-builtins.toml"
@@ -78,7 +80,7 @@ class MirrorProcess:
             argv += ["--admin-listen", f"{self.bind_host}:{self.admin_port}"]
         return argv + self.extra_args
 
-    def start(self, timeout: float = 30.0, attempts: int = 3) -> "MirrorProcess":
+    def start(self, timeout: float = 30.0, attempts: int = 3) -> MirrorProcess:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         for attempt in range(attempts):
             if self.fixed_port is None and (attempt > 0 or self.port == 0):
@@ -119,7 +121,7 @@ class MirrorProcess:
         if self.process is not None:
             self.process.kill9()
 
-    def restart(self, timeout: float = 30.0) -> "MirrorProcess":
+    def restart(self, timeout: float = 30.0) -> MirrorProcess:
         """Stop (if running) and start again on the same port with the same cache dir."""
         self.stop()
         self.fixed_port = self.port

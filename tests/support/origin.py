@@ -8,9 +8,9 @@ from __future__ import annotations
 import itertools
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import httpx
 
@@ -90,7 +90,7 @@ class OriginRegistry:
     def _proxy_remote(self) -> str | None:
         return None
 
-    def start(self, attempts: int = 3) -> "OriginRegistry":
+    def start(self, attempts: int = 3) -> OriginRegistry:
         binary = require_binary("docker-registry")
         self.workdir.mkdir(parents=True, exist_ok=True)
         for attempt in range(attempts):
@@ -104,19 +104,19 @@ class OriginRegistry:
                 wait_http(f"{self.url}/v2/", timeout=20, alive=self.process.alive,
                           headers={"User-Agent": f"{_SENTINEL_UA}/startup"})
                 return self
-            except (RuntimeError, TimeoutError):
+            except (RuntimeError, TimeoutError) as exc:
                 log = self.process.log_tail()
                 self.process.stop()
                 # Another engineer's process may have taken the port between probe and bind.
                 if "address already in use" not in log or attempt == attempts - 1:
-                    raise RuntimeError(f"docker-registry did not start:\n{log}")
+                    raise RuntimeError(f"docker-registry did not start:\n{log}") from exc
         raise AssertionError("unreachable")
 
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
 
-    def __enter__(self) -> "OriginRegistry":
+    def __enter__(self) -> OriginRegistry:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

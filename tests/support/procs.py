@@ -5,8 +5,27 @@ import os
 import shutil
 import signal
 import subprocess
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TypeVar
+
+F = TypeVar("F", bound=Callable[..., object])
+
+# tests/conftest.py clears this for tests not marked `integration`, so a fixture that starts a process
+# without saying so fails loudly instead of slowing down `make test-unit`. Scripts (bench/) keep it set.
+_processes_allowed = True
+
+
+def starts_processes(fixture_function: F) -> F:
+    """Put under @pytest.fixture: every test that uses this fixture, directly or through other
+    fixtures, is marked `integration` (tests/conftest.py)."""
+    fixture_function.starts_processes = True  # type: ignore[attr-defined]  # a tag read by the conftest hook
+    return fixture_function
+
+
+def allow_processes(allowed: bool) -> None:
+    global _processes_allowed
+    _processes_allowed = allowed
 
 
 def require_binary(name: str) -> str:
@@ -33,9 +52,12 @@ class ManagedProcess:
         self.cwd = cwd
         self.popen: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "ManagedProcess":
+    def start(self) -> ManagedProcess:
         if self.popen is not None:
             raise RuntimeError(f"{self.argv[0]} already started")
+        if not _processes_allowed:
+            raise RuntimeError(f"{self.argv[0]}: this test is not marked integration; put @starts_processes "
+                               "(tests/support/procs.py) under the @pytest.fixture that starts it")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = None if self.env is None else {**os.environ, **self.env}
         with open(self.log_path, "ab") as log:
@@ -90,7 +112,7 @@ class ManagedProcess:
             raise RuntimeError(f"{self.argv[0]} not started")
         return self.popen
 
-    def __enter__(self) -> "ManagedProcess":
+    def __enter__(self) -> ManagedProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
