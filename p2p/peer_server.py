@@ -106,15 +106,16 @@ async def _open_range(
         if end > info.size:
             raise CacheError(f"range beyond {info.size} bytes")
         return info.size, node.store.get(digest).segments(start, end)
-    fill = node.store.inflight(digest)
-    if fill is None or fill.size is None:
+    progress = node.store.progress(digest)
+    if progress is None or progress.size is None:
         raise BlobNotFound(str(digest))
-    if end > fill.size:
-        raise CacheError(f"range beyond {fill.size} bytes")
+    if end > progress.size:
+        raise CacheError(f"range beyond {progress.size} bytes")
     # Only what is written: a downloader writes verified pieces only, a seed's bytes define them.
-    if fill.passthrough_from is not None or not fill.has(start, end):
+    body = node.store.written_segments(digest, start, end)
+    if body is None:
         raise FillUnavailable(str(digest))
-    return fill.size, fill.segments(start, end, hold_back=False)
+    return progress.size, body
 
 
 class _PieceResponse:
