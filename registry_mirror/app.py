@@ -83,17 +83,21 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
     store = build_store(settings)
     peer = build_p2p(settings.p2p, store)
     node = peer[0] if peer is not None else None
+    policy = build_policy(settings, config_file)
     options = catalog_options(settings) if settings.catalog.sources else None
     deltas = delta_sources(store, options) if options is not None else None
     # A fill tries peers first (they cost the origin nothing), then a catalog delta, the origin last.
-    layers = tuple(layer for layer in (node and node.wrap, deltas and deltas.wrap) if layer)
-    mirror = build_mirror(settings, store, layers)
+    layers: list[SourceLayer] = []
+    if node is not None:
+        layers.append(node.wrap)
+    if deltas is not None:
+        layers.append(deltas.wrap)
+    mirror = build_mirror(settings, store, tuple(layers))
     catalogs = build_catalogs(options, mirror.blobs, deltas) if options is not None and deltas is not None else None
     # With peers, the admin API's catalog view includes the cluster's readiness.
     cluster = None if catalogs is None or node is None else ClusterCatalogs(
         catalogs, node, min(settings.catalog.poll_interval, 10.0))
-    policy = build_policy(settings, config_file)
-    admin = build_admin(mirror, policy, metrics_registry, catalog=cluster or catalogs,
+    admin = build_admin(mirror, policy, metrics_registry, catalog=cluster if cluster is not None else catalogs,
                         status_providers={"peers": node.status} if node is not None else {})
     tracing = install_tracing(settings.telemetry.otlp_endpoint, settings.telemetry.service_name)
     scrubber = Scrubber(store, settings.cache.scrub_rate)
