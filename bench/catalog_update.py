@@ -28,6 +28,7 @@ from catalog.delta import apply_delta, make_delta  # noqa: E402
 from catalog.delta_source import DeltaSources, DeltaTable  # noqa: E402
 from catalog.models import Blob, Catalog, Delta, DeltaBlob  # noqa: E402
 from nvme_cache import BlobStore, Digest  # noqa: E402
+from registry_mirror.blob_service import SourceLayer  # noqa: E402
 from registry_mirror.settings import UpstreamSettings  # noqa: E402
 from registry_mirror.sources import origin_source  # noqa: E402
 from registry_mirror.upstream import UpstreamClient  # noqa: E402
@@ -94,11 +95,11 @@ async def fill_once(origin: OriginRegistry, cache: Path, base: tuple[str, Path],
         await store.aclose()
 
 
-async def _fill(store: BlobStore, client: UpstreamClient, digest: str, wrap: object = None) -> str:
+async def _fill(store: BlobStore, client: UpstreamClient, digest: str, wrap: SourceLayer | None = None) -> str:
     d = Digest.parse(digest)
     source = origin_source(client, REPO, d, "origin")
     if wrap is not None:
-        source = wrap(d, source, None)  # type: ignore[operator]
+        source = wrap(d, source, None)
     fill = store.get(d, source)
     await fill.wait()  # type: ignore[union-attr]
     assert store.stat(d) is not None, f"{digest} was not committed"

@@ -16,13 +16,12 @@ import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from catalog.delta import CHUNK, apply_delta
 from catalog.fetch import pull_delta
 from catalog.metrics import delta_bytes_saved, delta_rebuilds
 from catalog.models import Catalog, Delta
-from nvme_cache import BlobStore, Digest, FillSource
+from nvme_cache import BlobStore, Digest, FillSource, SourceStream
 
 log = logging.getLogger("catalog.delta_source")
 
@@ -76,6 +75,7 @@ class DeltaSources:
         # A rebuild holds the base plus an output window in memory (~2x the blob): bound them.
         self._rebuilds = asyncio.Semaphore(max_parallel_rebuilds)
         self._tables: dict[str, DeltaTable] = {}  # per catalog name
+        self._targets: frozenset[str] = frozenset()  # every table's targets: one lookup per fill
         self.bytes_saved = 0
         self.rebuilt = 0
         self.fallbacks = 0
@@ -91,6 +91,7 @@ class DeltaSources:
             self._tables.pop(name, None)
         else:
             self._tables[name] = table
+        self._targets = frozenset(d for each in self._tables.values() for d in each.by_target)
 
     def plan(self, digest: str) -> tuple[DeltaTable, Delta, int] | None:
         """The delta that would rebuild `digest` now: listed, and its base is cached."""
@@ -101,15 +102,15 @@ class DeltaSources:
         return None
 
     def wrap(self, digest: Digest, inner: FillSource, size: int | None) -> FillSource:
-        if str(digest) not in self._all_targets():
+        if str(digest) not in self._targets:
             return inner
 
         @contextlib.asynccontextmanager
-        async def open_delta_or_inner(*resume: Any) -> AsyncIterator[object]:
+        async def open_delta_or_inner(offset: int = 0) -> AsyncIterator[SourceStream]:
             # A resumed fill (p2p passes an offset) wants the rest of the bytes: only `inner` has them.
-            rebuilt = None if resume and resume[0] else await self._try_rebuild(str(digest))
+            rebuilt = None if offset else await self._try_rebuild(str(digest))
             if rebuilt is None:
-                async with inner(*resume) as stream:
+                async with inner(offset) as stream:
                     yield stream
                 return
             path, target_size = rebuilt
@@ -118,10 +119,7 @@ class DeltaSources:
             finally:
                 path.unlink(missing_ok=True)
 
-        return open_delta_or_inner  # type: ignore[return-value]  # yields a RebuiltStream or the inner stream (typed object here)
-
-    def _all_targets(self) -> set[str]:
-        return {d for table in self._tables.values() for d in table.by_target}
+        return open_delta_or_inner
 
     async def _try_rebuild(self, digest: str) -> tuple[Path, int] | None:
         planned = self.plan(digest)

@@ -28,12 +28,20 @@ class CatalogOptions:
     insecure: bool = False  # plain HTTP to the catalog registry
 
 
+def delta_sources(store: BlobStore, options: CatalogOptions) -> DeltaSources:
+    """The delta sources the catalogs of `options` fill: built before the service when the
+    mirror's blob sources (which the service prefetches through) must include them."""
+    return DeltaSources(store, options.state_dir / "delta-work", insecure=options.insecure)
+
+
 class CatalogService:
-    def __init__(self, store: BlobStore, options: CatalogOptions, source_for: SourceFor) -> None:
+    def __init__(
+        self, store: BlobStore, options: CatalogOptions, source_for: SourceFor, *, deltas: DeltaSources | None = None
+    ) -> None:
         if not options.trusted_keys:
             raise CatalogError("catalog sources need at least one trusted key")
         self.options = options
-        self.deltas = DeltaSources(store, options.state_dir / "delta-work", insecure=options.insecure)
+        self.deltas = deltas if deltas is not None else delta_sources(store, options)
         self.pollers = [
             CatalogPoller(
                 parse_source(text), store=store, trusted_keys=options.trusted_keys, state_dir=options.state_dir,

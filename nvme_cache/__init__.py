@@ -23,7 +23,7 @@ from nvme_cache.sendfile import (
     send_segment,
     sender_of,
 )
-from nvme_cache.store import BlobInfo, BlobStore, CachedBlob, VerifyReport
+from nvme_cache.store import BlobInfo, BlobStore, CachedBlob, FillProgress, VerifyReport
 
 __all__ = [
     "BlobCorrupt",
@@ -38,6 +38,7 @@ __all__ = [
     "Digest",
     "Fill",
     "FillFailed",
+    "FillProgress",
     "FillSource",
     "FillUnavailable",
     "FileSegment",

@@ -47,6 +47,18 @@ class BlobInfo:
 
 
 @dataclass(frozen=True)
+class FillProgress:
+    """A fill in progress as others may read it (p2p announcements, the admin API): a snapshot,
+    so nothing outside the store holds or steers the fill itself."""
+
+    digest: str
+    size: int | None  # None until the source said
+    written: int  # bytes present from offset 0 without a gap
+    source: str  # the label its bytes are counted under: "origin" | "peer" | "delta"
+    shareable: bool  # its bytes are stored as they arrive (False: a pass-through stream)
+
+
+@dataclass(frozen=True)
 class VerifyReport:
     checked: int
     corrupt: tuple[str, ...]
@@ -224,6 +236,39 @@ class BlobStore:
     def inflight(self, digest: Digest) -> Fill | None:
         return self._fills.get(str(digest))
 
+    @property
+    def fills_in_flight(self) -> int:
+        return len(self._fills)
+
+    def progress(self, digest: Digest) -> FillProgress | None:
+        """How far the fill of `digest` is, or None when none is running."""
+        fill = self._fills.get(str(digest))
+        if fill is None:
+            return None
+        return FillProgress(str(digest), fill.size, fill.written, fill.source, fill.passthrough_from is None)
+
+    def written_segments(self, digest: Digest, start: int, end: int) -> AsyncIterator[bytes | FileSegment] | None:
+        """Bytes [start, end) of the fill of `digest` when all of them are written and stored (a
+        peer's piece request), else None. No verification waits: a downloader writes verified
+        pieces only, and a seed's bytes define them."""
+        fill = self._fills.get(str(digest))
+        if fill is None or fill.passthrough_from is not None or not fill.has(start, end):
+            return None
+        return fill.segments(start, end, hold_back=False)
+
+    def lookup(self, digest: Digest) -> CachedBlob | Fill | None:
+        """The cached blob or the fill already running for it; None on a miss (nothing counted)."""
+        info = self.stat(digest)
+        if info is not None:
+            identity = self._on_disk(str(digest), info)
+            if identity is not None:
+                metrics.hits.add(1)
+                return CachedBlob(self, digest, info, verified=self._verified.get(str(digest)) == identity)
+        fill = self._fills.get(str(digest))
+        if fill is not None:
+            metrics.hits.add(1, {"inflight": "true"})
+        return fill
+
     def get(
         self,
         digest: Digest,
@@ -238,16 +283,9 @@ class BlobStore:
         `first_offset`: where the first reader starts (a Range), fetched first by a range fill.
         Raises BlobNotFound when the blob is neither cached nor filling and no source is given.
         """
-        info = self.stat(digest)
-        if info is not None:
-            identity = self._on_disk(str(digest), info)
-            if identity is not None:
-                metrics.hits.add(1)
-                return CachedBlob(self, digest, info, verified=self._verified.get(str(digest)) == identity)
-        fill = self._fills.get(str(digest))
-        if fill is not None:
-            metrics.hits.add(1, {"inflight": "true"})
-            return fill
+        found = self.lookup(digest)
+        if found is not None:
+            return found
         if open_source is None:
             raise BlobNotFound(str(digest))
         metrics.misses.add(1)

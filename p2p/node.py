@@ -21,7 +21,7 @@ from p2p.config import P2PConfig
 from p2p.errors import BadPiece, TrackerError
 from p2p.piece_client import Abort, Buffers, PieceClient, Run, WantedPiece
 from p2p.pieces import pieces_within
-from p2p.swarm import OriginOpener, SwarmStream
+from p2p.swarm import SwarmStream
 from p2p.tracker.models import MAX_BLOBS_PER_ANNOUNCE, MAX_EXCLUDES, BlobState, PeerHolding, PeerInfo
 from p2p.tracker_client import TrackerClient
 
@@ -99,7 +99,7 @@ class P2PNode:
         async def open_swarm(offset: int = 0) -> AsyncIterator[SwarmStream]:
             if offset:  # a swarm download resumes by itself (takeover, origin Range), from 0
                 raise ValueError(f"a swarm source starts at byte 0, not {offset}")
-            stream = SwarmStream(self, str(digest), _as_opener(origin), size_hint=size)
+            stream = SwarmStream(self, str(digest), origin, size_hint=size)
             failed = True
             try:
                 await stream.open()
@@ -147,10 +147,10 @@ class P2PNode:
     def _progress(self) -> list[BlobState]:
         states = []
         for digest, (size, piece_size) in list(self._tracked.items()):
-            fill = self.store.inflight(Digest.parse(digest))
-            if fill is None or fill.passthrough_from is not None:
+            progress = self.store.progress(Digest.parse(digest))
+            if progress is None or not progress.shareable:
                 continue
-            count = pieces_within(fill.written, size, piece_size)
+            count = pieces_within(progress.written, size, piece_size)
             if self._announced.get(digest) != count:
                 self._announced[digest] = count
                 states.append(BlobState(digest, size, piece_size, False, frozenset(range(count))))
@@ -290,10 +290,6 @@ class P2PNode:
         except asyncio.CancelledError:
             abort()  # the thread's blocked read fails now, instead of at its timeout
             raise
-
-
-def _as_opener(origin: FillSource) -> OriginOpener:
-    return origin  # origin sources take an optional offset
 
 
 def _batches(items: list[BlobState], size: int) -> Iterable[list[BlobState]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -83,15 +83,16 @@ async def _open_range(
         if end > info.size:
             raise RangeNotSatisfiable(start, info.size)
         return info.size, node.store.get(digest).segments(start, end)
-    fill = node.store.inflight(digest)
-    if fill is None or fill.size is None:
+    progress = node.store.progress(digest)
+    if progress is None or progress.size is None:
         raise BlobNotFound(str(digest))
-    if end > fill.size:
-        raise RangeNotSatisfiable(start, fill.size)
+    if end > progress.size:
+        raise RangeNotSatisfiable(start, progress.size)
     # Only what is written: a downloader writes verified pieces only, a seed's bytes define them.
-    if fill.passthrough_from is not None or not fill.has(start, end):
+    body = node.store.written_segments(digest, start, end)
+    if body is None:
         raise FillUnavailable(str(digest))
-    return fill.size, fill.segments(start, end, hold_back=False)
+    return progress.size, body
 
 
 class _PieceResponse:

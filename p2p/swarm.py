@@ -23,21 +23,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from nvme_cache import RangeBody, ranges_of
 from p2p import metrics
+from p2p.config import P2PConfig
 from p2p.errors import BadPiece, PeerUnreachable, PieceError, TrackerError
 from p2p.piece_client import Buffers, Run, WantedPiece
 from p2p.pieces import PieceHasher, piece_bounds, piece_count
 from p2p.scheduler import choose_requests
 from p2p.tracker.models import PeerHolding
-
-if TYPE_CHECKING:
-    from p2p.node import P2PNode
+from p2p.tracker_client import TrackerClient
 
 log = logging.getLogger("p2p.swarm")
 
@@ -52,10 +51,40 @@ class OriginOpener(Protocol):
     def __call__(self, offset: int = 0) -> AbstractAsyncContextManager[_Stream]: ...
 
 
+class SwarmNode(Protocol):
+    """What one fill's swarm download needs from this mirror's peer (p2p.node.P2PNode), so the
+    node builds streams and the streams never import the node."""
+
+    @property
+    def config(self) -> P2PConfig: ...
+
+    @property
+    def tracker(self) -> TrackerClient: ...
+
+    @property
+    def piece_threads(self) -> Executor: ...
+
+    def origin_slot(self) -> AbstractAsyncContextManager[None]: ...
+
+    def track(self, digest: str, size: int, piece_size: int) -> None: ...
+
+    def untrack(self, digest: str, *, failed: bool) -> None: ...
+
+    async def holders(
+        self, digest: str, excluded: Iterable[str] = (), piece: int | None = None
+    ) -> list[PeerHolding]: ...
+
+    async def piece_hashes(self, digest: str, piece_size: int) -> dict[int, str]: ...
+
+    def report_later(self, peer_id: str, digest: str, bad: BadPiece) -> None: ...
+
+    async def fetch_run(self, base_url: str, digest: str, wanted: Sequence[WantedPiece], buffers: Buffers) -> Run: ...
+
+
 class SwarmStream:
     """A fill source stream (nvme_cache.SourceStream) with a `tap` for piece hashing."""
 
-    def __init__(self, node: P2PNode, digest: str, origin: OriginOpener, size_hint: int | None = None) -> None:
+    def __init__(self, node: SwarmNode, digest: str, origin: OriginOpener, size_hint: int | None = None) -> None:
         self._node = node
         self._config = node.config
         self._digest = digest

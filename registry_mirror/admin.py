@@ -1,10 +1,10 @@
 """The admin API: a small Starlette app on its own listener (loopback by default; a bearer token
 is required when it listens anywhere else). `registry-mirror ctl` is its client.
 
-Extension points (register at wiring time, no import of the provider here):
-- `AdminContext.status_providers[name] = fn`: `fn()` (sync or async) returns a JSON-able mapping
-  shown under `name` in `GET /admin/status` (p2p: "peers", model delivery, ...).
-- `AdminContext.catalog`: an object with `status()` and `rollback()` (sync or async), served at
+Extension points (given to `build_admin` at wiring time, no import of the provider here):
+- `status_providers[name] = fn`: `fn()` (sync or async) returns a JSON-able mapping shown under
+  `name` in `GET /admin/status` (p2p: "peers", model delivery, ...).
+- `catalog`: an object with `status()` and `rollback()` (sync or async), served at
   `/admin/catalog` and `/admin/catalog/rollback`.
 """
 
@@ -32,13 +32,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from catalog.errors import CatalogError
 from http_limits.errors import EXCEPTION_HANDLERS, ExceptionHandler, error_response
-from nvme_cache import CachedBlob, Digest, InvalidDigest
+from nvme_cache import Digest, Fill, InvalidDigest
 from oci import MANIFEST_TYPES, bearer_matches, is_qualified_host
 from registry_mirror import metrics
 from registry_mirror.errors import ErrorCode, OCIError, translate
 from registry_mirror.paths import parse_reference, parse_registry_host, validate_repository
 from registry_mirror.policy import InvalidRule, Policy, Subject, rule_from_mapping
-from registry_mirror.sources import origin_source
 from registry_mirror.state import Listener, Mirror
 from registry_mirror.version import VERSION
 
@@ -86,6 +85,7 @@ class AdminContext:
     catalog: CatalogControl | None = None
     jobs: dict[str, PrefetchJob] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    running: set[asyncio.Task[None]] = field(default_factory=set)  # prefetch jobs (kept referenced)
 
 
 def is_loopback(host: str) -> bool:
@@ -117,22 +117,27 @@ class _TokenGuard:
         await self.app(scope, receive, send)
 
 
-def install_admin(
-    mirror: Mirror, policy: Policy, metrics_registry: CollectorRegistry | None = None
-) -> AdminContext | None:
-    """Add the admin listener to `mirror.listeners` (settings.admin.listen; "" disables it)."""
+def build_admin(
+    mirror: Mirror,
+    policy: Policy,
+    metrics_registry: CollectorRegistry | None = None,
+    *,
+    catalog: CatalogControl | None = None,
+    status_providers: Mapping[str, StatusProvider] | None = None,
+) -> Listener | None:
+    """The admin listener (settings.admin.listen; "" disables it). `catalog`: what
+    /admin/catalog shows; `status_providers`: further sections of /admin/status."""
     admin = mirror.settings.admin
     if not admin.listen:
         return None
-    from registry_mirror.config_load import parse_listen
+    from registry_mirror.config_values import parse_listen
 
     host, port = parse_listen(admin.listen)
     check_admin_exposure(host, admin.token)
     # A port that cannot be bound is fatal (registry_mirror.startup binds every listener first):
     # a mirror quietly without its admin API would let `ctl` talk to some other instance.
-    context = AdminContext(mirror, policy, metrics_registry)
-    mirror.listeners.append(Listener("admin", create_admin_app(context, admin.token), host, port))
-    return context
+    context = AdminContext(mirror, policy, metrics_registry, dict(status_providers or {}), catalog)
+    return Listener("admin", create_admin_app(context, admin.token), host, port)
 
 
 def _upstream_url(settings: Any, name: str) -> str:
@@ -202,7 +207,7 @@ def create_admin_app(context: AdminContext, token: str | None = None) -> ASGIApp
             "uptime_seconds": round(time.time() - context.started, 1),
             "cache": {
                 "blobs": len(index), "bytes_used": index.bytes_used, "bytes_capacity": store.policy.max_size,
-                "pins": len(index.pins()), "fills_in_flight": len(store._fills),
+                "pins": len(index.pins()), "fills_in_flight": store.fills_in_flight,
             },
             "traffic": traffic_summary(context.metrics_registry),
             "upstreams": mirror.upstreams.names(),
@@ -234,7 +239,7 @@ def create_admin_app(context: AdminContext, token: str | None = None) -> ASGIApp
     async def cache_inspect(request: Request) -> JSONResponse:
         digest = _digest(request)
         entry = store.index.get(str(digest))
-        fill = store.inflight(digest)
+        fill = store.progress(digest)
         if entry is None and fill is None:
             return _error(404, f"{digest} is not in the cache")
         pins = sorted(name for name, digests in store.index.pins().items() if str(digest) in digests)
@@ -329,8 +334,8 @@ def create_admin_app(context: AdminContext, token: str | None = None) -> ASGIApp
         context.jobs[job.id] = job
         platform = str(values.get("platform", "linux/amd64"))
         job_task = asyncio.get_running_loop().create_task(_run_prefetch(context, job, target, reference, platform))
-        _background.add(job_task)
-        job_task.add_done_callback(_background.discard)
+        context.running.add(job_task)
+        job_task.add_done_callback(context.running.discard)
         return JSONResponse(job.to_json(), status_code=202)
 
     async def prefetch_status(request: Request) -> JSONResponse:
@@ -369,9 +374,6 @@ async def _bad_parameter(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BadParameter)
     metrics.admin_bad_requests.add(1, {"field": exc.field})
     return _error(400, str(exc), exc.field)
-
-
-_background: set[asyncio.Task[None]] = set()
 
 
 def traffic_summary(registry: CollectorRegistry | None) -> dict[str, Any]:
@@ -429,19 +431,23 @@ async def _run_prefetch(
         job.blobs = {d["digest"]: int(d["size"]) for d in descriptors}
         job.total_bytes = sum(job.blobs.values())
         job.state = "running"
-        fills: dict[str, Any] = {}
-        job.live = lambda: sum(getattr(f, "written", 0) for d, f in fills.items() if d not in job.done)
+        filling: set[Digest] = set()
+        job.live = lambda: sum(p.written for d in filling if (p := mirror.store.progress(d)) is not None)
         limiter = asyncio.Semaphore(_PREFETCH_CONCURRENCY)
 
         async def one(digest_text: str, size: int) -> None:
             async with limiter:
                 context.policy.check_subject(Subject(upstream=target.name, repository=repository, digest=digest_text))
                 digest = Digest.parse(digest_text)
-                origin = origin_source(target.client, target.repository, digest, target.name, mirror.upstream_limits)
-                handle = mirror.store.get(digest, mirror.fill_source(digest, origin, size), expected_size=size)
-                if not isinstance(handle, CachedBlob):
-                    fills[digest_text] = handle
-                    await handle.wait()
+                blob = mirror.blobs.open_from(
+                    digest, lambda: mirror.blobs.origin(target, digest), size_hint=size, expected_size=size
+                )
+                if isinstance(blob.handle, Fill):
+                    filling.add(digest)
+                    try:
+                        await blob.handle.wait()
+                    finally:
+                        filling.discard(digest)
                 job.done.add(digest_text)
 
         await asyncio.gather(*(one(d, s) for d, s in job.blobs.items()))

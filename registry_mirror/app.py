@@ -1,4 +1,5 @@
-"""create_app(settings): the ASGI app. Its lifespan opens the cache and the upstream clients."""
+"""build_app(settings): the ASGI app and its assembly. Its lifespan opens the cache, starts the
+services in their written order and stops them in reverse."""
 
 from __future__ import annotations
 
@@ -14,24 +15,25 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-import registry_mirror.translations  # noqa: F401  (registers the exception translations)
-from registry_mirror import metrics
+from catalog.service import delta_sources
 from nvme_cache import BlobStore, ZeroCopyMiddleware
 from nvme_cache.scrub import Scrubber
+from registry_mirror import metrics
 from registry_mirror.access_log import AccessLog
-from registry_mirror.admin import install_admin
-from registry_mirror.catalog_wiring import install_catalogs, install_cluster_catalogs
+from registry_mirror.admin import build_admin
+from registry_mirror.blob_service import BlobService, SourceLayer
+from registry_mirror.catalog_wiring import ClusterCatalogs, build_catalogs, catalog_options
 from registry_mirror.dispatch import DistributionAPI, distribution_subject
 from registry_mirror.hub import build_hub_app
 from registry_mirror.hub.subjects import hf_subject, modelscope_subject
 from registry_mirror.manifest_cache import ManifestCache
-from registry_mirror.p2p_wiring import install_p2p
+from registry_mirror.p2p_wiring import build_p2p
 from registry_mirror.policy.asgi import PolicyGate
 from registry_mirror.provenance import Provenance
 from registry_mirror.policy.setup import build_policy, build_upstream_limits
 from registry_mirror.settings import Settings
 from registry_mirror.signatures.setup import build_signature_gate
-from registry_mirror.state import Mirror
+from registry_mirror.state import Assembly, Mirror, Service
 from registry_mirror.telemetry import install_metrics, metrics_endpoint
 from registry_mirror.tracing import TracingMiddleware, install_tracing, shutdown_tracing
 from registry_mirror.upstreams import Upstreams
@@ -40,9 +42,9 @@ from registry_mirror.version import VERSION
 log = logging.getLogger("registry_mirror")
 
 
-def build_mirror(settings: Settings) -> Mirror:
+def build_store(settings: Settings) -> BlobStore:
     cache = settings.cache
-    store = BlobStore(
+    return BlobStore(
         cache.directory,
         max_size=cache.max_size,
         high_watermark=cache.high_watermark,
@@ -51,6 +53,11 @@ def build_mirror(settings: Settings) -> Mirror:
         complete_abandoned_fills=cache.complete_abandoned_fills,
         chunk_size=cache.chunk_size,
     )
+
+
+def build_mirror(settings: Settings, store: BlobStore | None = None, layers: tuple[SourceLayer, ...] = ()) -> Mirror:
+    """The services every handler reads. `layers`: the blob sources tried before the origin."""
+    store = store if store is not None else build_store(settings)
     manifests = ManifestCache(
         store,
         tag_ttl=settings.tag_ttl,
@@ -58,52 +65,79 @@ def build_mirror(settings: Settings) -> Mirror:
         negative_ttl=settings.negative_ttl,
         max_bytes=settings.manifest_max_bytes,
     )
-    provenance = Provenance(cache.directory / "provenance.sqlite", settings.confirm_ttl)
+    upstreams = Upstreams(settings)
+    blobs = BlobService(store, upstreams, layers, build_upstream_limits(settings))
+    provenance = Provenance(settings.cache.directory / "provenance.sqlite", settings.confirm_ttl)
     signatures = build_signature_gate(settings, manifests, store)
-    return Mirror(settings, store, Upstreams(settings), manifests, provenance=provenance, signatures=signatures)
+    return Mirror(settings, store, upstreams, manifests, blobs, provenance=provenance, signatures=signatures)
 
 
-def create_app(settings: Settings) -> ASGIApp:
-    return build_app(settings)[0]
+def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGIApp, Assembly]:
+    """The main ASGI app and its assembly (whose `listeners` the server also serves). `config_file`
+    is polled for blocklist changes.
 
-
-def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGIApp, Mirror]:
-    """The main ASGI app and the Mirror behind it (whose `listeners` the server also serves).
-    `config_file` is polled for blocklist changes."""
+    Built once, in dependency order; nothing is changed after. The order the parts start in
+    (after the cache opened; they stop in reverse, before it closes) is the `services` tuple.
+    """
     metrics_registry = install_metrics()
-    mirror = build_mirror(settings)
-    node = install_p2p(mirror, settings.p2p)
+    store = build_store(settings)
+    peer = build_p2p(settings.p2p, store)
+    node = peer[0] if peer is not None else None
     policy = build_policy(settings, config_file)
-    mirror.upstream_limits = build_upstream_limits(settings)
-    catalogs = install_catalogs(mirror, settings)
+    options = catalog_options(settings) if settings.catalog.sources else None
+    deltas = delta_sources(store, options) if options is not None else None
+    # A fill tries peers first (they cost the origin nothing), then a catalog delta, the origin last.
+    layers: list[SourceLayer] = []
+    if node is not None:
+        layers.append(node.wrap)
+    if deltas is not None:
+        layers.append(deltas.wrap)
+    mirror = build_mirror(settings, store, tuple(layers))
+    catalogs = build_catalogs(options, mirror.blobs, deltas) if options is not None and deltas is not None else None
     # With peers, the admin API's catalog view includes the cluster's readiness.
-    catalog_view = catalogs if catalogs is None or node is None else install_cluster_catalogs(
-        mirror, catalogs, node, min(settings.catalog.poll_interval, 10.0))
-    admin = install_admin(mirror, policy, metrics_registry)
-    if admin is not None:
-        admin.catalog = catalog_view
-        if node is not None:
-            admin.status_providers["peers"] = node.status
-    mirror.on_startup.append(policy.blocklist.start_watching)
-    mirror.on_shutdown.append(policy.blocklist.stop_watching)
+    cluster = None if catalogs is None or node is None else ClusterCatalogs(
+        catalogs, node, min(settings.catalog.poll_interval, 10.0))
+    admin = build_admin(mirror, policy, metrics_registry, catalog=cluster if cluster is not None else catalogs,
+                        status_providers={"peers": node.status} if node is not None else {})
     tracing = install_tracing(settings.telemetry.otlp_endpoint, settings.telemetry.service_name)
+    scrubber = Scrubber(store, settings.cache.scrub_rate)
+    hub = build_hub_app(
+        mirror,
+        settings.hf.upstream,
+        settings.modelscope.upstream,
+        settings.hf.revision_ttl,
+        settings.hf.auth_ttl,
+        modelscope_ttls=(settings.modelscope.revision_ttl, settings.modelscope.auth_ttl),
+    )
+    services = tuple(service for service in (
+        Service("scrubber", _async(scrubber.start), scrubber.stop),
+        Service("tracing", stop=_async(shutdown_tracing)) if tracing else None,  # stops late: flushes the final spans
+        Service("peers", node.start, node.aclose) if node is not None else None,
+        Service("catalogs", catalogs.start, catalogs.aclose) if catalogs is not None else None,
+        Service("cluster catalogs", cluster.start, cluster.aclose) if cluster is not None else None,
+        Service("blocklist", policy.blocklist.start_watching, policy.blocklist.stop_watching),
+        Service("hub", stop=hub.aclose),
+    ) if service is not None)
+    listeners = tuple(listener for listener in (peer[1] if peer else None, admin) if listener is not None)
+    assembly = Assembly(mirror, listeners, services)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         metrics.watch_loop_tasks(asyncio.get_running_loop())
         mirror.store.open(holder=_lock_holder(settings))
         mirror.store.start_background()
-        scrubber = Scrubber(mirror.store, settings.cache.scrub_rate)
-        scrubber.start()
-        mirror.on_shutdown.insert(0, scrubber.stop)
         mirror.provenance.open()
-        for hook in mirror.on_startup:
-            await hook()
+        started: list[Service] = []
         try:
+            for service in services:
+                if service.start is not None:
+                    await service.start()
+                started.append(service)
             yield
         finally:
-            for hook in reversed(mirror.on_shutdown):
-                await hook()
+            for service in reversed(started):
+                if service.stop is not None:
+                    await service.stop()
             await mirror.upstreams.aclose()
             mirror.provenance.close()
             await mirror.store.aclose()
@@ -116,15 +150,6 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
         return JSONResponse({"ready": ready, "cache_index_loaded": mirror.store.ready}, status_code=200 if ready else 503)
 
     api = DistributionAPI(mirror)  # PolicyGate below checks every route, this one included
-    hub = build_hub_app(
-        mirror,
-        settings.hf.upstream,
-        settings.modelscope.upstream,
-        settings.hf.revision_ttl,
-        settings.hf.auth_ttl,
-        modelscope_ttls=(settings.modelscope.revision_ttl, settings.modelscope.auth_ttl),
-    )
-    mirror.on_shutdown.append(hub.aclose)
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET", "HEAD"]),
@@ -142,11 +167,10 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
         ("/hf", hf_subject),
         ("/modelscope", modelscope_subject),
     ])
-    logged = AccessLog(gated, enabled=settings.access_log)
+    logged: ASGIApp = AccessLog(gated, enabled=settings.access_log)
     if tracing:
-        mirror.on_shutdown.insert(0, _async(shutdown_tracing))  # runs last: flushes the final spans
-        return ZeroCopyMiddleware(TracingMiddleware(logged), settings.limits.send_timeout), mirror
-    return ZeroCopyMiddleware(logged, settings.limits.send_timeout), mirror
+        logged = TracingMiddleware(logged)
+    return ZeroCopyMiddleware(logged, settings.limits.send_timeout), assembly
 
 
 class _FastPath:

@@ -1,5 +1,6 @@
-"""Wires signed catalogs into the mirror: pollers that prefetch into the cache through the mirror's
-own sources (peers when p2p is on, then deltas, then the origin), and the delta source wrapper."""
+"""Wires signed catalogs into the mirror: the delta sources (a layer of the blob service), and
+pollers that prefetch into the cache through the blob service's own sources (peers when p2p is
+on, then deltas, then the origin)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,16 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from catalog.delta_source import DeltaSources
 from catalog.models import Blob
+from catalog.prefetch import SourceFor
 from catalog.service import CatalogOptions, CatalogService, load_trusted_keys
 from nvme_cache import Digest, FillSource
 from oci import is_manifest
 from p2p.errors import TrackerError
 from p2p.node import P2PNode
+from registry_mirror.blob_service import BlobService
 from registry_mirror.settings import Settings
-from registry_mirror.sources import origin_source
-from registry_mirror.state import Mirror
 
 log = logging.getLogger("registry_mirror.catalog")
 REOFFER_AFTER = 60.0  # seconds between offers of an unchanged catalog (a restarted tracker relearns it)
@@ -35,26 +37,11 @@ def catalog_options(settings: Settings) -> CatalogOptions:
     )
 
 
-def install_catalogs(mirror: Mirror, settings: Settings) -> CatalogService | None:
-    """Build the catalog service (None without catalog sources): its delta wrapper joins the fill
-    sources now, its pollers start with the app (`mirror.on_startup`, after the cache opened)."""
-    if not settings.catalog.sources:
-        return None
-    service = CatalogService(mirror.store, catalog_options(settings), lambda blob, registry: _source_for(mirror, blob, registry))
-    # Innermost wrapper: tried right before the origin, after peers (which cost the origin nothing).
-    mirror.source_wrappers.insert(0, service.deltas.wrap)
-    mirror.on_startup.append(service.start)
-    mirror.on_shutdown.append(service.aclose)
-    log.info("following %d catalog(s): %s", len(service.pollers), ", ".join(settings.catalog.sources))
-    return service
-
-
-async def start_catalogs(mirror: Mirror, settings: Settings) -> CatalogService | None:
-    """install_catalogs and start the pollers now (for a caller whose cache is already open)."""
-    service = install_catalogs(mirror, settings)
-    if service is not None:
-        mirror.on_startup.remove(service.start)
-        await service.start()
+def build_catalogs(options: CatalogOptions, blobs: BlobService, deltas: DeltaSources) -> CatalogService:
+    """The catalog service, prefetching through `blobs` (whose layers include `deltas`, built
+    first with catalog.service.delta_sources); its pollers start with the app's lifespan."""
+    service = CatalogService(blobs.store, options, catalog_source_for(blobs), deltas=deltas)
+    log.info("following %d catalog(s): %s", len(service.pollers), ", ".join(options.sources))
     return service
 
 
@@ -119,20 +106,17 @@ class ClusterCatalogs:
         return await self.service.rollback(name)
 
 
-def install_cluster_catalogs(mirror: Mirror, service: CatalogService, node: P2PNode, interval: float) -> ClusterCatalogs:
-    cluster = ClusterCatalogs(service, node, interval)
-    mirror.on_startup.append(cluster.start)
-    mirror.on_shutdown.append(cluster.aclose)
-    return cluster
+def catalog_source_for(blobs: BlobService) -> SourceFor:
+    """Where a catalog prefetch of `blob` reads: the blob service's sources for a blob, the
+    registry's manifest endpoint for a manifest."""
 
+    def source_for(blob: Blob, registry: str) -> FillSource:
+        digest = Digest.parse(blob.digest)
+        if is_manifest(blob.media_type):
+            return _manifest_source(blobs, registry, blob, digest)
+        return blobs.fill_source(blobs.resolve(registry, blob.repository), digest, blob.size)
 
-def _source_for(mirror: Mirror, blob: Blob, registry: str) -> FillSource:
-    target = mirror.upstreams.resolve(registry, blob.repository)
-    digest = Digest.parse(blob.digest)
-    if is_manifest(blob.media_type):
-        return _manifest_source(mirror, registry, blob, digest)
-    origin = origin_source(target.client, target.repository, digest, target.name, mirror.upstream_limits)
-    return mirror.fill_source(digest, origin, blob.size)
+    return source_for
 
 
 class _BodyStream:
@@ -146,12 +130,12 @@ class _BodyStream:
         yield self._body
 
 
-def _manifest_source(mirror: Mirror, registry: str, blob: Blob, digest: Digest) -> FillSource:
+def _manifest_source(blobs: BlobService, registry: str, blob: Blob, digest: Digest) -> FillSource:
     # Registries serve manifests on /manifests/, not /blobs/; they are small (capped by the client).
     @contextlib.asynccontextmanager
-    async def open_manifest() -> AsyncIterator[_BodyStream]:
-        target = mirror.upstreams.resolve(registry, blob.repository)
+    async def open_manifest(offset: int = 0) -> AsyncIterator[_BodyStream]:
+        target = blobs.resolve(registry, blob.repository)
         response = await target.client.get_manifest(target.repository, str(digest), [blob.media_type])
-        yield _BodyStream(response.body)
+        yield _BodyStream(response.body[offset:])
 
     return open_manifest

@@ -80,10 +80,6 @@ def serve_flags() -> tuple[str, ...]:
     return table_flags()
 
 
-# Kept for callers of the old constant; equal to serve_flags().
-SERVE_FLAGS = serve_flags()
-
-
 def _cli_values(args: argparse.Namespace, names: Sequence[str]) -> dict[str, object]:
     return {name: getattr(args, name) for name in names}
 

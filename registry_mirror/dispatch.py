@@ -16,7 +16,8 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from registry_mirror import blobs, manifests, passthrough
-from registry_mirror.errors import API_VERSION_HEADER, ErrorCode, OCIError, to_response_parts, translate
+from registry_mirror.errors import API_VERSION_HEADER, ErrorCode, OCIError, to_response_parts
+from registry_mirror.translations import translate
 from registry_mirror.paths import DistributionRequest, parse_scope, route_by_path
 from registry_mirror.policy import Policy, Subject
 from registry_mirror.settings import Settings

@@ -1,5 +1,5 @@
-"""Turns `settings.p2p` into a running peer: the node, its listener, the optional embedded
-tracker, and the source wrapper that puts peers in front of the origin."""
+"""Turns `settings.p2p` into a peer: the node (whose `wrap` the blob service puts in front of the
+origin, and whose start/stop the app's lifespan runs), its listener, the optional embedded tracker."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from starlette.applications import Starlette
 
 from p2p.config import P2PConfig
 from p2p.node import P2PNode
-from nvme_cache import ZeroCopyMiddleware
+from nvme_cache import BlobStore, ZeroCopyMiddleware
 from p2p.peer_server import create_peer_app
 from registry_mirror.config_values import parse_listen
 from registry_mirror.settings import P2PSettings
-from registry_mirror.state import Listener, Mirror
+from registry_mirror.state import Listener
 
 log = logging.getLogger("registry_mirror.p2p")
 
@@ -23,7 +23,8 @@ _PEER_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
 _NODE_MAC = re.compile(r"[0-9a-f]{64}")
 
 
-def install_p2p(mirror: Mirror, settings: P2PSettings) -> P2PNode | None:
+def build_p2p(settings: P2PSettings, store: BlobStore) -> tuple[P2PNode, Listener] | None:
+    """The node and its peer listener; None without `p2p.tracker`."""
     if not settings.tracker:
         return None
     if not settings.peer_listen:
@@ -50,15 +51,12 @@ def install_p2p(mirror: Mirror, settings: P2PSettings) -> P2PNode | None:
         lease_ttl=settings.lease_ttl,
         client_ssl=_client_ssl(settings) if tls else None,
     )
-    node = P2PNode(config, mirror.store)
+    node = P2PNode(config, store)
     tracker_app = _embedded_tracker(settings) if embedded else None
     server_ssl = _server_ssl(settings) if tls else {}
-    mirror.listeners.append(Listener("peer", ZeroCopyMiddleware(create_peer_app(node, tracker_app)), host, port, server_ssl))
-    mirror.source_wrappers.append(node.wrap)
-    mirror.on_startup.append(node.start)
-    mirror.on_shutdown.append(node.aclose)
+    listener = Listener("peer", ZeroCopyMiddleware(create_peer_app(node, tracker_app)), host, port, server_ssl)
     log.info("p2p on: peer %s, tracker %s%s", config.peer_id, tracker_url, " (embedded)" if embedded else "")
-    return node
+    return node, listener
 
 
 def _peer_id(settings: P2PSettings, advertise: str) -> str:

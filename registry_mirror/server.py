@@ -45,9 +45,9 @@ def run(settings: Settings, config_file: Path | None = None) -> int:
     sockets: list[socket.socket] = []
     try:
         check_cache_dir(settings)
-        app, mirror = build_app(settings, config_file)
+        app, assembly = build_app(settings, config_file)
         sockets.append(bind("listen", settings.listen_host, settings.listen_port))
-        for listener in mirror.listeners:
+        for listener in assembly.listeners:
             sockets.append(bind(listener.name, listener.host, listener.port))
     except StartupError as exc:
         close_all(sockets)
@@ -61,13 +61,13 @@ def run(settings: Settings, config_file: Path | None = None) -> int:
     extra: list[uvicorn.Server] = [
         _Secondary(_config(listener.app, listener.host, listener.port, settings.log_level,
                            _header_limits(settings, listener.name), **listener.ssl))
-        for listener in mirror.listeners
+        for listener in assembly.listeners
     ]
     names = [f"{settings.listen_host}:{settings.listen_port}"] + [
-        f"{listener.name} {listener.host}:{listener.port}" for listener in mirror.listeners
+        f"{listener.name} {listener.host}:{listener.port}" for listener in assembly.listeners
     ]
     ready = f"registry-mirror {VERSION} ready: listening on {', '.join(names)}; cache {settings.cache.directory}; " \
-            f"upstreams {', '.join(mirror.upstreams.names())}, default {settings.default_upstream}"
+            f"upstreams {', '.join(assembly.mirror.upstreams.names())}, default {settings.default_upstream}"
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(_serve_together(main, extra, sockets, ready))
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
-from nvme_cache import Digest, FillSource
+from nvme_cache import Digest, FillSource, SourceStream
 from registry_mirror import metrics
 from registry_mirror.origin_ranges import OriginRanges
 from registry_mirror.tracing import upstream_span
@@ -69,7 +70,17 @@ def origin_source(
         if limits.concurrency is not None:
             slot = functools.partial(limits.slot, upstream_name)
         throttle = limits.blocking_throttle(upstream_name)
-    open_origin.ranges = OriginRanges(  # type: ignore[attr-defined]  # read by nvme_cache.inflight via getattr
-        client, client.range_pool(), repository, str(digest), upstream_name, slot=slot, throttle=throttle
-    )
-    return open_origin
+    ranges = OriginRanges(client, client.range_pool(), repository, str(digest), upstream_name, slot=slot, throttle=throttle)
+    return RangedOrigin(open_origin, ranges)
+
+
+class RangedOrigin:
+    """An origin source that is also a RangeSource (`ranges`): a fill fetches it by ranges, a
+    wrapper that streams the origin itself calls it."""
+
+    def __init__(self, open_stream: FillSource, ranges: OriginRanges) -> None:
+        self._open_stream = open_stream
+        self.ranges = ranges
+
+    def __call__(self, offset: int = 0) -> AbstractAsyncContextManager[SourceStream]:
+        return self._open_stream(offset)

@@ -8,7 +8,8 @@ from typing import Any
 
 from starlette.types import ASGIApp
 
-from nvme_cache import BlobStore, Digest, FillSource
+from nvme_cache import BlobStore
+from registry_mirror.blob_service import BlobService
 from registry_mirror.manifest_cache import ManifestCache
 from registry_mirror.policy.ratelimit import UpstreamLimits
 from registry_mirror.provenance import Provenance
@@ -16,8 +17,6 @@ from registry_mirror.settings import Settings
 from registry_mirror.signatures.gate import SignatureGate
 from registry_mirror.upstreams import Upstreams
 
-# Wraps the origin source of a blob with other sources tried first (peers, deltas).
-SourceWrapper = Callable[[Digest, FillSource, int | None], FillSource]
 Hook = Callable[[], Awaitable[None]]
 
 
@@ -32,25 +31,38 @@ class Listener:
     ssl: dict[str, Any] = field(default_factory=dict)  # uvicorn ssl_* keyword arguments
 
 
-@dataclass
+@dataclass(frozen=True)
+class Service:
+    """A part with a lifetime: the app's lifespan starts it after the cache opened and stops it,
+    in reverse order, before the cache closes (registry_mirror.app writes the order down)."""
+
+    name: str
+    start: Hook | None = None
+    stop: Hook | None = None
+
+
+@dataclass(frozen=True)
 class Mirror:
+    """What every handler reads: built once by registry_mirror.app, never changed after."""
+
     settings: Settings
     store: BlobStore
     upstreams: Upstreams
     manifests: ManifestCache
-    source_wrappers: list[SourceWrapper] = field(default_factory=list)
-    listeners: list[Listener] = field(default_factory=list)
-    # Run by the app's lifespan after the cache opened, and (in reverse) before it closes.
-    on_startup: list[Hook] = field(default_factory=list)
-    on_shutdown: list[Hook] = field(default_factory=list)
-    upstream_limits: UpstreamLimits | None = None  # per-upstream caps on origin fetches (policy)
+    blobs: BlobService
     # Which (upstream, repository) pairs may see a cached digest (registry_mirror.provenance).
     provenance: Provenance = field(default_factory=lambda: Provenance(None, 60.0))
     signatures: SignatureGate | None = None  # `[[signatures]]` policies; None when none is set
 
-    def fill_source(self, digest: Digest, origin: FillSource, size: int | None = None) -> FillSource:
-        """The source a fill of `digest` reads: p2p and delta wrappers first, the origin last."""
-        source = origin
-        for wrap in self.source_wrappers:
-            source = wrap(digest, source, size)
-        return source
+    @property
+    def upstream_limits(self) -> UpstreamLimits | None:
+        return self.blobs.limits
+
+
+@dataclass(frozen=True)
+class Assembly:
+    """The built app's parts beyond the main listener: what the server binds and the lifespan runs."""
+
+    mirror: Mirror
+    listeners: tuple[Listener, ...] = ()
+    services: tuple[Service, ...] = ()

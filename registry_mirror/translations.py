@@ -1,10 +1,15 @@
-"""Lower-level exceptions -> OCI errors, registered once in errors.py's table."""
+"""Lower-level exceptions -> OCI errors: one explicit table, read by `translate` (the API's error
+path, registry_mirror.dispatch)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from nvme_cache import BlobNotFound, FillFailed, RangeNotSatisfiable, VerificationFailed
 from oci import UnsatisfiableRange
-from registry_mirror.errors import ErrorCode, OCIError, register_translation
+from registry_mirror import errors
+from registry_mirror.errors import ErrorCode, OCIError
 from registry_mirror.upstream import (
     UpstreamDenied,
     UpstreamError,
@@ -47,14 +52,26 @@ def fill_error(exc: FillFailed, not_found: ErrorCode = ErrorCode.BLOB_UNKNOWN) -
     return OCIError(ErrorCode.UPSTREAM_UNAVAILABLE, "the blob could not be fetched")
 
 
-register_translation(UpstreamError, upstream_error)
-register_translation(FillFailed, fill_error)
-register_translation(BlobNotFound, lambda exc: OCIError(ErrorCode.BLOB_UNKNOWN))
-
-
-def range_invalid(exc: RangeNotSatisfiable | UnsatisfiableRange) -> OCIError:
+def _range_invalid(exc: RangeNotSatisfiable | UnsatisfiableRange) -> OCIError:
     return OCIError(ErrorCode.RANGE_INVALID, headers={"Content-Range": f"bytes */{exc.size}"})
 
 
-register_translation(RangeNotSatisfiable, range_invalid)  # the cache's
-register_translation(UnsatisfiableRange, range_invalid)  # a parsed Range against a known size
+# Failures of the layers below the API (upstream clients, the cache), by type; a subclass takes its
+# nearest listed base. Anything else goes to errors.translate (OCIError, InvalidDigest, UNKNOWN).
+_TABLE: dict[type[BaseException], Callable[[Any], OCIError]] = {
+    UpstreamError: upstream_error,
+    FillFailed: fill_error,
+    BlobNotFound: lambda exc: OCIError(ErrorCode.BLOB_UNKNOWN),
+    RangeNotSatisfiable: _range_invalid,  # the cache's
+    UnsatisfiableRange: _range_invalid,  # a parsed Range against a known size
+}
+
+
+def translate(exc: BaseException) -> OCIError:
+    """The OCI error the API answers for `exc` (exception text never reaches the body)."""
+    if not isinstance(exc, OCIError):
+        for cls in type(exc).__mro__:
+            fn = _TABLE.get(cls)
+            if fn is not None:
+                return fn(exc)
+    return errors.translate(exc)

@@ -1,7 +1,7 @@
 """Serving hub files from nvme_cache.
 
 - LFS files (and ModelScope files with a listed Sha256) are blobs named `sha256:<oid>`: a miss
-  starts (or joins) the one verified fill through `mirror.fill_source`, so peers share them.
+  starts (or joins) the one verified fill through the blob service (peers first), so peers share them.
 - Small non-LFS files have no sha256 upstream. Their (repo, commit, path) is immutable, so they
   are fetched whole (capped), verified by size and git blob oid (sha1 of "blob <size>\\0" + bytes),
   stored under the sha256 of their bytes, and found again through a map kept in the cache index
@@ -21,14 +21,14 @@ from cachetools import LRUCache
 from starlette.types import ASGIApp
 from yarl import URL
 
-from nvme_cache import CachedBlob, Digest, FillFailed, FillSource
+from nvme_cache import Digest, FillFailed, FillSource
 from registry_mirror import metrics as front_metrics
+from registry_mirror.blob_service import OriginFor, range_framing, record_body
 from registry_mirror.errors import OCIError
 from registry_mirror.hub import metrics
 from registry_mirror.hub.errors import RANGE_NOT_SATISFIABLE, UPSTREAM_ERROR, hub_error
 from registry_mirror.hub.hf_upstream import HubClient, HubUnavailable
 from registry_mirror.paths import parse_range
-from registry_mirror.blobs import body_recorder
 from registry_mirror.responses import BlobResponse
 from registry_mirror.state import Mirror
 
@@ -71,34 +71,31 @@ def hub_source(
 
 
 async def serve_blob(
-    mirror: Mirror, digest: Digest, size: int | None, origin: FillSource | None, headers: Mapping[str, str],
+    mirror: Mirror, digest: Digest, size: int | None, origin: OriginFor | None, headers: Mapping[str, str],
     *, request_headers: Mapping[str, str], head: bool, kind: str,
 ) -> ASGIApp:
-    """HEAD from what we know; GET from the cache or the one fill of `digest` (verified)."""
+    """HEAD from what we know; GET from the cache or the one fill of `digest` (verified); `origin`
+    builds the hub source on a miss."""
     started = time.perf_counter()
     if head:
         return BlobResponse(200, {**headers, **_length(size)}, None, started=started)
-    joined = mirror.store.inflight(digest) is not None
-    source = None if origin is None else mirror.fill_source(digest, origin, size)
-    handle = mirror.store.get(digest, source, expected_size=size)
+    blob = mirror.blobs.open_from(digest, origin, size_hint=size, expected_size=size)
     try:
-        await handle.wait_started()
+        await blob.handle.wait_started()
     except FillFailed as exc:
         front_metrics.failed_downloads.add(1, {"reason": "upstream", "upstream": kind})
         log.info("hub fill of %s failed: %s", digest, exc)  # the cause stays here, not in the answer
         return hub_error(502, UPSTREAM_ERROR, "origin fetch failed")
-    served_from = "cache" if isinstance(handle, CachedBlob) or joined else handle.source
     try:
-        byte_range = parse_range(request_headers.get("range"), handle.size)
+        byte_range = parse_range(request_headers.get("range"), blob.size)
     except OCIError as exc:
         return hub_error(416, RANGE_NOT_SATISFIABLE, "range not satisfiable", exc.headers)
-    status, framing, start, end = 200, _length(handle.size), 0, None
-    if byte_range is not None and byte_range.end is not None:
-        status, start, end = 206, byte_range.start, byte_range.end + 1
-        framing = {"Content-Length": str(byte_range.length), "Content-Range": byte_range.content_range(handle.size)}
+    framing = range_framing(blob.size, byte_range, open_range=False)
+    served_from = blob.source
     return BlobResponse(
-        status, {**headers, **framing, "Accept-Ranges": "bytes"}, handle.read(start, end), started=started,
-        source=served_from, on_done=body_recorder(served_from, kind, started, kind=kind),
+        framing.status, {**headers, **framing.headers, "Accept-Ranges": "bytes"},
+        blob.handle.read(framing.start, framing.end), started=started,
+        source=served_from, on_done=record_body(served_from, kind, started, kind=kind),
     )
 
 

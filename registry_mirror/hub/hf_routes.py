@@ -13,6 +13,7 @@ repos keep working with the origin down, after a restart too.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -205,7 +206,7 @@ class HuggingFaceApp:
         url = self.client.url(f"/{TYPE_PREFIX[ref.repo_type]}{ref.raw_repo}/resolve/{commit}/{raw_path}")
         if info.lfs_sha256 is not None:
             digest = Digest("sha256", info.lfs_sha256)
-            origin = hub_source(self.client, url, creds, "lfs", info.size)
+            origin = functools.partial(hub_source, self.client, url, creds, "lfs", info.size)  # built on a miss
             return await serve_blob(self.mirror, digest, info.size, origin, headers,
                                     request_headers=request.headers, head=head, kind="hf")
         if head:

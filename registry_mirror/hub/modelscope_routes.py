@@ -15,6 +15,7 @@ the origin down, after a restart too.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -95,7 +96,7 @@ class ModelScopeApp:
             return await self.pass_through(request, path, creds)
         url = self.client.url(path, request.url.query)
         headers = {"Content-Type": "application/octet-stream", "ETag": f'"{digest.hex}"'}
-        origin = hub_source(self.client, url, creds, "file", listed.size)
+        origin = functools.partial(hub_source, self.client, url, creds, "file", listed.size)  # built on a miss
         return await serve_blob(self.mirror, digest, listed.size, origin, headers,
                                 request_headers=request.headers, head=request.method == "HEAD", kind="modelscope")
 

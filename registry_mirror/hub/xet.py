@@ -5,7 +5,6 @@ path through this mirror."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 
 XET_FIELDS = frozenset({"xetHash", "xet_hash"})
 
@@ -32,6 +31,3 @@ def is_xet_header(name: str, value: str) -> bool:
     lower = name.lower()
     return lower.startswith("x-xet-") or (lower == "link" and "xet-" in value.lower())
 
-
-def without_xet_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    return [(name, value) for name, value in headers if not is_xet_header(name, value)]

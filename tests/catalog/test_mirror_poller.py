@@ -22,12 +22,12 @@ from catalog.models import Catalog, Delta, DeltaBlob, catalog_to_json
 from catalog.poller import CatalogPoller, pin_name
 from catalog.push import push_catalog
 from catalog.registry import RegistryClient, parse_reference
-from catalog.service import CatalogOptions, CatalogService
+from catalog.service import CatalogOptions, CatalogService, delta_sources
 from catalog.signing import envelope_to_json, generate_keypair, sign
 from nvme_cache import Digest
 from oci import OCI_MANIFEST
 from registry_mirror.app import build_mirror
-from registry_mirror.catalog_wiring import _source_for
+from registry_mirror.catalog_wiring import catalog_source_for
 from registry_mirror.settings import CacheSettings, Settings, UpstreamSettings
 from registry_mirror.sources import origin_source
 from registry_mirror.state import Mirror
@@ -101,8 +101,10 @@ async def mirror(origin: Origin, tmp_path: Path) -> AsyncIterator[Mirror]:
 def service_for(mirror: Mirror, tag: str, public_key: object, state_dir: Path, origin: Origin) -> CatalogService:
     options = CatalogOptions(sources=(f"{origin.address}/{CATALOG_REPO}:{tag}",), trusted_keys=(public_key,),  # type: ignore[arg-type]
                              state_dir=state_dir, poll_interval=3600, insecure=True)
-    service = CatalogService(mirror.store, options, lambda blob, registry: _source_for(mirror, blob, registry))
-    mirror.source_wrappers.insert(0, service.deltas.wrap)
+    deltas = delta_sources(mirror.store, options)
+    # The delta layer right before the origin, as the app builds it.
+    blobs = replace(mirror.blobs, layers=(deltas.wrap,))
+    service = CatalogService(mirror.store, options, catalog_source_for(blobs), deltas=deltas)
     service.deltas.prepare()
     return service
 
@@ -151,7 +153,8 @@ async def test_activation_prefetches_through_delta_and_pins(
 
     # A restart restores the active catalog from the state file (verified again).
     again = CatalogPoller(poller.source, store=mirror.store, trusted_keys=[public], state_dir=tmp_path / "state",  # type: ignore[list-item]
-                          source_for=lambda b, r: _source_for(mirror, b, r), insecure=True)
+                          source_for=catalog_source_for(replace(mirror.blobs, layers=(service.deltas.wrap,))),
+                          insecure=True)
     await again.restore()
     assert again.active == cat
     await again.wait_prefetch()

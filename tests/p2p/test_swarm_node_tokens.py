@@ -27,7 +27,7 @@ SECRET = b"cluster-secret-for-the-e2e-test-0123456789"
 def test_mirrors_with_their_own_tokens_share_blobs(
     origin_factory: Callable[..., OriginRegistry], tmp_path: Path, mirror_process: Callable[..., MirrorProcess]
 ) -> None:
-    origin, digest, _size = pushed_blob(origin_factory, tmp_path, 5 * MiB + 3)
+    origin, digest, size = pushed_blob(origin_factory, tmp_path, 5 * MiB + 3)
     (tmp_path / "secret").write_bytes(SECRET)
     with tracker(tmp_path, token=None, extra=["--node-secret-file", str(tmp_path / "secret")]) as running:
         mirrors = []

@@ -124,8 +124,8 @@ def test_invalid_digest_translates_to_digest_invalid() -> None:
 
 
 def test_an_unsatisfiable_range_translates_to_416_with_the_size() -> None:
-    import registry_mirror.translations  # noqa: F401  (registers the table, as the app does)
     from nvme_cache import RangeNotSatisfiable
+    from registry_mirror.translations import translate
     from oci import UnsatisfiableRange
 
     for exc in (UnsatisfiableRange(10), RangeNotSatisfiable(12, 10)):
