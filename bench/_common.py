@@ -38,10 +38,29 @@ REPO = "bench/blob"
 UPSTREAM = "origin"
 
 __all__ = [
-    "GiB", "MiB", "REPO", "MirrorProcess", "NginxServer", "OriginRegistry", "ProxyRegistry", "Table",
-    "curl_get", "curl_get_many", "drop_from_page_cache", "interleaved", "make_blob", "median",
-    "mirror_blob_path", "origin_blob_path", "push", "read_warm", "registry_data_path", "start_mirror", "wait_for_file",
-    "workdir", "write_result",
+    "GiB",
+    "MiB",
+    "REPO",
+    "MirrorProcess",
+    "NginxServer",
+    "OriginRegistry",
+    "ProxyRegistry",
+    "Table",
+    "curl_get",
+    "curl_get_many",
+    "drop_from_page_cache",
+    "interleaved",
+    "make_blob",
+    "median",
+    "mirror_blob_path",
+    "origin_blob_path",
+    "push",
+    "read_warm",
+    "registry_data_path",
+    "start_mirror",
+    "wait_for_file",
+    "workdir",
+    "write_result",
 ]
 
 
@@ -120,12 +139,15 @@ def drop_from_page_cache(path: Path) -> None:
 
 
 # -- servers ---------------------------------------------------------------------------------------
-def start_mirror(work: Path, origin_url: str, cache_dir: Path | None = None,
-                 env: dict[str, str] | None = None) -> MirrorProcess:
+def start_mirror(
+    work: Path, origin_url: str, cache_dir: Path | None = None, env: dict[str, str] | None = None
+) -> MirrorProcess:
     mirror = MirrorProcess(
-        work, {UPSTREAM: origin_url}, ["--default-upstream", UPSTREAM, "--log-level", "warning",
-                                       "--cache-max-size", "40GiB"],
-        cache_dir=cache_dir, env=env,
+        work,
+        {UPSTREAM: origin_url},
+        ["--default-upstream", UPSTREAM, "--log-level", "warning", "--cache-max-size", "40GiB"],
+        cache_dir=cache_dir,
+        env=env,
     )
     return mirror.start()
 
@@ -142,7 +164,9 @@ def curl_get_many(urls: Sequence[str]) -> list[tuple[int, float]]:
     procs = [
         subprocess.Popen(
             ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{time_total}", url],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for url in urls
     ]
@@ -202,8 +226,11 @@ def write_result(name: str, result: dict[str, object], tables: Sequence[Table]) 
         print(table.markdown())
         print()
     result = {
-        "name": name, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(),
-        "python": platform.python_version(), **result,
+        "name": name,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        **result,
     }
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"

@@ -92,14 +92,15 @@ def start_mirror(work: Path, origin: OriginRegistry, tracker_url: str, name: str
     (directory / "token").write_text(node_token(SECRET, name))
     config = directory / "mirror.toml"
     config.write_text(
-        "builtin_upstreams = false\nlog_level = \"warning\"\n"
+        'builtin_upstreams = false\nlog_level = "warning"\n'
         '[cache]\nmax_size = "100MiB"\n'
         f"[limits]\nheader_timeout = {HEADER_TIMEOUT}\nsend_timeout = {SEND_TIMEOUT}\n"
         f'[p2p]\ntracker = "{tracker_url}"\npeer_listen = "127.0.0.1:{free_port()}"\n'
         f'tracker_token_file = "{directory / "token"}"\npiece_size = "1MiB"\n'
     )
-    return MirrorProcess(directory, {origin.host: origin.url}, ["--config", str(config),
-                                                                "--default-upstream", origin.host]).start()
+    return MirrorProcess(
+        directory, {origin.host: origin.url}, ["--config", str(config), "--default-upstream", origin.host]
+    ).start()
 
 
 def blob_url(mirror: MirrorProcess, digest: str) -> str:
@@ -135,7 +136,9 @@ def sampling(action: Callable[[], float], every: float, into: list[float]) -> It
         thread.join()
 
 
-def measure(mirror: MirrorProcess, normal: Callable[[], object], attack: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def measure(
+    mirror: MirrorProcess, normal: Callable[[], object], attack: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
     assert mirror.process is not None
     pid = mirror.process.pid
     idle = rss_mib(pid)
@@ -224,10 +227,14 @@ def slowloris(mirror: MirrorProcess, count: int) -> dict[str, Any]:
 
 def stalled_readers(mirror: MirrorProcess, digest: str, count: int) -> dict[str, Any]:
     """`count` GETs of a blob that read the status line and then nothing; all must be cut off."""
+
     def stalled_total() -> float:
         text = httpx.get(f"{mirror.url}/metrics", timeout=10).text
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("registry_mirror_stalled_clients_total"))
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("registry_mirror_stalled_clients_total")
+        )
 
     before = stalled_total()
     path = blob_url(mirror, digest).removeprefix(mirror.url)
@@ -245,8 +252,13 @@ def stalled_readers(mirror: MirrorProcess, digest: str, count: int) -> dict[str,
             time.sleep(0.2)
         cut = stalled_total() - before
         took = time.monotonic() - started
-    return {"attackers": count, "readers": count, "cut_off": int(cut), "cut_after_s": round(took, 1),
-            "pass": cut >= count and took < 3 * SEND_TIMEOUT}
+    return {
+        "attackers": count,
+        "readers": count,
+        "cut_off": int(cut),
+        "cut_after_s": round(took, 1),
+        "pass": cut >= count and took < 3 * SEND_TIMEOUT,
+    }
 
 
 def lying_peer(mirrors: list[MirrorProcess], tracker_url: str, digest: str) -> dict[str, Any]:
@@ -260,8 +272,9 @@ def lying_peer(mirrors: list[MirrorProcess], tracker_url: str, digest: str) -> d
                 rebind_refused = False
             except TrackerError as exc:
                 rebind_refused = exc.status == 403
-            await liar.announce(PeerInfo("attacker", "http://127.0.0.1:9"),
-                                [BlobState(digest, 7, 1 * MiB, complete=True)])
+            await liar.announce(
+                PeerInfo("attacker", "http://127.0.0.1:9"), [BlobState(digest, 7, 1 * MiB, complete=True)]
+            )
             limited = 0
             for _ in range(60):
                 try:
@@ -269,8 +282,11 @@ def lying_peer(mirrors: list[MirrorProcess], tracker_url: str, digest: str) -> d
                 except TrackerError as exc:
                     limited += exc.status == 429
             listed = [h.peer.id for h in await liar.peers(digest)]
-        return {"rebind_refused": rebind_refused, "reports_rate_limited": limited,
-                "honest_still_listed": "node-1" in listed}
+        return {
+            "rebind_refused": rebind_refused,
+            "reports_rate_limited": limited,
+            "honest_still_listed": "node-1" in listed,
+        }
 
     outcome = asyncio.run(attack())
     started = time.monotonic()
@@ -286,11 +302,24 @@ def lying_peer(mirrors: list[MirrorProcess], tracker_url: str, digest: str) -> d
 def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     table = Table(
         ["case", "rss idle MiB", "rss peak MiB", "normal GET p50 ms", "normal GET max ms", "seconds", "pass"],
-        [[r["case"], r["rss_idle_mib"], r["rss_peak_mib"], r["normal_p50_ms"], r["normal_max_ms"], r["seconds"],
-          "PASS" if r["pass"] else "FAIL"] for r in results],
+        [
+            [
+                r["case"],
+                r["rss_idle_mib"],
+                r["rss_peak_mib"],
+                r["normal_p50_ms"],
+                r["normal_max_ms"],
+                r["seconds"],
+                "PASS" if r["pass"] else "FAIL",
+            ]
+            for r in results
+        ],
     )
-    write_result("abuse", {"args": vars(args), "header_timeout": HEADER_TIMEOUT, "send_timeout": SEND_TIMEOUT,
-                           "results": results}, [table])
+    write_result(
+        "abuse",
+        {"args": vars(args), "header_timeout": HEADER_TIMEOUT, "send_timeout": SEND_TIMEOUT, "results": results},
+        [table],
+    )
 
 
 if __name__ == "__main__":

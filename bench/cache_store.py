@@ -259,9 +259,20 @@ async def child_rss(root: Path, size: int, readers: int) -> dict[str, int]:
 def peak_rss(root: Path, size: int, readers: int) -> dict[str, int]:
     place = root / "rss"
     out = subprocess.run(
-        [sys.executable, __file__, "--child-rss", str(place), "--size-mib", str(size // MiB),
-         "--readers", str(readers)],
-        capture_output=True, text=True, check=True, timeout=600,
+        [
+            sys.executable,
+            __file__,
+            "--child-rss",
+            str(place),
+            "--size-mib",
+            str(size // MiB),
+            "--readers",
+            str(readers),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
     ).stdout
     subprocess.run(["rm", "-rf", str(place)], check=True)
     return json.loads(out.strip().splitlines()[-1])
@@ -274,8 +285,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--blobs", type=int, default=100_000)
     parser.add_argument("--readers", type=int, default=16)
-    parser.add_argument("--many-root", type=Path, default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None,
-                        help="where the 100,000 tiny blobs go (default tmpfs: the VM disk takes ~1 ms per create)")
+    parser.add_argument(
+        "--many-root",
+        type=Path,
+        default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None,
+        help="where the 100,000 tiny blobs go (default tmpfs: the VM disk takes ~1 ms per create)",
+    )
     parser.add_argument("--read-rounds", type=int, default=7, help="warm reads are short: more rounds")
     parser.add_argument("--name", default="cache_store", help="results file name (A/B runs)")
     parser.add_argument("--child-rss", type=Path, help=argparse.SUPPRESS)
@@ -303,26 +318,54 @@ def _runner() -> Callable[..., object]:
         return asyncio.run
 
 
-def report(reads: dict[str, list[float]], fills: dict[str, list[float]], restarts: dict[str, list[float]],
-           rss: dict[str, int], args: argparse.Namespace) -> None:
+def report(
+    reads: dict[str, list[float]],
+    fills: dict[str, list[float]],
+    restarts: dict[str, list[float]],
+    rss: dict[str, int],
+    args: argparse.Namespace,
+) -> None:
     def speed_rows(speeds: dict[str, list[float]], base: str) -> list[list[object]]:
         ref = median(speeds[base])
         return [[name, median(v), min(v), max(v), median(v) / ref] for name, v in speeds.items()]
 
     tables = [
         Table(["warm read 1 GiB", "GB/s median", "min", "max", "x cat"], speed_rows(reads, "cat > /dev/null")),
-        Table(["fill 1 GiB (+fsync)", "GB/s median", "min", "max", "x plain loop"],
-              speed_rows(fills, "write + sha256 loop")),
-        Table([f"restart, {args.blobs} blobs", "s median", "min", "max"],
-              [[name, median(v), min(v), max(v)] for name, v in restarts.items()]),
-        Table(["peak RSS, 1 GiB fill", "readers", "idle VmHWM MiB", "peak VmHWM MiB", "delta MiB"],
-              [["fill + readers", rss["readers"], rss["idle_hwm_kib"] / 1024, rss["peak_hwm_kib"] / 1024,
-                rss["delta_kib"] / 1024]]),
+        Table(
+            ["fill 1 GiB (+fsync)", "GB/s median", "min", "max", "x plain loop"],
+            speed_rows(fills, "write + sha256 loop"),
+        ),
+        Table(
+            [f"restart, {args.blobs} blobs", "s median", "min", "max"],
+            [[name, median(v), min(v), max(v)] for name, v in restarts.items()],
+        ),
+        Table(
+            ["peak RSS, 1 GiB fill", "readers", "idle VmHWM MiB", "peak VmHWM MiB", "delta MiB"],
+            [
+                [
+                    "fill + readers",
+                    rss["readers"],
+                    rss["idle_hwm_kib"] / 1024,
+                    rss["peak_hwm_kib"] / 1024,
+                    rss["delta_kib"] / 1024,
+                ]
+            ],
+        ),
     ]
-    write_result(args.name, {
-        "blob_bytes": args.size_mib * MiB, "rounds": args.rounds, "read_rounds": args.read_rounds, "blobs": args.blobs,
-        "warm_read_gb_per_s": reads, "fill_gb_per_s": fills, "restart_seconds": restarts, "peak_rss": rss,
-    }, tables)
+    write_result(
+        args.name,
+        {
+            "blob_bytes": args.size_mib * MiB,
+            "rounds": args.rounds,
+            "read_rounds": args.read_rounds,
+            "blobs": args.blobs,
+            "warm_read_gb_per_s": reads,
+            "fill_gb_per_s": fills,
+            "restart_seconds": restarts,
+            "peak_rss": rss,
+        },
+        tables,
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ content changed 5%). Each method runs in a child process so peak RSS is its own.
 
 Prints a table and writes bench/results/catalog_delta.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,7 +53,7 @@ def write_pair(old: Path, new: Path, size: int, seed: int, compressible: bool = 
         if region % 2:
             base[pos:pos] = fresh  # insertion: shifts every later offset
         else:
-            base[pos:pos + per_region] = fresh
+            base[pos : pos + per_region] = fresh
     new.write_bytes(base)
     del base
 
@@ -137,7 +138,10 @@ def bench_pair(label: str, old: Path, new: Path, work: Path, level: int) -> list
             seconds, rss = measure(child("pyzstd-apply", old, new, out, level))
             rebuilt = Path(str(out) + ".rebuilt")
             same = subprocess.run(["cmp", "-s", str(rebuilt), str(new)]).returncode == 0
-            rows.append(row(label, "pyzstd-apply (rebuild)", rebuilt.stat().st_size, new_size, seconds, rss) | {"byte_exact": same})
+            rows.append(
+                row(label, "pyzstd-apply (rebuild)", rebuilt.stat().st_size, new_size, seconds, rss)
+                | {"byte_exact": same}
+            )
             rebuilt.unlink()
         out.unlink()
     if shutil.which("zstd"):
@@ -149,8 +153,15 @@ def bench_pair(label: str, old: Path, new: Path, work: Path, level: int) -> list
 
 
 def row(case: str, method: str, size: int, source: int, seconds: float, rss_mib: int) -> dict[str, object]:
-    return {"case": case, "method": method, "output_bytes": size, "source_bytes": source,
-            "ratio": round(size / source, 4), "seconds": round(seconds, 2), "peak_rss_mib": rss_mib}
+    return {
+        "case": case,
+        "method": method,
+        "output_bytes": size,
+        "source_bytes": source,
+        "ratio": round(size / source, 4),
+        "seconds": round(seconds, 2),
+        "peak_rss_mib": rss_mib,
+    }
 
 
 def main() -> None:
@@ -190,11 +201,19 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['case']:34} {r['method']:26} {r['output_bytes']:>12} {r['ratio']:>7} {r['seconds']:>7} {r['peak_rss_mib']:>8}")
+        print(
+            f"{r['case']:34} {r['method']:26} {r['output_bytes']:>12} {r['ratio']:>7} {r['seconds']:>7} {r['peak_rss_mib']:>8}"
+        )
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    meta = {"size_mib": args.size_mib, "gzip_mib": args.gzip_mib, "level": args.level, "seed": args.seed,
-            "python": sys.version.split()[0], "cpus": os.cpu_count()}
+    meta = {
+        "size_mib": args.size_mib,
+        "gzip_mib": args.gzip_mib,
+        "level": args.level,
+        "seed": args.seed,
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+    }
     (results / "catalog_delta.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
 
 

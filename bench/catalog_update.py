@@ -8,6 +8,7 @@ throughput is `apply_delta` alone. Interleaved rounds, medians; results in bench
 
     .venv/bin/python bench/catalog_update.py [--rounds 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,10 +29,10 @@ from catalog.delta import apply_delta, make_delta  # noqa: E402
 from catalog.delta_source import DeltaSources, DeltaTable  # noqa: E402
 from catalog.models import Blob, Catalog, Delta, DeltaBlob  # noqa: E402
 from nvme_cache import BlobStore, Digest  # noqa: E402
-from registry_mirror.blob_service import SourceLayer  # noqa: E402
-from registry_mirror.settings import UpstreamSettings  # noqa: E402
-from registry_mirror.sources import origin_source  # noqa: E402
-from registry_mirror.upstream import UpstreamClient  # noqa: E402
+from registry_mirror.api import SourceLayer  # noqa: E402
+from registry_mirror.config import UpstreamSettings  # noqa: E402
+from registry_mirror.upstream import origin_source  # noqa: E402
+from registry_mirror.upstream._client import UpstreamClient  # noqa: E402
 from tests.support.images import push_blob  # noqa: E402
 
 REPO = "bench/update"
@@ -49,7 +50,7 @@ def changed(data: bytes, share: float, seed: int) -> bytes:
         if i % 2:
             out[where:where] = patch
         else:
-            out[where:where + region] = patch
+            out[where : where + region] = patch
     return bytes(out)
 
 
@@ -69,8 +70,9 @@ def write(path: Path, data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-async def fill_once(origin: OriginRegistry, cache: Path, base: tuple[str, Path], target: tuple[str, int],
-                    delta: tuple[str, int] | None) -> tuple[float, int, str]:
+async def fill_once(
+    origin: OriginRegistry, cache: Path, base: tuple[str, Path], target: tuple[str, int], delta: tuple[str, int] | None
+) -> tuple[float, int, str]:
     """Cache `base`, then fill `target` (through the delta wrapper when `delta`): seconds, origin bytes, source."""
     store = BlobStore(cache, max_size=8 << 30)
     store.open()
@@ -80,9 +82,14 @@ async def fill_once(origin: OriginRegistry, cache: Path, base: tuple[str, Path],
         deltas = DeltaSources(store, cache.parent / f"{cache.name}-work", insecure=True)
         deltas.prepare()
         if delta is not None:
-            cat = Catalog("bench", 1, datetime.now(UTC), datetime.now(UTC) + timedelta(days=1),
-                          blobs=(Blob(target[0], target[1], "application/octet-stream", REPO),),
-                          deltas=(Delta(base[0], target[0], DeltaBlob(delta[0], delta[1])),))
+            cat = Catalog(
+                "bench",
+                1,
+                datetime.now(UTC),
+                datetime.now(UTC) + timedelta(days=1),
+                blobs=(Blob(target[0], target[1], "application/octet-stream", REPO),),
+                deltas=(Delta(base[0], target[0], DeltaBlob(delta[0], delta[1])),),
+            )
             deltas.use("bench", DeltaTable.of(cat, origin.host, REPO))
         marker = origin.clear_log_marker()
         started = time.perf_counter()
@@ -127,19 +134,30 @@ def run_case(name: str, v1: bytes, v2: bytes, origin: OriginRegistry, work: Path
     for index, variant in interleaved(list(results), rounds):
         cache = work / f"{name}-{variant.replace(' ', '-')}-{index}"
         delta = (info.digest, info.size) if variant == "delta" else None
-        results[variant].append(asyncio.run(fill_once(origin, cache, (base_digest, base_path),
-                                                      (new_digest, new_path.stat().st_size), delta)))
+        results[variant].append(
+            asyncio.run(
+                fill_once(origin, cache, (base_digest, base_path), (new_digest, new_path.stat().st_size), delta)
+            )
+        )
     size = new_path.stat().st_size
     return {
-        "case": name, "blob_bytes": size, "delta_bytes": info.size, "delta_ratio": info.size / size,
-        "make_delta_s": make_seconds, "rebuild_s": median(rebuild_seconds),
+        "case": name,
+        "blob_bytes": size,
+        "delta_bytes": info.size,
+        "delta_ratio": info.size / size,
+        "make_delta_s": make_seconds,
+        "rebuild_s": median(rebuild_seconds),
         "rebuild_MBps": size / median(rebuild_seconds) / 1e6,
-        "full": {"origin_bytes": median([r[1] for r in results["full blob"]]),
-                 "seconds": median([r[0] for r in results["full blob"]]),
-                 "source": results["full blob"][0][2]},
-        "delta": {"origin_bytes": median([r[1] for r in results["delta"]]),
-                  "seconds": median([r[0] for r in results["delta"]]),
-                  "source": results["delta"][0][2]},
+        "full": {
+            "origin_bytes": median([r[1] for r in results["full blob"]]),
+            "seconds": median([r[0] for r in results["full blob"]]),
+            "source": results["full blob"][0][2],
+        },
+        "delta": {
+            "origin_bytes": median([r[1] for r in results["delta"]]),
+            "seconds": median([r[0] for r in results["delta"]]),
+            "source": results["delta"][0][2],
+        },
     }
 
 
@@ -153,22 +171,62 @@ def main() -> int:
         origin = OriginRegistry(work / "origin").start()
         try:
             raw = b"".join(random.Random(i).randbytes(MiB) for i in range(args.size_mib))
-            cases.append(run_case(f"{args.size_mib} MiB uncompressed, 5% changed", raw, changed(raw, 0.05, 2),
-                                  origin, work, args.rounds))
+            cases.append(
+                run_case(
+                    f"{args.size_mib} MiB uncompressed, 5% changed",
+                    raw,
+                    changed(raw, 0.05, 2),
+                    origin,
+                    work,
+                    args.rounds,
+                )
+            )
             del raw
             text = compressible(64 * MiB, 3)
-            cases.append(run_case("gzip layer of 64 MiB text, 5% changed", gzip.compress(text, 6, mtime=0),
-                                  gzip.compress(changed(text, 0.05, 4), 6, mtime=0), origin, work, args.rounds))
+            cases.append(
+                run_case(
+                    "gzip layer of 64 MiB text, 5% changed",
+                    gzip.compress(text, 6, mtime=0),
+                    gzip.compress(changed(text, 0.05, 4), 6, mtime=0),
+                    origin,
+                    work,
+                    args.rounds,
+                )
+            )
         finally:
             origin.stop()
-    table = Table(["case", "blob MiB", "origin MiB (full)", "s (full)", "origin MiB (delta)", "s (delta)",
-                   "delta/blob", "rebuild MB/s"], [])
+    table = Table(
+        [
+            "case",
+            "blob MiB",
+            "origin MiB (full)",
+            "s (full)",
+            "origin MiB (delta)",
+            "s (delta)",
+            "delta/blob",
+            "rebuild MB/s",
+        ],
+        [],
+    )
     for c in cases:
         full, delta = c["full"], c["delta"]
-        table.rows.append([c["case"], c["blob_bytes"] / MiB, full["origin_bytes"] / MiB, full["seconds"],  # type: ignore[index,operator]
-                           delta["origin_bytes"] / MiB, delta["seconds"], c["delta_ratio"], c["rebuild_MBps"]])  # type: ignore[index,operator]
-    goals = {"delta_ratio_uncompressed_max": GOAL_DELTA_RATIO, "rebuild_MBps_min": GOAL_REBUILD_MBPS,
-             "met": cases[0]["delta_ratio"] <= GOAL_DELTA_RATIO and cases[0]["rebuild_MBps"] >= GOAL_REBUILD_MBPS}  # type: ignore[operator]
+        table.rows.append(
+            [
+                c["case"],
+                c["blob_bytes"] / MiB,
+                full["origin_bytes"] / MiB,
+                full["seconds"],  # type: ignore[index,operator]
+                delta["origin_bytes"] / MiB,
+                delta["seconds"],
+                c["delta_ratio"],
+                c["rebuild_MBps"],
+            ]
+        )  # type: ignore[index,operator]
+    goals = {
+        "delta_ratio_uncompressed_max": GOAL_DELTA_RATIO,
+        "rebuild_MBps_min": GOAL_REBUILD_MBPS,
+        "met": cases[0]["delta_ratio"] <= GOAL_DELTA_RATIO and cases[0]["rebuild_MBps"] >= GOAL_REBUILD_MBPS,
+    }  # type: ignore[operator]
     write_result("catalog_update", {"rounds": args.rounds, "cases": cases, "goals": goals}, [table])
     return 0
 

@@ -66,8 +66,7 @@ def single_client(origin: OriginRegistry, work: Path, digest: str, size: int, ro
         if name == "origin direct":
             seconds = fetch_all([f"{origin.url}/v2/{REPO}/blobs/{digest}"], size)
         else:
-            seconds = with_fresh_mirror(origin, work / f"single-{round_no}", digest,
-                                        lambda url: fetch_all([url], size))
+            seconds = with_fresh_mirror(origin, work / f"single-{round_no}", digest, lambda url: fetch_all([url], size))
         speeds[name].append(size / seconds / 1e9)
     return speeds
 
@@ -106,9 +105,14 @@ def many_clients(
         else:
             seconds = with_fresh_proxy(origin, place, digest, lambda url: fetch_all([url] * clients, size))
         gets = origin.blob_gets(digest, since=marker)
-        runs[name].append({"seconds": seconds, "origin_gets": len(gets),
-                           "origin_bytes": sum(entry.bytes for entry in gets),
-                           "client_gb_per_s": clients * size / seconds / 1e9})
+        runs[name].append(
+            {
+                "seconds": seconds,
+                "origin_gets": len(gets),
+                "origin_bytes": sum(entry.bytes for entry in gets),
+                "client_gb_per_s": clients * size / seconds / 1e9,
+            }
+        )
     return runs
 
 
@@ -138,20 +142,43 @@ def report(single: dict[str, list[float]], fanout: dict[str, list[dict[str, floa
         # GETs of distinct ranges (nvme_cache/inflight.py), each byte still fetched once.
         once = all(abs(b / size - 1) < 0.005 for b in origin_bytes)
         goal = ("bytes == 1x " + ("met" if once else "MISSED")) if name == "mirror" else ""
-        fan_rows.append([name, "/".join(str(int(g)) for g in gets),
-                         "/".join(f"{b / size:.2f}" for b in origin_bytes),
-                         median([r["seconds"] for r in rounds]),
-                         median([r["client_gb_per_s"] for r in rounds]), goal])
+        fan_rows.append(
+            [
+                name,
+                "/".join(str(int(g)) for g in gets),
+                "/".join(f"{b / size:.2f}" for b in origin_bytes),
+                median([r["seconds"] for r in rounds]),
+                median([r["client_gb_per_s"] for r in rounds]),
+                goal,
+            ]
+        )
     tables = [
         Table(["1 client, cold", "GB/s median", "min", "max", "x direct", "goal"], single_rows),
-        Table([f"{args.clients} cold clients", "origin GETs per round", "origin bytes / blob size",
-               "total s median", "client GB/s (sum)", "goal"], fan_rows),
+        Table(
+            [
+                f"{args.clients} cold clients",
+                "origin GETs per round",
+                "origin bytes / blob size",
+                "total s median",
+                "client GB/s (sum)",
+                "goal",
+            ],
+            fan_rows,
+        ),
     ]
-    write_result("cold_blob", {
-        "blob_bytes": args.size_mib * MiB, "fanout_blob_bytes": size, "clients": args.clients,
-        "client": "curl -o /dev/null", "single": {k: {"gb_per_s": v, "median": median(v)} for k, v in single.items()},
-        "single_ratio_vs_direct": median(single["mirror (cold)"]) / direct, "fanout": fanout,
-    }, tables)
+    write_result(
+        "cold_blob",
+        {
+            "blob_bytes": args.size_mib * MiB,
+            "fanout_blob_bytes": size,
+            "clients": args.clients,
+            "client": "curl -o /dev/null",
+            "single": {k: {"gb_per_s": v, "median": median(v)} for k, v in single.items()},
+            "single_ratio_vs_direct": median(single["mirror (cold)"]) / direct,
+            "fanout": fanout,
+        },
+        tables,
+    )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,16 @@ TICK = os.sysconf("SC_CLK_TCK")
 CAP_BYTES_PER_S = 25 * 1000 * 1000
 FIGURES = ("cold", "warm", "range", "capped", "aria2c", "p2p")
 GOALS = {
-    "cold_cpu": 1.5, "cold_ratio": 0.6, "p2p_cpu": 2.0, "upload_cpu": 0.3, "warm_cpu": 0.3,
-    "warm_1": 0.85, "warm_4": 0.8, "range_s": 0.2, "capped_x": 3.0, "aria_x": 1.0,
+    "cold_cpu": 1.5,
+    "cold_ratio": 0.6,
+    "p2p_cpu": 2.0,
+    "upload_cpu": 0.3,
+    "warm_cpu": 0.3,
+    "warm_1": 0.85,
+    "warm_4": 0.8,
+    "range_s": 0.2,
+    "capped_x": 3.0,
+    "aria_x": 1.0,
 }
 
 
@@ -82,13 +90,21 @@ def tmpfs_dir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-", dir="/dev/shm"))
 
 
-def mirror_on(work: Path, origin_url: str, cache: Path, extra_toml: str = "", args: Sequence[str] = ()) -> MirrorProcess:
+def mirror_on(
+    work: Path, origin_url: str, cache: Path, extra_toml: str = "", args: Sequence[str] = ()
+) -> MirrorProcess:
     config = work / f"mirror-{time.monotonic_ns()}.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(f'builtin_upstreams = false\ndefault_upstream = "origin"\n[upstreams."origin"]\n'
-                      f'url = "{origin_url}"\n{extra_toml}')
-    return MirrorProcess(work / f"m-{time.monotonic_ns()}", {}, ["--config", str(config), "--log-level", "warning",
-                         "--cache-max-size", "40GiB", *args], cache_dir=cache).start()
+    config.write_text(
+        f'builtin_upstreams = false\ndefault_upstream = "origin"\n[upstreams."origin"]\n'
+        f'url = "{origin_url}"\n{extra_toml}'
+    )
+    return MirrorProcess(
+        work / f"m-{time.monotonic_ns()}",
+        {},
+        ["--config", str(config), "--log-level", "warning", "--cache-max-size", "40GiB", *args],
+        cache_dir=cache,
+    ).start()
 
 
 # -- the figures ------------------------------------------------------------------------------------
@@ -110,13 +126,17 @@ def baseline_tree(work: Path, revision: str | None) -> Path | None:
         return None
     tree = work / "baseline"
     repo = Path(__file__).resolve().parents[1]
-    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "-f", str(tree), revision],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-C", str(repo), "worktree", "add", "--detach", "-f", str(tree), revision],
+        check=True,
+        capture_output=True,
+    )
     return tree
 
 
-def cold_gets(origin: OriginRegistry, work: Path, digest: str, size: int, rounds: int,
-              baseline: Path | None = None) -> dict[str, dict[str, list[float]]]:
+def cold_gets(
+    origin: OriginRegistry, work: Path, digest: str, size: int, rounds: int, baseline: Path | None = None
+) -> dict[str, dict[str, list[float]]]:
     variants = ("direct", "tmpfs", "disk") + (("tmpfs, baseline",) if baseline else ())
     results: dict[str, dict[str, list[float]]] = {v: {"gbps": [], "cpu": []} for v in variants}
     for _, variant in interleaved(list(results), rounds):
@@ -130,10 +150,12 @@ def cold_gets(origin: OriginRegistry, work: Path, digest: str, size: int, rounds
         env = {"PYTHONPATH": str(baseline)} if baseline and variant.endswith("baseline") else None
         mirror = start_mirror(work / f"cold-{len(variant)}", origin.url, cache_dir=cache, env=env)
         try:
+
             def pull() -> tuple[int, float]:
                 result = curl_get(f"{mirror.url}/v2/{REPO}/blobs/{digest}")  # noqa: B023 - called in this iteration
                 wait_for_file(mirror_blob_path(cache, digest))  # noqa: B023
                 return result
+
             cpu, (got, seconds) = measured(mirror.process.pid, pull)  # type: ignore[union-attr,misc]
             results[variant]["gbps"].append(got / seconds / 1e9)
             results[variant]["cpu"].append(cpu / (size / GiB))
@@ -143,7 +165,9 @@ def cold_gets(origin: OriginRegistry, work: Path, digest: str, size: int, rounds
     return results
 
 
-def warm_hits(origin: OriginRegistry, work: Path, digest: str, size: int, rounds: int) -> dict[str, dict[str, list[float]]]:
+def warm_hits(
+    origin: OriginRegistry, work: Path, digest: str, size: int, rounds: int
+) -> dict[str, dict[str, list[float]]]:
     cache = tmpfs_dir("warm")
     mirror = start_mirror(work / "warm", origin.url, cache_dir=cache)
     nginx = NginxServer.static(work / "warm-nginx", cache, access_log=False).start()
@@ -189,16 +213,25 @@ def cold_range(origin: OriginRegistry, work: Path, digest: str, size: int, round
 
 
 def _curl_range(url: str, byte_range: str) -> float:
-    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-r", byte_range, "-w", "%{http_code} %{size_download} %{time_total}", url],
-                         check=True, capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-r", byte_range, "-w", "%{http_code} %{size_download} %{time_total}", url],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     if out[0] != "206" or int(out[1]) != MiB:
         raise RuntimeError(f"range answer {out}")
     return float(out[2])
 
 
 def capped_origin(origin: OriginRegistry, work: Path, digest: str, size: int, rounds: int) -> dict[str, list[float]]:
-    front = NginxServer.proxy(work / "capped-nginx", origin.url, f"limit_rate {CAP_BYTES_PER_S};",
-                              "proxy_max_temp_file_size 0;", buffering=True).start()
+    front = NginxServer.proxy(
+        work / "capped-nginx",
+        origin.url,
+        f"limit_rate {CAP_BYTES_PER_S};",
+        "proxy_max_temp_file_size 0;",
+        buffering=True,
+    ).start()
     results: dict[str, list[float]] = {"mirror": [], "direct": []}
     try:
         for _, variant in interleaved(list(results), rounds):
@@ -233,9 +266,25 @@ def aria2c_cold(origin: OriginRegistry, work: Path, digest: str, size: int, roun
                 out.mkdir(parents=True, exist_ok=True)
                 subprocess.run(["curl", "-sS", "--fail", "-o", str(out / "blob"), url], check=True, timeout=600)
             else:
-                subprocess.run([require_binary("aria2c"), "-x8", "-s8", "-k1M", "--file-allocation=none",
-                                "--console-log-level=warn", "--summary-interval=0", "-d", str(out), "-o", "blob", url],
-                               check=True, capture_output=True, timeout=600)
+                subprocess.run(
+                    [
+                        require_binary("aria2c"),
+                        "-x8",
+                        "-s8",
+                        "-k1M",
+                        "--file-allocation=none",
+                        "--console-log-level=warn",
+                        "--summary-interval=0",
+                        "-d",
+                        str(out),
+                        "-o",
+                        "blob",
+                        url,
+                    ],
+                    check=True,
+                    capture_output=True,
+                    timeout=600,
+                )
             results[variant].append(time.perf_counter() - started)
             if _file_digest(out / "blob") != digest:
                 raise RuntimeError(f"{variant} wrote a wrong file")
@@ -254,10 +303,13 @@ def _file_digest(path: Path) -> str:
     return f"sha256:{sha.hexdigest()}"
 
 
-def p2p_transfer(origin: OriginRegistry, work: Path, digest: str, size: int, rounds: int,
-                 baseline: Path | None = None) -> dict[str, dict[str, list[float]]]:
+def p2p_transfer(
+    origin: OriginRegistry, work: Path, digest: str, size: int, rounds: int, baseline: Path | None = None
+) -> dict[str, dict[str, list[float]]]:
     variants = ("this tree",) + (("baseline",) if baseline else ())
-    results: dict[str, dict[str, list[float]]] = {v: {"download_cpu": [], "upload_cpu": [], "gbps": []} for v in variants}
+    results: dict[str, dict[str, list[float]]] = {
+        v: {"download_cpu": [], "upload_cpu": [], "gbps": []} for v in variants
+    }
     for round_no, variant in interleaved(list(results), rounds):
         env = {"PYTHONPATH": str(baseline)} if baseline and variant == "baseline" else None
         hosts = ["127.0.0.21", "127.0.0.22"]
@@ -267,10 +319,27 @@ def p2p_transfer(origin: OriginRegistry, work: Path, digest: str, size: int, rou
         try:
             for index, (host, port) in enumerate(zip(hosts, ports, strict=True)):
                 tracker = "embedded" if index == 0 else f"http://{hosts[0]}:{ports[0]}/tracker"
-                mirror = MirrorProcess(work / f"p2p-{round_no}-{len(variant)}-{index}", {"origin": origin.url},
-                                       ["--default-upstream", "origin", "--log-level", "warning", "--cache-max-size", "40GiB",
-                                        "--peer-listen", f"{host}:{port}", "--piece-size", "4MiB", "--tracker", tracker],
-                                       host=host, cache_dir=caches[index], env=env)
+                mirror = MirrorProcess(
+                    work / f"p2p-{round_no}-{len(variant)}-{index}",
+                    {"origin": origin.url},
+                    [
+                        "--default-upstream",
+                        "origin",
+                        "--log-level",
+                        "warning",
+                        "--cache-max-size",
+                        "40GiB",
+                        "--peer-listen",
+                        f"{host}:{port}",
+                        "--piece-size",
+                        "4MiB",
+                        "--tracker",
+                        tracker,
+                    ],
+                    host=host,
+                    cache_dir=caches[index],
+                    env=env,
+                )
                 mirrors.append(mirror.start())
             seed, downloader = mirrors
             curl_get(f"{seed.url}/v2/{REPO}/blobs/{digest}")
@@ -278,7 +347,8 @@ def p2p_transfer(origin: OriginRegistry, work: Path, digest: str, size: int, rou
             time.sleep(2.0)  # the seed's "complete" announcement reaches the tracker (poll interval)
             read_warm(cached)
             seed_before = cpu_seconds(seed.process.pid)  # type: ignore[union-attr]
-            cpu, (got, seconds) = measured(downloader.process.pid, lambda: curl_get(f"{downloader.url}/v2/{REPO}/blobs/{digest}"))  # type: ignore[union-attr,misc]  # noqa: B023
+            url = f"{downloader.url}/v2/{REPO}/blobs/{digest}"
+            cpu, (got, seconds) = measured(downloader.process.pid, lambda: curl_get(url))  # type: ignore[union-attr,misc]  # noqa: B023
             wait_for_file(mirror_blob_path(caches[1], digest))
             results[variant]["upload_cpu"].append((cpu_seconds(seed.process.pid) - seed_before) / (size / GiB))  # type: ignore[union-attr]
             results[variant]["download_cpu"].append(cpu / (size / GiB))
@@ -299,7 +369,9 @@ def main() -> None:
     parser.add_argument("--capped-size-mib", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="small blobs, one round: checks the script works")
-    parser.add_argument("--baseline", metavar="REV", help="also measure cold GET and P2P with this git revision's mirror")
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also measure cold GET and P2P with this git revision's mirror"
+    )
     parser.add_argument("--only", default=",".join(FIGURES), help="a subset of: " + ", ".join(FIGURES))
     args = parser.parse_args()
     if args.quick:
@@ -323,12 +395,22 @@ def main() -> None:
         finally:
             origin.stop()
             if args.baseline:
-                subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), "worktree", "prune"], check=False)
+                subprocess.run(
+                    ["git", "-C", str(Path(__file__).resolve().parents[1]), "worktree", "prune"], check=False
+                )
     report(args, floor, cold, warm, tail, cap, aria, p2p)
 
 
-def report(args: argparse.Namespace, floor: dict[str, float], cold: dict, warm: dict, tail: dict, cap: dict,
-           aria: dict, p2p: dict) -> None:
+def report(
+    args: argparse.Namespace,
+    floor: dict[str, float],
+    cold: dict,
+    warm: dict,
+    tail: dict,
+    cap: dict,
+    aria: dict,
+    p2p: dict,
+) -> None:
     m = median
     rows: list[Sequence[object]] = []
 
@@ -340,63 +422,151 @@ def report(args: argparse.Namespace, floor: dict[str, float], cold: dict, warm: 
         # The goals are set for the tmpfs cache (the disk is not the limit there); disk: for reading.
         goal = variant == "tmpfs"
         cpu = m(cold[variant]["cpu"])
-        row(f"cold GET CPU-s/GiB ({variant} cache)", cpu, f"openssl sha256 {floor['cpu_per_gib']:.2f}",
-            f"{cpu / floor['cpu_per_gib']:.2f}x floor", f"<= {GOALS['cold_cpu']}" if goal else "-", cpu <= GOALS["cold_cpu"])
+        row(
+            f"cold GET CPU-s/GiB ({variant} cache)",
+            cpu,
+            f"openssl sha256 {floor['cpu_per_gib']:.2f}",
+            f"{cpu / floor['cpu_per_gib']:.2f}x floor",
+            f"<= {GOALS['cold_cpu']}" if goal else "-",
+            cpu <= GOALS["cold_cpu"],
+        )
         gbps = m(cold[variant]["gbps"])
-        row(f"cold GET GB/s ({variant} cache)", gbps, f"direct curl {direct:.2f}", f"{gbps / direct:.2f}x",
-            f">= {GOALS['cold_ratio']}x" if goal else "-", gbps / direct >= GOALS["cold_ratio"])
+        row(
+            f"cold GET GB/s ({variant} cache)",
+            gbps,
+            f"direct curl {direct:.2f}",
+            f"{gbps / direct:.2f}x",
+            f">= {GOALS['cold_ratio']}x" if goal else "-",
+            gbps / direct >= GOALS["cold_ratio"],
+        )
     if "tmpfs, baseline" in cold:
         old_cpu, old_gbps = m(cold["tmpfs, baseline"]["cpu"]), m(cold["tmpfs, baseline"]["gbps"])
         new_cpu = m(cold["tmpfs"]["cpu"])
-        row(f"cold GET CPU-s/GiB, {args.baseline} (tmpfs)", old_cpu, f"this tree {new_cpu:.2f}",
-            f"{new_cpu / old_cpu:.2f}x of baseline", "-", True)
-        row(f"cold GET GB/s, {args.baseline} (tmpfs)", old_gbps, f"direct curl {direct:.2f}",
-            f"{old_gbps / direct:.2f}x", "-", True)
+        row(
+            f"cold GET CPU-s/GiB, {args.baseline} (tmpfs)",
+            old_cpu,
+            f"this tree {new_cpu:.2f}",
+            f"{new_cpu / old_cpu:.2f}x of baseline",
+            "-",
+            True,
+        )
+        row(
+            f"cold GET GB/s, {args.baseline} (tmpfs)",
+            old_gbps,
+            f"direct curl {direct:.2f}",
+            f"{old_gbps / direct:.2f}x",
+            "-",
+            True,
+        )
     if warm:
         warm_cpu = m(warm["mirror x1"]["cpu"])
-        row("warm hit CPU-s/GiB", warm_cpu, f"nginx {m(warm['nginx x1']['cpu']):.2f}", "", f"<= {GOALS['warm_cpu']}",
-            warm_cpu <= GOALS["warm_cpu"])
+        row(
+            "warm hit CPU-s/GiB",
+            warm_cpu,
+            f"nginx {m(warm['nginx x1']['cpu']):.2f}",
+            "",
+            f"<= {GOALS['warm_cpu']}",
+            warm_cpu <= GOALS["warm_cpu"],
+        )
     for clients, goal in ((1, GOALS["warm_1"]), (4, GOALS["warm_4"])) if warm else ():
         mine, ref = m(warm[f"mirror x{clients}"]["gbps"]), m(warm[f"nginx x{clients}"]["gbps"])
-        row(f"warm hit GB/s, {clients} client(s)", mine, f"nginx sendfile {ref:.2f}", f"{mine / ref:.2f}x",
-            f">= {goal}x", mine / ref >= goal)
+        row(
+            f"warm hit GB/s, {clients} client(s)",
+            mine,
+            f"nginx sendfile {ref:.2f}",
+            f"{mine / ref:.2f}x",
+            f">= {goal}x",
+            mine / ref >= goal,
+        )
     if tail:
         seconds = m(tail["mirror"])
-        row(f"cold Range last MiB of {args.range_size_mib} MiB, s", seconds, f"origin {m(tail['origin']):.3f} s", "",
-            f"<= {GOALS['range_s']} s", seconds <= GOALS["range_s"])
+        row(
+            f"cold Range last MiB of {args.range_size_mib} MiB, s",
+            seconds,
+            f"origin {m(tail['origin']):.3f} s",
+            "",
+            f"<= {GOALS['range_s']} s",
+            seconds <= GOALS["range_s"],
+        )
     if cap:
         capped_x = m(cap["mirror"]) / CAP_BYTES_PER_S
-        row("cold GET, origin capped 25 MB/s per connection, MB/s", m(cap["mirror"]) / 1e6,
-            f"one curl {m(cap['direct']) / 1e6:.1f} MB/s", f"{capped_x:.2f}x cap", f">= {GOALS['capped_x']}x",
-            capped_x >= GOALS["capped_x"])
+        row(
+            "cold GET, origin capped 25 MB/s per connection, MB/s",
+            m(cap["mirror"]) / 1e6,
+            f"one curl {m(cap['direct']) / 1e6:.1f} MB/s",
+            f"{capped_x:.2f}x cap",
+            f">= {GOALS['capped_x']}x",
+            capped_x >= GOALS["capped_x"],
+        )
     if aria:
         aria_x = m(aria["curl"]) / m(aria["aria2c -x8"])
-        row("aria2c -x8 -s8 cold, s", m(aria["aria2c -x8"]), f"one curl {m(aria['curl']):.2f} s", f"{aria_x:.2f}x speed",
-            f">= {GOALS['aria_x']}x", aria_x >= GOALS["aria_x"])
+        row(
+            "aria2c -x8 -s8 cold, s",
+            m(aria["aria2c -x8"]),
+            f"one curl {m(aria['curl']):.2f} s",
+            f"{aria_x:.2f}x speed",
+            f">= {GOALS['aria_x']}x",
+            aria_x >= GOALS["aria_x"],
+        )
         if aria.get("aria2c -x8 origin"):
             own_x = m(aria["aria2c -x8 origin"]) / m(aria["aria2c -x8"])
-            row("aria2c -x8 -s8 cold vs aria2c -x8 from the origin", m(aria["aria2c -x8"]),
-                f"aria2c from origin {m(aria['aria2c -x8 origin']):.2f} s", f"{own_x:.2f}x speed", "-", True)
+            row(
+                "aria2c -x8 -s8 cold vs aria2c -x8 from the origin",
+                m(aria["aria2c -x8"]),
+                f"aria2c from origin {m(aria['aria2c -x8 origin']):.2f} s",
+                f"{own_x:.2f}x speed",
+                "-",
+                True,
+            )
     if p2p:
         mine = p2p["this tree"]
         old = p2p.get("baseline")
         against = f"; {args.baseline} {m(old['download_cpu']):.2f}" if old else ""
-        row("P2P download CPU-s/GiB (downloader)", m(mine["download_cpu"]), f"{m(mine['gbps']):.2f} GB/s{against}", "",
-            f"<= {GOALS['p2p_cpu']}", m(mine["download_cpu"]) <= GOALS["p2p_cpu"])
+        row(
+            "P2P download CPU-s/GiB (downloader)",
+            m(mine["download_cpu"]),
+            f"{m(mine['gbps']):.2f} GB/s{against}",
+            "",
+            f"<= {GOALS['p2p_cpu']}",
+            m(mine["download_cpu"]) <= GOALS["p2p_cpu"],
+        )
         reference = f"nginx warm {m(warm['nginx x1']['cpu']):.2f}" if warm else ""
         if old:
             reference += f"; {args.baseline} {m(old['upload_cpu']):.2f}"
-        row("piece upload CPU-s/GiB (seed)", m(mine["upload_cpu"]), reference, "",
-            f"<= {GOALS['upload_cpu']}", m(mine["upload_cpu"]) <= GOALS["upload_cpu"])
+        row(
+            "piece upload CPU-s/GiB (seed)",
+            m(mine["upload_cpu"]),
+            reference,
+            "",
+            f"<= {GOALS['upload_cpu']}",
+            m(mine["upload_cpu"]) <= GOALS["upload_cpu"],
+        )
         if old:
-            row(f"P2P download GB/s, {args.baseline}", m(old["gbps"]), f"this tree {m(mine['gbps']):.2f}",
-                f"{m(mine['gbps']) / m(old['gbps']):.2f}x of baseline", "-", True)
+            row(
+                f"P2P download GB/s, {args.baseline}",
+                m(old["gbps"]),
+                f"this tree {m(mine['gbps']):.2f}",
+                f"{m(mine['gbps']) / m(old['gbps']):.2f}x of baseline",
+                "-",
+                True,
+            )
     table = Table(["figure", "mirror", "reference (same run)", "ratio", "goal", ""], rows)
-    write_result("datapath" if args.only == ",".join(FIGURES) else "datapath-" + args.only.replace(",", "-"), {
-        "size_mib": args.size_mib, "rounds": args.rounds, "floor": floor, "cold": cold, "warm": warm,
-        "cold_range": tail, "capped": cap, "aria2c": aria, "p2p": p2p,
-        "rows": [dict(zip(table.columns, r, strict=True)) for r in rows],
-    }, [table])
+    write_result(
+        "datapath" if args.only == ",".join(FIGURES) else "datapath-" + args.only.replace(",", "-"),
+        {
+            "size_mib": args.size_mib,
+            "rounds": args.rounds,
+            "floor": floor,
+            "cold": cold,
+            "warm": warm,
+            "cold_range": tail,
+            "capped": cap,
+            "aria2c": aria,
+            "p2p": p2p,
+            "rows": [dict(zip(table.columns, r, strict=True)) for r in rows],
+        },
+        [table],
+    )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ origin olah's access log gives the GET/HEAD counts for the weights file per down
 Rounds stop early once another would overrun --budget-s (the whole run stays under 6 minutes).
 
 Writes bench/results/hf_snapshot.json and prints the table."""
+
 from __future__ import annotations
 
 import argparse
@@ -34,9 +35,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # huggingface_hub reads these when imported: plain HTTP (no Xet), no telemetry, long timeouts.
-os.environ.update({"HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-                   "HF_HUB_ETAG_TIMEOUT": "600", "HF_HUB_DOWNLOAD_TIMEOUT": "600",
-                   "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1"})
+os.environ.update(
+    {
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_HUB_ETAG_TIMEOUT": "600",
+        "HF_HUB_DOWNLOAD_TIMEOUT": "600",
+        "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+    }
+)
 os.environ.pop("HF_TOKEN", None)
 
 from _common import MiB, MirrorProcess, Table, median, read_warm, workdir, write_result  # noqa: E402
@@ -49,8 +57,11 @@ from tests.support.procs import ManagedProcess  # noqa: E402
 
 REPO_ID = "bench/model"
 WEIGHTS = "model.safetensors"
-SMALL_FILES = {"config.json": b'{"model_type": "bench"}\n', "tokenizer/vocab.txt": b"a\nb\nc\n" * 1000,
-               "README.md": b"# bench model\n"}
+SMALL_FILES = {
+    "config.json": b'{"model_type": "bench"}\n',
+    "tokenizer/vocab.txt": b"a\nb\nc\n" * 1000,
+    "README.md": b"# bench model\n",
+}
 DEAD_URL = "http://127.0.0.1:1"
 UNUSED_REGISTRY = {"127.0.0.1:1": DEAD_URL}  # `serve` needs one registry upstream; never asked here
 PATHS = ("olah direct", "mirror", "olah proxy")
@@ -90,11 +101,14 @@ def snapshot(endpoint: str, target: Path, repo: HubRepo, origin: OlahOrigin, nam
     read_warm(repo.lfs_object(WEIGHTS))  # the VM drops idle page cache: same start for every path
     log_before = origin.log_text()
     started = time.perf_counter()
-    local = Path(snapshot_download(REPO_ID, endpoint=endpoint, local_dir=target / "local",
-                                   cache_dir=target / "cache", token=False))
+    local = Path(
+        snapshot_download(
+            REPO_ID, endpoint=endpoint, local_dir=target / "local", cache_dir=target / "cache", token=False
+        )
+    )
     seconds = time.perf_counter() - started
     time.sleep(0.2)  # let the origin's access-log lines for the last responses reach the file
-    new_log = origin.log_text()[len(log_before):]
+    new_log = origin.log_text()[len(log_before) :]
     if sha256_of(local / WEIGHTS) != repo.lfs[WEIGHTS]:
         raise RuntimeError(f"{name}: {WEIGHTS} does not match its LFS oid")
     for path, data in SMALL_FILES.items():
@@ -110,16 +124,29 @@ def seed_origin_repo_meta(origin: OlahOrigin, repo: HubRepo) -> None:
     olah checks exactly that URL before anything else, so olah-behind-olah needs this file."""
     meta_dir = Path(get_meta_save_dir(str(origin.workdir / "cache"), "models", *REPO_ID.split("/"))) / repo.commit
     meta_dir.mkdir(parents=True, exist_ok=True)
-    (meta_dir / "meta_head.json").write_text(json.dumps({"sha": repo.commit,
-                                                         "lastModified": "2024-01-01T00:00:00.000000Z"}))
+    (meta_dir / "meta_head.json").write_text(
+        json.dumps({"sha": repo.commit, "lastModified": "2024-01-01T00:00:00.000000Z"})
+    )
 
 
 @contextmanager
 def hub_mirror(work: Path, origin_url: str) -> Iterator[MirrorProcess]:
     """A real `registry-mirror serve` with an empty cache, hf pointed at the origin olah."""
     shutil.rmtree(work, ignore_errors=True)
-    mirror = MirrorProcess(work, UNUSED_REGISTRY, ["--hf-upstream", origin_url, "--modelscope-upstream", DEAD_URL,
-                                                   "--log-level", "warning", "--cache-max-size", "40GiB"])
+    mirror = MirrorProcess(
+        work,
+        UNUSED_REGISTRY,
+        [
+            "--hf-upstream",
+            origin_url,
+            "--modelscope-upstream",
+            DEAD_URL,
+            "--log-level",
+            "warning",
+            "--cache-max-size",
+            "40GiB",
+        ],
+    )
     mirror.start()
     try:
         yield mirror
@@ -191,10 +218,13 @@ def main() -> None:
                     print(f"stopping after {round_no} rounds: another would overrun --budget-s", flush=True)
                     break
                 # Interleaved, the order flipping every round, so drift in load hits every path alike.
-                for path in (paths if round_no % 2 == 0 else list(reversed(paths))):
+                for path in paths if round_no % 2 == 0 else list(reversed(paths)):
                     for download in run_path(path, work, origin, repo):
-                        print(f"round {round_no} {download.path:<16} {download.seconds:6.2f} s  origin LFS "
-                              f"GET {download.origin_lfs_gets} HEAD {download.origin_lfs_heads}", flush=True)
+                        print(
+                            f"round {round_no} {download.path:<16} {download.seconds:6.2f} s  origin LFS "
+                            f"GET {download.origin_lfs_gets} HEAD {download.origin_lfs_heads}",
+                            flush=True,
+                        )
                         downloads.append(download)
         finally:
             origin.stop()
@@ -207,15 +237,37 @@ def main() -> None:
         seconds = median([d.seconds for d in mine])
         gets = sorted({d.origin_lfs_gets for d in mine})
         heads = sorted({d.origin_lfs_heads for d in mine})
-        summary[name] = {"median_s": seconds, "mb_per_s": total_bytes / seconds / 1e6, "x_olah_direct": seconds / direct,
-                         "runs_s": [d.seconds for d in mine], "origin_lfs_gets": [d.origin_lfs_gets for d in mine],
-                         "origin_lfs_heads": [d.origin_lfs_heads for d in mine]}
-        rows.append([name, seconds, total_bytes / seconds / 1e6, seconds / direct,
-                     "/".join(map(str, gets)), "/".join(map(str, heads))])
+        summary[name] = {
+            "median_s": seconds,
+            "mb_per_s": total_bytes / seconds / 1e6,
+            "x_olah_direct": seconds / direct,
+            "runs_s": [d.seconds for d in mine],
+            "origin_lfs_gets": [d.origin_lfs_gets for d in mine],
+            "origin_lfs_heads": [d.origin_lfs_heads for d in mine],
+        }
+        rows.append(
+            [
+                name,
+                seconds,
+                total_bytes / seconds / 1e6,
+                seconds / direct,
+                "/".join(map(str, gets)),
+                "/".join(map(str, heads)),
+            ]
+        )
     table = Table(["path", "median s", "MB/s", "x olah direct", "origin LFS GETs", "origin LFS HEADs"], rows)
     rounds_done = len([d for d in downloads if d.path == "olah direct"])
-    write_result("hf_snapshot", {"size_mib": args.size_mib, "total_bytes": total_bytes, "rounds": rounds_done,
-                                 "wall_s": time.monotonic() - started, "results": summary}, [table])
+    write_result(
+        "hf_snapshot",
+        {
+            "size_mib": args.size_mib,
+            "total_bytes": total_bytes,
+            "rounds": rounds_done,
+            "wall_s": time.monotonic() - started,
+            "results": summary,
+        },
+        [table],
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ took to compute; the seed literature quotes "20-60% lower egress with aggressive
 
 The rootfs tarballs (~170 MB each, ~30 s per build) are kept in --rootfs-dir between runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,11 @@ FORMATS = {"tar": "application/vnd.oci.image.layer.v1.tar", "zstd": "application
 def build_rootfs(version: str, out: Path) -> Path:
     if not out.exists():
         args = [a.format(out=out.with_suffix(".partial.tar")) for a in VERSIONS[version]]
-        subprocess.run(["mmdebstrap", "--variant=minbase", "--mode=unshare", "--quiet", *args], check=True,
-                       env=os.environ | {"SOURCE_DATE_EPOCH": EPOCH})
+        subprocess.run(
+            ["mmdebstrap", "--variant=minbase", "--mode=unshare", "--quiet", *args],
+            check=True,
+            env=os.environ | {"SOURCE_DATE_EPOCH": EPOCH},
+        )
         out.with_suffix(".partial.tar").rename(out)
     return out
 
@@ -55,11 +59,16 @@ def zstd_of(source: Path, out: Path) -> Path:
 
 def push_image(origin: OriginRegistry, repo: str, tag: str, layer: Path, media_type: str) -> None:
     config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
-    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                           "digest": push_blob(origin, repo, config), "size": len(config)},
-                "layers": [{"mediaType": media_type, "digest": push_blob(origin, repo, layer),
-                            "size": layer.stat().st_size}]}
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": push_blob(origin, repo, config),
+            "size": len(config),
+        },
+        "layers": [{"mediaType": media_type, "digest": push_blob(origin, repo, layer), "size": layer.stat().st_size}],
+    }
     push_manifest(origin, repo, tag, json.dumps(manifest).encode(), OCI_MANIFEST)
 
 
@@ -83,18 +92,48 @@ def main() -> None:
                 new = resolve_image(client, parse_reference(f"{origin.host}/{repo}:v2"), ())
                 old = resolve_image(client, parse_reference(f"{origin.host}/{repo}:v1"), ())
                 started = time.perf_counter()
-                result = analyze([new], [old], delta_budget=4 << 30, work_dir=work,
-                                 download=lambda ref, digest, path: client.download_blob(ref.repository, digest, path))
+                result = analyze(
+                    [new],
+                    [old],
+                    delta_budget=4 << 30,
+                    work_dir=work,
+                    download=lambda ref, digest, path: client.download_blob(ref.repository, digest, path),
+                )
                 seconds = time.perf_counter() - started
             totals = result.totals()
             [delta] = result.deltas
-            results[fmt] = {"v1_layer": layers[("v1", fmt)].stat().st_size, "v2_layer": delta.new_size,
-                            "delta": delta.delta_size, "seconds": round(seconds, 2), **totals}
-            rows.append([fmt, delta.new_size / 1e6, (delta.delta_size or 0) / 1e6, totals["fetch_given_old"] / 1e6,
-                         totals["fetch_with_deltas"] / 1e6, f"{totals['cache_saving']:.0%}",
-                         f"{totals['delta_saving']:.0%}", round(seconds, 1)])
-    table = Table(["layer", "v2 layer MB", "delta MB", "fetch, cache only MB", "fetch with delta MB",
-                   "saved: cache", "saved: cache+delta", "analyze s"], rows)
+            results[fmt] = {
+                "v1_layer": layers[("v1", fmt)].stat().st_size,
+                "v2_layer": delta.new_size,
+                "delta": delta.delta_size,
+                "seconds": round(seconds, 2),
+                **totals,
+            }
+            rows.append(
+                [
+                    fmt,
+                    delta.new_size / 1e6,
+                    (delta.delta_size or 0) / 1e6,
+                    totals["fetch_given_old"] / 1e6,
+                    totals["fetch_with_deltas"] / 1e6,
+                    f"{totals['cache_saving']:.0%}",
+                    f"{totals['delta_saving']:.0%}",
+                    round(seconds, 1),
+                ]
+            )
+    table = Table(
+        [
+            "layer",
+            "v2 layer MB",
+            "delta MB",
+            "fetch, cache only MB",
+            "fetch with delta MB",
+            "saved: cache",
+            "saved: cache+delta",
+            "analyze s",
+        ],
+        rows,
+    )
     write_result("layer_overlap", {"formats": results, "versions": VERSIONS}, [table])
 
 

@@ -34,9 +34,11 @@ from tests.support.images import OCI_MANIFEST, push_blob, push_manifest
 GOAL_RPS = 10_000
 TAG = "v1"
 # What containerd 1.6 sends (TESTBED.md); docker-registry answers 404 to an OCI manifest without it.
-ACCEPT = ("Accept: application/vnd.docker.distribution.manifest.v2+json, "
-          "application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, "
-          "application/vnd.oci.image.index.v1+json, */*")
+ACCEPT = (
+    "Accept: application/vnd.docker.distribution.manifest.v2+json, "
+    "application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, "
+    "application/vnd.oci.image.index.v1+json, */*"
+)
 
 
 def main() -> None:
@@ -57,8 +59,11 @@ def main() -> None:
             (www / "manifest.json").write_bytes(body)
             nginx = NginxServer.static(work, www, access_log=False).start()
             path = f"/v2/{REPO}/manifests/{TAG}"
-            targets = {"mirror": mirror.url + path, "docker-registry": origin.url + path,
-                       "nginx (tool ceiling)": nginx.url + "/manifest.json"}
+            targets = {
+                "mirror": mirror.url + path,
+                "docker-registry": origin.url + path,
+                "nginx (tool ceiling)": nginx.url + "/manifest.json",
+            }
             check_head(targets["mirror"], body)  # also puts the tag into the mirror's cache
             runs = measure(targets, args)
         finally:
@@ -74,11 +79,14 @@ def push_image(origin: OriginRegistry) -> bytes:
     config_digest = push_blob(origin, REPO, config)
     layer_digest = push_blob(origin, REPO, layer)
     manifest = {
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest,
-                   "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest,
-                    "size": len(layer)}],
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": len(config),
+        },
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": len(layer)}],
     }
     body = json.dumps(manifest).encode()
     push_manifest(origin, REPO, TAG, body, OCI_MANIFEST)
@@ -104,9 +112,12 @@ def run_ab(url: str, concurrency: int, seconds: int) -> dict[str, float]:
     argv = ["ab", "-q", "-k", "-i", "-c", str(concurrency), "-t", str(seconds), "-n", "100000000", "-H", ACCEPT, url]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60).stdout
     failed = int(_find(r"Failed requests:\s+(\d+)", out)) + int(_find(r"Non-2xx responses:\s+(\d+)", out, "0"))
-    return {"rps": float(_find(r"Requests per second:\s+([\d.]+)", out)),
-            "p99_ms": float(_find(r"^\s*99%\s+(\d+)", out)),  # ab rounds latencies to whole ms
-            "requests": float(_find(r"Complete requests:\s+(\d+)", out)), "failed": failed}
+    return {
+        "rps": float(_find(r"Requests per second:\s+([\d.]+)", out)),
+        "p99_ms": float(_find(r"^\s*99%\s+(\d+)", out)),  # ab rounds latencies to whole ms
+        "requests": float(_find(r"Complete requests:\s+(\d+)", out)),
+        "failed": failed,
+    }
 
 
 def run_hey(url: str, concurrency: int, seconds: int) -> dict[str, float]:
@@ -114,9 +125,12 @@ def run_hey(url: str, concurrency: int, seconds: int) -> dict[str, float]:
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60).stdout
     ok = int(_find(r"\[200\]\s+(\d+) responses", out, "0"))
     total = sum(int(n) for n in re.findall(r"\[\d+\]\s+(\d+) responses", out))
-    return {"rps": float(_find(r"Requests/sec:\s+([\d.]+)", out)),
-            "p99_ms": 1000 * float(_find(r"99% in ([\d.]+) secs", out)), "requests": float(total),
-            "failed": total - ok}
+    return {
+        "rps": float(_find(r"Requests/sec:\s+([\d.]+)", out)),
+        "p99_ms": 1000 * float(_find(r"99% in ([\d.]+) secs", out)),
+        "requests": float(total),
+        "failed": total - ok,
+    }
 
 
 def _find(pattern: str, text: str, default: str | None = None) -> str:
@@ -137,12 +151,42 @@ def report(runs: dict[str, list[dict[str, float]]], args: argparse.Namespace) ->
         goal = ""
         if name == "mirror":
             goal = f">= {GOAL_RPS} {'met' if median(rps) >= GOAL_RPS else 'MISSED'} ({median(rps) / GOAL_RPS:.2f}x)"
-        rows.append([name, median(rps), min(rps), max(rps), median([r["p99_ms"] for r in values]),
-                     median(rps) / registry, int(failed), goal])
-    table = Table([f"HEAD c={args.concurrency} ({args.tool})", "req/s median", "min", "max", "p99 ms",
-                   "x docker-registry", "failed", "goal"], rows)
-    write_result("manifest_head", {"concurrency": args.concurrency, "seconds": args.seconds,
-                                   "rounds": args.rounds, "tool": args.tool, "runs": runs}, [table])
+        rows.append(
+            [
+                name,
+                median(rps),
+                min(rps),
+                max(rps),
+                median([r["p99_ms"] for r in values]),
+                median(rps) / registry,
+                int(failed),
+                goal,
+            ]
+        )
+    table = Table(
+        [
+            f"HEAD c={args.concurrency} ({args.tool})",
+            "req/s median",
+            "min",
+            "max",
+            "p99 ms",
+            "x docker-registry",
+            "failed",
+            "goal",
+        ],
+        rows,
+    )
+    write_result(
+        "manifest_head",
+        {
+            "concurrency": args.concurrency,
+            "seconds": args.seconds,
+            "rounds": args.rounds,
+            "tool": args.tool,
+            "runs": runs,
+        },
+        [table],
+    )
 
 
 if __name__ == "__main__":

@@ -59,8 +59,22 @@ class ShapedNamespace:
         _run(*inside, "ip", "addr", "add", f"{ns}/{subnet.prefixlen}", "dev", self.ns_if)
         _run(*inside, "ip", "link", "set", self.ns_if, "up")
         _run(*inside, "ip", "link", "set", "lo", "up")
-        _run(*inside, "tc", "qdisc", "add", "dev", self.ns_if, "root", "tbf",
-             "rate", self.rate, "burst", self.burst, "latency", self.latency)
+        _run(
+            *inside,
+            "tc",
+            "qdisc",
+            "add",
+            "dev",
+            self.ns_if,
+            "root",
+            "tbf",
+            "rate",
+            self.rate,
+            "burst",
+            self.burst,
+            "latency",
+            self.latency,
+        )
         return self
 
     def qdisc_stats(self) -> str:
@@ -78,8 +92,12 @@ class ShapedNamespace:
     def _free_subnet(self) -> ipaddress.IPv4Network:
         """The first /30 from subnet_base that no route on this machine mentions yet."""
         routes = _run("ip", "-4", "route", "show", "table", "all")
-        taken = [ipaddress.ip_network(word, strict=False) for line in routes.splitlines()
-                 for word in line.split()[:1] if word[0].isdigit()]
+        taken = [
+            ipaddress.ip_network(word, strict=False)
+            for line in routes.splitlines()
+            for word in line.split()[:1]
+            if word[0].isdigit()
+        ]
         base = ipaddress.ip_network(f"{self.subnet_base}/24", strict=False)
         for subnet in base.subnets(new_prefix=30):
             if not any(subnet.overlaps(other) for other in taken):

@@ -430,15 +430,47 @@ def main() -> None:
             result = {"policy": policy, **Simulation(config).run()}
             result["simulation_wall_s"] = time.perf_counter() - started
             results.append(result)
-            print(f"{policy} N={count}: last done {result['last_done_s']:.2f} s, origin "
-                  f"{result['origin_ratio']:.3f}x, tracker peak {result['tracker_rps_peak']} req/s "
-                  f"({result['simulation_wall_s']:.1f} s wall)", flush=True)
-    rows = [[r["policy"], r["nodes"], r["last_done_s"], r["median_done_s"], r["origin_only_s"], r["origin_ratio"],
-             r["stall_rounds"], r["tracker_rps_peak"], r["tracker_rps_mean"], r["tracker_requests"]] for r in results]
-    table = Table(["policy", "N", "last node done s", "median node s", "1 origin copy s", "origin bytes / blob",
-                   "stalls", "tracker req/s peak", "tracker req/s mean", "tracker requests"], rows)
-    write_result("p2p_sim", {"config": {k: v for k, v in asdict(SimConfig(nodes=0)).items() if k != "nodes"},
-                             "results": results}, [table])
+            print(
+                f"{policy} N={count}: last done {result['last_done_s']:.2f} s, origin "
+                f"{result['origin_ratio']:.3f}x, tracker peak {result['tracker_rps_peak']} req/s "
+                f"({result['simulation_wall_s']:.1f} s wall)",
+                flush=True,
+            )
+    rows = [
+        [
+            r["policy"],
+            r["nodes"],
+            r["last_done_s"],
+            r["median_done_s"],
+            r["origin_only_s"],
+            r["origin_ratio"],
+            r["stall_rounds"],
+            r["tracker_rps_peak"],
+            r["tracker_rps_mean"],
+            r["tracker_requests"],
+        ]
+        for r in results
+    ]
+    table = Table(
+        [
+            "policy",
+            "N",
+            "last node done s",
+            "median node s",
+            "1 origin copy s",
+            "origin bytes / blob",
+            "stalls",
+            "tracker req/s peak",
+            "tracker req/s mean",
+            "tracker requests",
+        ],
+        rows,
+    )
+    write_result(
+        "p2p_sim",
+        {"config": {k: v for k, v in asdict(SimConfig(nodes=0)).items() if k != "nodes"}, "results": results},
+        [table],
+    )
 
 
 if __name__ == "__main__":

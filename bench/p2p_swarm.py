@@ -72,8 +72,12 @@ class NamespacedOrigin(OriginRegistry):
         config.write_text(_config_yaml(self.host, self.workdir / "storage", None))
         argv = self.ns.exec_argv([require_binary("docker-registry"), "serve", str(config)])
         self.process = ManagedProcess(argv, self.workdir / "registry.log").start()
-        wait_http(f"{self.url}/v2/", timeout=20, alive=self.process.alive,
-                  headers={"User-Agent": "registry-mirror-tests-sentinel/startup"})
+        wait_http(
+            f"{self.url}/v2/",
+            timeout=20,
+            alive=self.process.alive,
+            headers={"User-Agent": "registry-mirror-tests-sentinel/startup"},
+        )
         return self
 
 
@@ -89,8 +93,15 @@ class Node:
 
 
 # -- starting N nodes of one configuration ---------------------------------------------------------
-def start_nodes(config: str, count: int, origin: OriginRegistry, work: Path, digest: str,
-                log_level: str = "warning", caches: Path | None = None) -> list[Node]:
+def start_nodes(
+    config: str,
+    count: int,
+    origin: OriginRegistry,
+    work: Path,
+    digest: str,
+    log_level: str = "warning",
+    caches: Path | None = None,
+) -> list[Node]:
     hosts = [f"127.0.0.{11 + i}" for i in range(count)]
     if config == "docker-registry proxy":
         starters: list[Callable[[], Node]] = [
@@ -103,14 +114,24 @@ def start_nodes(config: str, count: int, origin: OriginRegistry, work: Path, dig
         peer_ports = [free_port(host) for host in hosts]
         tracker = f"http://{hosts[0]}:{peer_ports[0]}/tracker"
         p2p_args = [
-            ["--peer-listen", f"{host}:{port}", "--piece-size", PIECE_SIZE,
-             "--tracker", "embedded" if i == 0 else tracker]
+            [
+                "--peer-listen",
+                f"{host}:{port}",
+                "--piece-size",
+                PIECE_SIZE,
+                "--tracker",
+                "embedded" if i == 0 else tracker,
+            ]
             for i, (host, port) in enumerate(zip(hosts, peer_ports, strict=True))
         ]
     mirrors = [
-        MirrorProcess(work / host, {UPSTREAM: origin.url},
-                      ["--default-upstream", UPSTREAM, "--log-level", log_level, "--cache-max-size", "40GiB",
-                       *extra], host=host, cache_dir=(caches or work / "caches") / host)
+        MirrorProcess(
+            work / host,
+            {UPSTREAM: origin.url},
+            ["--default-upstream", UPSTREAM, "--log-level", log_level, "--cache-max-size", "40GiB", *extra],
+            host=host,
+            cache_dir=(caches or work / "caches") / host,
+        )
         for host, extra in zip(hosts, p2p_args, strict=True)
     ]
     return _start_all([lambda mirror=mirror: _mirror_node(mirror, digest) for mirror in mirrors])
@@ -150,11 +171,15 @@ class ClientResult:
 
 def pull_all(urls: Sequence[str]) -> tuple[float, list[ClientResult]]:
     """One `curl | openssl dgst` per URL, all started together: (wall seconds until the last, each)."""
-    script = ("set -o pipefail; curl -sS --fail -w '%{stderr}%{size_download} %{time_total}\\n' "
-              "-o - \"$1\" | openssl dgst -sha256 -r")
+    script = (
+        "set -o pipefail; curl -sS --fail -w '%{stderr}%{size_download} %{time_total}\\n' "
+        '-o - "$1" | openssl dgst -sha256 -r'
+    )
     started = time.perf_counter()
-    procs = [subprocess.Popen(["bash", "-c", script, "pull", url], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for url in urls]
+    procs = [
+        subprocess.Popen(["bash", "-c", script, "pull", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for url in urls
+    ]
     outputs = [proc.communicate(timeout=900) for proc in procs]
     elapsed = time.perf_counter() - started
     results = []
@@ -187,8 +212,9 @@ class TrackerWatch:
                     pieces = client.get(f"{self.base}/pieces/{self.digest}")
                     sample["hashes"] = len(pieces.json()["hashes"]) if pieces.status_code == 200 else 0
                     peers = client.get(f"{self.base}/peers/{self.digest}").json()["peers"]
-                    sample["holders"] = {p["peer"]["id"]: [p["pieces_held"], p["peer"]["load"], p["complete"]]
-                                         for p in peers}
+                    sample["holders"] = {
+                        p["peer"]["id"]: [p["pieces_held"], p["peer"]["load"], p["complete"]] for p in peers
+                    }
                 self.samples.append(sample)
 
     def stop(self) -> list[dict[str, object]]:
@@ -198,8 +224,9 @@ class TrackerWatch:
 
 
 # -- one run ------------------------------------------------------------------------------------------
-def run_once(config: str, count: int, origin: OriginRegistry, work: Path, digest: str, size: int,
-             args: argparse.Namespace) -> dict[str, object]:
+def run_once(
+    config: str, count: int, origin: OriginRegistry, work: Path, digest: str, size: int, args: argparse.Namespace
+) -> dict[str, object]:
     place = work / f"{config.split()[0]}-{count}"
     caches = args.cache_root / f"p2p-swarm-{os.getpid()}-{place.name}" if args.cache_root else place / "caches"
     try:
@@ -261,10 +288,17 @@ def main() -> None:
     parser.add_argument("--configs", default=",".join(CONFIGS), help="a subset of: " + ", ".join(CONFIGS))
     parser.add_argument("--keep-logs", action="store_true", help=f"keep every run's server logs in {FAILED_LOGS}")
     parser.add_argument("--mirror-log-level", default="warning")
-    parser.add_argument("--watch-tracker", action="store_true",
-                        help="sample the embedded tracker every 0.25 s during P2P runs (a timeline in the JSON)")
-    parser.add_argument("--cache-root", type=Path, default=None,
-                        help="put the mirrors' cache directories here (e.g. /dev/shm, to take the disk out)")
+    parser.add_argument(
+        "--watch-tracker",
+        action="store_true",
+        help="sample the embedded tracker every 0.25 s during P2P runs (a timeline in the JSON)",
+    )
+    parser.add_argument(
+        "--cache-root",
+        type=Path,
+        default=None,
+        help="put the mirrors' cache directories here (e.g. /dev/shm, to take the disk out)",
+    )
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
     configs = tuple(c for c in CONFIGS if c in args.configs.split(","))
@@ -288,8 +322,11 @@ def main() -> None:
                     for config in configs if round_no % 2 == 0 else configs[::-1]:
                         result = run_once(config, count, origin, work, digest, size, args)
                         runs[config][count].append(result)
-                        print(f"round {round_no} N={count} {config}: {result['seconds']:.1f} s, "
-                              f"origin {result['origin_ratio']:.3f}x", flush=True)
+                        print(
+                            f"round {round_no} N={count} {config}: {result['seconds']:.1f} s, "
+                            f"origin {result['origin_ratio']:.3f}x",
+                            flush=True,
+                        )
                 rounds_done += 1
             qdisc = ns.qdisc_stats()
         finally:
@@ -302,8 +339,15 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 # -- report ---------------------------------------------------------------------------------------------
-def report(runs: dict[str, dict[int, list[dict[str, object]]]], counts: list[int], size: int, rounds: int,
-           args: argparse.Namespace, qdisc: str, wall: float) -> None:
+def report(
+    runs: dict[str, dict[int, list[dict[str, object]]]],
+    counts: list[int],
+    size: int,
+    rounds: int,
+    args: argparse.Namespace,
+    qdisc: str,
+    wall: float,
+) -> None:
     rows: list[list[object]] = []
     summary: dict[str, object] = {}
     for count in counts:
@@ -319,19 +363,53 @@ def report(runs: dict[str, dict[int, list[dict[str, object]]]], counts: list[int
                 if count == 8:
                     met = seconds <= TIME_RATIO_GOAL * plain
                     goals.append(f"time <= {TIME_RATIO_GOAL}x no-p2p {'met' if met else 'MISSED'}")
-            rows.append([count, config, seconds, seconds / plain, ratio,
-                         "/".join(str(r["origin_gets"]) for r in results),
-                         median(speeds), min(speeds), "; ".join(goals)])
-            summary[f"{config} N={count}"] = {"seconds_median": seconds, "x_no_p2p": seconds / plain,
-                                              "origin_ratio_max": ratio}
-    table = Table(["N", "configuration", "total s", "x no-p2p", "origin bytes / blob", "origin GETs",
-                   "node MB/s median", "node MB/s min", "goals"], rows)
-    write_result("p2p_swarm", {
-        "blob_bytes": size, "piece_size": PIECE_SIZE, "rounds": rounds, "origin_link": f"tc tbf rate {args.rate} "
-        "burst 1mb latency 50ms on the origin namespace's veth egress", "client": "curl | openssl dgst -sha256",
-        "wall_seconds": wall, "summary": summary, "runs": {c: {str(n): v for n, v in r.items()} for c, r in runs.items()},
-        "qdisc": qdisc,
-    }, [table])
+            rows.append(
+                [
+                    count,
+                    config,
+                    seconds,
+                    seconds / plain,
+                    ratio,
+                    "/".join(str(r["origin_gets"]) for r in results),
+                    median(speeds),
+                    min(speeds),
+                    "; ".join(goals),
+                ]
+            )
+            summary[f"{config} N={count}"] = {
+                "seconds_median": seconds,
+                "x_no_p2p": seconds / plain,
+                "origin_ratio_max": ratio,
+            }
+    table = Table(
+        [
+            "N",
+            "configuration",
+            "total s",
+            "x no-p2p",
+            "origin bytes / blob",
+            "origin GETs",
+            "node MB/s median",
+            "node MB/s min",
+            "goals",
+        ],
+        rows,
+    )
+    write_result(
+        "p2p_swarm",
+        {
+            "blob_bytes": size,
+            "piece_size": PIECE_SIZE,
+            "rounds": rounds,
+            "origin_link": f"tc tbf rate {args.rate} burst 1mb latency 50ms on the origin namespace's veth egress",
+            "client": "curl | openssl dgst -sha256",
+            "wall_seconds": wall,
+            "summary": summary,
+            "runs": {c: {str(n): v for n, v in r.items()} for c, r in runs.items()},
+            "qdisc": qdisc,
+        },
+        [table],
+    )
 
 
 if __name__ == "__main__":

@@ -58,9 +58,14 @@ def main() -> None:
                 results[name].append(cpu_per_gib(hash_piece, pieces, gib))
             results["openssl dgst -sha256"].append(openssl_per_gib(file.name, gib))
     floor = median(results["openssl dgst -sha256"])
-    rows = [[name, median(values), min(values), max(values), median(values) / floor] for name, values in results.items()]
-    write_result("piece_hash", {"gib": gib, "rounds": args.rounds, "cpu_per_gib": results},
-                 [Table(["hash", "CPU-s/GiB median", "min", "max", "x openssl sha256"], rows)])
+    rows = [
+        [name, median(values), min(values), max(values), median(values) / floor] for name, values in results.items()
+    ]
+    write_result(
+        "piece_hash",
+        {"gib": gib, "rounds": args.rounds, "cpu_per_gib": results},
+        [Table(["hash", "CPU-s/GiB median", "min", "max", "x openssl sha256"], rows)],
+    )
 
 
 if __name__ == "__main__":

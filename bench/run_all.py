@@ -28,8 +28,18 @@ SCRIPTS: dict[str, list[str]] = {
 }
 QUICK: dict[str, list[str]] = {
     "warm_blob": ["--size-mib", "64", "--rounds", "1"],
-    "cold_blob": ["--size-mib", "64", "--fanout-size-mib", "8", "--clients", "8", "--rounds", "1",
-                  "--fanout-rounds", "1"],
+    "cold_blob": [
+        "--size-mib",
+        "64",
+        "--fanout-size-mib",
+        "8",
+        "--clients",
+        "8",
+        "--rounds",
+        "1",
+        "--fanout-rounds",
+        "1",
+    ],
     "manifest_head": ["--seconds", "1", "--rounds", "1"],
     "cache_store": ["--size-mib", "64", "--rounds", "1", "--blobs", "2000"],
     "hf_snapshot": ["--size-mib", "16", "--rounds", "1"],

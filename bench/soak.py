@@ -63,8 +63,10 @@ class FixedOrigin(OriginRegistry):
         from tests.support.procs import require_binary
 
         # The first start wrote config.yml for this port; the same file serves every restart.
-        self.process = ManagedProcess([require_binary("docker-registry"), "serve", str(self.workdir / "config.yml")],
-                                      self.workdir / f"registry-{time.time():.0f}.log").start()
+        self.process = ManagedProcess(
+            [require_binary("docker-registry"), "serve", str(self.workdir / "config.yml")],
+            self.workdir / f"registry-{time.time():.0f}.log",
+        ).start()
         wait_http(f"{self.url}/v2/", timeout=20, alive=self.process.alive)
         return self
 
@@ -78,7 +80,7 @@ class SwitchableFront(NginxServer):
         self._proxy_location = proxy.location
 
     def rate_limited(self, on: bool) -> None:
-        self.location = 'add_header Retry-After 1 always; return 429;' if on else self._proxy_location
+        self.location = "add_header Retry-After 1 always; return 429;" if on else self._proxy_location
         assert self.process is not None
         self._write_conf()
         os.kill(self.process.pid, signal.SIGHUP)  # the nginx master reloads its configuration
@@ -136,8 +138,12 @@ class Tally:
 
     def sample(self, processes: dict[str, tuple[int | None, str]]) -> None:
         with self.lock:
-            point: dict[str, object] = {"t": round(time.monotonic() - self.started, 1), "bytes": self._bytes,
-                                        "ok": self._ok, "failed": self._failed}
+            point: dict[str, object] = {
+                "t": round(time.monotonic() - self.started, 1),
+                "bytes": self._bytes,
+                "ok": self._ok,
+                "failed": self._failed,
+            }
             self._bytes = self._ok = self._failed = 0
         for name, (pid, url) in processes.items():
             point[name] = _process_stats(pid, url)
@@ -239,17 +245,31 @@ def ctr_worker(stop: threading.Event, tally: Tally, containerd: ContainerdDaemon
 HF_SNAPSHOT = "import sys\nfrom huggingface_hub import snapshot_download\nprint(snapshot_download(sys.argv[1]))\n"
 
 
-def hf_worker(stop: threading.Event, tally: Tally, mirrors: list[MirrorProcess], files: dict[str, bytes],
-              work: Path) -> None:
+def hf_worker(
+    stop: threading.Event, tally: Tally, mirrors: list[MirrorProcess], files: dict[str, bytes], work: Path
+) -> None:
     round_ = 0
     while not stop.is_set():
         round_ += 1
         mirror = mirrors[round_ % len(mirrors)]
         home = work / f"hf-home-{round_}"
-        env = {**os.environ, "HF_ENDPOINT": f"{mirror.url}/hf", "HF_HOME": str(home), "HF_HUB_DISABLE_XET": "1",
-               "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1", "HF_HUB_ETAG_TIMEOUT": "20"}
-        done = subprocess.run([sys.executable, "-c", HF_SNAPSHOT, "org/soak"], env=env, capture_output=True,
-                              text=True, timeout=120, cwd=work)
+        env = {
+            **os.environ,
+            "HF_ENDPOINT": f"{mirror.url}/hf",
+            "HF_HOME": str(home),
+            "HF_HUB_DISABLE_XET": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+            "HF_HUB_ETAG_TIMEOUT": "20",
+        }
+        done = subprocess.run(
+            [sys.executable, "-c", HF_SNAPSHOT, "org/soak"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=work,
+        )
         if done.returncode != 0:
             tally.failure("hf_snapshot", "exit")
         else:
@@ -284,8 +304,9 @@ def run(work: Path, duration: float, seed: int) -> int:
         blobs = Blobs(origin, work)
         for size in BLOB_SIZES * 3:
             blobs.push(size)
-        image = push_multilayer_image(origin, "soak/app", "v1", (2 * MiB, 1 * MiB, 512 * 1024), seed="soak",
-                                      workdir=work)
+        image = push_multilayer_image(
+            origin, "soak/app", "v1", (2 * MiB, 1 * MiB, 512 * 1024), seed="soak", workdir=work
+        )
 
         olah = OlahOrigin(work / "hub")
         weights = work / "weights.bin"
@@ -304,9 +325,22 @@ def run(work: Path, duration: float, seed: int) -> int:
         upstream = front.host
         mirrors = []
         for host in HOSTS:
-            extra = ["--default-upstream", upstream, "--log-level", "warning", "--cache-max-size", CACHE_MAX,
-                     "--peer-listen", f"{host}:{free_port(host)}", "--tracker", f"http://127.0.0.1:{tracker.port}",
-                     "--tracker-token-file", str(token), "--hf-upstream", hub_url]
+            extra = [
+                "--default-upstream",
+                upstream,
+                "--log-level",
+                "warning",
+                "--cache-max-size",
+                CACHE_MAX,
+                "--peer-listen",
+                f"{host}:{free_port(host)}",
+                "--tracker",
+                f"http://127.0.0.1:{tracker.port}",
+                "--tracker-token-file",
+                str(token),
+                "--hf-upstream",
+                hub_url,
+            ]
             mirror = MirrorProcess(work / host, {upstream: front.url}, extra, host=host).start()
             stack.callback(mirror.stop)
             mirrors.append(mirror)
@@ -318,8 +352,10 @@ def run(work: Path, duration: float, seed: int) -> int:
 
         tally = Tally()
         stop = threading.Event()
-        workers = [threading.Thread(target=blob_worker, args=(stop, tally, blobs, mirrors, seed + i), daemon=True)
-                   for i in range(3)]
+        workers = [
+            threading.Thread(target=blob_worker, args=(stop, tally, blobs, mirrors, seed + i), daemon=True)
+            for i in range(3)
+        ]
         workers.append(threading.Thread(target=ctr_worker, args=(stop, tally, containerd, ref), daemon=True))
         workers.append(threading.Thread(target=hf_worker, args=(stop, tally, mirrors, hf_files, work), daemon=True))
         events: list[dict[str, object]] = []
@@ -334,14 +370,19 @@ def run(work: Path, duration: float, seed: int) -> int:
             reader = threading.Thread(target=lambda: _quiet_get(f"{mirror.url}/v2/{REPO}/blobs/{digest}"), daemon=True)
             reader.start()
             deadline = time.monotonic() + 20
-            while not any(p.stat().st_size for p in (mirror.cache_dir / "tmp").iterdir()) and time.monotonic() < deadline:
+            while (
+                not any(p.stat().st_size for p in (mirror.cache_dir / "tmp").iterdir()) and time.monotonic() < deadline
+            ):
                 time.sleep(0.01)
             mirror.kill9()
             mirror.restart()
 
         def flip_cached_byte() -> None:
-            cached = [p for p in (mirrors[0].cache_dir / "blobs" / "sha256").rglob("*") if p.is_file()
-                      and f"sha256:{p.name}" in blobs.files]
+            cached = [
+                p
+                for p in (mirrors[0].cache_dir / "blobs" / "sha256").rglob("*")
+                if p.is_file() and f"sha256:{p.name}" in blobs.files
+            ]
             if cached:
                 target = rng.choice(cached)
                 with open(target, "r+b") as handle:
@@ -364,8 +405,12 @@ def run(work: Path, duration: float, seed: int) -> int:
 
         def sampler() -> None:
             while not stop.is_set():
-                tally.sample({f"mirror{i}": (m.process.pid if m.process and m.process.alive() else None, m.url)
-                              for i, m in enumerate(mirrors)})
+                tally.sample(
+                    {
+                        f"mirror{i}": (m.process.pid if m.process and m.process.alive() else None, m.url)
+                        for i, m in enumerate(mirrors)
+                    }
+                )
                 stop.wait(SAMPLE_SECONDS)
 
         sampling = threading.Thread(target=sampler, daemon=True)
@@ -404,15 +449,32 @@ def report(tally: Tally, events: list[dict[str, object]], duration: float) -> in
         if points:
             rss = [float(p["rss_mib"]) for p in points]  # type: ignore[index]
             fds = [float(p["fds"]) for p in points]  # type: ignore[index]
-            flat[name] = {"rss_mib_first": rss[0], "rss_mib_max": max(rss), "rss_mib_last": rss[-1],
-                          "fds_first": fds[0], "fds_max": max(fds), "fds_last": fds[-1]}
+            flat[name] = {
+                "rss_mib_first": rss[0],
+                "rss_mib_max": max(rss),
+                "rss_mib_last": rss[-1],
+                "fds_first": fds[0],
+                "fds_max": max(fds),
+                "fds_last": fds[-1],
+            }
     requests = sum(tally.ok.values()) + sum(tally.failed.values())
-    result = {"minutes": duration / 60, "requests": requests, "ok": dict(tally.ok), "failed": dict(tally.failed),
-              "wrong_bytes_delivered": tally.wrong_bytes, "events": events, "flat": flat, "timeline": series}
-    table = Table(["kind", "ok", "failed"], [
-        (kind, tally.ok.get(kind, 0), sum(v for k, v in tally.failed.items() if k.startswith(kind + ":")))
-        for kind in ("blob", "range", "ctr_pull", "hf_snapshot")
-    ])
+    result = {
+        "minutes": duration / 60,
+        "requests": requests,
+        "ok": dict(tally.ok),
+        "failed": dict(tally.failed),
+        "wrong_bytes_delivered": tally.wrong_bytes,
+        "events": events,
+        "flat": flat,
+        "timeline": series,
+    }
+    table = Table(
+        ["kind", "ok", "failed"],
+        [
+            (kind, tally.ok.get(kind, 0), sum(v for k, v in tally.failed.items() if k.startswith(kind + ":")))
+            for kind in ("blob", "range", "ctr_pull", "hf_snapshot")
+        ],
+    )
     write_result("soak", result, [table])
     plot(series, events, RESULTS_DIR / "soak.png")
     print(f"wrong bytes delivered: {tally.wrong_bytes}")
@@ -454,8 +516,15 @@ def plot(series: list[dict[str, object]], events: list[dict[str, object]], path:
         for item in events:
             ax.axvline(float(item["t"]), color="grey", linewidth=0.6, linestyle=":")  # type: ignore[arg-type]
     for item in events:
-        axes[0].annotate(str(item["event"]), (float(item["t"]), 0), rotation=90, fontsize=7,  # type: ignore[arg-type]
-                         xytext=(2, 4), textcoords="offset points", va="bottom")
+        axes[0].annotate(
+            str(item["event"]),
+            (float(item["t"]), 0),
+            rotation=90,
+            fontsize=7,  # type: ignore[arg-type]
+            xytext=(2, 4),
+            textcoords="offset points",
+            va="bottom",
+        )
     fig.suptitle("registry-mirror soak: two mirrors with P2P under faults")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

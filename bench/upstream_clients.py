@@ -79,8 +79,7 @@ def push_blob(url: str, path: Path, digest: str) -> None:
         location = httpx.URL(url).join(started.headers["location"])
         sep = "&" if location.query else "?"
         with path.open("rb") as body:
-            headers = {"content-length": str(path.stat().st_size),
-                       "content-type": "application/octet-stream"}
+            headers = {"content-length": str(path.stat().st_size), "content-type": "application/octet-stream"}
             done = client.put(f"{location}{sep}digest={digest}", content=body, headers=headers)
         done.raise_for_status()
 
@@ -157,11 +156,17 @@ def report(speeds: dict[str, list[float]], size: int, rounds: int) -> dict[str, 
     print(f"{'variant':30} {'median GB/s':>12} {'min':>7} {'max':>7} {'x httpx raw':>12}")
     for name, values in speeds.items():
         median = statistics.median(values)
-        rows.append({"variant": name, "gb_per_s": values, "median_gb_per_s": median,
-                     "ratio_vs_httpx_raw": median / baseline})
+        rows.append(
+            {"variant": name, "gb_per_s": values, "median_gb_per_s": median, "ratio_vs_httpx_raw": median / baseline}
+        )
         print(f"{name:30} {median:12.2f} {min(values):7.2f} {max(values):7.2f} {median / baseline:12.2f}")
-    return {"blob_bytes": size, "rounds": rounds, "origin": "docker-registry (filesystem)",
-            "cpus": os.cpu_count(), "results": rows}
+    return {
+        "blob_bytes": size,
+        "rounds": rounds,
+        "origin": "docker-registry (filesystem)",
+        "cpus": os.cpu_count(),
+        "results": rows,
+    }
 
 
 def main() -> None:
@@ -179,6 +184,7 @@ def main() -> None:
         blob.unlink()
         try:
             import uvloop  # the app runs on uvloop, so measure on it too
+
             runner = uvloop.run
         except ImportError:
             runner = asyncio.run

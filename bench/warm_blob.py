@@ -99,13 +99,33 @@ def report(speeds: dict[str, dict[int, list[float]]], size: int, rounds: int) ->
             values = by_clients[clients]
             ratio = median(values) / base
             goal = GOALS[clients] if name == "mirror" else None
-            rows.append([clients, name, median(values), min(values), max(values), ratio,
-                         "" if goal is None else f">= {goal} {'met' if ratio >= goal else 'MISSED'}"])
-            result_rows.append({"clients": clients, "server": name, "gb_per_s": values,
-                                "median_gb_per_s": median(values), "ratio_vs_nginx": ratio, "goal": goal})
+            rows.append(
+                [
+                    clients,
+                    name,
+                    median(values),
+                    min(values),
+                    max(values),
+                    ratio,
+                    "" if goal is None else f">= {goal} {'met' if ratio >= goal else 'MISSED'}",
+                ]
+            )
+            result_rows.append(
+                {
+                    "clients": clients,
+                    "server": name,
+                    "gb_per_s": values,
+                    "median_gb_per_s": median(values),
+                    "ratio_vs_nginx": ratio,
+                    "goal": goal,
+                }
+            )
     table = Table(["clients", "server", "GB/s median", "min", "max", "x nginx", "goal"], rows)
-    write_result("warm_blob", {"blob_bytes": size, "rounds": rounds, "client": "curl -o /dev/null",
-                               "results": result_rows}, [table])
+    write_result(
+        "warm_blob",
+        {"blob_bytes": size, "rounds": rounds, "client": "curl -o /dev/null", "results": result_rows},
+        [table],
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Whether a newly verified catalog may replace the active one: expiry and rollback protection."""
+
 from __future__ import annotations
 
 from datetime import datetime

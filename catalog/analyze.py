@@ -6,6 +6,7 @@ the registry states. The deltas are computed exactly as `catalog build --delta-f
 (on the blobs as stored, so gzip layers delta poorly and uncompressed or zstd layers well),
 within a byte budget so that very large layers do not stall the analysis.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -126,11 +127,14 @@ def analyze(
     for image in images:
         ref = str(image.ref)
         others = held_before.union(*(per_image[other] for other in per_image if other != ref))
-        summaries.append(ImageSummary(
-            ref, tuple(pm.platform for pm in image.manifests),
-            sum(described[d][0] for d in per_image[ref]),
-            sum(described[d][0] for d in per_image[ref] - others),
-        ))
+        summaries.append(
+            ImageSummary(
+                ref,
+                tuple(pm.platform for pm in image.manifests),
+                sum(described[d][0] for d in per_image[ref]),
+                sum(described[d][0] for d in per_image[ref] - others),
+            )
+        )
     analysis = Analysis(summaries, blobs, against=[str(old.ref) for old in old_images])
     if old_images and download is not None:
         analysis.deltas = _deltas(images, old_images, held_before, download, delta_budget, work_dir)
@@ -151,8 +155,12 @@ def _blobs_with_kinds(image: ResolvedImage) -> list[tuple[Blob, str]]:
 
 
 def _deltas(
-    images: Sequence[ResolvedImage], old_images: Sequence[ResolvedImage], held_before: set[str],
-    download: Download, budget: int, work_dir: Path | None,
+    images: Sequence[ResolvedImage],
+    old_images: Sequence[ResolvedImage],
+    held_before: set[str],
+    download: Download,
+    budget: int,
+    work_dir: Path | None,
 ) -> list[LayerDelta]:
     """Pair each new image's layers with its old version's (same repository, else the only old
     image; same platform; same position) and delta those that changed."""
@@ -167,7 +175,9 @@ def _deltas(
                 continue
             old_layers = {pm.platform: pm.manifest.json().get("layers", []) for pm in old.manifests}
             for pm in image.manifests:
-                for old_layer, new_layer in zip(old_layers.get(pm.platform, []), pm.manifest.json().get("layers", []), strict=False):
+                for old_layer, new_layer in zip(
+                    old_layers.get(pm.platform, []), pm.manifest.json().get("layers", []), strict=False
+                ):
                     pair = (old_layer["digest"], new_layer["digest"])
                     if pair[1] in held_before or pair in seen:
                         continue  # unchanged (the node holds it) or already computed
@@ -214,7 +224,9 @@ def to_json(analysis: Analysis) -> dict[str, object]:
     return {
         "images": [vars(image) | {"platforms": list(image.platforms)} for image in analysis.images],
         "against": analysis.against,
-        "blobs": [vars(blob) | {"images": list(blob.images), "shared": len(blob.images) > 1} for blob in analysis.blobs],
+        "blobs": [
+            vars(blob) | {"images": list(blob.images), "shared": len(blob.images) > 1} for blob in analysis.blobs
+        ],
         "deltas": [vars(delta) | {"saved": delta.saved} for delta in analysis.deltas],
         "totals": analysis.totals(),
     }
@@ -224,26 +236,37 @@ def render_table(analysis: Analysis) -> str:
     """The human form: images, then layers, then deltas, then totals."""
     lines = ["IMAGE                                              PLATFORMS        BYTES      MARGINAL"]
     for image in analysis.images:
-        lines.append(f"{image.ref:<50} {','.join(image.platforms):<16} {_size(image.bytes):>10} {_size(image.marginal_bytes):>10}")
+        lines.append(
+            f"{image.ref:<50} {','.join(image.platforms):<16} {_size(image.bytes):>10} {_size(image.marginal_bytes):>10}"
+        )
     lines += ["", "BLOB           KIND      SIZE       USED BY  HELD  IMAGES"]
     for blob in sorted(analysis.blobs, key=lambda b: -b.size):
         held = "yes" if blob.in_old else "no"
-        lines.append(f"{blob.digest[7:19]:<14} {blob.kind:<9} {_size(blob.size):>10} {len(blob.images):>7}  "
-                     f"{held:<4}  {', '.join(blob.images)}")
+        lines.append(
+            f"{blob.digest[7:19]:<14} {blob.kind:<9} {_size(blob.size):>10} {len(blob.images):>7}  "
+            f"{held:<4}  {', '.join(blob.images)}"
+        )
     if analysis.deltas:
         lines += ["", "CHANGED LAYER  FROM          PLATFORM      SIZE      DELTA  SAVED"]
         for delta in analysis.deltas:
             shown = _size(delta.delta_size) if delta.delta_size is not None else "-"
             saved = _share(delta.saved, delta.new_size) if delta.delta_size is not None else 0.0
-            lines.append(f"{delta.new_digest[7:19]:<14} {delta.old_digest[7:19]:<13} {delta.platform:<13} "
-                         f"{_size(delta.new_size):>8} {shown:>10}  {saved:.0%}{'  ' + delta.skipped if delta.skipped else ''}")
+            lines.append(
+                f"{delta.new_digest[7:19]:<14} {delta.old_digest[7:19]:<13} {delta.platform:<13} "
+                f"{_size(delta.new_size):>8} {shown:>10}  {saved:.0%}{'  ' + delta.skipped if delta.skipped else ''}"
+            )
     totals = analysis.totals()
-    lines += ["", f"pulled separately: {_size(analysis.separate_bytes)}; through a cache (each blob once): "
-              f"{_size(analysis.unique_bytes)} ({totals['shared_saving']:.0%} saved by sharing)"]
+    lines += [
+        "",
+        f"pulled separately: {_size(analysis.separate_bytes)}; through a cache (each blob once): "
+        f"{_size(analysis.unique_bytes)} ({totals['shared_saving']:.0%} saved by sharing)",
+    ]
     if analysis.against:
-        lines.append(f"given {', '.join(analysis.against)}: fetch {_size(analysis.fetch_given_old)} "
-                     f"({totals['cache_saving']:.0%} saved), with deltas {_size(analysis.fetch_with_deltas)} "
-                     f"({totals['delta_saving']:.0%} saved)")
+        lines.append(
+            f"given {', '.join(analysis.against)}: fetch {_size(analysis.fetch_given_old)} "
+            f"({totals['cache_saving']:.0%} saved), with deltas {_size(analysis.fetch_with_deltas)} "
+            f"({totals['delta_saving']:.0%} saved)"
+        )
     return "\n".join(lines)
 
 

@@ -1,6 +1,7 @@
 """The catalog as an OCI artifact: an image manifest with artifactType, the DSSE envelope as its
 first layer and delta blobs as further layers. docker-registry 2.8 refuses the OCI artifact
 manifest media type, so this is a plain image manifest (accepted by every registry)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -30,11 +31,18 @@ def descriptor(media_type: str, digest: str, size: int, annotations: dict[str, s
 
 def artifact_manifest(envelope: bytes, delta_files: list[tuple[str, Path]]) -> bytes:
     """Manifest bytes for the envelope plus the given (delta digest, file) layers."""
-    layers = [descriptor(ENVELOPE_MEDIA_TYPE, "sha256:" + hashlib.sha256(envelope).hexdigest(), len(envelope),
-                         {TITLE: ENVELOPE_TITLE})]
+    layers = [
+        descriptor(
+            ENVELOPE_MEDIA_TYPE,
+            "sha256:" + hashlib.sha256(envelope).hexdigest(),
+            len(envelope),
+            {TITLE: ENVELOPE_TITLE},
+        )
+    ]
     for digest, path in delta_files:
-        layers.append(descriptor(DELTA_MEDIA_TYPE, digest, path.stat().st_size,
-                                 {TITLE: path.name, DELTA_ANNOTATION: digest}))
+        layers.append(
+            descriptor(DELTA_MEDIA_TYPE, digest, path.stat().st_size, {TITLE: path.name, DELTA_ANNOTATION: digest})
+        )
     manifest = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,

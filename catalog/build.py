@@ -1,4 +1,5 @@
 """Build a catalog from images in a registry, optionally with layer deltas against an older image."""
+
 from __future__ import annotations
 
 import json
@@ -85,7 +86,9 @@ def layer_deltas(
             old_doc = old_by_platform.get(pm.platform)
             if old_doc is None:
                 continue
-            for old_layer, new_layer in zip(old_doc.get("layers", []), pm.manifest.json().get("layers", []), strict=False):
+            for old_layer, new_layer in zip(
+                old_doc.get("layers", []), pm.manifest.json().get("layers", []), strict=False
+            ):
                 pair = (old_layer["digest"], new_layer["digest"])
                 if pair[0] == pair[1] or pair in seen:
                     continue
@@ -97,7 +100,12 @@ def layer_deltas(
 
 
 def _one_delta(
-    client: RegistryClient, old_repo: str, new_repo: str, pair: tuple[str, str], work: Path, delta_dir: Path,
+    client: RegistryClient,
+    old_repo: str,
+    new_repo: str,
+    pair: tuple[str, str],
+    work: Path,
+    delta_dir: Path,
     min_savings: float,
 ) -> Delta | None:
     old_path, new_path, out = work / "old", work / "new", work / "delta"

@@ -5,6 +5,7 @@ read into a second buffer); zstd then references that copy without copying it ag
 also keeps up to one window of the new blob plus match tables; decompressing keeps the base plus
 the rebuilt output window (about base + new size at worst). See docs/catalog.md for measurements.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -113,7 +114,9 @@ def apply_delta(
     if algo != "sha256" or len(hexdigest) != 64:
         raise DeltaMismatch(f"unsupported expected digest {expected_digest!r}")
     prefix = _load_prefix(base_path)
-    decompressor = pyzstd.ZstdDecompressor(zstd_dict=prefix.as_prefix, option={DParameter.windowLogMax: _MAX_WINDOW_LOG})
+    decompressor = pyzstd.ZstdDecompressor(
+        zstd_dict=prefix.as_prefix, option={DParameter.windowLogMax: _MAX_WINDOW_LOG}
+    )
     tmp = _temp_path(out_path)
     try:
         with open(delta_path, "rb") as src, open(tmp, "wb", buffering=0) as out:

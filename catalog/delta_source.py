@@ -6,6 +6,7 @@ delta from the catalog's repository, rebuilds the blob into a temp file (catalog
 checks the target digest and size) and streams it with `source = "delta"`; the store verifies the
 digest again. Any failure before the first byte falls back to `inner`, the full blob.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -133,15 +134,21 @@ class DeltaSources:
                 raise
             except Exception as exc:
                 self.fallbacks += 1
-                log.warning("delta rebuild of %s from %s failed, fetching the full blob: %s", digest,
-                            delta.from_digest, exc)
+                log.warning(
+                    "delta rebuild of %s from %s failed, fetching the full blob: %s", digest, delta.from_digest, exc
+                )
                 return None
         saved = max(0, target_size - delta.delta.size)
         self.rebuilt += 1
         self.bytes_saved += saved
         delta_bytes_saved.add(saved)
-        log.info("rebuilt %s (%d bytes) from %s with a %d byte delta", digest, target_size, delta.from_digest,
-                 delta.delta.size)
+        log.info(
+            "rebuilt %s (%d bytes) from %s with a %d byte delta",
+            digest,
+            target_size,
+            delta.from_digest,
+            delta.delta.size,
+        )
         return path, target_size
 
     async def _rebuild(self, table: DeltaTable, delta: Delta, target_size: int) -> Path:

@@ -9,6 +9,7 @@ CatalogError
  ├── DeltaMismatch    a rebuilt blob does not match its expected digest/size
  └── RegistryError    the registry answered with an error or unusable content
 """
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """Mirror side: fetch a published catalog's envelope bytes (verify them with catalog.signing.verify)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,8 +33,11 @@ def _envelope_layer(manifest: Manifest) -> dict[str, Any]:
     doc = manifest.json()
     if doc.get("artifactType") != CATALOG_MEDIA_TYPE:
         raise RegistryError(f"{manifest.digest} is not a catalog artifact (artifactType {doc.get('artifactType')!r})")
-    layers: list[dict[str, Any]] = [layer for layer in doc.get("layers", []) if layer.get("mediaType") == ENVELOPE_MEDIA_TYPE
-              and DELTA_ANNOTATION not in layer.get("annotations", {})]
+    layers: list[dict[str, Any]] = [
+        layer
+        for layer in doc.get("layers", [])
+        if layer.get("mediaType") == ENVELOPE_MEDIA_TYPE and DELTA_ANNOTATION not in layer.get("annotations", {})
+    ]
     if len(layers) != 1:
         raise RegistryError(f"{manifest.digest}: expected exactly one envelope layer, found {len(layers)}")
     return layers[0]

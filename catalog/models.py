@@ -3,6 +3,7 @@
 The parser refuses unknown keys, wrong types and malformed digests, naming the field
 (`images[2].digest`), and refuses documents over the size cap before reading them.
 """
+
 from __future__ import annotations
 
 import json
@@ -89,8 +90,24 @@ def parse_catalog(data: bytes, max_bytes: int = MAX_DOCUMENT_BYTES) -> Catalog:
 
 
 def catalog_from_dict(doc: dict[str, Any]) -> Catalog:
-    _only_keys(doc, "", {"schemaVersion", "mediaType", "name", "serial", "created", "expires",
-                         "images", "blobs", "referrers", "deltas", "rollback", "supersedes"})
+    _only_keys(
+        doc,
+        "",
+        {
+            "schemaVersion",
+            "mediaType",
+            "name",
+            "serial",
+            "created",
+            "expires",
+            "images",
+            "blobs",
+            "referrers",
+            "deltas",
+            "rollback",
+            "supersedes",
+        },
+    )
     version = _int(doc, "", "schemaVersion")
     if version != SCHEMA_VERSION:
         raise SchemaError("schemaVersion", f"unsupported version {version}, expected {SCHEMA_VERSION}")
@@ -260,16 +277,26 @@ def catalog_to_dict(cat: Catalog) -> dict[str, Any]:
         "created": format_time(cat.created),
         "expires": format_time(cat.expires),
         "images": [{"ref": i.ref, "digest": i.digest, "platforms": list(i.platforms)} for i in cat.images],
-        "blobs": [{"digest": b.digest, "size": b.size, "mediaType": b.media_type, "repository": b.repository}
-                  for b in cat.blobs],
+        "blobs": [
+            {"digest": b.digest, "size": b.size, "mediaType": b.media_type, "repository": b.repository}
+            for b in cat.blobs
+        ],
     }
     if cat.referrers:
-        doc["referrers"] = [{"subject": r.subject, "digest": r.digest, "artifactType": r.artifact_type,
-                             "repository": r.repository} for r in cat.referrers]
+        doc["referrers"] = [
+            {"subject": r.subject, "digest": r.digest, "artifactType": r.artifact_type, "repository": r.repository}
+            for r in cat.referrers
+        ]
     if cat.deltas:
-        doc["deltas"] = [{"from": d.from_digest, "to": d.to_digest,
-                          "delta": {"digest": d.delta.digest, "size": d.delta.size}, "algorithm": d.algorithm}
-                         for d in cat.deltas]
+        doc["deltas"] = [
+            {
+                "from": d.from_digest,
+                "to": d.to_digest,
+                "delta": {"digest": d.delta.digest, "size": d.delta.size},
+                "algorithm": d.algorithm,
+            }
+            for d in cat.deltas
+        ]
     if cat.rollback:
         doc["rollback"] = True
     if cat.supersedes is not None:

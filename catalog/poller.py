@@ -7,6 +7,7 @@ supersedes) and anything at or below a serial an operator rolled back from -> wr
 previous catalog's own blobs become evictable) -> prefetch in the background.
 Each refusal logs one line and counts `catalog_refusals{reason}`; nothing else changes.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,7 +16,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from catalog.activate import check_activation
 from catalog.delta_source import DeltaSources, DeltaTable
 from catalog.errors import (
-    CatalogError, ExpiredError, RegistryError, RollbackError, SchemaError, SignatureError, TooLargeError,
+    CatalogError,
+    ExpiredError,
+    RegistryError,
+    RollbackError,
+    SchemaError,
+    SignatureError,
+    TooLargeError,
 )
 from catalog.fetch import pull_catalog
 from catalog.metrics import activations, poll_errors, refusals, serial
@@ -46,9 +53,14 @@ class RolledBackError(RollbackError):
 
 
 def refusal_reason(exc: CatalogError) -> str:
-    for kind, reason in ((RolledBackError, "rolled_back"), (SignatureError, "signature"),
-                         (TooLargeError, "too_large"), (SchemaError, "schema"), (ExpiredError, "expired"),
-                         (RollbackError, "serial")):
+    for kind, reason in (
+        (RolledBackError, "rolled_back"),
+        (SignatureError, "signature"),
+        (TooLargeError, "too_large"),
+        (SchemaError, "schema"),
+        (ExpiredError, "expired"),
+        (RollbackError, "serial"),
+    ):
         if isinstance(exc, kind):
             return reason
     return "invalid"
@@ -175,8 +187,10 @@ class CatalogPoller:
         check_activation(self.active, catalog, self._now())
         floor = self._state.rolled_back_from
         if floor is not None and catalog.serial <= floor:
-            raise RolledBackError(f"catalog {catalog.name!r} serial {catalog.serial} was rolled back from "
-                                  f"here; publish a serial above {floor}")
+            raise RolledBackError(
+                f"catalog {catalog.name!r} serial {catalog.serial} was rolled back from "
+                f"here; publish a serial above {floor}"
+            )
         return catalog
 
     def _refuse(self, exc: CatalogError, fingerprint: str) -> str:
@@ -200,9 +214,16 @@ class CatalogPoller:
         )
         await asyncio.to_thread(self._state_file.save, state)  # durable before anything acts on it
         self._state, self.previous, self.active = state, self.active, catalog
-        log.info("catalog %s: activated %r serial %d (%d images, %d blobs, %d deltas), expires %s",
-                 self.source, catalog.name, catalog.serial, len(catalog.images), len(catalog.blobs),
-                 len(catalog.deltas), format_time(catalog.expires))
+        log.info(
+            "catalog %s: activated %r serial %d (%d images, %d blobs, %d deltas), expires %s",
+            self.source,
+            catalog.name,
+            catalog.serial,
+            len(catalog.images),
+            len(catalog.blobs),
+            len(catalog.deltas),
+            format_time(catalog.expires),
+        )
         self._apply(catalog, kind="rollback" if catalog.rollback else "update")
 
     def _apply(self, catalog: Catalog, kind: str) -> None:
@@ -224,14 +245,21 @@ class CatalogPoller:
                 raise CatalogError(f"catalog {self.source}: no previous catalog to roll back to")
             previous = parse_catalog(verify(self._state.previous, self._keys))
             if previous.expires <= self._now():
-                raise ExpiredError(f"previous catalog serial {previous.serial} expired at {format_time(previous.expires)}")
+                raise ExpiredError(
+                    f"previous catalog serial {previous.serial} expired at {format_time(previous.expires)}"
+                )
             floor = max(self.active.serial, self._state.rolled_back_from or -1)
             state = SavedState(active=self._state.previous, previous=self._state.active, rolled_back_from=floor)
             await asyncio.to_thread(self._state_file.save, state)
             self._state, self.previous, self.active = state, self.active, previous
             self._last_refused = None
-            log.warning("catalog %s: rolled back to %r serial %d; serials up to %d are refused from now on",
-                        self.source, previous.name, previous.serial, floor)
+            log.warning(
+                "catalog %s: rolled back to %r serial %d; serials up to %d are refused from now on",
+                self.source,
+                previous.name,
+                previous.serial,
+                floor,
+            )
             self._apply(previous, kind="operator_rollback")
             return previous
 
@@ -249,7 +277,13 @@ class CatalogPoller:
     def _resume_prefetch(self) -> None:
         # Blobs that failed (origin down, cache full) are tried again on the next poll.
         task, progress = self._prefetch_task, self.progress
-        if self.active is not None and task is not None and task.done() and progress is not None and not progress.complete:
+        if (
+            self.active is not None
+            and task is not None
+            and task.done()
+            and progress is not None
+            and not progress.complete
+        ):
             self._start_prefetch(self.active)
 
     async def wait_prefetch(self) -> PrefetchProgress | None:
@@ -292,9 +326,14 @@ def _summary(catalog: Catalog | None) -> dict[str, Any] | None:
     if catalog is None:
         return None
     return {
-        "name": catalog.name, "serial": catalog.serial, "created": format_time(catalog.created),
-        "expires": format_time(catalog.expires), "images": [i.ref for i in catalog.images],
-        "blobs": len(catalog.blobs), "bytes": sum(b.size for b in catalog.blobs), "deltas": len(catalog.deltas),
+        "name": catalog.name,
+        "serial": catalog.serial,
+        "created": format_time(catalog.created),
+        "expires": format_time(catalog.expires),
+        "images": [i.ref for i in catalog.images],
+        "blobs": len(catalog.blobs),
+        "bytes": sum(b.size for b in catalog.blobs),
+        "deltas": len(catalog.deltas),
         "rollback": catalog.rollback,
     }
 

@@ -4,6 +4,7 @@ Each blob goes through `store.get(digest, source)`: a cached blob is skipped, a 
 (a client asked first) is joined, otherwise a new fill starts from the source the wiring layer gives
 (peers, delta, origin). The store verifies every digest; this module only schedules and counts.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -41,10 +42,15 @@ class PrefetchProgress:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "total_blobs": self.total_blobs, "total_bytes": self.total_bytes,
-            "done_blobs": self.done_blobs, "done_bytes": self.done_bytes,
-            "fetched_bytes": self.fetched_bytes, "failed": dict(self.failed),
-            "started": self.started, "finished": self.finished, "complete": self.complete,
+            "total_blobs": self.total_blobs,
+            "total_bytes": self.total_bytes,
+            "done_blobs": self.done_blobs,
+            "done_bytes": self.done_bytes,
+            "fetched_bytes": self.fetched_bytes,
+            "failed": dict(self.failed),
+            "started": self.started,
+            "finished": self.finished,
+            "complete": self.complete,
         }
 
 
@@ -61,8 +67,13 @@ async def prefetch(
         queue.put_nowait(item)
         progress.total_blobs += 1
         progress.total_bytes += item[0].size
-    log.info("catalog %s serial %d: prefetching %d blobs, %d bytes", progress.catalog, progress.serial,
-             progress.total_blobs, progress.total_bytes)
+    log.info(
+        "catalog %s serial %d: prefetching %d blobs, %d bytes",
+        progress.catalog,
+        progress.serial,
+        progress.total_blobs,
+        progress.total_bytes,
+    )
     workers = [asyncio.create_task(_worker(store, queue, source_for, progress)) for _ in range(max(1, concurrency))]
     try:
         await asyncio.gather(*workers)
@@ -70,9 +81,15 @@ async def prefetch(
         for worker in workers:
             worker.cancel()
     progress.finished = time.time()
-    log.info("catalog %s serial %d: prefetch done, %d/%d blobs present, %d bytes fetched, %d failed",
-             progress.catalog, progress.serial, progress.done_blobs, progress.total_blobs,
-             progress.fetched_bytes, len(progress.failed))
+    log.info(
+        "catalog %s serial %d: prefetch done, %d/%d blobs present, %d bytes fetched, %d failed",
+        progress.catalog,
+        progress.serial,
+        progress.done_blobs,
+        progress.total_blobs,
+        progress.fetched_bytes,
+        len(progress.failed),
+    )
     return progress
 
 
@@ -82,7 +99,9 @@ async def _worker(
     while not queue.empty():
         blob, registry = queue.get_nowait()
         result = await _one(store, blob, registry, source_for)
-        prefetch_blobs.add(1, {"catalog": progress.catalog, "result": result if result in ("cached", "fetched") else "failed"})
+        prefetch_blobs.add(
+            1, {"catalog": progress.catalog, "result": result if result in ("cached", "fetched") else "failed"}
+        )
         if result in ("cached", "fetched"):
             progress.done_blobs += 1
             progress.done_bytes += blob.size
@@ -91,8 +110,14 @@ async def _worker(
                 prefetch_bytes.add(blob.size, {"catalog": progress.catalog})
         else:
             progress.failed[blob.digest] = result
-            log.warning("catalog %s serial %d: prefetch of %s (%s) failed: %s", progress.catalog,
-                        progress.serial, blob.digest, blob.repository, result)
+            log.warning(
+                "catalog %s serial %d: prefetch of %s (%s) failed: %s",
+                progress.catalog,
+                progress.serial,
+                blob.digest,
+                blob.repository,
+                result,
+            )
         _log_progress(progress)
 
 
@@ -120,5 +145,12 @@ def _log_progress(progress: PrefetchProgress) -> None:
     step = max(1, progress.total_blobs // 10)
     handled = progress.done_blobs + len(progress.failed)
     if handled % step == 0 and handled < progress.total_blobs:
-        log.info("catalog %s serial %d: prefetch %d/%d blobs, %d/%d bytes", progress.catalog, progress.serial,
-                 handled, progress.total_blobs, progress.done_bytes, progress.total_bytes)
+        log.info(
+            "catalog %s serial %d: prefetch %d/%d blobs, %d/%d bytes",
+            progress.catalog,
+            progress.serial,
+            handled,
+            progress.total_blobs,
+            progress.done_bytes,
+            progress.total_bytes,
+        )

@@ -1,4 +1,5 @@
 """Push a signed catalog (and its delta blobs) as an OCI artifact with plain registry HTTP."""
+
 from __future__ import annotations
 
 import hashlib
@@ -29,9 +30,7 @@ def delta_files(delta_dir: Path) -> list[tuple[str, Path]]:
     return found
 
 
-def push_catalog(
-    client: RegistryClient, target: Reference, envelope: bytes, delta_dir: Path | None = None
-) -> str:
+def push_catalog(client: RegistryClient, target: Reference, envelope: bytes, delta_dir: Path | None = None) -> str:
     """Upload the blobs, then the manifest under target's tag; returns the manifest digest."""
     if len(envelope) > MAX_ENVELOPE_BYTES:
         raise CatalogError(f"envelope is over the {MAX_ENVELOPE_BYTES} byte limit")

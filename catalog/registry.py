@@ -2,6 +2,7 @@
 
 Anonymous access only (no token auth yet); `insecure=True` means plain HTTP.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -128,13 +129,17 @@ class RegistryClient:
             raise RegistryError(f"upload to {repository}: no Location header")
         separator = "&" if "?" in location else "?"
         body = content if isinstance(content, bytes) else _file_chunks(content)
-        done = self._http.put(f"{location}{separator}digest={digest}", content=body,
-                              headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
+        done = self._http.put(
+            f"{location}{separator}digest={digest}",
+            content=body,
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+        )
         _check(done, f"PUT blob {repository}@{digest}")
 
     def push_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
-        response = self._http.put(f"/v2/{repository}/manifests/{reference}", content=body,
-                                  headers={"Content-Type": media_type})
+        response = self._http.put(
+            f"/v2/{repository}/manifests/{reference}", content=body, headers={"Content-Type": media_type}
+        )
         _check(response, f"PUT manifest {repository}:{reference}")
         return "sha256:" + hashlib.sha256(body).hexdigest()
 

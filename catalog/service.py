@@ -1,4 +1,5 @@
 """All catalog pollers of one mirror, and the delta source they share; what the admin API calls."""
+
 from __future__ import annotations
 
 import asyncio
@@ -44,9 +45,15 @@ class CatalogService:
         self.deltas = deltas if deltas is not None else delta_sources(store, options)
         self.pollers = [
             CatalogPoller(
-                parse_source(text), store=store, trusted_keys=options.trusted_keys, state_dir=options.state_dir,
-                source_for=source_for, deltas=self.deltas, insecure=options.insecure,
-                poll_interval=options.poll_interval, prefetch_concurrency=options.prefetch_concurrency,
+                parse_source(text),
+                store=store,
+                trusted_keys=options.trusted_keys,
+                state_dir=options.state_dir,
+                source_for=source_for,
+                deltas=self.deltas,
+                insecure=options.insecure,
+                poll_interval=options.poll_interval,
+                prefetch_concurrency=options.prefetch_concurrency,
             )
             for text in options.sources
         ]
@@ -64,8 +71,11 @@ class CatalogService:
         """JSON-ready: every source with its active/previous catalog, prefetch progress, refusals."""
         return {
             "catalogs": [poller.status() for poller in self.pollers],
-            "deltas": {"rebuilt": self.deltas.rebuilt, "bytes_saved": self.deltas.bytes_saved,
-                       "fallbacks": self.deltas.fallbacks},
+            "deltas": {
+                "rebuilt": self.deltas.rebuilt,
+                "bytes_saved": self.deltas.bytes_saved,
+                "fallbacks": self.deltas.fallbacks,
+            },
         }
 
     async def rollback(self, name: str | None = None) -> dict[str, Any]:
@@ -75,8 +85,12 @@ class CatalogService:
         """
         poller = self._poller(name)
         catalog = await poller.rollback()
-        return {"source": str(poller.source), "name": catalog.name, "serial": catalog.serial,
-                "expires": format_time(catalog.expires)}
+        return {
+            "source": str(poller.source),
+            "name": catalog.name,
+            "serial": catalog.serial,
+            "expires": format_time(catalog.expires),
+        }
 
     def _poller(self, name: str | None) -> CatalogPoller:
         if name is None:

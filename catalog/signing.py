@@ -3,6 +3,7 @@
 `verify` checks the signature over the raw payload bytes before anything parses the payload;
 only the envelope itself (a few fixed string fields) is parsed first, strictly and size-capped.
 """
+
 from __future__ import annotations
 
 import base64
@@ -45,8 +46,7 @@ def keyid(public_key: Ed25519PublicKey) -> str:
 
 
 def save_private_key(key: Ed25519PrivateKey, path: Path) -> None:
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     # Created 0600 from the start so the key is never briefly world-readable.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:

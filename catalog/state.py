@@ -5,6 +5,7 @@ One JSON file per source, replaced atomically (temp file, fsync, rename, fsync o
 so a crash leaves either the old state or the new one. Envelopes are kept as signed bytes and are
 verified again when loaded: the file is a cache of what was verified, not a trusted input.
 """
+
 from __future__ import annotations
 
 import base64

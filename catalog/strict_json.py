@@ -1,4 +1,5 @@
 """Size-capped, strict JSON reading shared by the envelope and the catalog parsers."""
+
 from __future__ import annotations
 
 import json

@@ -3,8 +3,8 @@
 
 The message is written for the client and never carries exception text (that goes to the log):
 an exception's text can hold paths, peer addresses or an origin's answer. The distribution API
-(`/v2`) answers in the OCI shape instead (registry_mirror.errors), the model hub routes in the
-hubs' own (registry_mirror.hub.errors). docs/architecture.md lists the three."""
+(`/v2`) answers in the OCI shape instead (registry_mirror.api._errors), the model hub routes in the
+hubs' own (registry_mirror.hub._errors). docs/architecture.md lists the three."""
 
 from __future__ import annotations
 

@@ -68,7 +68,7 @@ def with_header_limits(base: type[Any], limits: HeaderLimits) -> type[Any]:
                 if len(data) > room:
                     # Feed only what fits: the headers may end inside it (the rest is body or the
                     # next request); if they do not, the client sent too much.
-                    fits, rest = data[: max(room, 0)], data[max(room, 0):]
+                    fits, rest = data[: max(room, 0)], data[max(room, 0) :]
                     self._header_bytes += len(fits)
                     if fits:
                         super().data_received(fits)

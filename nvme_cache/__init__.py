@@ -1,6 +1,5 @@
 """nvme_cache: a crash-safe, content-addressed blob cache that serves readers while it fills."""
 
-from oci.digest import Digest, InvalidDigest, Verifier
 from nvme_cache.errors import (
     BlobNotFound,
     BlobVanished,
@@ -11,8 +10,8 @@ from nvme_cache.errors import (
     SourceFailed,
     VerificationFailed,
 )
-from nvme_cache.integrity import BlobCorrupt
 from nvme_cache.inflight import PIECE_SIZE, Fill, FillSource, RangeBody, RangeSource, SourceStream, ranges_of
+from nvme_cache.integrity import BlobCorrupt
 from nvme_cache.lock import CacheInUse, CacheLock
 from nvme_cache.refs import Ref, Refs
 from nvme_cache.sendfile import (
@@ -24,6 +23,7 @@ from nvme_cache.sendfile import (
     sender_of,
 )
 from nvme_cache.store import BlobInfo, BlobStore, CachedBlob, FillProgress, VerifyReport
+from oci.digest import Digest, InvalidDigest, Verifier
 
 __all__ = [
     "BlobCorrupt",

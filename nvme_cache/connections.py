@@ -1,5 +1,5 @@
 """Keep-alive `http.client` connections for bodies read on worker threads straight into a fill:
-origin ranges (registry_mirror.origin_ranges) and peer pieces (p2p.piece_client). Thread-safe."""
+origin ranges (registry_mirror.upstream._ranges) and peer pieces (p2p.piece_client). Thread-safe."""
 
 from __future__ import annotations
 

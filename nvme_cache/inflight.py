@@ -46,10 +46,10 @@ from queue import Empty, SimpleQueue
 from typing import Any, Protocol
 
 from nvme_cache import metrics
-from oci.digest import Digest
 from nvme_cache.errors import FillFailed, FillUnavailable, SourceFailed, VerificationFailed
 from nvme_cache.present import PresentRanges, union
 from nvme_cache.sendfile import FileSegment, ShortRead, segment_chunks
+from oci.digest import Digest
 
 log = logging.getLogger("nvme_cache.fill")
 
@@ -340,7 +340,11 @@ class Fill:
         metrics.range_fills.add(1, {"mode": "parallel" if self._helpers else "ranged"})
         log.debug(
             "%s: %d range requests, %d helpers, %d of %d bytes hashed from the receive buffers",
-            self.digest, self.ranged_requests, len(self._helpers), self.hashed_in_memory, self.size,
+            self.digest,
+            self.ranged_requests,
+            len(self._helpers),
+            self.hashed_in_memory,
+            self.size,
         )
         await hashing
         self._finish_hash()
@@ -398,9 +402,7 @@ class Fill:
 
     def _check_range(self, body: RangeBody, start: int) -> None:
         if body.start != start or body.total != self.size:
-            raise SourceFailed(
-                f"{self.digest}: asked for bytes from {start}, got {body.start} of {body.total}"
-            )
+            raise SourceFailed(f"{self.digest}: asked for bytes from {start}, got {body.start} of {body.total}")
 
     async def _main_stream(self, ranges: RangeSource, first: RangeBody, start: int, run: int) -> None:
         """One connection from the first reader's offset on, in runs of `run` bytes, wrapping
@@ -489,9 +491,7 @@ class Fill:
                 with self._lock:
                     self._claims.pop(worker, None)
 
-    def _claim(
-        self, worker: int, position: int | None, run: int, follow: int | None = None
-    ) -> tuple[int, int] | None:
+    def _claim(self, worker: int, position: int | None, run: int, follow: int | None = None) -> tuple[int, int] | None:
         """The next range for a worker. The main stream (`position` given): onwards from where
         it is, then round from the start. A helper: a piece a reader waits for, else on from its
         last range while that is missing (a reader of a range reads on: aria2c, hfd), else the
@@ -525,7 +525,9 @@ class Fill:
             if gap is None:
                 return None
             gap_start, gap_end = gap
-            start = max(gap_start, (gap_end - 1) // self._piece_size * self._piece_size - (_RUN_PIECES - 1) * self._piece_size)
+            start = max(
+                gap_start, (gap_end - 1) // self._piece_size * self._piece_size - (_RUN_PIECES - 1) * self._piece_size
+            )
             self._claims[worker] = (start, gap_end)
             return start, gap_end
 
@@ -747,7 +749,9 @@ class Fill:
         if self._tap is not None:
             self._tap(offset, chunk)
 
-    async def _finish_chunk(self, offset: int, chunk: bytes | bytearray, future: Awaitable[tuple[object, object]]) -> None:
+    async def _finish_chunk(
+        self, offset: int, chunk: bytes | bytearray, future: Awaitable[tuple[object, object]]
+    ) -> None:
         try:
             # The hash is done before anything (a write retry, the next chunk) touches it again.
             for result in await future:
@@ -1045,8 +1049,9 @@ class Fill:
             raise
         except Exception as exc:  # the source's own errors: the response must still end cleanly
             raise SourceFailed(f"{self.digest}: the reader's own stream failed: {exc}") from exc
-        if hasher is not None and ((self.size is not None and position != self.size)
-                                   or hasher.hexdigest() != self.digest.hex):
+        if hasher is not None and (
+            (self.size is not None and position != self.size) or hasher.hexdigest() != self.digest.hex
+        ):
             metrics.verification_failures.add(1)
             raise VerificationFailed(f"{self.digest}: a pass-through reader's own stream did not verify")
         if held is not None:

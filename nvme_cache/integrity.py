@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oci.digest import Digest
 from nvme_cache.errors import VerificationFailed
+from oci.digest import Digest
 
 
 class BlobCorrupt(VerificationFailed):
@@ -73,8 +73,9 @@ async def hashed_chunks(
         raise BlobCorrupt(f"{digest}: cached bytes do not match the digest")
 
 
-def file_matches(path: Path, digest: Digest, size: int, chunk_size: int,
-                 pace: Any = None) -> tuple[bool, FileIdentity | None]:
+def file_matches(
+    path: Path, digest: Digest, size: int, chunk_size: int, pace: Any = None
+) -> tuple[bool, FileIdentity | None]:
     """Whether the file at `path` has exactly `size` bytes hashing to `digest` (blocking), and
     the identity it was checked at. `pace(n)` is called after each chunk (the scrubber's rate)."""
     hasher = hashlib.new(digest.algorithm)

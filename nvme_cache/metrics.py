@@ -15,9 +15,7 @@ bytes_read = meter.create_counter("registry_mirror_cache_read_bytes", descriptio
 bytes_written = meter.create_counter(
     "registry_mirror_cache_written_bytes", description="Bytes written by fills (cached or not)"
 )
-fills_in_flight = meter.create_up_down_counter(
-    "registry_mirror_cache_fills_in_flight", description="Fills running now"
-)
+fills_in_flight = meter.create_up_down_counter("registry_mirror_cache_fills_in_flight", description="Fills running now")
 fills = meter.create_counter("registry_mirror_cache_fills", description="Fills finished, by result")
 evictions = meter.create_counter("registry_mirror_evictions", description="Blobs evicted from the cache")
 evicted_bytes = meter.create_counter("registry_mirror_evicted_bytes", description="Bytes evicted")

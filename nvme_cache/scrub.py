@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from nvme_cache import metrics
-from oci.digest import Digest
 from nvme_cache.store import BlobStore
+from oci.digest import Digest
 
 log = logging.getLogger("nvme_cache.scrub")
 
@@ -30,8 +30,13 @@ _IDLE_SECONDS = 60.0  # an empty cache is looked at again after this, or at the 
 
 class Scrubber:
     def __init__(
-        self, store: BlobStore, rate: int = DEFAULT_RATE, *, idle: float = _IDLE_SECONDS,
-        clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+        self,
+        store: BlobStore,
+        rate: int = DEFAULT_RATE,
+        *,
+        idle: float = _IDLE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._store = store
         self._rate = rate
@@ -75,8 +80,11 @@ class Scrubber:
         entries = [(digest, entry.size) for digest, entry in store.index.lru()]
         self.pass_bytes, self.pass_done = sum(size for _, size in entries), 0
         for digest, size in entries:
-            if (store.index.get(digest) is not None and store.inflight(Digest.parse(digest)) is None
-                    and not await store.check_file(Digest.parse(digest), stage="scrub", pace=self._pace)):
+            if (
+                store.index.get(digest) is not None
+                and store.inflight(Digest.parse(digest)) is None
+                and not await store.check_file(Digest.parse(digest), stage="scrub", pace=self._pace)
+            ):
                 self.corrupt_found += 1
             self.pass_done += size
         self.passes += 1
@@ -116,6 +124,7 @@ def _observe_progress(_: CallbackOptions) -> Iterable[Observation]:
 
 
 metrics.meter.create_observable_gauge(
-    "registry_mirror_cache_scrub_progress", callbacks=[_observe_progress],
+    "registry_mirror_cache_scrub_progress",
+    callbacks=[_observe_progress],
     description="Fraction of the current scrub pass done (0 to 1)",
 )

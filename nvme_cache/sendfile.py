@@ -238,7 +238,9 @@ class ShortRead(OSError):
     """The file ended before the segment did."""
 
 
-async def segment_chunks(segment: FileSegment, chunk_size: int, executor: Executor | None = None) -> AsyncIterator[bytes]:
+async def segment_chunks(
+    segment: FileSegment, chunk_size: int, executor: Executor | None = None
+) -> AsyncIterator[bytes]:
     """The copying path: a segment's bytes in `chunk_size` reads on worker threads, the next read
     overlapping whatever the consumer does with this one. Raises ShortRead if the file ends early."""
     loop = asyncio.get_running_loop()

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from nvme_cache import metrics
-from oci.digest import Digest
 from nvme_cache.errors import BlobNotFound, BlobVanished, RangeNotSatisfiable, VerificationFailed
 from nvme_cache.evict import EvictionPolicy, plan_eviction
 from nvme_cache.index import BlobIndex
@@ -28,6 +27,7 @@ from nvme_cache.layout import Layout
 from nvme_cache.lock import CacheLock
 from nvme_cache.refs import Refs
 from nvme_cache.sendfile import FileSegment, ShortRead, segment_chunks
+from oci.digest import Digest
 
 log = logging.getLogger("nvme_cache")
 
@@ -157,7 +157,13 @@ class BlobStore:
         log.info(
             "cache open: %d blobs, %d bytes, %d temp files removed, %d found on disk, %d stale rows, "
             "%d quarantined for a wrong size, %.2fs",
-            len(self._index), self._index.bytes_used, removed, added, dropped, resized, time.monotonic() - started,
+            len(self._index),
+            self._index.bytes_used,
+            removed,
+            added,
+            dropped,
+            resized,
+            time.monotonic() - started,
         )
 
     def _quarantine_resized(self, on_disk: dict[str, int]) -> int:
@@ -166,7 +172,9 @@ class BlobStore:
         for digest in resized:
             indexed = self.index.get(digest)
             size = on_disk.pop(digest)
-            self._quarantine(digest, "restart_scan", f"file has {size} bytes, the index says {indexed.size if indexed else '?'}")
+            self._quarantine(
+                digest, "restart_scan", f"file has {size} bytes, the index says {indexed.size if indexed else '?'}"
+            )
         return len(resized)
 
     def start_background(self) -> None:
@@ -425,8 +433,9 @@ class BlobStore:
         st = os.fstat(fd)
         entry = self.index.get(key)
         if entry is not None and entry.size != st.st_size:
-            self._quarantine_if_same(key, FileIdentity.of(st), "size",
-                                     f"file has {st.st_size} bytes, the index says {entry.size}")
+            self._quarantine_if_same(
+                key, FileIdentity.of(st), "size", f"file has {st.st_size} bytes, the index says {entry.size}"
+            )
             raise BlobCorrupt(f"{key}: cached file has {st.st_size} bytes, expected {entry.size}")
         return st.st_size
 
@@ -510,8 +519,12 @@ class BlobStore:
     def _evict(self, target_used: int, free_needed: int = 0) -> int:
         free = shutil.disk_usage(self.layout.root).free
         victims = plan_eviction(
-            self.index.lru(), self.index.bytes_used, max(target_used, 0), self._protected(),
-            free_bytes=free - free_needed, min_free_bytes=self.policy.min_free_bytes,
+            self.index.lru(),
+            self.index.bytes_used,
+            max(target_used, 0),
+            self._protected(),
+            free_bytes=free - free_needed,
+            min_free_bytes=self.policy.min_free_bytes,
         )
         for digest in victims:
             self._remove(digest, reason="lru")
@@ -616,8 +629,13 @@ class BlobStore:
         self.index.remove([key])
         self._verified.pop(key, None)
         metrics.corrupt_blobs.add(1, {"stage": stage})
-        log.error("cached blob %s is corrupt (%s: %s): moved to %s; the next request fetches it again",
-                  key, stage, reason, self.layout.quarantine)
+        log.error(
+            "cached blob %s is corrupt (%s: %s): moved to %s; the next request fetches it again",
+            key,
+            stage,
+            reason,
+            self.layout.quarantine,
+        )
         for listener in self.on_evict:
             listener(key, entry.size if entry else 0)
 
@@ -628,7 +646,7 @@ def _write_file(temp: Path, final: Path, data: bytes) -> None:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)

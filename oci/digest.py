@@ -42,9 +42,7 @@ class Digest:
         if expected_length is None:
             raise InvalidDigest(f"unsupported digest algorithm {self.algorithm!r}")
         if len(self.hex) != expected_length or not _LOWER_HEX.fullmatch(self.hex):
-            raise InvalidDigest(
-                f"{self.algorithm} digest must be {expected_length} lowercase hex characters"
-            )
+            raise InvalidDigest(f"{self.algorithm} digest must be {expected_length} lowercase hex characters")
 
     @classmethod
     def parse(cls, text: str) -> Digest:
@@ -111,9 +109,7 @@ class Verifier:
         # Hashing with one algorithm can never confirm a digest of another: that is a caller bug,
         # not a corrupt blob.
         if expected.algorithm != self._algorithm:
-            raise ValueError(
-                f"verifier hashes {self._algorithm}, cannot check a {expected.algorithm} digest"
-            )
+            raise ValueError(f"verifier hashes {self._algorithm}, cannot check a {expected.algorithm} digest")
         if expected_size is not None and expected_size != self._size:
             return False
         return self.hexdigest() == expected.hex

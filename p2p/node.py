@@ -28,7 +28,6 @@ from p2p.tracker_client import TrackerClient
 log = logging.getLogger("p2p.node")
 
 
-
 class P2PNode:
     def __init__(self, config: P2PConfig, store: BlobStore) -> None:
         self.config = config
@@ -282,9 +281,7 @@ class P2PNode:
         worker thread: p2p.piece_client)."""
         abort = Abort()
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(
-            self.piece_threads, self._pieces.fetch, base_url, digest, wanted, buffers, abort
-        )
+        future = loop.run_in_executor(self.piece_threads, self._pieces.fetch, base_url, digest, wanted, buffers, abort)
         try:
             return await future
         except asyncio.CancelledError:

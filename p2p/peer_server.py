@@ -36,6 +36,7 @@ from p2p.piece_client import PIECE_PATH
 
 log = logging.getLogger("p2p.peer_server")
 
+
 def create_peer_app(node: P2PNode, tracker_app: ASGIApp | None = None) -> Starlette:
     config = node.config
     # A burst of one second of rate: a 1 MiB chunk passes at once under any sane cap.

@@ -159,7 +159,9 @@ class PieceClient:
             raise PieceError(f"peer answered {response.status}")
         answered = parse_content_range(response.getheader("Content-Range"))
         if answered is None or (answered.start, answered.end) != (start, end - 1):
-            raise PieceError(f"peer sent Content-Range {response.getheader('Content-Range')!r}, asked {start}-{end - 1}")
+            raise PieceError(
+                f"peer sent Content-Range {response.getheader('Content-Range')!r}, asked {start}-{end - 1}"
+            )
         length = response.getheader("Content-Length")
         if length is not None and length != str(end - start):
             raise PieceError(f"peer sent {length} bytes, expected {end - start}")
@@ -192,5 +194,6 @@ class PieceClient:
 def _refused(exc: BaseException) -> bool:
     """Nobody answers at that address (dead, or never there), as opposed to a slow or busy peer."""
     return isinstance(exc, (ConnectionRefusedError, socket.gaierror)) or getattr(exc, "errno", None) in (
-        errno.EHOSTUNREACH, errno.ENETUNREACH,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
     )

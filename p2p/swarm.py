@@ -145,8 +145,13 @@ class SwarmStream:
         for holding in holdings:
             if holding.size != self._size_hint:
                 self._exclude(holding.peer.id, "size")
-                log.warning("peer %s announced %d bytes for %s, the origin says %d: not used",
-                            holding.peer.id, holding.size, self._digest, self._size_hint)
+                log.warning(
+                    "peer %s announced %d bytes for %s, the origin says %d: not used",
+                    holding.peer.id,
+                    holding.size,
+                    self._digest,
+                    self._size_hint,
+                )
             elif usable and holding.piece_size != usable[0].piece_size:
                 continue  # another piece size: its pieces do not line up with these hashes
             else:

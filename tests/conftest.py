@@ -6,6 +6,7 @@
 - `mirror_process` (function): factory for `registry-mirror serve` processes.
 Every process is stopped at teardown; a missing binary fails with the package to install.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -56,8 +57,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if info is None:
             continue
         # names_closure: every fixture the test needs, with theirs; the last definition is the one used.
-        if any(_starts_processes(info.name2fixturedefs[name][-1])
-               for name in info.names_closure if info.name2fixturedefs.get(name)):
+        if any(
+            _starts_processes(info.name2fixturedefs[name][-1])
+            for name in info.names_closure
+            if info.name2fixturedefs.get(name)
+        ):
             item.add_marker(pytest.mark.integration)
 
 
@@ -97,10 +101,8 @@ def push_standard_images(origin: OriginRegistry, workdir: Path) -> TestImages:
     }
     return TestImages(
         app=push_multilayer_image(origin, "test/app", "v1", APP_LAYERS, seed="app", workdir=workdir),
-        docker=push_schema2_image(origin, "test/docker", "v1", (512 << 10, 128 << 10), seed="docker",
-                                  workdir=workdir),
-        multi=push_multiarch_index(origin, "test/multi", "v1", (256 << 10,), seed="multi",
-                                   workdir=workdir),
+        docker=push_schema2_image(origin, "test/docker", "v1", (512 << 10, 128 << 10), seed="docker", workdir=workdir),
+        multi=push_multiarch_index(origin, "test/multi", "v1", (256 << 10,), seed="multi", workdir=workdir),
         artifact=push_artifact(origin, "test/artifact", "v1", dict(files)),
         artifact_files=files,
     )
@@ -142,8 +144,9 @@ def mirror_process(tmp_path: Path) -> Iterator[MirrorFactory]:
         env: Mapping[str, str] | None = None,
         command: Sequence[str] | None = None,
     ) -> MirrorProcess:
-        mirror = MirrorProcess(tmp_path / f"mirror-{len(started)}", upstreams, extra_args,
-                               host, port, cache_dir, env, command)
+        mirror = MirrorProcess(
+            tmp_path / f"mirror-{len(started)}", upstreams, extra_args, host, port, cache_dir, env, command
+        )
         started.append(mirror)
         return mirror.start()
 

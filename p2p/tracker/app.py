@@ -126,14 +126,16 @@ async def announce(request: Request) -> Response:
     )
     if refused:
         metrics.tracker_records_refused.add(refused)
-        log.warning("peer %s is at its cap of %d records: %d refused",
-                    body.peer.id, _config(request).max_records_per_peer, refused)
+        log.warning(
+            "peer %s is at its cap of %d records: %d refused",
+            body.peer.id,
+            _config(request).max_records_per_peer,
+            refused,
+        )
     for blob in body.blobs:
         if blob.complete:  # the seed finished: whoever waits may now fetch from peers
             await store.release_lease(blob.digest, body.peer.id)
-    return JSONResponse(
-        {"accepted": len(body.blobs) - refused, "refused": refused, "known": registration.was_live}
-    )
+    return JSONResponse({"accepted": len(body.blobs) - refused, "refused": refused, "known": registration.was_live})
 
 
 async def withdraw(request: Request) -> Response:
@@ -174,7 +176,11 @@ async def put_pieces(request: Request) -> Response:
         metrics.tracker_piece_hash_conflicts.add(1, {"outcome": "refused"})
         log.warning(
             "refused piece hash from %s for %s: %s is %s, it published %s before",
-            body.peer_id, digest, conflict.field, conflict.offered, conflict.stored,
+            body.peer_id,
+            digest,
+            conflict.field,
+            conflict.offered,
+            conflict.stored,
         )
         return _error(409, f"conflicts with the value {conflict.stored} this seed published", conflict.field)
     if written.replaced:
@@ -232,15 +238,23 @@ async def report(request: Request) -> Response:
     store = _store(request)
     shown = await _shows_failed_piece(store, body)
     excluded = await store.report_peer(
-        body.digest, body.peer_id, body.reporter,
-        shown=shown, reporters_needed=config.exclusion_reporters, ttl=config.exclusion_ttl,
+        body.digest,
+        body.peer_id,
+        body.reporter,
+        shown=shown,
+        reporters_needed=config.exclusion_reporters,
+        ttl=config.exclusion_ttl,
     )
     metrics.tracker_bad_piece_reports.add(1, {"outcome": "shown" if shown else "counted"})
     if excluded:
         metrics.tracker_peers_excluded.add(1)
         log.warning(
             "peer %s left out of %s for %.0fs: reported by %s (%s)",
-            body.peer_id, body.digest, config.exclusion_ttl, body.reporter, body.reason,
+            body.peer_id,
+            body.digest,
+            config.exclusion_ttl,
+            body.reporter,
+            body.reason,
         )
     return JSONResponse({"accepted": True, "shown": shown, "excluded": excluded, "ttl": config.exclusion_ttl})
 
@@ -286,7 +300,9 @@ async def catalog_readiness(request: Request) -> Response:
         return _error(404, f"no live peer has offered catalog {wanted}", "catalog")
     result = await _readiness(store, agreed.digests, live)
     metrics.tracker_catalog_ready_share.set(result.overall.share, {"catalog": name, "serial": str(agreed.serial)})
-    return JSONResponse({"catalog": name, "serial": agreed.serial, "offered_by": len(agreed.voters), **result.to_wire()})
+    return JSONResponse(
+        {"catalog": name, "serial": agreed.serial, "offered_by": len(agreed.voters), **result.to_wire()}
+    )
 
 
 async def digests_readiness(request: Request) -> Response:
@@ -341,6 +357,7 @@ async def _sweep_forever(store: TrackerStore, interval: float) -> None:
 def create_app(store: TrackerStore, config: TrackerConfig, metrics_endpoint: Handler | None = None) -> Starlette:
     """`metrics_endpoint`: GET /metrics, handed in by whoever installed the OpenTelemetry SDK
     (registry_mirror's CLI); outside /v1, so Prometheus needs no tracker token."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         sweeper = asyncio.create_task(_sweep_forever(store, config.sweep_interval))

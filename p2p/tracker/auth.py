@@ -121,5 +121,7 @@ class PeerAuth:
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
-    response = error_response(status, message, "authorization", {"WWW-Authenticate": 'Bearer realm="registry-mirror-tracker"'})
+    response = error_response(
+        status, message, "authorization", {"WWW-Authenticate": 'Bearer realm="registry-mirror-tracker"'}
+    )
     await response(scope, receive, send)

@@ -240,9 +240,7 @@ class MemoryStore:
         self._leases = {k: v for k, v in self._leases.items() if v[1] > now}
         self._pieces = {k: p for k, p in self._pieces.items() if p.expires > now}
         self._excluded = {k: t for k, t in self._excluded.items() if t > now}
-        self._reports = {
-            k: live for k, r in self._reports.items() if (live := {p: t for p, t in r.items() if t > now})
-        }
+        self._reports = {k: live for k, r in self._reports.items() if (live := {p: t for p, t in r.items() if t > now})}
         for digest in list(self._holdings):
             holders = {
                 peer_id: h

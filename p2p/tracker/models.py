@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oci import DIGEST_RE as DIGEST_RE  # re-exported for p2p.tracker.validate
+
 PEER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 ZONE_RE = re.compile(r"^[A-Za-z0-9._-]{0,63}$")
 # A piece hash names its algorithm as an OCI digest does ("blake3:<hex>"); bare hex is the sha256

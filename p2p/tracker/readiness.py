@@ -69,7 +69,9 @@ class Readiness:
         }
 
 
-def readiness(digests: Sequence[str], live_peers: Sequence[PeerInfo], complete_holders: Mapping[str, set[str]]) -> Readiness:
+def readiness(
+    digests: Sequence[str], live_peers: Sequence[PeerInfo], complete_holders: Mapping[str, set[str]]
+) -> Readiness:
     """`complete_holders`: digest -> ids of live peers holding it whole."""
     ready_ids: set[str] = {peer.id for peer in live_peers}
     for digest in digests:

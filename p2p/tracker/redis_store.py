@@ -260,7 +260,9 @@ class RedisStore:
         args: list[Any] = [self._pieces_ttl_ms, writer, piece_size, "" if size is None else size]
         for index, value in sorted(hashes.items()):
             args += [f"h:{index}", value]
-        field, stored, offered, *replaced = (str(x) for x in await self._put_pieces(keys=self._digest_keys(digest), args=args))
+        field, stored, offered, *replaced = (
+            str(x) for x in await self._put_pieces(keys=self._digest_keys(digest), args=args)
+        )
         if not field:
             return PiecesWrite(replaced=replaced == ["1"])
         if field.startswith("h:"):
@@ -282,7 +284,14 @@ class RedisStore:
         self, digest: str, peer_id: str, reporter: str, *, shown: bool, reporters_needed: int, ttl: float
     ) -> bool:
         ttl_ms = max(1, int(ttl * 1000))
-        args: list[str | int] = [peer_id, reporter, int(self._clock() * 1000), ttl_ms, "1" if shown else "0", reporters_needed]
+        args: list[str | int] = [
+            peer_id,
+            reporter,
+            int(self._clock() * 1000),
+            ttl_ms,
+            "1" if shown else "0",
+            reporters_needed,
+        ]
         keys = [self._key("reports", digest), self._key("excluded", digest)]
         fresh = bool(await self._report(keys=keys, args=args))
         if fresh:

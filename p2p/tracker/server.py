@@ -11,7 +11,6 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from http_limits import HeaderLimits, with_header_limits
-
 from p2p.tracker.app import Handler, TrackerConfig, create_app
 from p2p.tracker.auth import CERT_NAME_KEY
 from p2p.tracker.memory_store import MemoryStore

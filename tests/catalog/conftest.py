@@ -1,4 +1,5 @@
 """A real docker-registry origin on a free loopback port, and test images pushed to it over HTTP."""
+
 from __future__ import annotations
 
 import hashlib
@@ -96,8 +97,11 @@ def push_blob(origin: Origin, repo: str, data: bytes) -> dict[str, object]:
     assert started.status_code == 202, started.text
     location = started.headers["Location"]
     location = location if location.startswith("http") else origin.url(location)
-    done = httpx.put(f"{location}{'&' if '?' in location else '?'}digest={digest}", content=data,
-                     headers={"Content-Type": "application/octet-stream"})
+    done = httpx.put(
+        f"{location}{'&' if '?' in location else '?'}digest={digest}",
+        content=data,
+        headers={"Content-Type": "application/octet-stream"},
+    )
     assert done.status_code == 201, done.text
     return {"digest": digest, "size": len(data)}
 
@@ -133,17 +137,31 @@ def push_image(origin: Origin, repo: str, tag: str, version: int, arch: str = "a
     """One image manifest: a small app layer (same in every version) and a weights layer."""
     app = push_blob(origin, repo, tar_of("app/run.sh", b"#!/bin/sh\necho hello\n"))
     model = push_blob(origin, repo, tar_of("model/weights.bin", weights(version)))
-    config = json.dumps({"architecture": arch, "os": "linux", "created": "2024-01-01T00:00:00Z",
-                         "rootfs": {"type": "layers", "diff_ids": [app["digest"], model["digest"]]},
-                         "config": {"Labels": {"version": str(version)}}}).encode()
+    config = json.dumps(
+        {
+            "architecture": arch,
+            "os": "linux",
+            "created": "2024-01-01T00:00:00Z",
+            "rootfs": {"type": "layers", "diff_ids": [app["digest"], model["digest"]]},
+            "config": {"Labels": {"version": str(version)}},
+        }
+    ).encode()
     cfg = push_blob(origin, repo, config)
-    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-           "config": {"mediaType": CONFIG_TYPE, **cfg},
-           "layers": [{"mediaType": LAYER_TAR, **app}, {"mediaType": LAYER_TAR, **model}]}
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": CONFIG_TYPE, **cfg},
+        "layers": [{"mediaType": LAYER_TAR, **app}, {"mediaType": LAYER_TAR, **model}],
+    }
     body = json.dumps(doc).encode()
     digest = push_manifest(origin, repo, tag, doc, OCI_MANIFEST)
-    return {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(body),
-            "layers": doc["layers"], "config": doc["config"]}
+    return {
+        "mediaType": OCI_MANIFEST,
+        "digest": digest,
+        "size": len(body),
+        "layers": doc["layers"],
+        "config": doc["config"],
+    }
 
 
 @dataclass(frozen=True)
@@ -160,9 +178,18 @@ def images(origin: Origin) -> PushedImages:
     v1 = push_image(origin, repo, "v1", 1)
     v2_amd64 = push_image(origin, repo, "v2-amd64", 2, "amd64")
     v2_arm64 = push_image(origin, repo, "v2-arm64", 2, "arm64")
-    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
-        {"mediaType": OCI_MANIFEST, "digest": m["digest"], "size": m["size"],
-         "platform": {"os": "linux", "architecture": arch}}
-        for m, arch in ((v2_amd64, "amd64"), (v2_arm64, "arm64"))]}
+    index = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            {
+                "mediaType": OCI_MANIFEST,
+                "digest": m["digest"],
+                "size": m["size"],
+                "platform": {"os": "linux", "architecture": arch},
+            }
+            for m, arch in ((v2_amd64, "amd64"), (v2_arm64, "arm64"))
+        ],
+    }
     v2_index = push_manifest(origin, repo, "v2", index, OCI_INDEX)
     return PushedImages(repo, v1, v2_index, v2_amd64)

@@ -11,10 +11,17 @@ from catalog.models import Catalog
 NOW = datetime(2024, 6, 1, 12, tzinfo=UTC)
 
 
-def cat(serial: int, expires_in: timedelta = timedelta(days=1), supersedes: int | None = None,
-        name: str = "prod") -> Catalog:
-    return Catalog(name=name, serial=serial, created=NOW - timedelta(hours=1), expires=NOW + expires_in,
-                   rollback=supersedes is not None, supersedes=supersedes)
+def cat(
+    serial: int, expires_in: timedelta = timedelta(days=1), supersedes: int | None = None, name: str = "prod"
+) -> Catalog:
+    return Catalog(
+        name=name,
+        serial=serial,
+        created=NOW - timedelta(hours=1),
+        expires=NOW + expires_in,
+        rollback=supersedes is not None,
+        supersedes=supersedes,
+    )
 
 
 def test_first_catalog_and_growing_serial_activate() -> None:

@@ -1,6 +1,7 @@
 """`registry-mirror catalog analyze` against a real docker-registry: shared blobs, what a node
 fetches given the previous version, and computed zstd deltas (the conftest's v2 changes ~3% of
 a 16 MiB uncompressed weights layer)."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from registry_mirror.cli_catalog import main
+from registry_mirror.cli import main
 
 from .conftest import Origin, PushedImages, push_image
 
@@ -61,8 +62,14 @@ def test_overlap_fetch_given_old_and_computed_deltas(
 def test_a_layer_over_the_budget_is_reported_not_computed(
     origin: Origin, images: PushedImages, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, result, _ = analyze(capsys, f"{origin.address}/{images.repo}:v2-amd64",
-                              "--against", f"{origin.address}/{images.repo}:v1", "--delta-budget", "1MiB")
+    code, result, _ = analyze(
+        capsys,
+        f"{origin.address}/{images.repo}:v2-amd64",
+        "--against",
+        f"{origin.address}/{images.repo}:v1",
+        "--delta-budget",
+        "1MiB",
+    )
     assert code == 0
     [delta] = result["deltas"]
     assert delta["delta_size"] is None and delta["saved"] == 0 and "over the byte budget" in delta["skipped"]
@@ -72,8 +79,9 @@ def test_a_layer_over_the_budget_is_reported_not_computed(
 def test_table_by_default_and_one_line_errors(
     origin: Origin, images: PushedImages, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, table, _ = analyze(capsys, f"{origin.address}/{images.repo}:v2", "--against",
-                             f"{origin.address}/{images.repo}:v1", as_json=False)
+    code, table, _ = analyze(
+        capsys, f"{origin.address}/{images.repo}:v2", "--against", f"{origin.address}/{images.repo}:v1", as_json=False
+    )
     assert code == 0
     assert f"{origin.address}/{images.repo}:v2" in table and "linux/amd64,linux/arm64" in table
     assert "CHANGED LAYER" in table and "with deltas" in table and "saved by sharing" in table

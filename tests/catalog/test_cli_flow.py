@@ -1,5 +1,6 @@
 """The CI flow end to end against a real docker-registry: keygen -> build -> sign -> verify ->
 push -> pull back -> verify, plus every tampered variant refused with exit code 1."""
+
 from __future__ import annotations
 
 import base64
@@ -16,7 +17,7 @@ from catalog.fetch import pull_catalog, pull_delta
 from catalog.models import Catalog, catalog_to_json, parse_catalog
 from catalog.registry import RegistryClient
 from catalog.signing import envelope_to_json, load_private_key, sign
-from registry_mirror.cli_catalog import main
+from registry_mirror.cli import main
 
 from .conftest import Origin, PushedImages
 
@@ -35,13 +36,44 @@ def flow(origin: Origin, images: PushedImages, tmp_path_factory: pytest.TempPath
     work = tmp_path_factory.mktemp("flow")
     paths = {name: work / name for name in ("key.pem", "key.pub", "c.json", "signed.json", "deltas")}
     assert main(["catalog", "keygen", "--private", str(paths["key.pem"]), "--public", str(paths["key.pub"])]) == 0
-    code = main(["catalog", "build", "--image", f"{origin.address}/{images.repo}:v2", "--platform", "linux/amd64",
-                 "--delta-from", f"{origin.address}/{images.repo}:v1", "--name", "prod", "--serial", "3",
-                 "--expires-in", "2d", "--out", str(paths["c.json"]), "--insecure",
-                 "--delta-dir", str(paths["deltas"])])
+    code = main(
+        [
+            "catalog",
+            "build",
+            "--image",
+            f"{origin.address}/{images.repo}:v2",
+            "--platform",
+            "linux/amd64",
+            "--delta-from",
+            f"{origin.address}/{images.repo}:v1",
+            "--name",
+            "prod",
+            "--serial",
+            "3",
+            "--expires-in",
+            "2d",
+            "--out",
+            str(paths["c.json"]),
+            "--insecure",
+            "--delta-dir",
+            str(paths["deltas"]),
+        ]
+    )
     assert code == 0
-    assert main(["catalog", "sign", "--key", str(paths["key.pem"]), "--out", str(paths["signed.json"]),
-                 str(paths["c.json"])]) == 0
+    assert (
+        main(
+            [
+                "catalog",
+                "sign",
+                "--key",
+                str(paths["key.pem"]),
+                "--out",
+                str(paths["signed.json"]),
+                str(paths["c.json"]),
+            ]
+        )
+        == 0
+    )
     return paths
 
 
@@ -52,8 +84,12 @@ def test_build_walks_index_and_records_blobs(flow: dict[str, Path], images: Push
     [image] = cat.images
     assert image.digest == images.v2_index and image.platforms == ("linux/amd64",)
     digests = {b.digest for b in cat.blobs}
-    expected = {images.v2_index, images.v2_amd64["digest"], images.v2_amd64["config"]["digest"],
-                *(layer["digest"] for layer in images.v2_amd64["layers"])}
+    expected = {
+        images.v2_index,
+        images.v2_amd64["digest"],
+        images.v2_amd64["config"]["digest"],
+        *(layer["digest"] for layer in images.v2_amd64["layers"]),
+    }
     assert digests == expected
     assert all(b.repository == images.repo for b in cat.blobs)
 
@@ -73,11 +109,24 @@ def test_build_delta_only_for_changed_layer_and_it_rebuilds(
     assert (tmp_path / "rebuilt").stat().st_size == new_weights["size"]
 
 
-def test_build_without_platform_takes_all(origin: Origin, images: PushedImages, tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = cli(capsys, "build", "--image", f"{origin.address}/{images.repo}:v2", "--image",
-                    f"{origin.address}/{images.repo}:v1", "--name", "all", "--serial", "1",
-                    "--out", str(tmp_path / "c.json"), "--insecure")
+def test_build_without_platform_takes_all(
+    origin: Origin, images: PushedImages, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = cli(
+        capsys,
+        "build",
+        "--image",
+        f"{origin.address}/{images.repo}:v2",
+        "--image",
+        f"{origin.address}/{images.repo}:v1",
+        "--name",
+        "all",
+        "--serial",
+        "1",
+        "--out",
+        str(tmp_path / "c.json"),
+        "--insecure",
+    )
     assert code == 0 and out["images"] == 2 and out["deltas"] == 0
     cat = parse_catalog((tmp_path / "c.json").read_bytes())
     assert cat.images[0].platforms == ("linux/amd64", "linux/arm64")
@@ -89,23 +138,38 @@ def test_build_errors(origin: Origin, images: PushedImages, tmp_path: Path, caps
     assert cli(capsys, "build", "--image", f"{origin.address}/{images.repo}:nope", *base)[0] == 1
     assert cli(capsys, "build", "--image", "not-qualified:v1", *base)[0] == 2
     assert cli(capsys, "build", "--image", f"{origin.address}/{images.repo}:v1", "--expires-in", "soon", *base)[0] == 2
-    assert cli(capsys, "build", "--image", f"{origin.address}/{images.repo}:v1", "--platform", "linux/s390x", *base)[0] == 1
+    assert (
+        cli(capsys, "build", "--image", f"{origin.address}/{images.repo}:v1", "--platform", "linux/s390x", *base)[0]
+        == 1
+    )
     assert not (tmp_path / "c.json").exists()
 
 
-def test_verify_push_pull_verify(flow: dict[str, Path], origin: Origin, capsys: pytest.CaptureFixture[str],
-                                 tmp_path: Path) -> None:
+def test_verify_push_pull_verify(
+    flow: dict[str, Path], origin: Origin, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     code, out = cli(capsys, "verify", "--public", str(flow["key.pub"]), str(flow["signed.json"]))
     assert code == 0 and out["serial"] == 3
-    code, out = cli(capsys, "push", str(flow["signed.json"]), f"{origin.address}/catalogs/prod:latest",
-                    "--insecure", "--delta-dir", str(flow["deltas"]))
+    code, out = cli(
+        capsys,
+        "push",
+        str(flow["signed.json"]),
+        f"{origin.address}/catalogs/prod:latest",
+        "--insecure",
+        "--delta-dir",
+        str(flow["deltas"]),
+    )
     assert code == 0
-    manifest = httpx.get(origin.url("/v2/catalogs/prod/manifests/latest"),
-                         headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}).json()
+    manifest = httpx.get(
+        origin.url("/v2/catalogs/prod/manifests/latest"),
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    ).json()
     assert manifest["artifactType"] == "application/vnd.registry-mirror.catalog.v1+json"
     assert manifest["config"]["mediaType"] == "application/vnd.oci.empty.v1+json"
     assert [layer["mediaType"] for layer in manifest["layers"]] == [
-        "application/vnd.dsse.envelope.v1+json", "application/vnd.registry-mirror.delta.zstd-patch-from"]
+        "application/vnd.dsse.envelope.v1+json",
+        "application/vnd.registry-mirror.delta.zstd-patch-from",
+    ]
     envelope = pull_catalog(origin.address, "catalogs/prod", "latest", insecure=True)
     assert envelope == flow["signed.json"].read_bytes()
     (tmp_path / "pulled.json").write_bytes(envelope)
@@ -177,15 +241,19 @@ TAMPERED = {
 
 
 @pytest.mark.parametrize("case", sorted(TAMPERED))
-def test_tampered_variants_fail_verification(case: str, flow: dict[str, Path], tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_tampered_variants_fail_verification(
+    case: str, flow: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.json"
     bad.write_bytes(TAMPERED[case](flow))
     code, out = cli(capsys, "verify", "--public", str(flow["key.pub"]), str(bad))
     assert code == 1, out
     assert out["ok"] is False and out["error"]
-    expected_kind = {"oversized": "TooLargeError", "expired (signed)": "ExpiredError",
-                     "schema violation (signed)": "CatalogError"}.get(case, "SignatureError")
+    expected_kind = {
+        "oversized": "TooLargeError",
+        "expired (signed)": "ExpiredError",
+        "schema violation (signed)": "CatalogError",
+    }.get(case, "SignatureError")
     assert out["kind"] == expected_kind
 
 
@@ -194,8 +262,12 @@ def test_usage_errors_exit_2(flow: dict[str, Path], tmp_path: Path, capsys: pyte
     (tmp_path / "garbage.pub").write_text("not a key")
     assert cli(capsys, "verify", "--public", str(tmp_path / "garbage.pub"), str(flow["signed.json"]))[0] == 2
     (tmp_path / "bad.json").write_bytes(b'{"schemaVersion": 1}')
-    assert cli(capsys, "sign", "--key", str(flow["key.pem"]), "--out", str(tmp_path / "s.json"),
-               str(tmp_path / "bad.json"))[0] == 2
+    assert (
+        cli(
+            capsys, "sign", "--key", str(flow["key.pem"]), "--out", str(tmp_path / "s.json"), str(tmp_path / "bad.json")
+        )[0]
+        == 2
+    )
     assert main(["catalog", "verify"]) == 2
     assert cli(capsys, "push", str(flow["signed.json"]), "127.0.0.1:1/x/y@sha256:" + "0" * 64)[0] == 2
     capsys.readouterr()

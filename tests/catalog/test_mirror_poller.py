@@ -3,6 +3,7 @@ real docker-registry origin; catalogs built, signed and pushed with the CI-side 
 
 Polls are driven by hand (`poll_once`), so each step is checked in order; metrics are read from the
 app's Prometheus registry."""
+
 from __future__ import annotations
 
 import base64
@@ -26,12 +27,12 @@ from catalog.service import CatalogOptions, CatalogService, delta_sources
 from catalog.signing import envelope_to_json, generate_keypair, sign
 from nvme_cache import Digest
 from oci import OCI_MANIFEST
-from registry_mirror.app import build_mirror
-from registry_mirror.catalog_wiring import catalog_source_for
-from registry_mirror.settings import CacheSettings, Settings, UpstreamSettings
-from registry_mirror.sources import origin_source
-from registry_mirror.state import Mirror
+from registry_mirror.api import Mirror
+from registry_mirror.config._settings import CacheSettings, Settings, UpstreamSettings
+from registry_mirror.runtime import build_mirror
+from registry_mirror.runtime._catalogs import catalog_source_for
 from registry_mirror.telemetry import install_metrics
+from registry_mirror.upstream import origin_source
 
 from .conftest import Origin, PushedImages
 
@@ -62,9 +63,17 @@ def built(origin: Origin, images: PushedImages, tmp_path_factory: pytest.TempPat
     """Catalog of test/model:v2 (amd64) with a delta from v1, and the directory holding the delta."""
     delta_dir = tmp_path_factory.mktemp("deltas")
     with RegistryClient(origin.address, insecure=True) as client:
-        cat = build_catalog(client, [parse_reference(f"{origin.address}/{images.repo}:v2")], "prod", 10, NOW,
-                            timedelta(days=1), platforms=("linux/amd64",),
-                            delta_from=parse_reference(f"{origin.address}/{images.repo}:v1"), delta_dir=delta_dir)
+        cat = build_catalog(
+            client,
+            [parse_reference(f"{origin.address}/{images.repo}:v2")],
+            "prod",
+            10,
+            NOW,
+            timedelta(days=1),
+            platforms=("linux/amd64",),
+            delta_from=parse_reference(f"{origin.address}/{images.repo}:v1"),
+            delta_dir=delta_dir,
+        )
     assert len(cat.deltas) == 1
     return cat, delta_dir
 
@@ -89,8 +98,11 @@ def signed(cat: Catalog, key: object) -> bytes:
 @pytest.fixture
 async def mirror(origin: Origin, tmp_path: Path) -> AsyncIterator[Mirror]:
     install_metrics()
-    settings = Settings(upstreams=(UpstreamSettings(name=origin.address, url=f"http://{origin.address}"),),
-                        default_upstream=origin.address, cache=CacheSettings(directory=tmp_path / "cache"))
+    settings = Settings(
+        upstreams=(UpstreamSettings(name=origin.address, url=f"http://{origin.address}"),),
+        default_upstream=origin.address,
+        cache=CacheSettings(directory=tmp_path / "cache"),
+    )
     built_mirror = build_mirror(settings)
     built_mirror.store.open()
     yield built_mirror
@@ -99,8 +111,13 @@ async def mirror(origin: Origin, tmp_path: Path) -> AsyncIterator[Mirror]:
 
 
 def service_for(mirror: Mirror, tag: str, public_key: object, state_dir: Path, origin: Origin) -> CatalogService:
-    options = CatalogOptions(sources=(f"{origin.address}/{CATALOG_REPO}:{tag}",), trusted_keys=(public_key,),  # type: ignore[arg-type]
-                             state_dir=state_dir, poll_interval=3600, insecure=True)
+    options = CatalogOptions(
+        sources=(f"{origin.address}/{CATALOG_REPO}:{tag}",),
+        trusted_keys=(public_key,),  # type: ignore[arg-type]
+        state_dir=state_dir,
+        poll_interval=3600,
+        insecure=True,
+    )
     deltas = delta_sources(mirror.store, options)
     # The delta layer right before the origin, as the app builds it.
     blobs = replace(mirror.blobs, layers=(deltas.wrap,))
@@ -121,12 +138,18 @@ def blob_gets(origin: Origin, since: int) -> list[str]:
     with open(origin.log_path, "rb") as log:
         log.seek(since)
         lines = log.read().decode(errors="replace").splitlines()
-    return [line.split("/blobs/")[1].split(" ")[0] for line in lines if '"GET /v2/' in line and "/blobs/sha256:" in line]
+    return [
+        line.split("/blobs/")[1].split(" ")[0] for line in lines if '"GET /v2/' in line and "/blobs/sha256:" in line
+    ]
 
 
 async def test_activation_prefetches_through_delta_and_pins(
-    origin: Origin, images: PushedImages, built: tuple[Catalog, Path], keys: tuple[object, object],
-    mirror: Mirror, tmp_path: Path,
+    origin: Origin,
+    images: PushedImages,
+    built: tuple[Catalog, Path],
+    keys: tuple[object, object],
+    mirror: Mirror,
+    tmp_path: Path,
 ) -> None:
     cat, delta_dir = built
     key, public = keys
@@ -152,9 +175,14 @@ async def test_activation_prefetches_through_delta_and_pins(
     assert await poller.poll_once() == "unchanged"
 
     # A restart restores the active catalog from the state file (verified again).
-    again = CatalogPoller(poller.source, store=mirror.store, trusted_keys=[public], state_dir=tmp_path / "state",  # type: ignore[list-item]
-                          source_for=catalog_source_for(replace(mirror.blobs, layers=(service.deltas.wrap,))),
-                          insecure=True)
+    again = CatalogPoller(
+        poller.source,
+        store=mirror.store,
+        trusted_keys=[public],
+        state_dir=tmp_path / "state",  # type: ignore[list-item]
+        source_for=catalog_source_for(replace(mirror.blobs, layers=(service.deltas.wrap,))),
+        insecure=True,
+    )
     await again.restore()
     assert again.active == cat
     await again.wait_prefetch()
@@ -170,7 +198,11 @@ def _edit_payload(envelope: bytes) -> bytes:
 
 
 async def test_tampered_catalogs_are_refused_and_change_nothing(
-    origin: Origin, built: tuple[Catalog, Path], keys: tuple[object, object], mirror: Mirror, tmp_path: Path,
+    origin: Origin,
+    built: tuple[Catalog, Path],
+    keys: tuple[object, object],
+    mirror: Mirror,
+    tmp_path: Path,
 ) -> None:
     cat, _ = built
     key, public = keys
@@ -187,7 +219,9 @@ async def test_tampered_catalogs_are_refused_and_change_nothing(
     variants = {
         "signature": _edit_payload(good),  # payload edited after signing
         "signature ": signed(replace(small, serial=7), generate_keypair()),  # signed with an unknown key
-        "expired": signed(replace(small, serial=8, created=NOW - timedelta(days=3), expires=NOW - timedelta(days=1)), key),
+        "expired": signed(
+            replace(small, serial=8, created=NOW - timedelta(days=3), expires=NOW - timedelta(days=1)), key
+        ),
         "serial": signed(replace(small, serial=4), key),  # lower serial, not a signed rollback
         "serial  ": signed(replace(small, serial=5, expires=NOW + timedelta(days=9)), key),  # same serial: replay
         "too_large": b"{" + b" " * (22 << 20) + b"}",
@@ -214,7 +248,11 @@ async def test_tampered_catalogs_are_refused_and_change_nothing(
 
 
 async def test_rollback_and_signed_rollback(
-    origin: Origin, built: tuple[Catalog, Path], keys: tuple[object, object], mirror: Mirror, tmp_path: Path,
+    origin: Origin,
+    built: tuple[Catalog, Path],
+    keys: tuple[object, object],
+    mirror: Mirror,
+    tmp_path: Path,
 ) -> None:
     cat, _ = built
     key, public = keys
@@ -252,8 +290,12 @@ async def test_rollback_and_signed_rollback(
 
 
 async def test_delta_that_rebuilds_wrong_bytes_falls_back_to_origin(
-    origin: Origin, images: PushedImages, built: tuple[Catalog, Path], keys: tuple[object, object],
-    mirror: Mirror, tmp_path: Path,
+    origin: Origin,
+    images: PushedImages,
+    built: tuple[Catalog, Path],
+    keys: tuple[object, object],
+    mirror: Mirror,
+    tmp_path: Path,
 ) -> None:
     cat, _ = built
     key, public = keys
@@ -264,8 +306,13 @@ async def test_delta_that_rebuilds_wrong_bytes_falls_back_to_origin(
     garbage = os.urandom(4096)
     digest = "sha256:" + hashlib.sha256(garbage).hexdigest()
     (bogus_dir / f"sha256-{digest.split(':')[1]}.delta").write_bytes(garbage)
-    bad = replace(cat, name="bad", serial=1, blobs=tuple(b for b in cat.blobs if b.digest == new_weights["digest"]),
-                  deltas=(Delta(old_weights["digest"], new_weights["digest"], DeltaBlob(digest, len(garbage))),))
+    bad = replace(
+        cat,
+        name="bad",
+        serial=1,
+        blobs=tuple(b for b in cat.blobs if b.digest == new_weights["digest"]),
+        deltas=(Delta(old_weights["digest"], new_weights["digest"], DeltaBlob(digest, len(garbage))),),
+    )
     publish(origin, "bad", signed(bad, key), bogus_dir)
     service = service_for(mirror, "bad", public, tmp_path / "state", origin)
     poller = service.pollers[0]

@@ -25,7 +25,10 @@ NOW = datetime(2024, 1, 1, tzinfo=UTC)
 
 def sample(**overrides: Any) -> Catalog:
     fields: dict[str, Any] = dict(
-        name="prod", serial=7, created=NOW, expires=NOW + timedelta(days=7),
+        name="prod",
+        serial=7,
+        created=NOW,
+        expires=NOW + timedelta(days=7),
         images=(Image("127.0.0.1:5000/test/app:v2", D1, ("linux/amd64",)),),
         blobs=(Blob(D2, 10, "application/vnd.oci.image.layer.v1.tar", "test/app"),),
         referrers=(Referrer(D1, D4, "application/vnd.example.sbom", "test/app"),),

@@ -1,6 +1,7 @@
 """Rollout readiness across a cluster: four mirrors on their own loopback addresses (two zones),
 one tracker process, a signed catalog on a real docker-registry. `registry-mirror catalog wait`
 fails by timeout while two of four hold the whole catalog and passes once three do."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from registry_mirror.cli_catalog import main as catalog_cli
+from registry_mirror.cli import main as catalog_cli
 from tests.catalog.test_mirror_e2e import metric, wait_until
 from tests.p2p.harness import TOKEN, tracker
 from tests.support.images import OCI_MANIFEST, push_blob, push_manifest, write_random_file
@@ -28,11 +29,19 @@ LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 def push_image(origin: OriginRegistry, work: Path) -> None:
     layers = [write_random_file(work / f"layer{i}", size, f"rollout-{i}") for i, size in enumerate((300_000, 700_000))]
     descs = [{"mediaType": LAYER_TAR, "digest": push_blob(origin, REPO, p), "size": p.stat().st_size} for p in layers]
-    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers",
-                         "diff_ids": [d["digest"] for d in descs]}}).encode()
-    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": descs, "config": {
-        "mediaType": "application/vnd.oci.image.config.v1+json", "digest": push_blob(origin, REPO, config),
-        "size": len(config)}}
+    config = json.dumps(
+        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in descs]}}
+    ).encode()
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "layers": descs,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": push_blob(origin, REPO, config),
+            "size": len(config),
+        },
+    }
     push_manifest(origin, REPO, "v1", json.dumps(manifest).encode(), OCI_MANIFEST)
 
 
@@ -42,9 +51,27 @@ def ci(*argv: str) -> None:
 
 def wait_gate(tracker_url: str, token_file: Path, ready: str, timeout: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [mirror_binary(), "catalog", "wait", "--tracker", tracker_url, "--token-file", str(token_file),
-         "--name", "prod", "--ready", ready, "--timeout", timeout, "--interval", "0.3s"],
-        capture_output=True, text=True, timeout=120)
+        [
+            mirror_binary(),
+            "catalog",
+            "wait",
+            "--tracker",
+            tracker_url,
+            "--token-file",
+            str(token_file),
+            "--name",
+            "prod",
+            "--ready",
+            ready,
+            "--timeout",
+            timeout,
+            "--interval",
+            "0.3s",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_catalog_wait_passes_at_three_of_four_and_times_out_at_two(
@@ -53,32 +80,68 @@ def test_catalog_wait_passes_at_three_of_four_and_times_out_at_two(
     origin = origin_factory()
     push_image(origin, tmp_path)
     ci("keygen", "--private", str(tmp_path / "key.pem"), "--public", str(tmp_path / "key.pub"))
-    ci("build", "--image", f"{origin.host}/{REPO}:v1", "--name", "prod", "--serial", "1", "--expires-in", "1d",
-       "--out", str(tmp_path / "c.json"), "--insecure")
+    ci(
+        "build",
+        "--image",
+        f"{origin.host}/{REPO}:v1",
+        "--name",
+        "prod",
+        "--serial",
+        "1",
+        "--expires-in",
+        "1d",
+        "--out",
+        str(tmp_path / "c.json"),
+        "--insecure",
+    )
     ci("sign", "--key", str(tmp_path / "key.pem"), "--out", str(tmp_path / "signed.json"), str(tmp_path / "c.json"))
     ci("push", str(tmp_path / "signed.json"), f"{origin.host}/{CATALOG}:prod", "--insecure")
     blobs = len(json.loads((tmp_path / "c.json").read_text())["blobs"])
     token_file = tmp_path / "tracker-token"
     token_file.write_text(TOKEN + "\n")
-    follow = ["--catalog", f"{origin.host}/{CATALOG}:prod", "--trusted-key", str(tmp_path / "key.pub"),
-              "--catalog-insecure", "--catalog-poll-interval", "0.5"]
+    follow = [
+        "--catalog",
+        f"{origin.host}/{CATALOG}:prod",
+        "--trusted-key",
+        str(tmp_path / "key.pub"),
+        "--catalog-insecure",
+        "--catalog-poll-interval",
+        "0.5",
+    ]
 
     (tmp_path / "tracker").mkdir()
     with tracker(tmp_path / "tracker") as running:
         mirrors = []
         for i in range(4):
             host = f"127.0.0.{31 + i}"
-            args = ["--peer-listen", f"{host}:{free_port(host)}", "--tracker", running.url,
-                    "--tracker-token-file", str(token_file), "--zone", "a" if i < 2 else "b",
-                    *(follow if i < 2 else [])]
+            args = [
+                "--peer-listen",
+                f"{host}:{free_port(host)}",
+                "--tracker",
+                running.url,
+                "--tracker-token-file",
+                str(token_file),
+                "--zone",
+                "a" if i < 2 else "b",
+                *(follow if i < 2 else []),
+            ]
             mirrors.append(mirror_process({origin.host: origin.url}, extra_args=args, host=host))
         for mirror in mirrors[:2]:
-            wait_until(lambda m=mirror: metric(m, "catalog_prefetch_blobs_total", catalog="prod", result="fetched")
-                       + metric(m, "catalog_prefetch_blobs_total", catalog="prod", result="cached") >= blobs,
-                       "the prefetch of the catalog", mirror)
+            wait_until(
+                lambda m=mirror: (
+                    metric(m, "catalog_prefetch_blobs_total", catalog="prod", result="fetched")
+                    + metric(m, "catalog_prefetch_blobs_total", catalog="prod", result="cached")
+                    >= blobs
+                ),
+                "the prefetch of the catalog",
+                mirror,
+            )
         headers = {"Authorization": f"Bearer {TOKEN}"}
-        wait_until(lambda: httpx.get(f"{running.url}/v1/stats", headers=headers).json()["peers"] == 4,
-                   "four live peers on the tracker", mirrors[0])
+        wait_until(
+            lambda: httpx.get(f"{running.url}/v1/stats", headers=headers).json()["peers"] == 4,
+            "four live peers on the tracker",
+            mirrors[0],
+        )
 
         # Two of four hold it: the gate fails by timeout and says where it stands.
         failed = wait_gate(running.url, token_file, "75%", "3s")

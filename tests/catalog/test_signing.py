@@ -39,7 +39,8 @@ def independent_pae(payload_type: str, payload: bytes) -> bytes:
 def test_pae_matches_spec_and_example() -> None:
     # The example from the DSSE protocol document.
     assert pae("http://example.com/HelloWorld", b"hello world") == (
-        b"DSSEv1 29 http://example.com/HelloWorld 11 hello world")
+        b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+    )
     for kind, body in [("", b""), ("a b", b"\x00\xff x"), (PAYLOAD_TYPE, PAYLOAD * 100), ("\u00e9", b"1")]:
         assert pae(kind, body) == independent_pae(kind, body)
 
@@ -78,8 +79,11 @@ def _rsa_pem(tmp_path: Path) -> Path:
 
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     path = tmp_path / "rsa.pem"
-    path.write_bytes(rsa_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    path.write_bytes(
+        rsa_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return path
 
 

@@ -2,6 +2,7 @@
 HF-like front (private repos, Xet metadata), `registry-mirror serve --hf-upstream ...
 --modelscope-upstream ...`, and clients run as subprocesses (huggingface_hub, modelscope,
 `registry-mirror get`). Every helper process runs in a temp dir, so nothing lands in the repo."""
+
 from __future__ import annotations
 
 import os
@@ -52,8 +53,9 @@ def start_module(module: str, args: Sequence[str], workdir: Path) -> ManagedProc
     """`python -m tests.hub.<module> ARGS` with its cwd and log in `workdir`, not in the repo."""
     workdir.mkdir(parents=True, exist_ok=True)
     env = {"PYTHONPATH": str(REPO_ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
-    return ManagedProcess([sys.executable, "-m", f"tests.hub.{module}", *args], workdir / f"{module}.log",
-                          env=env, cwd=workdir).start()
+    return ManagedProcess(
+        [sys.executable, "-m", f"tests.hub.{module}", *args], workdir / f"{module}.log", env=env, cwd=workdir
+    ).start()
 
 
 def start_front(workdir: Path, olah_url: str, token: str) -> tuple[ManagedProcess, str]:
@@ -131,26 +133,43 @@ def committed_blob(mirror: MirrorProcess, sha256: str, deadline: float = 30.0) -
 def hub_mirror(mirror_process: Callable[..., MirrorProcess]) -> Callable[..., MirrorProcess]:
     """Factory: a real `registry-mirror serve` with the hubs pointed at the given origins."""
 
-    def start(hf_url: str = DEAD_URL, ms_url: str = DEAD_URL, revision_ttl: float | None = None,
-              extra_args: Sequence[str] = (), host: str = "127.0.0.1") -> MirrorProcess:
+    def start(
+        hf_url: str = DEAD_URL,
+        ms_url: str = DEAD_URL,
+        revision_ttl: float | None = None,
+        extra_args: Sequence[str] = (),
+        host: str = "127.0.0.1",
+    ) -> MirrorProcess:
         env: Mapping[str, str] = {} if revision_ttl is None else {"REGISTRY_MIRROR_HF_REVISION_TTL": str(revision_ttl)}
-        return mirror_process(UNUSED_REGISTRY, extra_args=[*hub_args(hf_url, ms_url), *extra_args], host=host,
-                              env=env)
+        return mirror_process(UNUSED_REGISTRY, extra_args=[*hub_args(hf_url, ms_url), *extra_args], host=host, env=env)
 
     return start
 
 
-def run_python(code: str, env: dict[str, str], *args: str, cwd: Path,
-               timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_python(
+    code: str, env: dict[str, str], *args: str, cwd: Path, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Runs a client in its own interpreter, as a user would, in `cwd` (a temp dir)."""
     cwd.mkdir(parents=True, exist_ok=True)
-    return subprocess.run([sys.executable, "-c", code, *args], env={**os.environ, **env}, capture_output=True,
-                          text=True, timeout=timeout, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
 
 
 def hf_env(mirror: MirrorProcess, home: Path, *, xet: bool, token: str | None = None) -> dict[str, str]:
-    env = {"HF_ENDPOINT": f"{mirror.url}/hf", "HF_HOME": str(home), "HF_HUB_DISABLE_TELEMETRY": "1",
-           "HF_HUB_DISABLE_XET": "0" if xet else "1", "HF_HUB_ETAG_TIMEOUT": "30", "HF_HUB_DOWNLOAD_TIMEOUT": "30"}
+    env = {
+        "HF_ENDPOINT": f"{mirror.url}/hf",
+        "HF_HOME": str(home),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_XET": "0" if xet else "1",
+        "HF_HUB_ETAG_TIMEOUT": "30",
+        "HF_HUB_DOWNLOAD_TIMEOUT": "30",
+    }
     if token:
         env["HF_TOKEN"] = token
     else:
@@ -177,5 +196,11 @@ def ms_origin(tmp_path: Path) -> Iterator[tuple[str, Path, ManagedProcess]]:
 
 def get(mirror: MirrorProcess, *args: str) -> subprocess.CompletedProcess[str]:
     cli = Path(sys.executable).parent / "registry-mirror"
-    return subprocess.run([str(cli), "get", *args, "--mirror", mirror.url], capture_output=True, text=True,
-                          timeout=60, cwd=mirror.workdir, env={k: v for k, v in os.environ.items() if k != "HF_TOKEN"})
+    return subprocess.run(
+        [str(cli), "get", *args, "--mirror", mirror.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=mirror.workdir,
+        env={k: v for k, v in os.environ.items() if k != "HF_TOKEN"},
+    )

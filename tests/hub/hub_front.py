@@ -6,6 +6,7 @@ repos of the org `private` answer 401 RepoNotFound unless `Authorization: Bearer
 It also adds the Xet metadata huggingface.co sends (`xetHash` in tree and paths-info entries of
 LFS files, `X-Xet-Hash` and a `rel="xet-auth"` Link on resolve answers), which would send a client
 with hf_xet straight to the Xet CAS unless the mirror strips them. Every request is logged."""
+
 from __future__ import annotations
 
 import json
@@ -21,18 +22,25 @@ def main() -> None:
     port, olah_url, token = int(sys.argv[1]), sys.argv[2].rstrip("/"), sys.argv[3]
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        print(f"{request.method} {request.path_qs} auth={'yes' if request.headers.get('Authorization') else 'no'}",
-              flush=True)
+        print(
+            f"{request.method} {request.path_qs} auth={'yes' if request.headers.get('Authorization') else 'no'}",
+            flush=True,
+        )
         if "/private/" in request.path and request.headers.get("Authorization") != f"Bearer {token}":
-            return web.Response(status=401, headers={"X-Error-Code": "RepoNotFound",
-                                                     "X-Error-Message": "Repository not found"})
+            return web.Response(
+                status=401, headers={"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"}
+            )
         session: aiohttp.ClientSession = request.app["session"]
         headers = {k: v for k, v in request.headers.items() if k.lower() in ("content-type", "range")}
         body = await request.read()
-        async with session.request(request.method, olah_url + request.path_qs, headers=headers,
-                                   data=body or None, allow_redirects=True) as upstream:
-            out = {k: v for k, v in upstream.headers.items()
-                   if k.lower() in ("content-type", "x-repo-commit", "etag", "x-error-code", "x-error-message")}
+        async with session.request(
+            request.method, olah_url + request.path_qs, headers=headers, data=body or None, allow_redirects=True
+        ) as upstream:
+            out = {
+                k: v
+                for k, v in upstream.headers.items()
+                if k.lower() in ("content-type", "x-repo-commit", "etag", "x-error-code", "x-error-message")
+            }
             if "/resolve/" in request.path:
                 out["X-Xet-Hash"] = FAKE_XET_HASH
                 out["Link"] = f'<{olah_url}/api/models/x/xet-read-token/main>; rel="xet-auth"'

@@ -5,6 +5,7 @@ No public ModelScope-compatible server runs offline, so this answers the documen
 the `modelscope` client uses: the file listing (`/api/v1/models/{id}/repo/files`, with `Sha256`
 per file), the file download (`/api/v1/models/{id}/repo?Revision=&FilePath=`), model info and
 revisions. Files are served from DIR; every request is logged."""
+
 from __future__ import annotations
 
 import hashlib
@@ -25,14 +26,26 @@ def main() -> None:
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             data = path.read_bytes()
             rel = path.relative_to(root).as_posix()
-            files.append({"Name": path.name, "Path": rel, "Type": "blob", "Size": len(data),
-                          "Sha256": hashlib.sha256(data).hexdigest(), "Revision": REVISION, "IsLFS": len(data) > 1000,
-                          "CommitId": "0" * 40, "CommittedDate": 1704067200, "Mode": "33188"})
+            files.append(
+                {
+                    "Name": path.name,
+                    "Path": rel,
+                    "Type": "blob",
+                    "Size": len(data),
+                    "Sha256": hashlib.sha256(data).hexdigest(),
+                    "Revision": REVISION,
+                    "IsLFS": len(data) > 1000,
+                    "CommitId": "0" * 40,
+                    "CommittedDate": 1704067200,
+                    "Mode": "33188",
+                }
+            )
         return files
 
     def ok(data: object) -> web.Response:
-        return web.json_response({"Code": 200, "Data": data, "Message": "success", "Success": True,
-                                  "RequestId": "test"})
+        return web.json_response(
+            {"Code": 200, "Data": data, "Message": "success", "Success": True, "RequestId": "test"}
+        )
 
     async def handle(request: web.Request) -> web.StreamResponse:
         print(f"{request.method} {request.path_qs}", flush=True)
@@ -47,8 +60,15 @@ def main() -> None:
         if path == f"{base}/revisions":
             return ok({"RevisionMap": {"Branches": [{"Revision": REVISION, "CreatedAt": 1704067200}], "Tags": []}})
         if path == base:
-            return ok({"Id": 1, "Name": model_id.split("/")[1], "Path": model_id.split("/")[0],
-                       "ModelType": [], "Revision": REVISION})
+            return ok(
+                {
+                    "Id": 1,
+                    "Name": model_id.split("/")[1],
+                    "Path": model_id.split("/")[0],
+                    "ModelType": [],
+                    "Revision": REVISION,
+                }
+            )
         return web.json_response({"Code": 404, "Message": f"no route {path}", "Success": False}, status=404)
 
     app = web.Application()

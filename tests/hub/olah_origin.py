@@ -3,6 +3,7 @@
 A repo is a non-bare git repo at `mirrors/{type}s/ORG/NAME`; large files are committed as LFS
 pointer files with their objects in `.git/lfs/objects/aa/bb/<sha256>` (no git-lfs needed).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,9 +33,15 @@ class HubRepo:
 
 
 def _git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
-           "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+        "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
+        "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
+    }
     result = subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, env=env)
     return result.stdout.decode().strip()
 
@@ -66,7 +73,10 @@ class OlahOrigin:
         return f"http://127.0.0.1:{self.port}"
 
     def add_repo(
-        self, repo_id: str, files: Mapping[str, bytes], lfs_files: Mapping[str, Path] = {},
+        self,
+        repo_id: str,
+        files: Mapping[str, bytes],
+        lfs_files: Mapping[str, Path] = {},
         repo_type: str = "model",
     ) -> HubRepo:
         """Commits `files` as plain git blobs and `lfs_files` (moved) as LFS pointers."""
@@ -102,7 +112,9 @@ class OlahOrigin:
             "[accessibility]\noffline = true\n"
         )
         olah = Path(sys.executable).parent / "olah-cli"
-        self.process = ManagedProcess([str(olah), "-c", str(config)], self.workdir / "olah.log", cwd=self.workdir).start()
+        self.process = ManagedProcess(
+            [str(olah), "-c", str(config)], self.workdir / "olah.log", cwd=self.workdir
+        ).start()
         wait_http(f"{self.url}/api/whoami-v2", timeout=30, alive=self.process.alive)
         return self
 

@@ -1,6 +1,7 @@
 """Cache-first for the hubs: with the origin stopped after a mirror restart, every cached repo
 is still served whole by the real clients (huggingface_hub, `registry-mirror get`, modelscope),
 from revisions, listings and paths-info answers the cache index kept."""
+
 from __future__ import annotations
 
 import random
@@ -43,8 +44,9 @@ class StoppableHub:
         self.files = {"config.json": b'{"model_type": "durable"}\n', "tokenizer/vocab.txt": b"x\ny\n"}
         weights.write_bytes(random.Random(41).randbytes(2 * 1024 * 1024 + 5))
         self.files["model.safetensors"] = weights.read_bytes()
-        self.repo = self.olah.add_repo(REPO, {k: v for k, v in self.files.items() if k != "model.safetensors"},
-                                       {"model.safetensors": weights})
+        self.repo = self.olah.add_repo(
+            REPO, {k: v for k, v in self.files.items() if k != "model.safetensors"}, {"model.safetensors": weights}
+        )
         self.olah.start()
         self.front, self.url = start_front(work / "front", self.olah.url, GOOD_TOKEN)
 
@@ -90,8 +92,9 @@ def test_hf_clients_after_restart_with_origin_stopped(
     cold = run_python(SNAPSHOT, hf_env(mirror, tmp_path / "home-cold", xet=False), REPO, cwd=tmp_path)
     assert cold.returncode == 0, cold.stderr[-3000:] + mirror.log_text()[-3000:]
     _assert_files(Path(cold.stdout.strip().splitlines()[-1]), hub.files)
-    one = run_python(ONE_FILE, hf_env(mirror, tmp_path / "home-one", xet=False), REPO, "model.safetensors", "main",
-                     cwd=tmp_path)
+    one = run_python(
+        ONE_FILE, hf_env(mirror, tmp_path / "home-one", xet=False), REPO, "model.safetensors", "main", cwd=tmp_path
+    )
     assert one.returncode == 0, one.stderr[-3000:]
     assert Path(one.stdout.strip().splitlines()[-1]).read_bytes() == hub.files["model.safetensors"]
     result = get(mirror, f"hf://{REPO}", "--out", str(tmp_path / "get-cold"))
@@ -114,13 +117,15 @@ def test_private_repo_is_not_served_while_origin_down(
     """Only what the origin served anonymously is public: a credentialed client's cached answers
     are not handed to anyone while the origin cannot check them."""
     mirror = hub_mirror(hub.url)
-    warm = run_python(SNAPSHOT, hf_env(mirror, tmp_path / "home", xet=False, token=GOOD_TOKEN), REPO,
-                      cwd=tmp_path)
+    warm = run_python(SNAPSHOT, hf_env(mirror, tmp_path / "home", xet=False, token=GOOD_TOKEN), REPO, cwd=tmp_path)
     assert warm.returncode == 0, warm.stderr[-3000:]
     mirror.restart()
     hub.stop()
-    other = httpx.get(f"{mirror.url}/hf/api/models/{REPO}/revision/main", timeout=20,
-                      headers={"Authorization": "Bearer hf_someone_else"})
+    other = httpx.get(
+        f"{mirror.url}/hf/api/models/{REPO}/revision/main",
+        timeout=20,
+        headers={"Authorization": "Bearer hf_someone_else"},
+    )
     assert other.status_code == 502
 
 
@@ -129,8 +134,11 @@ def test_modelscope_client_after_restart_with_origin_stopped(
 ) -> None:
     url, files, origin = ms_origin
     mirror = hub_mirror(ms_url=url)
-    env = {"MODELSCOPE_ENDPOINT": f"{mirror.url}/modelscope", "MODELSCOPE_CACHE": str(tmp_path / "ms-cache-1"),
-           "MODELSCOPE_DOMAIN": f"127.0.0.1:{mirror.port}/modelscope"}
+    env = {
+        "MODELSCOPE_ENDPOINT": f"{mirror.url}/modelscope",
+        "MODELSCOPE_CACHE": str(tmp_path / "ms-cache-1"),
+        "MODELSCOPE_DOMAIN": f"127.0.0.1:{mirror.port}/modelscope",
+    }
     warm = run_python(MS_SNAPSHOT, env, "org/msmodel", str(tmp_path / "warm"), cwd=tmp_path)
     assert warm.returncode == 0, warm.stderr[-3000:]
     mirror.restart()

@@ -1,4 +1,5 @@
 """huggingface_hub through the mirror, against olah (offline) behind an HF-like front."""
+
 from __future__ import annotations
 
 import hashlib
@@ -36,14 +37,17 @@ print(hf_hub_download(sys.argv[1], sys.argv[2], revision=sys.argv[3]))
 
 
 def origin_gets(origin: HubOrigin, repo: str, path: str) -> int:
-    return sum(1 for line in origin.front_log().splitlines() if line.startswith(f"GET /{repo}/resolve/")
-               and line.split(" ")[1].endswith(f"/{path}"))
+    return sum(
+        1
+        for line in origin.front_log().splitlines()
+        if line.startswith(f"GET /{repo}/resolve/") and line.split(" ")[1].endswith(f"/{path}")
+    )
 
 
 def assert_snapshot(folder: Path, origin: HubOrigin, repo: str) -> None:
     for key, expected in origin.sources.items():
         if key.startswith(repo + "/"):
-            assert (folder / key[len(repo) + 1:]).read_bytes() == expected, key
+            assert (folder / key[len(repo) + 1 :]).read_bytes() == expected, key
 
 
 @pytest.mark.parametrize("xet", [False, True], ids=["plain", "hf_xet"])
@@ -56,8 +60,7 @@ def test_snapshot_download_twice_fetches_weights_once(
     repo = "org/model"
     before = origin_gets(hub_origin, repo, "model.safetensors")
     for round_ in range(2):
-        result = run_python(SNAPSHOT, hf_env(mirror, tmp_path / f"home-{round_}", xet=xet), repo,
-                            cwd=tmp_path)
+        result = run_python(SNAPSHOT, hf_env(mirror, tmp_path / f"home-{round_}", xet=xet), repo, cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
         assert_snapshot(Path(result.stdout.strip().splitlines()[-1]), hub_origin, repo)
     assert origin_gets(hub_origin, repo, "model.safetensors") - before == 1
@@ -68,8 +71,9 @@ def test_hf_hub_download_by_branch_and_range(
     hub_origin: HubOrigin, hub_mirror: Callable[..., MirrorProcess], tmp_path: Path
 ) -> None:
     mirror = hub_mirror(hub_origin.front_url)
-    result = run_python(ONE_FILE, hf_env(mirror, tmp_path / "home", xet=True), "org/model", "model.safetensors", "main",
-                        cwd=tmp_path)
+    result = run_python(
+        ONE_FILE, hf_env(mirror, tmp_path / "home", xet=True), "org/model", "model.safetensors", "main", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     expected = hub_origin.sources["org/model/model.safetensors"]
     assert Path(result.stdout.strip().splitlines()[-1]).read_bytes() == expected
@@ -93,8 +97,9 @@ def test_corrupted_lfs_body_is_never_served_or_cached(
             response = httpx.get(url, timeout=30)
             response.raise_for_status()  # a 502 is fine too; a complete 200 is not
     assert not cached_blob(mirror, sha256).exists()
-    result = run_python(ONE_FILE, hf_env(mirror, tmp_path / "home", xet=False), "org/corrupt", "model.safetensors",
-                        "main", cwd=tmp_path)
+    result = run_python(
+        ONE_FILE, hf_env(mirror, tmp_path / "home", xet=False), "org/corrupt", "model.safetensors", "main", cwd=tmp_path
+    )
     assert result.returncode != 0
     assert not list((tmp_path / "home").rglob("snapshots/*/model.safetensors"))
 
@@ -103,8 +108,9 @@ def test_private_files_only_for_a_token_the_origin_accepts(
     hub_origin: HubOrigin, hub_mirror: Callable[..., MirrorProcess], tmp_path: Path
 ) -> None:
     mirror = hub_mirror(hub_origin.front_url)
-    result = run_python(SNAPSHOT, hf_env(mirror, tmp_path / "home", xet=False, token=GOOD_TOKEN), "private/model",
-                        cwd=tmp_path)
+    result = run_python(
+        SNAPSHOT, hf_env(mirror, tmp_path / "home", xet=False, token=GOOD_TOKEN), "private/model", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert_snapshot(Path(result.stdout.strip().splitlines()[-1]), hub_origin, "private/model")
     commit = hub_origin.private.commit
@@ -164,7 +170,10 @@ def test_hf_cli_downloads_through_the_mirror(
     result = subprocess.run(
         [str(hf), "download", "org/model", "--local-dir", str(out)],
         env={**os.environ, **hf_env(mirror, tmp_path / "home", xet=False)},
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("model.safetensors", "config.json", "tokenizer/vocab.txt"):

@@ -1,5 +1,6 @@
 """Two real mirrors on their own loopback addresses share an LFS file through p2p: the second
 hf_hub_download makes no origin request for the weights, and both copies hash to the LFS sha256."""
+
 from __future__ import annotations
 
 import hashlib
@@ -52,10 +53,16 @@ def test_second_mirror_gets_lfs_file_from_first_through_p2p(
     peer_port_a, peer_port_b = free_port(host_a), free_port(host_b)
     tracker_url = f"http://{host_a}:{peer_port_a}/tracker"
     p2p = ["--piece-size", str(PIECE_SIZE)]
-    mirror_a = hub_mirror(hub_origin.front_url, host=host_a,
-                          extra_args=[*p2p, "--peer-listen", f"{host_a}:{peer_port_a}", "--tracker", "embedded"])
-    mirror_b = hub_mirror(hub_origin.front_url, host=host_b,
-                          extra_args=[*p2p, "--peer-listen", f"{host_b}:{peer_port_b}", "--tracker", tracker_url])
+    mirror_a = hub_mirror(
+        hub_origin.front_url,
+        host=host_a,
+        extra_args=[*p2p, "--peer-listen", f"{host_a}:{peer_port_a}", "--tracker", "embedded"],
+    )
+    mirror_b = hub_mirror(
+        hub_origin.front_url,
+        host=host_b,
+        extra_args=[*p2p, "--peer-listen", f"{host_b}:{peer_port_b}", "--tracker", tracker_url],
+    )
     before = origin_gets(hub_origin, repo, path)
 
     copy_a = download(mirror_a, tmp_path / "home-a", repo, path)

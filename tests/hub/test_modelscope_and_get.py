@@ -2,6 +2,7 @@
 
 No public ModelScope-compatible server runs offline, so the ModelScope origin is tests/hub/ms_origin.py,
 a small server answering the API's documented shapes (listing with Sha256, file download)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -25,8 +26,11 @@ def test_modelscope_client_twice_fetches_each_file_once(
 ) -> None:
     url, files, origin = ms_origin
     mirror = hub_mirror(ms_url=url)
-    env = {"MODELSCOPE_ENDPOINT": f"{mirror.url}/modelscope", "MODELSCOPE_CACHE": str(tmp_path / "ms-cache"),
-           "MODELSCOPE_DOMAIN": f"127.0.0.1:{mirror.port}/modelscope"}
+    env = {
+        "MODELSCOPE_ENDPOINT": f"{mirror.url}/modelscope",
+        "MODELSCOPE_CACHE": str(tmp_path / "ms-cache"),
+        "MODELSCOPE_DOMAIN": f"127.0.0.1:{mirror.port}/modelscope",
+    }
     for round_ in range(2):
         out = tmp_path / f"out-{round_}"
         result = run_python(MS_SNAPSHOT, env, "org/msmodel", str(out), cwd=tmp_path)
@@ -68,7 +72,7 @@ def test_get_hf_resumes_and_verifies(
     assert result.returncode == 0, result.stderr
     for key, expected in hub_origin.sources.items():
         if key.startswith("org/model/"):
-            assert (out / key[len("org/model/"):]).read_bytes() == expected
+            assert (out / key[len("org/model/") :]).read_bytes() == expected
     assert not list(out.rglob("*.part"))
     assert get(mirror, "hf://org/corrupt", "--out", str(tmp_path / "bad")).returncode == 1
     assert get(mirror, "ftp://org/model").returncode == 2

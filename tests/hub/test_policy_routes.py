@@ -1,5 +1,6 @@
 """One policy gate for every content route: the distribution API, /hf, /modelscope and any
 other path answer the same client token, rate limit and blocklist (issue 11, item 4)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -41,10 +42,20 @@ def gated_mirror(tmp_path: Path, hub_origin: HubOrigin) -> Iterator[Callable[[st
         workdir.mkdir()
         config = workdir / "mirror.toml"
         config.write_text("builtin_upstreams = false\n" + config_text)
-        mirror = GatedMirror(workdir, UNUSED_REGISTRY, [
-            "--config", str(config), "--default-upstream", next(iter(UNUSED_REGISTRY)),
-            "--hf-upstream", hub_origin.front_url, "--modelscope-upstream", DEAD_URL,
-        ])
+        mirror = GatedMirror(
+            workdir,
+            UNUSED_REGISTRY,
+            [
+                "--config",
+                str(config),
+                "--default-upstream",
+                next(iter(UNUSED_REGISTRY)),
+                "--hf-upstream",
+                hub_origin.front_url,
+                "--modelscope-upstream",
+                DEAD_URL,
+            ],
+        )
         started.append(mirror)
         return mirror.start()
 
@@ -69,13 +80,16 @@ def test_client_token_is_required_on_every_route(
 
         # With the token the hub serves; the hub token travels in Authorization, the mirror's aside.
         config = hub_origin.sources["private/model/config.json"]
-        private = client.get("/hf/private/model/resolve/main/config.json", headers={
-            "Authorization": f"Bearer {GOOD_TOKEN}", "X-Registry-Mirror-Token": MIRROR_TOKEN})
+        private = client.get(
+            "/hf/private/model/resolve/main/config.json",
+            headers={"Authorization": f"Bearer {GOOD_TOKEN}", "X-Registry-Mirror-Token": MIRROR_TOKEN},
+        )
         assert private.status_code == 200 and private.content == config
         # The mirror's own token in Authorization admits, and is never forwarded to the origin.
         marker = len(hub_origin.front_log().splitlines())
-        public = client.get("/hf/org/model/resolve/main/config.json",
-                            headers={"Authorization": f"Bearer {MIRROR_TOKEN}"})
+        public = client.get(
+            "/hf/org/model/resolve/main/config.json", headers={"Authorization": f"Bearer {MIRROR_TOKEN}"}
+        )
         assert public.status_code == 200 and public.content == hub_origin.sources["org/model/config.json"]
         new_lines = hub_origin.front_log().splitlines()[marker:]
         assert new_lines and all("auth=no" in line for line in new_lines), new_lines

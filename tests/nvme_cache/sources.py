@@ -104,7 +104,7 @@ class BytesRanges:
         yield _RangeBody(self, start, stop, ranged=True)
 
     def opener(self) -> object:
-        """A FillSource that carries this as its `ranges`, as registry_mirror.sources does."""
+        """A FillSource that carries this as its `ranges`, as registry_mirror.upstream._sources does."""
 
         @contextlib.asynccontextmanager
         async def never_streamed(offset: int = 0) -> AsyncIterator[None]:

@@ -1,6 +1,7 @@
 """First-read verification, quarantine, the scrubber, the directory lock and durable refs, on a
 real store in tmp_path (the e2e tests in tests/registry_mirror/test_e2e_integrity.py drive the
 same through a mirror process)."""
+
 from __future__ import annotations
 
 import os

@@ -38,8 +38,10 @@ async def _first_bytes(handle: Fill, count: int) -> tuple[AsyncIterator[bytes], 
 async def test_a_reader_joining_late_gets_the_whole_blob(tmp_path: Path, kind: str) -> None:
     store = uncached_store(tmp_path)
     data = blob(2 * MiB, seed=11)
-    source = BytesRanges(data, read_size=16 * KiB, delay=0.001).opener() if kind == "ranges" else BytesSource(
-        data, chunk=16 * KiB, delay=0.001
+    source = (
+        BytesRanges(data, read_size=16 * KiB, delay=0.001).opener()
+        if kind == "ranges"
+        else BytesSource(data, chunk=16 * KiB, delay=0.001)
     )
     handle = store.get(digest_of(data), source)
     assert isinstance(handle, Fill)

@@ -38,7 +38,10 @@ async def _scenario(
         store.open()
         source = BytesSource(data, chunk=chunk, corrupt_last_byte=corrupt, report_size=report_size)
         digest = digest_of(data)
-        valid = [(min(s, len(data) - 1), e if e is None else max(min(e, len(data)), min(s, len(data) - 1))) for s, e in wanted]
+        valid = [
+            (min(s, len(data) - 1), e if e is None else max(min(e, len(data)), min(s, len(data) - 1)))
+            for s, e in wanted
+        ]
         handles = [store.get(digest, source) for _ in valid]
 
         async def read(handle: object, start: int, end: int | None) -> bytes | BaseException:

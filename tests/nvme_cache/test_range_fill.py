@@ -49,8 +49,12 @@ async def _scenario(
     with tempfile.TemporaryDirectory() as root:
         store = range_store(Path(root))
         source = BytesRanges(
-            data, max_parallel=max_parallel, parallel_min_size=2 * PIECE, read_size=1024,
-            delay=0.002 if slow else 0.0, corrupt_at=corrupt,
+            data,
+            max_parallel=max_parallel,
+            parallel_min_size=2 * PIECE,
+            read_size=1024,
+            delay=0.002 if slow else 0.0,
+            corrupt_at=corrupt,
         )
         digest = digest_of(data)
         handle = store.get(digest, source.opener(), first_offset=first % size)  # type: ignore[arg-type]

@@ -172,7 +172,9 @@ async def test_ranges_on_complete_and_inflight_blobs(tmp_path: Path) -> None:
     store = make_store(tmp_path)
     source = BytesSource(data, chunk=10_000, delay=0.0005)
     fill = store.get(digest, source)
-    inflight_parts = await asyncio.gather(collect(fill, 0, 10), collect(fill, 500_000, None), collect(fill, 123, 99_999))
+    inflight_parts = await asyncio.gather(
+        collect(fill, 0, 10), collect(fill, 500_000, None), collect(fill, 123, 99_999)
+    )
     assert inflight_parts == [data[:10], data[500_000:], data[123:99_999]]
     await fill.wait()
     cached = store.get(digest)

@@ -85,8 +85,10 @@ def test_parse_near_misses_round_trip_or_raise(algorithm: str, hex_part: str) ->
     try:
         digest = Digest.parse(text)
     except InvalidDigest:
-        assert len(hex_part) != SUPPORTED_ALGORITHMS[algorithm] or hex_part != hex_part.lower() or not all(
-            c in "0123456789abcdef" for c in hex_part
+        assert (
+            len(hex_part) != SUPPORTED_ALGORITHMS[algorithm]
+            or hex_part != hex_part.lower()
+            or not all(c in "0123456789abcdef" for c in hex_part)
         )
         return
     assert str(digest) == text

@@ -1,4 +1,5 @@
 """Mirrors configured for the operations tests, and a pull done the way containerd does it."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -23,8 +24,9 @@ class OpsMirror(MirrorProcess):
         self.config_file = workdir / "mirror.toml"
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(config_text + f'\n[admin]\nlisten = "127.0.0.1:{self.admin_port}"\n')
-        super().__init__(workdir, {origin.host: origin.url},
-                         ["--config", str(self.config_file), "--default-upstream", origin.host])
+        super().__init__(
+            workdir, {origin.host: origin.url}, ["--config", str(self.config_file), "--default-upstream", origin.host]
+        )
 
     @property
     def admin_url(self) -> str:
@@ -56,8 +58,9 @@ def ops_mirror(tmp_path: Path, origin: OriginRegistry) -> Iterator[OpsMirrorFact
 def pull(client: httpx.Client, image: PushedImage, **headers: str) -> int:
     """Manifest by tag, then config and layers; returns the blob bytes received."""
     ns = {"ns": image.registry}
-    manifest = client.get(f"/v2/{image.repo}/manifests/{image.tag}", params=ns,
-                          headers={"Accept": MANIFEST_ACCEPT, **headers})
+    manifest = client.get(
+        f"/v2/{image.repo}/manifests/{image.tag}", params=ns, headers={"Accept": MANIFEST_ACCEPT, **headers}
+    )
     manifest.raise_for_status()
     received = 0
     for blob in (image.config, *image.layers):

@@ -1,5 +1,6 @@
 """Every admin parameter is validated: a bad one is a 400 naming the field, never a 500
 (issue 11, item 15). A real mirror process and its admin listener."""
+
 from __future__ import annotations
 
 import httpx

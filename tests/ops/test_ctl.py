@@ -1,4 +1,5 @@
 """`registry-mirror ctl` as a subprocess against a running mirror, with --json."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,9 @@ from tests.support.mirror import mirror_binary
 
 def ctl(mirror: OpsMirror | None, *args: str, admin: str | None = None) -> tuple[int, Any, str]:
     url = admin or (mirror.admin_url if mirror else "")
-    done = subprocess.run([mirror_binary(), "ctl", "--admin", url, "--json", *args],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [mirror_binary(), "ctl", "--admin", url, "--json", *args], capture_output=True, text=True, timeout=60
+    )
     body = json.loads(done.stdout) if done.returncode == 0 else None
     return done.returncode, body, done.stderr
 
@@ -23,7 +25,8 @@ def test_ctl_commands(ops_mirror: OpsMirrorFactory, images: TestImages) -> None:
     rc, job, err = ctl(mirror, "prefetch", images.app.ref)
     assert rc == 0, err
     assert job["state"] == "done" and job["done_bytes"] == job["total_bytes"] == sum(
-        b.size for b in (images.app.config, *images.app.layers))
+        b.size for b in (images.app.config, *images.app.layers)
+    )
 
     rc, listing, _ = ctl(mirror, "cache", "ls")
     cached = {blob["digest"] for blob in listing["blobs"]}

@@ -1,5 +1,6 @@
 """Debian's real Prometheus scrapes a mirror under a small pull workload; every PromQL expression of
 the Grafana dashboard must return data, and the hit ratio must be what the workload did."""
+
 from __future__ import annotations
 
 import json
@@ -28,17 +29,28 @@ def _expand(expr: str) -> str:
     return expr
 
 
-def test_every_dashboard_expression_returns_data(ops_mirror: OpsMirrorFactory, images: TestImages,
-                                                 tmp_path: Path) -> None:
-    mirror = ops_mirror("[limits]\nclient_rate = 1\nclient_burst = 60\n"
-                        '[[blocklist]]\nrepository = "test/docker"\nreason = "blocked for the dashboard"\n')
+def test_every_dashboard_expression_returns_data(
+    ops_mirror: OpsMirrorFactory, images: TestImages, tmp_path: Path
+) -> None:
+    mirror = ops_mirror(
+        "[limits]\nclient_rate = 1\nclient_burst = 60\n"
+        '[[blocklist]]\nrepository = "test/docker"\nreason = "blocked for the dashboard"\n'
+    )
     port = free_port()
     config = tmp_path / "prometheus.yml"
-    config.write_text(f"global: {{scrape_interval: 1s}}\nscrape_configs:\n"
-                      f"  - job_name: registry-mirror\n    static_configs: [{{targets: ['{mirror.host}']}}]\n")
-    prometheus = ManagedProcess([require_binary("prometheus"), f"--config.file={config}",
-                                 f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
-                                tmp_path / "prometheus.log").start()
+    config.write_text(
+        f"global: {{scrape_interval: 1s}}\nscrape_configs:\n"
+        f"  - job_name: registry-mirror\n    static_configs: [{{targets: ['{mirror.host}']}}]\n"
+    )
+    prometheus = ManagedProcess(
+        [
+            require_binary("prometheus"),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        tmp_path / "prometheus.log",
+    ).start()
     api = f"http://127.0.0.1:{port}/api/v1/query"
     try:
         wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=30, alive=prometheus.alive)
@@ -47,8 +59,14 @@ def test_every_dashboard_expression_returns_data(ops_mirror: OpsMirrorFactory, i
             time.sleep(2)  # two scrapes apart, so rate() sees the counters move
             warm = pull(client, images.app) + pull(client, images.app)  # from the cache
             missing = "sha256:" + "0" * 64
-            assert client.get(f"/v2/{images.app.repo}/blobs/{missing}", params={"ns": images.app.registry}).status_code == 404
-            assert client.get(f"/v2/{images.docker.repo}/manifests/v1", params={"ns": images.docker.registry}).status_code == 403
+            assert (
+                client.get(f"/v2/{images.app.repo}/blobs/{missing}", params={"ns": images.app.registry}).status_code
+                == 404
+            )
+            assert (
+                client.get(f"/v2/{images.docker.repo}/manifests/v1", params={"ns": images.docker.registry}).status_code
+                == 403
+            )
             assert admin.delete(f"/admin/cache/{images.app.layers[0].digest}").status_code == 200
             with httpx.Client(base_url=mirror.url, transport=httpx.HTTPTransport(local_address="127.0.0.3")) as other:
                 assert 429 in {other.get("/v2/").status_code for _ in range(70)}
@@ -78,9 +96,14 @@ def test_exporter_names(ops_mirror: OpsMirrorFactory, images: TestImages) -> Non
     with mirror.client() as client:
         pull(client, images.app)
         text = client.get("/metrics").text
-    for name in ('registry_mirror_blob_bytes_total{source="origin",upstream=', "registry_mirror_requests_total{",
-                 "registry_mirror_blob_duration_seconds_bucket{", "registry_mirror_time_to_first_byte_seconds_bucket{",
-                 "registry_mirror_cache_bytes_used ", "registry_mirror_cache_bytes_capacity "):
+    for name in (
+        'registry_mirror_blob_bytes_total{source="origin",upstream=',
+        "registry_mirror_requests_total{",
+        "registry_mirror_blob_duration_seconds_bucket{",
+        "registry_mirror_time_to_first_byte_seconds_bucket{",
+        "registry_mirror_cache_bytes_used ",
+        "registry_mirror_cache_bytes_capacity ",
+    ):
         assert name in text, name
     requests_line = next(line for line in text.splitlines() if line.startswith("registry_mirror_requests_total{"))
     assert all(f'{label}="' in requests_line for label in ("route", "method", "status"))

@@ -1,6 +1,7 @@
 """Every listener bounds request headers: too large is 431, too slow is 408 and a closed
 connection, and a normal client is served meanwhile (issue 11, item 8). Real processes, raw
 sockets (no HTTP client library would send these requests)."""
+
 from __future__ import annotations
 
 import socket
@@ -66,7 +67,7 @@ def _big_request(header_bytes: int) -> bytes:
 def test_every_mirror_listener_limits_header_size_and_time(ops_mirror: OpsMirrorFactory, tmp_path: Path) -> None:
     peer_port = free_port()
     mirror = ops_mirror(
-        f"[limits]\nmax_header_bytes = \"32KiB\"\nheader_timeout = {HEADER_TIMEOUT}\n"
+        f'[limits]\nmax_header_bytes = "32KiB"\nheader_timeout = {HEADER_TIMEOUT}\n'
         f'[p2p]\ntracker = "embedded"\npeer_listen = "127.0.0.1:{peer_port}"\n'
     )
     listeners = {"main": mirror.port, "admin": mirror.admin_port, "peer": peer_port}
@@ -81,8 +82,9 @@ def test_every_mirror_listener_limits_header_size_and_time(ops_mirror: OpsMirror
         silent, took = _exchange("127.0.0.1", port, b"")
         assert silent == b"" and took < HEADER_TIMEOUT + 3, (name, took)
     # Headers within the limit, and ordinary clients, are served as before.
-    answer, _ = _exchange("127.0.0.1", mirror.port, _big_request(16 << 10).replace(
-        b"HTTP/1.1\r\n", b"HTTP/1.1\r\nConnection: close\r\n"))
+    answer, _ = _exchange(
+        "127.0.0.1", mirror.port, _big_request(16 << 10).replace(b"HTTP/1.1\r\n", b"HTTP/1.1\r\nConnection: close\r\n")
+    )
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:100]
     assert httpx.get(f"{mirror.url}/healthz").status_code == 200
     assert httpx.get(f"http://127.0.0.1:{peer_port}/tracker/v1/healthz").status_code in (200, 404)

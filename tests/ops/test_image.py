@@ -4,6 +4,7 @@ and serves a real pull; it holds only runtime dependencies.
 The archive is built by `make image` when missing or older than its sources (a few minutes, with
 the Debian archive reachable); the test then imports it, `ctr run`s it and pulls through it.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,9 @@ TEST_ONLY = ("pytest", "hypothesis", "huggingface_hub", "modelscope", "olah", "g
 
 @pytest.fixture(scope="session")
 def archive() -> Path:
-    done = subprocess.run(["make", "--no-print-directory", "image"], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(
+        ["make", "--no-print-directory", "image"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return ARCHIVE
 
@@ -57,7 +59,10 @@ def _manifest_and_config(path: Path) -> tuple[dict[str, Any], dict[str, Any], di
 
 def test_archive_names_the_version_runs_as_non_root_and_has_no_test_dependencies(archive: Path) -> None:
     descriptor, manifest, config = _manifest_and_config(archive)
-    assert descriptor["annotations"]["org.opencontainers.image.ref.name"] == f"registry-mirror:{version('registry-mirror')}"
+    assert (
+        descriptor["annotations"]["org.opencontainers.image.ref.name"]
+        == f"registry-mirror:{version('registry-mirror')}"
+    )
     assert config["config"]["User"] == f"{IMAGE_UID}:{IMAGE_UID}"
     assert config["config"]["Entrypoint"] == ["/opt/registry-mirror/bin/registry-mirror"]
     assert CACHE_IN_IMAGE in config["config"]["Volumes"]
@@ -83,10 +88,22 @@ class Container:
 
     def run(self, log: Path, cache: Path, *argv: str) -> None:
         self.containerd.ctr(
-            "run", "-d", "--log-uri", f"file://{log}", "--snapshotter", "native", "--net-host",
-            "--read-only", "--mount", f"type=bind,src={cache},dst={CACHE_IN_IMAGE},options=rbind:rw",
-            "--mount", "type=tmpfs,src=tmpfs,dst=/tmp,options=rw:nosuid:nodev:mode=1777",
-            self.image, self.name, *argv)
+            "run",
+            "-d",
+            "--log-uri",
+            f"file://{log}",
+            "--snapshotter",
+            "native",
+            "--net-host",
+            "--read-only",
+            "--mount",
+            f"type=bind,src={cache},dst={CACHE_IN_IMAGE},options=rbind:rw",
+            "--mount",
+            "type=tmpfs,src=tmpfs,dst=/tmp,options=rw:nosuid:nodev:mode=1777",
+            self.image,
+            self.name,
+            *argv,
+        )
 
     def pids(self) -> list[int]:
         listing = self.containerd.ctr("task", "ps", self.name).stdout.split("\n")[1:]
@@ -109,17 +126,24 @@ def container(containerd: ContainerdDaemon, archive: Path) -> Iterator[Container
 
 
 def test_containerised_mirror_serves_a_pull_from_a_read_only_root(
-        container: Container, containerd: ContainerdDaemon, origin: OriginRegistry,
-        images: TestImages, tmp_path: Path) -> None:
+    container: Container, containerd: ContainerdDaemon, origin: OriginRegistry, images: TestImages, tmp_path: Path
+) -> None:
     cache = tmp_path / "cache"
     cache.mkdir()
     os.chown(cache, IMAGE_UID, IMAGE_UID)  # a hostPath volume the pod's user owns
     port, admin_port = free_port(), free_port()
     log = tmp_path / "container.log"
     # ARGV replaces the entry point and its arguments together (ctr 1.6).
-    container.run(log, cache, "/opt/registry-mirror/bin/registry-mirror", "serve",
-                  f"--listen=127.0.0.1:{port}", f"--admin-listen=127.0.0.1:{admin_port}",
-                  f"--upstream={origin.host}={origin.url}", f"--default-upstream={origin.host}")
+    container.run(
+        log,
+        cache,
+        "/opt/registry-mirror/bin/registry-mirror",
+        "serve",
+        f"--listen=127.0.0.1:{port}",
+        f"--admin-listen=127.0.0.1:{admin_port}",
+        f"--upstream={origin.host}={origin.url}",
+        f"--default-upstream={origin.host}",
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60)
     except TimeoutError:
@@ -134,6 +158,8 @@ def test_containerised_mirror_serves_a_pull_from_a_read_only_root(
     gets = origin.blob_gets(since=marker)
     assert {e.blob_digest for e in gets} == {b.digest for b in images.app.blobs}
     assert all(e.user_agent.startswith("registry-mirror/") for e in gets), gets
-    cached = [p for p in cache.rglob("*") if p.is_file() and p.name in {b.digest.split(":")[1] for b in images.app.blobs}]
+    cached = [
+        p for p in cache.rglob("*") if p.is_file() and p.name in {b.digest.split(":")[1] for b in images.app.blobs}
+    ]
     assert len(cached) == len(images.app.blobs), sorted(str(p) for p in cache.rglob("*"))
     assert {p.stat().st_uid for p in cached} == {IMAGE_UID}

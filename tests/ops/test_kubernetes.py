@@ -2,6 +2,7 @@
 Kubernetes schemas (kubernetes-validate, offline, strict), and checked for what a typo or an
 omission would break: ordering, secrets, selectors and ports, probes, resources, securityContext,
 the mirror's config loading, and the node-setup commands run as the init containers run them."""
+
 from __future__ import annotations
 
 import os
@@ -19,7 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from registry_mirror.config_load import load_settings
+from registry_mirror.config import load_settings
 from tests.support.mirror import REPO_ROOT, mirror_binary
 from tests.support.procs import require_binary
 
@@ -33,8 +34,9 @@ IMAGE = f"registry-mirror:{version('registry-mirror')}"
 
 
 def _kustomize(directory: Path) -> list[dict[str, Any]]:
-    done = subprocess.run([require_binary("kubectl"), "kustomize", str(directory)], capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [require_binary("kubectl"), "kustomize", str(directory)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     return [d for d in yaml.safe_load_all(done.stdout) if d]
 
@@ -87,10 +89,19 @@ def test_order_namespaces_and_no_secret_values(overlay: str) -> None:
     assert "Secret" not in kinds  # created by the documented command, never stored here
     text = yaml.safe_dump_all(docs)
     assert "CHANGE-ME" not in text and "example" not in text
-    referenced = {ref["key"] for pod in _pod_specs(docs) for c in _containers(pod) for e in c.get("env", [])
-                  if (ref := e.get("valueFrom", {}).get("secretKeyRef"))}
-    referenced |= {i["key"] for pod in _pod_specs(docs) for v in pod.get("volumes", [])
-                   for i in v.get("secret", {}).get("items", [])}
+    referenced = {
+        ref["key"]
+        for pod in _pod_specs(docs)
+        for c in _containers(pod)
+        for e in c.get("env", [])
+        if (ref := e.get("valueFrom", {}).get("secretKeyRef"))
+    }
+    referenced |= {
+        i["key"]
+        for pod in _pod_specs(docs)
+        for v in pod.get("volumes", [])
+        for i in v.get("secret", {}).get("items", [])
+    }
     assert referenced <= _documented_secret_keys()
     tls_secrets = {c["spec"]["secretName"] for c in by_kind(docs, "Certificate").values()}
     for pod in _pod_specs(docs):
@@ -127,7 +138,9 @@ def test_selectors_ports_budgets_policies_and_monitors(overlay: str) -> None:
         assert _selects(workload["spec"]["selector"]["matchLabels"], workload["spec"]["template"]["metadata"]["labels"])
     ports_of: dict[str, set[str]] = {}
     for service in by_kind(docs, "Service").values():
-        [target] = [w for w in workloads if _selects(service["spec"]["selector"], w["spec"]["template"]["metadata"]["labels"])]
+        [target] = [
+            w for w in workloads if _selects(service["spec"]["selector"], w["spec"]["template"]["metadata"]["labels"])
+        ]
         names = {p["name"] for c in target["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])}
         assert {p["targetPort"] for p in service["spec"]["ports"]} <= names
         ports_of[service["metadata"]["name"]] = {p["name"] for p in service["spec"]["ports"]}
@@ -135,16 +148,25 @@ def test_selectors_ports_budgets_policies_and_monitors(overlay: str) -> None:
         for item in by_kind(docs, kind).values():
             selector = item["spec"]["selector" if kind == "PodDisruptionBudget" else "podSelector"]["matchLabels"]
             assert any(_selects(selector, w["spec"]["template"]["metadata"]["labels"]) for w in workloads), item
-    protected = {w["metadata"]["name"] for w in workloads
-                 if any(_selects(p["spec"]["podSelector"]["matchLabels"], w["spec"]["template"]["metadata"]["labels"])
-                        for p in by_kind(docs, "NetworkPolicy").values())}
+    protected = {
+        w["metadata"]["name"]
+        for w in workloads
+        if any(
+            _selects(p["spec"]["podSelector"]["matchLabels"], w["spec"]["template"]["metadata"]["labels"])
+            for p in by_kind(docs, "NetworkPolicy").values()
+        )
+    }
     assert protected == {w["metadata"]["name"] for w in workloads}
     tracker_replicas = [w for w in workloads if w["metadata"]["name"] == "registry-mirror-tracker"]
     if tracker_replicas:
-        assert tracker_replicas[0]["spec"]["replicas"] >= 2 and "registry-mirror-tracker" in by_kind(docs, "PodDisruptionBudget")
+        assert tracker_replicas[0]["spec"]["replicas"] >= 2 and "registry-mirror-tracker" in by_kind(
+            docs, "PodDisruptionBudget"
+        )
     for monitor in by_kind(docs, "ServiceMonitor").values():
-        wanted = {e["values"][0] if len(e["values"]) == 1 else tuple(e["values"])
-                  for e in monitor["spec"]["selector"]["matchExpressions"]}
+        wanted = {
+            e["values"][0] if len(e["values"]) == 1 else tuple(e["values"])
+            for e in monitor["spec"]["selector"]["matchExpressions"]
+        }
         assert wanted and all(p["path"] == "/metrics" for p in monitor["spec"]["endpoints"])
         scraped = {p["port"] for p in monitor["spec"]["endpoints"]}
         assert set().union(*ports_of.values()) <= scraped | {"redis"}  # every service's port is scraped
@@ -169,8 +191,11 @@ def test_config_map_loads_and_matches_ports(overlay: str, tmp_path: Path) -> Non
     config = tmp_path / "registry-mirror.toml"
     config.write_text(text.replace("/etc/registry-mirror/secrets", str(secrets)))
     mirror = next(c for c in _mirror_pod(docs)["containers"] if c["name"] == "mirror")
-    env = {e["name"]: _expand(e["value"]).replace("/etc/registry-mirror/secrets", str(secrets))
-           for e in mirror["env"] if "value" in e}
+    env = {
+        e["name"]: _expand(e["value"]).replace("/etc/registry-mirror/secrets", str(secrets))
+        for e in mirror["env"]
+        if "value" in e
+    }
     settings = load_settings(config, env, {})  # unknown keys or bad values raise here
     ports = {p["name"]: p for p in mirror["ports"]}
     assert ports["http"]["containerPort"] == ports["http"]["hostPort"] == settings.listen_port
@@ -185,7 +210,9 @@ def test_config_map_loads_and_matches_ports(overlay: str, tmp_path: Path) -> Non
     tracker = urlsplit(settings.p2p.tracker)
     service = by_kind(docs, "Service")[tracker.hostname.split(".")[0]]
     assert tracker.port in {p["port"] for p in service["spec"]["ports"]}
-    tracker_args = " ".join(by_kind(docs, "Deployment")["registry-mirror-tracker"]["spec"]["template"]["spec"]["containers"][0]["args"])
+    tracker_args = " ".join(
+        by_kind(docs, "Deployment")["registry-mirror-tracker"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
     assert re.search(r"redis://([^:/]+)", tracker_args).group(1) in by_kind(docs, "Service")  # type: ignore[union-attr]
 
 
@@ -221,10 +248,18 @@ def test_init_container_writes_hosts_toml_and_uninstall_removes_it(tmp_path: Pat
 def test_containerd_config_path_component_edits_and_restarts_once(tmp_path: Path) -> None:
     overlay = tmp_path / "overlay"
     overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": [os.path.relpath(DEPLOY / "base", overlay)],
-        "components": [os.path.relpath(DEPLOY / "components" / c, overlay) for c in ("containerd-config-path", "common")]}))
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(DEPLOY / "base", overlay)],
+                "components": [
+                    os.path.relpath(DEPLOY / "components" / c, overlay) for c in ("containerd-config-path", "common")
+                ],
+            }
+        )
+    )
     docs = _kustomize(overlay)
     for doc in docs:
         kubernetes_validate.validate(doc, K8S_VERSIONS[0], strict=True)
@@ -237,8 +272,11 @@ def test_containerd_config_path_component_edits_and_restarts_once(tmp_path: Path
     node_etc.mkdir()
     (node_etc / "config.toml").write_text("version = 2\n")
     marker = tmp_path / "restarted"
-    args = {"/host/etc/containerd": str(node_etc), "/etc/containerd/certs.d": str(tmp_path / "certs.d"),
-            restart.split("=", 1)[1]: f"touch {marker}"}
+    args = {
+        "/host/etc/containerd": str(node_etc),
+        "/etc/containerd/certs.d": str(tmp_path / "certs.d"),
+        restart.split("=", 1)[1]: f"touch {marker}",
+    }
     done = _run_init(init, args)
     assert done.returncode == 0, done.stderr
     config = tomllib.loads((node_etc / "config.toml").read_text())
@@ -257,7 +295,10 @@ def test_webhook_configuration_reaches_the_webhook_and_never_blocks() -> None:
     listen_port = int(next(a for a in container["args"] if a.startswith("--listen=")).rsplit(":", 1)[1])
     assert {p["containerPort"] for p in container["ports"]} == {listen_port}
     certificate = by_kind(docs, "Certificate")["registry-mirror-webhook"]
-    assert configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == f"{NAMESPACE}/registry-mirror-webhook"
+    assert (
+        configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+        == f"{NAMESPACE}/registry-mirror-webhook"
+    )
     paths = set()
     for webhook in configuration["webhooks"]:
         assert webhook["failurePolicy"] == "Ignore" and webhook["sideEffects"] == "None"

@@ -1,4 +1,5 @@
 """Blocklist, client token and rate limits against a real mirror process and origin."""
+
 from __future__ import annotations
 
 import time
@@ -26,16 +27,22 @@ def test_blocklist_file_rule_hot_reload_and_admin_api(ops_mirror: OpsMirrorFacto
         assert blocked.status_code == 403
         error = blocked.json()["errors"][0]
         assert error["code"] == "DENIED" and error["message"] == "CVE-2024-0001: do not run"
-        blob = client.get(f"/v2/{images.docker.repo}/blobs/{images.docker.layers[0].digest}",
-                          params={"ns": images.docker.registry})
+        blob = client.get(
+            f"/v2/{images.docker.repo}/blobs/{images.docker.layers[0].digest}", params={"ns": images.docker.registry}
+        )
         assert blob.status_code == 403
         assert pull(client, images.app) > 0  # unrelated pulls unaffected
 
         # Hot reload: the file now blocks test/app:v1 instead.
-        mirror.config_file.write_text(mirror.config_file.read_text().replace(
-            BLOCK_DOCKER, '[[blocklist]]\nrepository = "test/app"\ntag = "v1"\nreason = "bad tag"\n'))
-        app_manifest = lambda: client.get(f"/v2/{images.app.repo}/manifests/v1",  # noqa: E731
-                                          params={"ns": images.app.registry}).status_code
+        mirror.config_file.write_text(
+            mirror.config_file.read_text().replace(
+                BLOCK_DOCKER, '[[blocklist]]\nrepository = "test/app"\ntag = "v1"\nreason = "bad tag"\n'
+            )
+        )
+
+        def app_manifest() -> int:
+            return client.get(f"/v2/{images.app.repo}/manifests/v1", params={"ns": images.app.registry}).status_code
+
         assert _wait_for(lambda: app_manifest() == 403)
         assert pull(client, images.docker) > 0
         # A broken file keeps the rules in force.
@@ -46,26 +53,37 @@ def test_blocklist_file_rule_hot_reload_and_admin_api(ops_mirror: OpsMirrorFacto
         # Admin API: add blocks now, rm unblocks; a file rule cannot be removed there.
         rule = admin.post("/admin/blocklist", json={"digest": images.multi.manifest.digest, "reason": "incident 7"})
         assert rule.status_code == 201
-        by_digest = client.get(f"/v2/{images.multi.repo}/manifests/{images.multi.manifest.digest}",
-                               params={"ns": images.multi.registry})
+        by_digest = client.get(
+            f"/v2/{images.multi.repo}/manifests/{images.multi.manifest.digest}", params={"ns": images.multi.registry}
+        )
         assert by_digest.status_code == 403 and by_digest.json()["errors"][0]["message"] == "incident 7"
         # An emergency block must survive a restart (mend the file broken above first).
         mirror.config_file.write_text(mirror.config_file.read_text().replace("\n[[blocklist]]\nnonsense = 1\n", ""))
         mirror.restart()
         assert rule.json()["id"] in {r["id"] for r in admin.get("/admin/blocklist").json()["rules"]}
-        assert client.get(f"/v2/{images.multi.repo}/manifests/{images.multi.manifest.digest}",
-                          params={"ns": images.multi.registry}).status_code == 403
+        assert (
+            client.get(
+                f"/v2/{images.multi.repo}/manifests/{images.multi.manifest.digest}",
+                params={"ns": images.multi.registry},
+            ).status_code
+            == 403
+        )
         listed = admin.get("/admin/blocklist").json()["rules"]
         assert {r["origin"] for r in listed} == {"file", "admin"}
         file_rule = next(r for r in listed if r["origin"] == "file")
         assert admin.delete(f"/admin/blocklist/{file_rule['id']}").status_code == 409
         assert admin.delete(f"/admin/blocklist/{rule.json()['id']}").status_code == 200
-        assert client.get(f"/v2/{images.multi.repo}/manifests/{images.multi.manifest.digest}",
-                          params={"ns": images.multi.registry},
-                          headers={"Accept": images.multi.manifest.media_type}).status_code == 200
+        assert (
+            client.get(
+                f"/v2/{images.multi.repo}/manifests/{images.multi.manifest.digest}",
+                params={"ns": images.multi.registry},
+                headers={"Accept": images.multi.manifest.media_type},
+            ).status_code
+            == 200
+        )
         assert admin.post("/admin/blocklist", json={"reason": "matches nothing"}).status_code == 400
         metrics = client.get("/metrics").text
-        assert 'registry_mirror_blocked_requests_total{' in metrics
+        assert "registry_mirror_blocked_requests_total{" in metrics
 
 
 def test_client_token(ops_mirror: OpsMirrorFactory, images: TestImages, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -137,8 +155,12 @@ def test_blocklist_matches_normalised_names(ops_mirror: OpsMirrorFactory, origin
         '[[blocklist]]\nrepository = "busybox"\nreason = "short name"\n'
     )
     with mirror.client() as client:
-        for repo, reason in (("alpine", "long name"), ("library/alpine", "long name"),
-                             ("busybox", "short name"), ("library/busybox", "short name")):
+        for repo, reason in (
+            ("alpine", "long name"),
+            ("library/alpine", "long name"),
+            ("busybox", "short name"),
+            ("library/busybox", "short name"),
+        ):
             for kind, ref in (("manifests", "latest"), ("blobs", "sha256:" + "a" * 64)):
                 response = client.get(f"/v2/{repo}/{kind}/{ref}", params={"ns": origin.host})
                 assert response.status_code == 403, (repo, kind, response.text[:200])

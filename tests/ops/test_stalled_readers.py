@@ -2,6 +2,7 @@
 cached blob) and the copied one (a blob streamed uncached), and let go of their blob; one client
 address gets at most `limits.max_connections_per_client` connections; a normal client is served
 meanwhile (issue 11, item 9). A real mirror process, a real origin, raw sockets."""
+
 from __future__ import annotations
 
 import socket
@@ -25,8 +26,7 @@ CAP = 6
 @pytest.fixture
 def mirror(ops_mirror: OpsMirrorFactory) -> OpsMirror:
     return ops_mirror(
-        f'[cache]\nmax_size = "48MiB"\n'
-        f"[limits]\nsend_timeout = {SEND_TIMEOUT}\nmax_connections_per_client = {CAP}\n"
+        f'[cache]\nmax_size = "48MiB"\n[limits]\nsend_timeout = {SEND_TIMEOUT}\nmax_connections_per_client = {CAP}\n'
     )
 
 
@@ -95,5 +95,3 @@ def test_one_client_address_gets_at_most_the_cap(mirror: OpsMirror) -> None:
                 time.sleep(0.05)
     metrics = httpx.get(f"{mirror.url}/metrics").text
     assert 'reason="too_many_connections"' in metrics
-
-

@@ -1,5 +1,6 @@
 """OTLP traces: a real OTLP/HTTP receiver (a tiny HTTP server here) gets a span per request, with
 the upstream fetch as a child span of the request that started it."""
+
 from __future__ import annotations
 
 import threading
@@ -34,16 +35,22 @@ def test_spans_per_request_with_upstream_children(mirror_process, origin, images
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-        mirror: MirrorProcess = mirror_process({origin.host: origin.url},
-                                               ["--otlp-endpoint", endpoint, "--admin-listen", ""],
-                                               env={"OTEL_BSP_SCHEDULE_DELAY": "100"})
+        mirror: MirrorProcess = mirror_process(
+            {origin.host: origin.url},
+            ["--otlp-endpoint", endpoint, "--admin-listen", ""],
+            env={"OTEL_BSP_SCHEDULE_DELAY": "100"},
+        )
         with mirror.client() as client:
             pull(client, images.app)
         spans = []
         for _ in range(100):
-            spans = [span for body in list(_Receiver.bodies)
-                     for resource in ExportTraceServiceRequest.FromString(body).resource_spans
-                     for scope in resource.scope_spans for span in scope.spans]
+            spans = [
+                span
+                for body in list(_Receiver.bodies)
+                for resource in ExportTraceServiceRequest.FromString(body).resource_spans
+                for scope in resource.scope_spans
+                for span in scope.spans
+            ]
             if sum(s.name == "upstream blob GET" for s in spans) >= 4:
                 break
             time.sleep(0.1)

@@ -1,6 +1,7 @@
 """`registry-mirror webhook`: real AdmissionReview v1 requests over TLS to the running webhook; the
 returned JSONPatch is applied with the `jsonpatch` library and the resulting pod checked (and
 validated against the Kubernetes schema)."""
+
 from __future__ import annotations
 
 import base64
@@ -34,17 +35,22 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "registry-mirror-webhook")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(hours=1))
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = directory / "tls.crt", directory / "tls.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -54,8 +60,10 @@ def webhook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     workdir = tmp_path_factory.mktemp("webhook")
     cert, key = _self_signed(workdir)
     port = free_port()
-    process = ManagedProcess([mirror_binary(), "webhook", f"--listen=127.0.0.1:{port}", f"--tls-cert={cert}",
-                              f"--tls-key={key}"], workdir / "webhook.log").start()
+    process = ManagedProcess(
+        [mirror_binary(), "webhook", f"--listen=127.0.0.1:{port}", f"--tls-cert={cert}", f"--tls-key={key}"],
+        workdir / "webhook.log",
+    ).start()
     try:
         wait_port("127.0.0.1", port, timeout=30)
         with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=str(cert), timeout=10) as client:
@@ -66,22 +74,34 @@ def webhook(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
 
 def _pod(annotations: dict[str, str] | None = None) -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {"name": "trainer", "namespace": "ml", **({"annotations": annotations} if annotations else {})},
         "spec": {
-            "initContainers": [{"name": "fetch", "image": "busybox",
-                                "env": [{"name": "HF_ENDPOINT", "value": "https://hf.internal"}]}],
-            "containers": [{"name": "train", "image": "pytorch"},
-                           {"name": "sidecar", "image": "busybox", "env": [{"name": "A", "value": "1"}]}],
+            "initContainers": [
+                {"name": "fetch", "image": "busybox", "env": [{"name": "HF_ENDPOINT", "value": "https://hf.internal"}]}
+            ],
+            "containers": [
+                {"name": "train", "image": "pytorch"},
+                {"name": "sidecar", "image": "busybox", "env": [{"name": "A", "value": "1"}]},
+            ],
         },
     }
 
 
 def _review(obj: dict[str, Any], operation: str = "CREATE", kind: str = "Pod") -> dict[str, Any]:
-    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "request": {"uid": "705ab4f5-6393-11e8-b7cc-42010a800002", "kind": {"group": "", "version": "v1", "kind": kind},
-                        "resource": {"group": "", "version": "v1", "resource": "pods"}, "operation": operation,
-                        "namespace": "ml", "object": obj}}
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": "", "version": "v1", "kind": kind},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "operation": operation,
+            "namespace": "ml",
+            "object": obj,
+        },
+    }
 
 
 def _mutated(client: httpx.Client, pod: dict[str, Any], scope: str | None = None, **review: str) -> dict[str, Any]:
@@ -106,9 +126,11 @@ def test_annotated_pod_gets_node_ip_then_endpoints_without_overrides(webhook: ht
     pod = _mutated(webhook, _pod({"registry-mirror/inject": "true"}))
     train, sidecar = pod["spec"]["containers"]
     assert [e["name"] for e in train["env"]] == HUB_ENV  # NODE_IP first: Kubernetes expands $(NODE_IP) after it
-    assert _env(train) == {"NODE_IP": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.hostIP"}},
-                           "HF_ENDPOINT": "http://$(NODE_IP):5000/hf",
-                           "MODELSCOPE_ENDPOINT": "http://$(NODE_IP):5000/modelscope"}
+    assert _env(train) == {
+        "NODE_IP": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.hostIP"}},
+        "HF_ENDPOINT": "http://$(NODE_IP):5000/hf",
+        "MODELSCOPE_ENDPOINT": "http://$(NODE_IP):5000/modelscope",
+    }
     assert [e["name"] for e in sidecar["env"]] == ["A", *HUB_ENV]
     [fetch] = pod["spec"]["initContainers"]
     assert _env(fetch)["HF_ENDPOINT"] == "https://hf.internal"  # the pod's own value is kept
@@ -122,7 +144,8 @@ def test_only_opted_in_pods_and_namespaces_are_changed(webhook: httpx.Client) ->
     plain = _pod()
     assert _mutated(webhook, plain) == plain
     assert _mutated(webhook, _pod({"registry-mirror/inject": "false"}), scope="namespace") == _pod(
-        {"registry-mirror/inject": "false"})
+        {"registry-mirror/inject": "false"}
+    )
     in_namespace = _mutated(webhook, _pod(), scope="namespace")
     assert [e["name"] for e in in_namespace["spec"]["containers"][0]["env"]] == HUB_ENV
     assert _mutated(webhook, _pod({"registry-mirror/inject": "true"}), operation="UPDATE")["spec"] == plain["spec"]

@@ -24,8 +24,19 @@ class Running:
 @contextlib.contextmanager
 def redis_server(workdir: Path) -> Iterator[Running]:
     port = free_port()
-    argv = [require_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(workdir)]
+    argv = [
+        require_binary("redis-server"),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+    ]
     with ManagedProcess(argv, workdir / f"redis-{port}.log") as process:
         wait_port("127.0.0.1", port)
         yield Running(f"redis://127.0.0.1:{port}/0", process)
@@ -42,8 +53,17 @@ def tracker(
 ) -> Iterator[Running]:
     """`registry-mirror tracker` as a subprocess through the CLI's own main()."""
     port = free_port()
-    argv = [sys.executable, "-m", "registry_mirror.cli_tracker", "tracker", "--listen", f"127.0.0.1:{port}",
-            "--log-level", "warning", *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "registry_mirror.cli._tracker",
+        "tracker",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--log-level",
+        "warning",
+        *extra,
+    ]
     if store is not None:
         argv += ["--store", store]
     if token is not None:

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.integration
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def make_pki(directory: Path, hosts: list[str]) -> dict[str, Path]:
@@ -32,19 +34,31 @@ def make_pki(directory: Path, hosts: list[str]) -> dict[str, Path]:
     name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # noqa: E731
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
-        x509.CertificateBuilder().subject_name(name("cluster-ca")).issuer_name(name("cluster-ca"))
-        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(name("cluster-ca"))
+        .issuer_name(name("cluster-ca"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
-        x509.CertificateBuilder().subject_name(name("mirror")).issuer_name(ca.subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(h)) for h in hosts]), critical=False)
+        x509.CertificateBuilder()
+        .subject_name(name("mirror"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(h)) for h in hosts]), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
     paths = {"ca": directory / "ca.crt", "cert": directory / "peer.crt", "key": directory / "peer.key"}
@@ -65,8 +79,17 @@ def test_mtls_swarm_and_refused_client(origin_factory, mirror_process, tmp_path:
     tracker = f"https://{hosts[0]}:{ports[0]}/tracker"
     mirrors = []
     for i, host in enumerate(hosts):
-        args = ["--peer-listen", f"{host}:{ports[i]}", "--piece-size", str(MiB), "--default-upstream", origin.host,
-                "--tracker", "embedded" if i == 0 else tracker, *tls]
+        args = [
+            "--peer-listen",
+            f"{host}:{ports[i]}",
+            "--piece-size",
+            str(MiB),
+            "--default-upstream",
+            origin.host,
+            "--tracker",
+            "embedded" if i == 0 else tracker,
+            *tls,
+        ]
         mirrors.append(mirror_process({origin.host: origin.url}, extra_args=args, host=host))
     assert get_all(mirrors[:1], f"/v2/test/tls/blobs/{digest}") == [digest]
     marker = origin.clear_log_marker()

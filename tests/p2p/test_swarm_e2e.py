@@ -47,8 +47,11 @@ def start_swarm(
         args += (extra or {}).get(i, [])
         # A generous stall timeout: 8 mirrors on 2 busy cores must not be taken for dead peers.
         env = {"REGISTRY_MIRROR_P2P_STALL_TIMEOUT": str(stall_timeout)}
-        mirrors.append(mirror_process({origin.host: origin.url}, extra_args=args, host=host, env=env,
-                                      command=(commands or {}).get(i)))
+        mirrors.append(
+            mirror_process(
+                {origin.host: origin.url}, extra_args=args, host=host, env=env, command=(commands or {}).get(i)
+            )
+        )
     return mirrors
 
 
@@ -76,7 +79,9 @@ def get_all(mirrors: list[MirrorProcess], path: str, timeout: float = 120) -> li
         return results
 
 
-def pushed_blob(origin_factory: Callable[..., OriginRegistry], tmp_path: Path, size: int) -> tuple[OriginRegistry, str, int]:
+def pushed_blob(
+    origin_factory: Callable[..., OriginRegistry], tmp_path: Path, size: int
+) -> tuple[OriginRegistry, str, int]:
     origin = origin_factory()
     path = write_random_file(tmp_path / "blob.bin", size, "swarm")
     return origin, push_blob(origin, "test/big", path), size

@@ -1,6 +1,7 @@
 """Per-node tokens end to end (issue 11, item 3): a stand-alone tracker that knows only the cluster
 secret, two real mirrors each holding only its own token, and a real docker-registry origin. Each
 mirror's peer id comes from its token; peers accept each other's tokens through the tracker."""
+
 from __future__ import annotations
 
 import asyncio
@@ -35,8 +36,18 @@ def test_mirrors_with_their_own_tokens_share_blobs(
             host = f"127.0.0.{31 + i}"
             token_file = tmp_path / f"{name}.token"
             token_file.write_text(node_token(SECRET, name))
-            args = ["--peer-listen", f"{host}:{free_port(host)}", "--piece-size", str(PIECE), "--default-upstream",
-                    origin.host, "--tracker", running.url, "--tracker-token-file", str(token_file)]
+            args = [
+                "--peer-listen",
+                f"{host}:{free_port(host)}",
+                "--piece-size",
+                str(PIECE),
+                "--default-upstream",
+                origin.host,
+                "--tracker",
+                running.url,
+                "--tracker-token-file",
+                str(token_file),
+            ]
             mirrors.append(mirror_process({origin.host: origin.url}, extra_args=args, host=host))
         assert get_all(mirrors[:1], f"/v2/test/big/blobs/{digest}", timeout=30) == [digest]
         marker = origin.clear_log_marker()

@@ -1,6 +1,7 @@
 """A seed whose origin response was corrupt takes its piece hashes back, so the next, correct
 seed is neither refused nor reported (issue 11, item 2, as seen without any attacker): real
 mirrors with the embedded tracker and a real docker-registry origin whose blob file is flipped."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,6 +1,7 @@
 """Lying announcements cannot make a pull fail or stall (issue 11, item 1): real mirrors with the
 embedded tracker, a real docker-registry origin, and holders announced through the tracker API
 by the test (a token holder can announce anything)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -38,11 +39,15 @@ def test_lying_and_dead_holders_cost_a_pull_nothing(
 ) -> None:
     origin, digest, size = pushed_blob(origin_factory, tmp_path, 8 * MiB + 321)
     tracker_mirror, puller = start_swarm(mirror_process, origin, 2, stall_timeout=10.0)
-    _announce(_tracker_url(tracker_mirror), digest, [
-        ("liar-short", f"{tracker_mirror.url}", size // 2),  # a wrong size at a URL that answers
-        ("liar-long", "http://127.0.0.1:1", size * 2),
-        ("ghost", "http://127.0.0.1:9", size),  # the right size, nobody at the URL
-    ])
+    _announce(
+        _tracker_url(tracker_mirror),
+        digest,
+        [
+            ("liar-short", f"{tracker_mirror.url}", size // 2),  # a wrong size at a URL that answers
+            ("liar-long", "http://127.0.0.1:1", size * 2),
+            ("ghost", "http://127.0.0.1:9", size),  # the right size, nobody at the URL
+        ],
+    )
     started = time.monotonic()
     assert get_all([puller], f"/v2/test/big/blobs/{digest}", timeout=30) == [digest]
     took = time.monotonic() - started

@@ -101,8 +101,9 @@ async def test_lease_moves_on_when_the_seed_stops_renewing(client: TrackerClient
     assert (await client.lease(digest, "dying-seed", ttl=2.0)).granted
     assert not (await client.lease(digest, "next", ttl=30)).granted
     # The lease runs out on the tracker's clock (another process, or Redis): wait for it, no fixed sleep.
-    moved = await eventually(lambda: client.lease(digest, "next", ttl=30), lambda lease: lease.granted,
-                             "the expired lease moving on")
+    moved = await eventually(
+        lambda: client.lease(digest, "next", ttl=30), lambda lease: lease.granted, "the expired lease moving on"
+    )
     assert moved.granted and moved.holder_id == "next"
 
 

@@ -18,8 +18,13 @@ def tracker_url(memory_tracker_url: str) -> str:
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {TOKEN}x"}, {"Authorization": TOKEN},
-     {"Authorization": f"Basic {TOKEN}"}],
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Bearer {TOKEN}x"},
+        {"Authorization": TOKEN},
+        {"Authorization": f"Basic {TOKEN}"},
+    ],
 )
 async def test_missing_or_wrong_token_is_401(tracker_url: str, headers: dict[str, str]) -> None:
     async with httpx.AsyncClient(base_url=tracker_url, headers=headers) as http:
@@ -45,7 +50,7 @@ async def test_unreachable_tracker_raises_tracker_error() -> None:
 
 
 def test_cli_refuses_to_serve_without_any_authentication() -> None:
-    from registry_mirror.cli_tracker import main
+    from registry_mirror.cli import main
 
     with pytest.raises(SystemExit) as refused:
         main(["tracker", "--listen", "127.0.0.1:1"])

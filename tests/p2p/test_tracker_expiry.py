@@ -34,8 +34,12 @@ async def test_silent_peer_expires_and_returns_empty(short_ttl_tracker: str) -> 
         await client.announce(node, blobs)
         assert [h.peer.id for h in await client.peers(looked_up)] == ["silent"]
         # The session runs out on the tracker's clock (another process, or Redis): wait for it.
-        await eventually(lambda: client.peers(looked_up), lambda holders: holders == [], "the silent peer expiring",
-                         timeout=PEER_TTL + 15)
+        await eventually(
+            lambda: client.peers(looked_up),
+            lambda holders: holders == [],
+            "the silent peer expiring",
+            timeout=PEER_TTL + 15,
+        )
         assert await client.peers(looked_up) == []
         # Coming back with a heartbeat alone does not revive what it announced before.
         assert await client.heartbeat(node) is False

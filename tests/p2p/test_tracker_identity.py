@@ -32,8 +32,16 @@ def identity_tracker(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
     (workdir / "secret").write_text(SECRET + "\n")
     (workdir / "tokens").write_text(f"# minted by the fleet's secret store\nnode-c {LISTED}\n")
     store = request.getfixturevalue("redis_url") if request.param == "redis" else None
-    extra = ["--node-secret-file", str(workdir / "secret"), "--node-tokens-file", str(workdir / "tokens"),
-             "--max-records-per-peer", str(CAP), "--report-rate", "0.01"]
+    extra = [
+        "--node-secret-file",
+        str(workdir / "secret"),
+        "--node-tokens-file",
+        str(workdir / "tokens"),
+        "--max-records-per-peer",
+        str(CAP),
+        "--report-rate",
+        "0.01",
+    ]
     with tracker(workdir, store=store, extra=extra) as running:  # also the shared TOKEN, the older mode
         yield running.url
 
@@ -102,7 +110,7 @@ async def test_records_per_peer_are_capped(identity_tracker: str) -> None:
         assert response.json()["accepted"] == CAP and response.json()["refused"] == 2
         assert [len(await client.peers(d)) for d in digests] == [1] * CAP + [0, 0]
         await client.withdraw("hoarder", digests[:1])
-        await client.announce(peer("hoarder"), blobs[CAP:CAP + 1])
+        await client.announce(peer("hoarder"), blobs[CAP : CAP + 1])
         assert len(await client.peers(digests[CAP])) == 1
 
 
@@ -121,16 +129,36 @@ async def test_reports_are_rate_limited_per_reporter(identity_tracker: str) -> N
 def test_tracker_token_command_mints_the_token_the_tracker_accepts(tmp_path: Path) -> None:
     (tmp_path / "secret").write_text(SECRET)
     run = subprocess.run(
-        [sys.executable, "-m", "registry_mirror.cli", "tracker-token", "--secret-file", str(tmp_path / "secret"),
-         "gpu-node-17"],
-        capture_output=True, text=True, cwd=REPO, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "registry_mirror.cli._main",
+            "tracker-token",
+            "--secret-file",
+            str(tmp_path / "secret"),
+            "gpu-node-17",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == token_of("gpu-node-17")
     bad = subprocess.run(
-        [sys.executable, "-m", "registry_mirror.cli", "tracker-token", "--secret-file", str(tmp_path / "secret"),
-         "bad name"],
-        capture_output=True, text=True, cwd=REPO, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "registry_mirror.cli._main",
+            "tracker-token",
+            "--secret-file",
+            str(tmp_path / "secret"),
+            "bad name",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
     )
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
 

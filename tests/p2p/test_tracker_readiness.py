@@ -39,7 +39,13 @@ async def test_catalog_readiness_overall_per_zone_and_by_serial(client: TrackerC
     await client.announce(peers[1], [whole(d) for d in blobs[:2]] + [BlobState(blobs[2], SIZE * 4, 1 << 20)])
     answer = await client.catalog_readiness("rollout")
     assert answer is not None
-    assert (answer["serial"], answer["digests"], answer["live"], answer["ready"], answer["offered_by"]) == (7, 3, 4, 2, 3)
+    assert (answer["serial"], answer["digests"], answer["live"], answer["ready"], answer["offered_by"]) == (
+        7,
+        3,
+        4,
+        2,
+        3,
+    )
     assert answer["share"] == 0.5 and answer["ready_peers"] == ["r-a1", "r-b1"]
     assert answer["zones"] == {"a": {"live": 2, "ready": 1, "share": 0.5}, "b": {"live": 2, "ready": 1, "share": 0.5}}
 
@@ -63,7 +69,10 @@ async def test_catalog_readiness_overall_per_zone_and_by_serial(client: TrackerC
         assert (await http.get("/v1/readiness", params={"catalog": "rollout", "serial": "-1"})).status_code == 400
         stranger = await http.put("/v1/catalogs/rollout/9", json={"peer_id": "never-seen", "digests": blobs})
         assert stranger.status_code == 409 and stranger.json()["field"] == "peer_id"
-        assert (await http.put("/v1/catalogs/bad name/9", json={"peer_id": "r-a1", "digests": []})).status_code in (400, 404)
+        assert (await http.put("/v1/catalogs/bad name/9", json={"peer_id": "r-a1", "digests": []})).status_code in (
+            400,
+            404,
+        )
         assert (await http.put("/v1/catalogs/ok/9", json={"peer_id": "r-a1", "digests": [], "x": 1})).status_code == 400
 
 

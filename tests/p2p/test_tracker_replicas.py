@@ -39,8 +39,9 @@ async def test_peers_announced_on_one_replica_are_found_on_the_other(
     a, b = replicas
     digest = new_digest()
     await a.announce(PeerInfo("node-a", "http://127.0.0.1:9201", "z1"), [BlobState(digest, 5 * MiB, complete=True)])
-    await b.announce(PeerInfo("node-b", "http://127.0.0.1:9202", "z2"),
-                     [BlobState(digest, 5 * MiB, pieces=frozenset({1}))])
+    await b.announce(
+        PeerInfo("node-b", "http://127.0.0.1:9202", "z2"), [BlobState(digest, 5 * MiB, pieces=frozenset({1}))]
+    )
     for client in (a, b):
         assert [h.peer.id for h in await client.peers(digest, zone="z2")] == ["node-b", "node-a"]
     await b.withdraw("node-a", [digest])
@@ -63,8 +64,11 @@ async def test_lease_moves_on_across_replicas_after_expiry(replicas: tuple[Track
     assert (await a.lease(digest, "seed-a", ttl=2.0)).granted
     assert (await b.lease(digest, "seed-b", ttl=30)).holder_id == "seed-a"
     # The lease runs out on the Redis server's clock: wait for it, no fixed sleep.
-    await eventually(lambda: b.lease(digest, "seed-b", ttl=30), lambda lease: lease.granted,
-                     "the expired lease moving on to the other replica's peer")
+    await eventually(
+        lambda: b.lease(digest, "seed-b", ttl=30),
+        lambda lease: lease.granted,
+        "the expired lease moving on to the other replica's peer",
+    )
     assert (await a.lease(digest, "seed-a", ttl=30)).holder_id == "seed-b"
 
 

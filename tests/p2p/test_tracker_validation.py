@@ -16,12 +16,19 @@ from tests.p2p.harness import TOKEN
 def tracker_url(memory_tracker_url: str) -> str:
     return memory_tracker_url  # store-independent checks: one tracker is enough
 
+
 PEER = {"id": "node-1", "url": "http://127.0.0.1:5000", "zone": "z1", "load": 0}
 
 
 def blob(**overrides: Any) -> dict[str, Any]:
-    return {"digest": new_digest(), "size": 10 * 2**20, "piece_size": 4 * 2**20, "complete": False,
-            "pieces": [0], **overrides}
+    return {
+        "digest": new_digest(),
+        "size": 10 * 2**20,
+        "piece_size": 4 * 2**20,
+        "complete": False,
+        "pieces": [0],
+        **overrides,
+    }
 
 
 def announce(peer: dict[str, Any] | None = None, blobs: Any = None) -> dict[str, Any]:
@@ -114,14 +121,27 @@ async def test_bad_lookups_name_the_field(http: httpx.AsyncClient, path: str, fi
         ("POST", "/v1/lease/{d}", {"ttl": 5}, "peer_id"),
         ("POST", "/v1/lease/{d}/release", {"peer_id": ""}, "peer_id"),
         ("PUT", "/v1/pieces/{d}", {"peer_id": "a", "piece_size": 4 * 2**20, "hashes": {"0": "xyz"}}, "hashes.0"),
-        ("PUT", "/v1/pieces/{d}", {"peer_id": "a", "piece_size": 4 * 2**20, "hashes": {"0": "md5:" + "0" * 64}}, "hashes.0"),
-        ("PUT", "/v1/pieces/{d}", {"peer_id": "a", "piece_size": 4 * 2**20, "size": 5, "hashes": {"1": "0" * 64}},
-         "hashes.1"),
+        (
+            "PUT",
+            "/v1/pieces/{d}",
+            {"peer_id": "a", "piece_size": 4 * 2**20, "hashes": {"0": "md5:" + "0" * 64}},
+            "hashes.0",
+        ),
+        (
+            "PUT",
+            "/v1/pieces/{d}",
+            {"peer_id": "a", "piece_size": 4 * 2**20, "size": 5, "hashes": {"1": "0" * 64}},
+            "hashes.1",
+        ),
         ("PUT", "/v1/pieces/{d}", {"peer_id": "a", "piece_size": 4 * 2**20, "hashes": {"-1": "0" * 64}}, "hashes.-1"),
         ("PUT", "/v1/pieces/{d}", {"peer_id": "a", "piece_size": 4 * 2**20, "hashes": []}, "hashes"),
         ("POST", "/v1/report", {"reporter": "a", "peer_id": "a", "digest": "sha256:" + "0" * 64}, "peer_id"),
-        ("POST", "/v1/report", {"reporter": "a", "peer_id": "b", "digest": "sha256:" + "0" * 64,
-                                "reason": "x" * 300}, "reason"),
+        (
+            "POST",
+            "/v1/report",
+            {"reporter": "a", "peer_id": "b", "digest": "sha256:" + "0" * 64, "reason": "x" * 300},
+            "reason",
+        ),
     ],
 )
 async def test_bad_bodies_name_the_field(

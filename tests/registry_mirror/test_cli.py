@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import registry_mirror
-from registry_mirror import cli
-from registry_mirror.settings import GiB, Settings
+from registry_mirror.cli import _main as cli
+from registry_mirror.config._settings import GiB, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -19,7 +19,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     """The CLI as a real process, as users and tooling run it."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_MIRROR_")}
     return subprocess.run(
-        [sys.executable, "-m", "registry_mirror.cli", *args],
+        [sys.executable, "-m", "registry_mirror.cli._main", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -42,9 +42,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         (["--otlp-endpoint", "grpc://x"], "telemetry.otlp_endpoint"),
     ],
 )
-def test_bad_serve_flag_exits_2_with_one_line_naming_the_field(
-    flags: list[str], field: str
-) -> None:
+def test_bad_serve_flag_exits_2_with_one_line_naming_the_field(flags: list[str], field: str) -> None:
     result = run_cli("serve", *flags)
     assert result.returncode == 2
     assert result.stdout == ""
@@ -55,14 +53,9 @@ def test_bad_serve_flag_exits_2_with_one_line_naming_the_field(
 def test_hosts_toml_command_writes_the_golden_files(tmp_path: Path) -> None:
     registries = [arg for name in sorted(p.name for p in (REPO / "hosts.toml.d").iterdir())
                   for arg in ("--registry", name)]  # fmt: skip
-    result = run_cli(
-        "hosts-toml", "--mirror", "http://127.0.0.1:5000", *registries, "--out", str(tmp_path)
-    )
+    result = run_cli("hosts-toml", "--mirror", "http://127.0.0.1:5000", *registries, "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    golden = {
-        p.relative_to(REPO / "hosts.toml.d"): p.read_bytes()
-        for p in (REPO / "hosts.toml.d").rglob("*.toml")
-    }
+    golden = {p.relative_to(REPO / "hosts.toml.d"): p.read_bytes() for p in (REPO / "hosts.toml.d").rglob("*.toml")}
     written = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*.toml")}
     assert written == golden and len(written) >= 8
 
@@ -85,9 +78,7 @@ def test_hosts_toml_command_options(tmp_path: Path) -> None:
         [],
     ],
 )  # fmt: skip
-def test_usage_errors_exit_2_with_one_line(
-    args: list[str], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_usage_errors_exit_2_with_one_line(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         cli.main(args)
     assert exited.value.code == 2
@@ -110,12 +101,12 @@ def test_help_lists_every_subcommand() -> None:
 
 @pytest.fixture
 def server_stub(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Settings]]:
-    """Stands in for the lead's registry_mirror.server to see what the CLI hands it."""
+    """Stands in for the lead's registry_mirror.runtime._server to see what the CLI hands it."""
     calls: list[tuple[str, Settings]] = []
-    stub = types.ModuleType("registry_mirror.server")
+    stub = types.ModuleType("registry_mirror.runtime._server")
     stub.run = lambda settings, config_file=None: calls.append(("run", settings)) or 0  # type: ignore[attr-defined]
     stub.verify_cache = lambda settings: calls.append(("verify", settings)) or 3  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "registry_mirror.server", stub)
+    monkeypatch.setitem(sys.modules, "registry_mirror.runtime._server", stub)
     monkeypatch.setattr(registry_mirror, "server", stub, raising=False)
     for name in [n for n in os.environ if n.startswith("REGISTRY_MIRROR_")]:
         monkeypatch.delenv(name)
@@ -159,7 +150,7 @@ def test_config_error_from_the_file_exits_2(server_stub, tmp_path: Path, capsys)
 
 
 def test_serve_has_a_flag_for_every_flagged_setting() -> None:
-    from registry_mirror.config_load import SETTING_KEYS
+    from registry_mirror.config import SETTING_KEYS
 
     result = run_cli("serve", "--help")
     assert result.returncode == 0
@@ -168,9 +159,7 @@ def test_serve_has_a_flag_for_every_flagged_setting() -> None:
     assert set(cli.serve_flags()) >= {k.cli for k in SETTING_KEYS if k.cli}
 
 
-def test_serve_passes_p2p_catalog_hub_admin_and_telemetry_flags(
-    server_stub, tmp_path: Path
-) -> None:
+def test_serve_passes_p2p_catalog_hub_admin_and_telemetry_flags(server_stub, tmp_path: Path) -> None:
     for name in ("ca.pem", "cert.pem", "key.pem", "a.pub", "b.pub"):
         (tmp_path / name).write_text("pem\n")
     (tmp_path / "tracker-token").write_text("tok\n")
@@ -188,12 +177,13 @@ def test_serve_passes_p2p_catalog_hub_admin_and_telemetry_flags(
     ((_, settings),) = server_stub
     p2p = settings.p2p
     assert (p2p.tracker, p2p.peer_listen, p2p.advertise, p2p.zone) == (
-        "embedded", "127.0.0.1:5002", "http://127.0.0.1:5002", "z1"
+        "embedded",
+        "127.0.0.1:5002",
+        "http://127.0.0.1:5002",
+        "z1",
     )
     assert p2p.piece_size == 1024 * 1024 and p2p.tracker_token == "tok"
-    assert (p2p.peer_ca, p2p.peer_cert, p2p.peer_key) == tuple(
-        tmp_path / n for n in ("ca.pem", "cert.pem", "key.pem")
-    )
+    assert (p2p.peer_ca, p2p.peer_cert, p2p.peer_key) == tuple(tmp_path / n for n in ("ca.pem", "cert.pem", "key.pem"))
     assert settings.catalog.sources == ("127.0.0.1:5101/cat/a:v1", "127.0.0.1:5101/cat/b:v1")
     assert settings.catalog.trusted_keys == (tmp_path / "a.pub", tmp_path / "b.pub")
     assert settings.catalog.poll_interval == 5.0 and settings.catalog.insecure is True
@@ -219,12 +209,20 @@ def test_serve_help_shows_defaults() -> None:
 
 
 def test_startup_summary_names_listeners_cache_and_upstreams(tmp_path: Path) -> None:
-    from registry_mirror.config_load import load_settings
-    from registry_mirror.server import startup_summary
+    from registry_mirror.config import load_settings
+    from registry_mirror.runtime._server import startup_summary
 
-    settings = load_settings(None, {}, {"cache_dir": str(tmp_path), "upstream": ["r.test=http://127.0.0.1:5101"],
-                                        "via": ["r.test=http://regional:5000"], "peer_listen": "0.0.0.0:5002",
-                                        "tracker": "http://tracker:5050"})
+    settings = load_settings(
+        None,
+        {},
+        {
+            "cache_dir": str(tmp_path),
+            "upstream": ["r.test=http://127.0.0.1:5101"],
+            "via": ["r.test=http://regional:5000"],
+            "peer_listen": "0.0.0.0:5002",
+            "tracker": "http://tracker:5050",
+        },
+    )
     text = "\n".join(startup_summary(settings, None))
     assert "api http://127.0.0.1:5000" in text and "admin 127.0.0.1:5001" in text and "peers 0.0.0.0:5002" in text
     assert f"cache: {tmp_path} (max 50GiB)" in text

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from registry_mirror.config_load import (
+from registry_mirror.config._load import (
     SECTIONS,
     SETTING_KEYS,
     ConfigError,
@@ -18,8 +18,8 @@ from registry_mirror.config_load import (
     parse_size,
     serve_flags,
 )
-from registry_mirror.config_reference import render_example_config, render_reference
-from registry_mirror.settings import (
+from registry_mirror.config._reference import render_example_config, render_reference
+from registry_mirror.config._settings import (
     BlockRule,
     GiB,
     KiB,
@@ -42,9 +42,7 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def error_of(
-    config: Path | None = None, env: dict[str, str] | None = None, **cli: object
-) -> ConfigError:
+def error_of(config: Path | None = None, env: dict[str, str] | None = None, **cli: object) -> ConfigError:
     with pytest.raises(ConfigError) as caught:
         load_settings(config, env or {}, cli)
     message = str(caught.value)
@@ -71,9 +69,7 @@ LAYERED = [
 
 
 @pytest.mark.parametrize(("path", "env_name", "cli_name", "values", "read"), LAYERED)
-def test_cli_beats_env_beats_toml_beats_defaults(
-    tmp_path, path, env_name, cli_name, values, read
-) -> None:
+def test_cli_beats_env_beats_toml_beats_defaults(tmp_path, path, env_name, cli_name, values, read) -> None:
     section, _, key = path.rpartition(".")
     config = write(tmp_path, (f"[{section}]\n" if section else "") + f'{key} = "{values[0]}"\n')
     env = {env_name: values[1]}
@@ -148,12 +144,8 @@ def test_cli_upstream_adds_and_replaces_one_dropping_its_credentials(tmp_path: P
     config = write(tmp_path, '[upstreams."docker.io"]\nusername = "u"\npassword_file = "pw"\n')
     from_file = load_settings(config, {}, {})
     assert from_file.upstream("docker.io").password == SECRET  # relative to the file
-    settings = load_settings(
-        config, {}, {"upstream": ["docker.io=http://127.0.0.1:9", "extra.io=https://e.io"]}
-    )
-    assert settings.upstream("docker.io") == UpstreamSettings(
-        "docker.io", "http://127.0.0.1:9", library_prefix=True
-    )
+    settings = load_settings(config, {}, {"upstream": ["docker.io=http://127.0.0.1:9", "extra.io=https://e.io"]})
+    assert settings.upstream("docker.io") == UpstreamSettings("docker.io", "http://127.0.0.1:9", library_prefix=True)
     assert settings.upstream("extra.io").url == "https://e.io"
     assert len(settings.upstreams) == len(builtin_upstreams()) + 1
 
@@ -230,10 +222,7 @@ def test_every_upstream_key_error_names_its_field(tmp_path: Path, table: str, fi
 
 
 def test_new_upstream_needs_a_url_and_a_valid_name(tmp_path: Path) -> None:
-    assert (
-        error_of(write(tmp_path, '[upstreams."new.io"]\nusername = "u"\n')).field
-        == 'upstreams."new.io".url'
-    )
+    assert error_of(write(tmp_path, '[upstreams."new.io"]\nusername = "u"\n')).field == 'upstreams."new.io".url'
     bad_name = write(tmp_path, '[upstreams."Bad Name"]\nurl = "https://x"\n')
     assert error_of(bad_name).field == 'upstreams."Bad Name"'
     assert error_of(upstream=["nonsense"]).field == "upstreams"
@@ -314,9 +303,7 @@ def test_bad_values_cover_every_key() -> None:
 @pytest.mark.parametrize("key", SETTING_KEYS, ids=lambda key: key.path)
 def test_every_key_error_names_its_field(tmp_path: Path, key) -> None:
     section, _, name = key.path.rpartition(".")
-    config = write(
-        tmp_path, (f"[{section}]\n" if section else "") + f'{name} = "{BAD_VALUES[key.path]}"\n'
-    )
+    config = write(tmp_path, (f"[{section}]\n" if section else "") + f'{name} = "{BAD_VALUES[key.path]}"\n')
     from_file = error_of(config)
     assert from_file.field == key.path and str(config) in str(from_file)
     from_env = error_of(env={key.env: BAD_VALUES[key.path]})
@@ -348,9 +335,7 @@ def test_unknown_keys_and_bad_tables_are_errors(tmp_path: Path, text: str, field
 
 
 def test_unknown_key_suggests_the_close_one(tmp_path: Path) -> None:
-    assert "did you mean 'cache.max_size'" in str(
-        error_of(write(tmp_path, "[cache]\nmax_sise = 1\n"))
-    )
+    assert "did you mean 'cache.max_size'" in str(error_of(write(tmp_path, "[cache]\nmax_sise = 1\n")))
 
 
 def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
@@ -360,9 +345,7 @@ def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
 def test_watermarks_must_be_ordered(tmp_path: Path) -> None:
     config = write(tmp_path, "[cache]\nlow_watermark = 0.9\nhigh_watermark = 0.9\n")
     assert error_of(config).field == "cache.low_watermark"
-    ok = load_settings(
-        write(tmp_path, "[cache]\nlow_watermark = 0.5\nhigh_watermark = 1\n"), {}, {}
-    )
+    ok = load_settings(write(tmp_path, "[cache]\nlow_watermark = 0.5\nhigh_watermark = 1\n"), {}, {})
     assert (ok.cache.low_watermark, ok.cache.high_watermark) == (0.5, 1.0)
 
 
@@ -428,9 +411,7 @@ def test_reference_doc_is_generated() -> None:
 
 
 def test_example_config_loads_to_the_defaults() -> None:
-    assert load_settings(REPO / "config" / "registry-mirror.toml", {}, {}) == load_settings(
-        None, {}, {}
-    )
+    assert load_settings(REPO / "config" / "registry-mirror.toml", {}, {}) == load_settings(None, {}, {})
 
 
 def test_example_config_uncommented_is_valid_and_says_the_defaults(tmp_path: Path) -> None:
@@ -440,9 +421,7 @@ def test_example_config_uncommented_is_valid_and_says_the_defaults(tmp_path: Pat
     assert uncommented.count("\n[") == len(SECTIONS) + 3
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "cosign.pub").write_bytes(COSIGN_PUB.read_bytes())
-    settings = load_settings(
-        write(tmp_path, uncommented), {"EXAMPLE_REGISTRY_PASSWORD": SECRET}, {}
-    )
+    settings = load_settings(write(tmp_path, uncommented), {"EXAMPLE_REGISTRY_PASSWORD": SECRET}, {})
     example = UpstreamSettings(
         name="registry.example.internal",
         url="https://registry.example.internal",
@@ -463,9 +442,7 @@ def test_example_config_uncommented_is_valid_and_says_the_defaults(tmp_path: Pat
         defaults, upstreams=(*defaults.upstreams, example), blocklist=(rule,), signatures=(policy,)
     )
     for key in SETTING_KEYS:
-        assert re.search(rf"(?m)^{re.escape(key.path.rpartition('.')[2])} = ", uncommented), (
-            key.path
-        )
+        assert re.search(rf"(?m)^{re.escape(key.path.rpartition('.')[2])} = ", uncommented), key.path
 
 
 # ---- p2p, catalog, model hubs and operations ----
@@ -494,9 +471,7 @@ SECTION_LAYERED = [
 
 
 @pytest.mark.parametrize(("path", "cli_name", "values", "read"), SECTION_LAYERED)
-def test_section_flags_cli_beats_env_beats_toml_beats_defaults(
-    tmp_path, path, cli_name, values, read
-) -> None:
+def test_section_flags_cli_beats_env_beats_toml_beats_defaults(tmp_path, path, cli_name, values, read) -> None:
     section, _, key = path.partition(".")
     config = write(tmp_path, f'[{section}]\n{key} = "{values[0]}"\n')
     env = {f"REGISTRY_MIRROR_{path.replace('.', '_').upper()}": values[1]}
@@ -578,9 +553,7 @@ def _keys(tmp_path: Path, *names: str) -> list[Path]:
 def test_catalog_lists_layer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     a, b, c = _keys(tmp_path, "a.pub", "b.pub", "c.pub")
-    config = write(
-        tmp_path, '[catalog]\nsources = ["127.0.0.1:5101/cat/one:v1"]\ntrusted_keys = ["a.pub"]\n'
-    )
+    config = write(tmp_path, '[catalog]\nsources = ["127.0.0.1:5101/cat/one:v1"]\ntrusted_keys = ["a.pub"]\n')
     from_file = load_settings(config, {}, {}).catalog
     assert from_file.sources == ("127.0.0.1:5101/cat/one:v1",) and from_file.trusted_keys == (a,)
     env = {"REGISTRY_MIRROR_CATALOG_SOURCES": "ghcr.io/o/c:1, localhost:5000/c@sha256:" + "0" * 64,
@@ -794,8 +767,9 @@ def test_listen_style_values_are_normalised() -> None:
 
 
 def test_via_flag_sets_a_configured_upstream_and_names_the_field_otherwise() -> None:
-    settings = load_settings(None, {}, {"upstream": ["r.test=http://127.0.0.1:5101"],
-                                        "via": ["r.test=http://regional:5000/"]})
+    settings = load_settings(
+        None, {}, {"upstream": ["r.test=http://127.0.0.1:5101"], "via": ["r.test=http://regional:5000/"]}
+    )
     assert settings.upstream("r.test").via == "http://regional:5000"  # type: ignore[union-attr]
     with pytest.raises(ConfigError, match=r"upstreams\.nope\.via: not a configured upstream"):
         load_settings(None, {}, {"via": ["nope=http://regional:5000"]})

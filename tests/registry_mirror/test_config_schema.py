@@ -10,8 +10,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from registry_mirror.config_load import SETTING_KEYS
-from registry_mirror.config_schema import render_schema
+from registry_mirror.config import SETTING_KEYS
+from registry_mirror.config._schema import render_schema
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from registry_mirror import cli, cli_tracker
-from registry_mirror.config_load import ConfigError
-from registry_mirror.config_tracker import TRACKER_KEYS, TrackerSettings, load_tracker_settings
+from registry_mirror.cli import _main as cli
+from registry_mirror.cli import _tracker as cli_tracker
+from registry_mirror.config import TRACKER_KEYS, ConfigError, TrackerSettings, load_tracker_settings
 
 
 def _flags(*argv: str) -> TrackerSettings:
@@ -69,8 +69,8 @@ def test_server_settings_from_the_flags(tmp_path: Path) -> None:
 def test_every_settings_field_is_declared_with_a_description() -> None:
     import dataclasses
 
-    from registry_mirror import settings
-    from registry_mirror.config_fields import help_of
+    from registry_mirror.config import _settings as settings
+    from registry_mirror.config._fields import help_of
 
     classes = [settings.Settings, settings.UpstreamSettings, settings.CacheSettings, settings.P2PSettings,
                settings.CatalogSettings, settings.HubSettings, settings.AdminSettings, settings.LimitSettings,

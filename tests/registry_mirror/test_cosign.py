@@ -1,5 +1,6 @@
 """The cosign verifier against real cosign output: containers/image's signature fixtures
 (tests/fixtures/containers-image-cosign, see its README for origin and license)."""
+
 from __future__ import annotations
 
 import base64
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from registry_mirror.signatures.cosign import (
+from registry_mirror.signatures._cosign import (
     SIMPLE_SIGNING_MEDIA_TYPE,
     InvalidKey,
     SignedPayload,
@@ -28,7 +29,7 @@ def read_signature(path: Path) -> SignedPayload:
     raw = path.read_bytes()
     prefix = b"\x00sigstore-json\n"
     assert raw.startswith(prefix), path
-    layer = json.loads(raw[len(prefix):])
+    layer = json.loads(raw[len(prefix) :])
     assert layer["mimeType"] == SIMPLE_SIGNING_MEDIA_TYPE
     return SignedPayload(base64.b64decode(layer["payload"]), layer["annotations"]["dev.cosignproject.cosign/signature"])
 
@@ -69,7 +70,7 @@ def test_wrong_key_modified_manifest_and_keyless_are_refused() -> None:
 
 
 def _flipped(data: bytes, index: int) -> bytes:
-    return data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1:]
+    return data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1 :]
 
 
 def test_any_changed_payload_byte_is_refused() -> None:
@@ -92,15 +93,21 @@ def test_any_other_digest_is_refused() -> None:
     """A valid signature names one digest: under any other (a replay) it does not count."""
     hex_part = VALID_DIGEST.split(":")[1]
     for index in range(len(hex_part)):
-        other = "sha256:" + hex_part[:index] + ("0" if hex_part[index] != "0" else "1") + hex_part[index + 1:]
+        other = "sha256:" + hex_part[:index] + ("0" if hex_part[index] != "0" else "1") + hex_part[index + 1 :]
         assert verify(VALID, other, [key("cosign.pub")]) is None
     assert verify(VALID, VALID_DIGEST.upper(), [key("cosign.pub")]) is None
 
 
 def test_payload_must_be_a_cosign_payload() -> None:
     assert payload_digest(b"not json") is None
-    assert payload_digest(json.dumps({"critical": {"type": "atomic container signature",
-                                                    "image": {"docker-manifest-digest": VALID_DIGEST}}}).encode()) is None
+    assert (
+        payload_digest(
+            json.dumps(
+                {"critical": {"type": "atomic container signature", "image": {"docker-manifest-digest": VALID_DIGEST}}}
+            ).encode()
+        )
+        is None
+    )
     assert payload_digest(b"[]") is None
 
 

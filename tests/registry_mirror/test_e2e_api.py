@@ -1,5 +1,6 @@
 """OCI distribution API semantics of a real `registry-mirror serve` in front of a real docker-registry,
 spoken to with httpx (and http.client where a path must reach the server undecoded)."""
+
 from __future__ import annotations
 
 import http.client
@@ -39,8 +40,9 @@ ALL_ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST))
 
 
 @pytest.fixture(scope="module")
-def mirror(origin: OriginRegistry, images: TestImages,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[MirrorProcess]:
+def mirror(
+    origin: OriginRegistry, images: TestImages, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MirrorProcess]:
     """One mirror for the module (tests that need a cold blob push fresh random bytes)."""
     workdir = tmp_path_factory.mktemp("api-mirror")
     config = mirror_config(workdir / "mirror.toml", [origin])
@@ -76,10 +78,13 @@ def test_base_endpoint_answers_with_api_version(client: httpx.Client) -> None:
     assert response.headers["docker-distribution-api-version"] == "registry/2.0"
 
 
-@pytest.mark.parametrize("which,media_type", [("app", OCI_MANIFEST), ("docker", DOCKER_MANIFEST),
-                                              ("multi", OCI_INDEX), ("artifact", OCI_MANIFEST)])
-def test_manifest_by_tag_and_by_digest(which: str, media_type: str, client: httpx.Client,
-                                       origin: OriginRegistry, images: TestImages) -> None:
+@pytest.mark.parametrize(
+    "which,media_type",
+    [("app", OCI_MANIFEST), ("docker", DOCKER_MANIFEST), ("multi", OCI_INDEX), ("artifact", OCI_MANIFEST)],
+)
+def test_manifest_by_tag_and_by_digest(
+    which: str, media_type: str, client: httpx.Client, origin: OriginRegistry, images: TestImages
+) -> None:
     image = getattr(images, which)
     digest = image.manifest.digest
     for reference in (image.tag, digest):
@@ -109,8 +114,7 @@ def test_blob_head_and_get(client: httpx.Client, origin: OriginRegistry, images:
             assert streamed_digest(get) == (blob.digest, blob.size)
 
 
-def test_range_on_cold_and_cached_blob(client: httpx.Client, mirror: MirrorProcess,
-                                       origin: OriginRegistry) -> None:
+def test_range_on_cold_and_cached_blob(client: httpx.Client, mirror: MirrorProcess, origin: OriginRegistry) -> None:
     digest, data = _fresh_blob(origin, "test/ranges", 3 * (1 << 20) + 123)
     url = f"/v2/test/ranges/blobs/{digest}"
     size = len(data)
@@ -121,12 +125,15 @@ def test_range_on_cold_and_cached_blob(client: httpx.Client, mirror: MirrorProce
     # The abandoned rest of the fill completes in the background; wait until it is cached.
     assert streamed_digest(client.get(url, params=ns(origin)))[0] == digest
     wait_cached(mirror.cache_dir, digest)
-    for header, start, end in (("bytes=0-0", 0, 0), (f"bytes={size - 10}-", size - 10, size - 1),
-                               ("bytes=-5", size - 5, size - 1)):
+    for header, start, end in (
+        ("bytes=0-0", 0, 0),
+        (f"bytes={size - 10}-", size - 10, size - 1),
+        ("bytes=-5", size - 5, size - 1),
+    ):
         hit = client.get(url, params=ns(origin), headers={"Range": header})
         assert hit.status_code == 206, header
         assert hit.headers["content-range"] == f"bytes {start}-{end}/{size}"
-        assert hit.content == data[start:end + 1]
+        assert hit.content == data[start : end + 1]
     past_end = client.get(url, params=ns(origin), headers={"Range": f"bytes={size}-"})
     assert past_end.status_code == 416
     assert past_end.headers["content-range"] == f"bytes */{size}"
@@ -134,8 +141,7 @@ def test_range_on_cold_and_cached_blob(client: httpx.Client, mirror: MirrorProce
 
 def test_unsatisfiable_range_on_cold_blob(client: httpx.Client, origin: OriginRegistry) -> None:
     digest, _data = _fresh_blob(origin, "test/ranges", 4096)
-    response = client.get(f"/v2/test/ranges/blobs/{digest}", params=ns(origin),
-                          headers={"Range": "bytes=5000-"})
+    response = client.get(f"/v2/test/ranges/blobs/{digest}", params=ns(origin), headers={"Range": "bytes=5000-"})
     assert response.status_code == 416
     assert response.headers["content-range"] == "bytes */4096"
     assert _error_code(response) == "RANGE_INVALID"
@@ -144,9 +150,14 @@ def test_unsatisfiable_range_on_cold_blob(client: httpx.Client, origin: OriginRe
 # -- pass-through listings -----------------------------------------------------------------------
 def test_tags_list_paginates_like_the_origin(client: httpx.Client, origin: OriginRegistry) -> None:
     config = push_blob(origin, "test/tags", b"{}")
-    body = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                       "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                                  "digest": config, "size": 2}, "layers": []}).encode()
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2},
+            "layers": [],
+        }
+    ).encode()
     for tag in ("a", "b", "c"):
         push_manifest(origin, "test/tags", tag, body, OCI_MANIFEST)
     full = client.get("/v2/test/tags/tags/list", params=ns(origin))
@@ -166,8 +177,9 @@ def test_tags_list_paginates_like_the_origin(client: httpx.Client, origin: Origi
     assert missing.status_code == 404 and _error_code(missing) == "NAME_UNKNOWN"
 
 
-def test_referrers_pass_through_the_origin_answer(client: httpx.Client, origin: OriginRegistry,
-                                                  images: TestImages) -> None:
+def test_referrers_pass_through_the_origin_answer(
+    client: httpx.Client, origin: OriginRegistry, images: TestImages
+) -> None:
     path = f"/v2/{images.app.repo}/referrers/{images.app.manifest.digest}"
     params = {"artifactType": images.artifact.artifact_type or ""}
     direct = httpx.get(f"{origin.url}{path}", params=params)
@@ -181,12 +193,10 @@ def test_referrers_pass_through_the_origin_answer(client: httpx.Client, origin: 
     assert "artifactType=" in seen.uri
 
 
-def test_every_accept_line_reaches_the_origin(client: httpx.Client, origin: OriginRegistry,
-                                              images: TestImages) -> None:
+def test_every_accept_line_reaches_the_origin(client: httpx.Client, origin: OriginRegistry, images: TestImages) -> None:
     # Three separate header lines, the way skopeo sends them.
     lines = [("Accept", DOCKER_MANIFEST), ("Accept", DOCKER_LIST), ("Accept", OCI_MANIFEST)]
-    app = client.get(f"/v2/{images.app.repo}/manifests/{images.app.tag}", params=ns(origin),
-                     headers=lines)
+    app = client.get(f"/v2/{images.app.repo}/manifests/{images.app.tag}", params=ns(origin), headers=lines)
     # The OCI image is served only because the third line arrived at the origin.
     assert app.status_code == 200, app.text
     assert app.headers["content-type"] == OCI_MANIFEST
@@ -202,14 +212,17 @@ def test_every_accept_line_reaches_the_origin(client: httpx.Client, origin: Orig
 
 
 # -- refusals ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("method,path", [
-    ("POST", "/v2/test/app/blobs/uploads/"),
-    ("PATCH", "/v2/test/app/blobs/uploads/some-upload-id"),
-    ("PUT", "/v2/test/app/blobs/uploads/some-upload-id"),
-    ("PUT", "/v2/test/app/manifests/v2"),
-    ("DELETE", "/v2/test/app/manifests/v1"),
-    ("DELETE", "/v2/test/app/blobs/sha256:" + "0" * 64),
-])
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("POST", "/v2/test/app/blobs/uploads/"),
+        ("PATCH", "/v2/test/app/blobs/uploads/some-upload-id"),
+        ("PUT", "/v2/test/app/blobs/uploads/some-upload-id"),
+        ("PUT", "/v2/test/app/manifests/v2"),
+        ("DELETE", "/v2/test/app/manifests/v1"),
+        ("DELETE", "/v2/test/app/blobs/sha256:" + "0" * 64),
+    ],
+)
 def test_writes_are_refused(method: str, path: str, client: httpx.Client, origin: OriginRegistry) -> None:
     marker = origin.clear_log_marker()
     response = client.request(method, path, params=ns(origin), content=b"{}")
@@ -218,12 +231,16 @@ def test_writes_are_refused(method: str, path: str, client: httpx.Client, origin
     assert origin.entries_since(marker) == []
 
 
-def test_unknown_registry_is_a_404_without_upstream_traffic(client: httpx.Client, origin: OriginRegistry,
-                                                            images: TestImages) -> None:
+def test_unknown_registry_is_a_404_without_upstream_traffic(
+    client: httpx.Client, origin: OriginRegistry, images: TestImages
+) -> None:
     marker = origin.clear_log_marker()
     for registry in ("ghcr.io", "docker.io", "127.0.0.1:1"):
-        for path in ("/v2/test/app/manifests/v1", f"/v2/test/app/blobs/{images.app.layers[0].digest}",
-                     "/v2/test/app/tags/list"):
+        for path in (
+            "/v2/test/app/manifests/v1",
+            f"/v2/test/app/blobs/{images.app.layers[0].digest}",
+            "/v2/test/app/tags/list",
+        ):
             response = client.get(path, params={"ns": registry})
             assert response.status_code == 404, (registry, path)
             assert _error_code(response) == "NAME_UNKNOWN"
@@ -241,23 +258,25 @@ def _raw_get(mirror: MirrorProcess, path: str) -> tuple[int, bytes, str]:
         connection.close()
 
 
-@pytest.mark.parametrize("path,code", [
-    ("/v2/Test/app/manifests/v1", "NAME_INVALID"),
-    ("/v2/test/../app/manifests/v1", "NAME_INVALID"),
-    ("/v2/test/%2e%2e/app/manifests/v1", "NAME_INVALID"),
-    ("/v2/test%2fapp/manifests/v1", "NAME_INVALID"),
-    ("/v2/test/app%2f..%2f..%2fetc/blobs/sha256:" + "0" * 64, "NAME_INVALID"),
-    ("/v2/" + "a" * 256 + "/manifests/v1", "NAME_INVALID"),
-    ("/v2/" + "/".join(["abcdefgh"] * 30) + "/blobs/sha256:" + "0" * 64, "NAME_INVALID"),
-    ("/v2/test/app/blobs/sha256:totallywrong", "DIGEST_INVALID"),
-    ("/v2/test/app/blobs/sha256:" + "a" * 63, "DIGEST_INVALID"),
-    ("/v2/test/app/blobs/sha256:" + "A" * 64, "DIGEST_INVALID"),
-    ("/v2/test/app/manifests/sha256:" + "g" * 64, "DIGEST_INVALID"),
-    ("/v2/test/app/blobs/md5:" + "0" * 32, "DIGEST_INVALID"),
-    ("/v2/test/app/referrers/sha256:xyz", "DIGEST_INVALID"),
-])
-def test_invalid_names_and_digests_are_400(path: str, code: str, mirror: MirrorProcess,
-                                           origin: OriginRegistry) -> None:
+@pytest.mark.parametrize(
+    "path,code",
+    [
+        ("/v2/Test/app/manifests/v1", "NAME_INVALID"),
+        ("/v2/test/../app/manifests/v1", "NAME_INVALID"),
+        ("/v2/test/%2e%2e/app/manifests/v1", "NAME_INVALID"),
+        ("/v2/test%2fapp/manifests/v1", "NAME_INVALID"),
+        ("/v2/test/app%2f..%2f..%2fetc/blobs/sha256:" + "0" * 64, "NAME_INVALID"),
+        ("/v2/" + "a" * 256 + "/manifests/v1", "NAME_INVALID"),
+        ("/v2/" + "/".join(["abcdefgh"] * 30) + "/blobs/sha256:" + "0" * 64, "NAME_INVALID"),
+        ("/v2/test/app/blobs/sha256:totallywrong", "DIGEST_INVALID"),
+        ("/v2/test/app/blobs/sha256:" + "a" * 63, "DIGEST_INVALID"),
+        ("/v2/test/app/blobs/sha256:" + "A" * 64, "DIGEST_INVALID"),
+        ("/v2/test/app/manifests/sha256:" + "g" * 64, "DIGEST_INVALID"),
+        ("/v2/test/app/blobs/md5:" + "0" * 32, "DIGEST_INVALID"),
+        ("/v2/test/app/referrers/sha256:xyz", "DIGEST_INVALID"),
+    ],
+)
+def test_invalid_names_and_digests_are_400(path: str, code: str, mirror: MirrorProcess, origin: OriginRegistry) -> None:
     marker = origin.clear_log_marker()
     status, body, content_type = _raw_get(mirror, f"{path}?ns={origin.host}")
     assert status == 400, body
@@ -266,8 +285,9 @@ def test_invalid_names_and_digests_are_400(path: str, code: str, mirror: MirrorP
     assert origin.entries_since(marker) == []
 
 
-def test_oversized_manifest_is_refused_and_not_cached(mirror_process: MirrorFactory, origin: OriginRegistry,
-                                                      tmp_path: Path) -> None:
+def test_oversized_manifest_is_refused_and_not_cached(
+    mirror_process: MirrorFactory, origin: OriginRegistry, tmp_path: Path
+) -> None:
     # docker-registry 2.8.2 itself refuses to store a manifest over 4 MiB ("request body too
     # large"), so the mirror's cap is lowered to 64 KiB and the origin holds a 100 KiB manifest.
     mirror = start_mirror(mirror_process, origin, tmp_path, extra_toml="manifest_max_bytes = 65536")
@@ -278,16 +298,20 @@ def test_oversized_manifest_is_refused_and_not_cached(mirror_process: MirrorFact
 
 def _check_oversized(client: httpx.Client, mirror: MirrorProcess, origin: OriginRegistry) -> None:
     config = push_blob(origin, "test/huge", b"{}")
-    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config,
-                           "size": 2},
-                "layers": [], "annotations": {"padding": "x" * (100 << 10)}}
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2},
+        "layers": [],
+        "annotations": {"padding": "x" * (100 << 10)},
+    }
     body = json.dumps(manifest).encode()
     digest = push_manifest(origin, "test/huge", "v1", body, OCI_MANIFEST)
     marker = origin.clear_log_marker()
     for reference in ("v1", digest, "v1"):
-        response = client.get(f"/v2/test/huge/manifests/{reference}", params=ns(origin),
-                              headers={"Accept": OCI_MANIFEST})
+        response = client.get(
+            f"/v2/test/huge/manifests/{reference}", params=ns(origin), headers={"Accept": OCI_MANIFEST}
+        )
         assert 400 <= response.status_code < 600 and response.status_code != 500, response.text
         assert "errors" in response.json()
     assert not cached_blob_path(mirror.cache_dir, digest).exists()

@@ -1,5 +1,6 @@
 """Cache-first: an image whose manifest and blobs are cached keeps being pulled by tag with the
 origin down, after a mirror restart, by any client whose Accept admits the cached manifest."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,18 +22,22 @@ DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 
 def _stale_answers(mirror_url: str, route: str) -> float:
     text = httpx.get(f"{mirror_url}/metrics", timeout=10).text
-    lines = [line for line in text.splitlines() if line.startswith("registry_mirror_stale_answers_total")
-             and f'route="{route}"' in line]
+    lines = [
+        line
+        for line in text.splitlines()
+        if line.startswith("registry_mirror_stale_answers_total") and f'route="{route}"' in line
+    ]
     return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
 
 
 @pytest.mark.parametrize("tag_ttl", ["0s", "1h"], ids=["revalidate-stale", "fresh"])
-def test_pull_by_tag_after_restart_with_origin_down(tag_ttl: str, containerd: ContainerdDaemon,
-                                                    mirror_process: MirrorFactory, origin_factory,
-                                                    tmp_path: Path) -> None:
+def test_pull_by_tag_after_restart_with_origin_down(
+    tag_ttl: str, containerd: ContainerdDaemon, mirror_process: MirrorFactory, origin_factory, tmp_path: Path
+) -> None:
     origin = origin_factory()
-    image = push_multilayer_image(origin, "test/cachefirst", "v1", (300 << 10, 200 << 10), seed=f"cf-{tag_ttl}",
-                                  workdir=tmp_path)
+    image = push_multilayer_image(
+        origin, "test/cachefirst", "v1", (300 << 10, 200 << 10), seed=f"cf-{tag_ttl}", workdir=tmp_path
+    )
     mirror = start_mirror(mirror_process, origin, tmp_path, extra_toml=f'tag_ttl = "{tag_ttl}"')
     write_hosts_toml(containerd.hosts_dir, origin.host, mirror.url, server_url=origin.url)
     containerd.ctr_pull(image.ref)  # everything cached through the mirror

@@ -1,5 +1,6 @@
 """Crash safety: `kill -9` of the mirror in the middle of a fill, a restart on the same cache, and
 `registry-mirror cache verify` finding (and quarantining) a corrupted cached blob."""
+
 from __future__ import annotations
 
 import os
@@ -44,13 +45,11 @@ def _wait_partial_temp_file(cache_dir: Path, timeout: float = 20.0) -> Path:
 
 
 def _cache_verify(cache_dir: Path) -> tuple[int, str]:
-    result = run([mirror_binary(), "cache", "verify", "--cache-dir", str(cache_dir)], check=False,
-                 timeout=120)
+    result = run([mirror_binary(), "cache", "verify", "--cache-dir", str(cache_dir)], check=False, timeout=120)
     return result.returncode, result.stdout + result.stderr
 
 
-def test_kill9_mid_fill_then_restart_and_verify(mirror_process: MirrorFactory, origin_factory,
-                                               tmp_path: Path) -> None:
+def test_kill9_mid_fill_then_restart_and_verify(mirror_process: MirrorFactory, origin_factory, tmp_path: Path) -> None:
     origin: OriginRegistry = origin_factory()
     source = write_random_file(tmp_path / "big.bin", BLOB_SIZE, seed="crash")
     digest = push_blob(origin, "test/crash", source)

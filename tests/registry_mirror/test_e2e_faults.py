@@ -1,5 +1,6 @@
 """Faults at the origin, seen through a real mirror: a corrupt blob, an origin killed mid-body, an
 origin that is down, and tags served stale (with 404s remembered) while it is gone."""
+
 from __future__ import annotations
 
 import json
@@ -46,15 +47,21 @@ def _read_all(client: httpx.Client, url: str, params: dict[str, str]) -> tuple[s
 
 def _tiny_manifest(origin: OriginRegistry, repo: str, tag: str, note: str) -> str:
     config = push_blob(origin, repo, b"{}")
-    body = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                       "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                                  "digest": config, "size": 2},
-                       "layers": [], "annotations": {"note": note}}).encode()
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2},
+            "layers": [],
+            "annotations": {"note": note},
+        }
+    ).encode()
     return push_manifest(origin, repo, tag, body, OCI_MANIFEST)
 
 
-def test_corrupt_origin_blob_is_aborted_and_not_cached(mirror_process: MirrorFactory, origin_factory,
-                                                       tmp_path: Path) -> None:
+def test_corrupt_origin_blob_is_aborted_and_not_cached(
+    mirror_process: MirrorFactory, origin_factory, tmp_path: Path
+) -> None:
     origin = origin_factory()
     source = write_random_file(tmp_path / "blob.bin", 3 << 20, seed="flip")
     digest = push_blob(origin, "test/flip", source)
@@ -80,8 +87,9 @@ def test_corrupt_origin_blob_is_aborted_and_not_cached(mirror_process: MirrorFac
         assert origin.blob_requests(digest, since=marker) == []  # served from the cache
 
 
-def test_origin_killed_mid_body_gives_incomplete_transfer(mirror_process: MirrorFactory, origin_factory,
-                                                          tmp_path: Path) -> None:
+def test_origin_killed_mid_body_gives_incomplete_transfer(
+    mirror_process: MirrorFactory, origin_factory, tmp_path: Path
+) -> None:
     origin = origin_factory()
     source = write_random_file(tmp_path / "big.bin", 64 << 20, seed="kill")
     digest = push_blob(origin, "test/kill", source)
@@ -100,30 +108,29 @@ def test_origin_killed_mid_body_gives_incomplete_transfer(mirror_process: Mirror
     assert not cached_blob_path(mirror.cache_dir, digest).exists()
 
 
-def test_origin_down_gives_a_fast_oci_error(mirror_process: MirrorFactory, origin_factory,
-                                            tmp_path: Path) -> None:
+def test_origin_down_gives_a_fast_oci_error(mirror_process: MirrorFactory, origin_factory, tmp_path: Path) -> None:
     origin = origin_factory()
     mirror = start_mirror(mirror_process, origin, tmp_path)
     origin.stop()
     # A client timeout well under containerd's 30 s bounds the test: a hanging mirror fails it.
     with httpx.Client(base_url=mirror.url, timeout=10) as client:
-        for path in ("/v2/test/app/manifests/v1", "/v2/test/app/blobs/sha256:" + "1" * 64,
-                     "/v2/test/app/tags/list"):
+        for path in ("/v2/test/app/manifests/v1", "/v2/test/app/blobs/sha256:" + "1" * 64, "/v2/test/app/tags/list"):
             for method in ("GET", "HEAD"):
-                response = client.request(method, path, params=ns(origin),
-                                          headers={"Accept": OCI_MANIFEST})
+                response = client.request(method, path, params=ns(origin), headers={"Accept": OCI_MANIFEST})
                 assert response.status_code in (502, 503, 504), (method, path, response.status_code)
                 if method == "GET":
                     assert response.json()["errors"][0]["code"] == "UPSTREAM_UNAVAILABLE"
     assert_no_server_errors(mirror)
 
 
-def test_stale_tag_while_origin_down_and_negative_answers(mirror_process: MirrorFactory, origin_factory,
-                                                          tmp_path: Path) -> None:
+def test_stale_tag_while_origin_down_and_negative_answers(
+    mirror_process: MirrorFactory, origin_factory, tmp_path: Path
+) -> None:
     origin = origin_factory()
     digest = _tiny_manifest(origin, "test/stale", "v1", "stale")
-    mirror = start_mirror(mirror_process, origin, tmp_path,
-                          extra_toml='tag_ttl = "1s"\nnegative_ttl = "1s"\nmax_stale = "1h"')
+    mirror = start_mirror(
+        mirror_process, origin, tmp_path, extra_toml='tag_ttl = "1s"\nnegative_ttl = "1s"\nmax_stale = "1h"'
+    )
     headers = {"Accept": OCI_MANIFEST}
     with httpx.Client(base_url=mirror.url, headers=headers, timeout=10) as client:
         manifest_url = "/v2/test/stale/manifests/v1"

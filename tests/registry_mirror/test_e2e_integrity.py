@@ -1,6 +1,7 @@
 """Cached bytes that rot or change behind the cache's back are caught, quarantined and fetched
 again: a byte flipped, a file truncated, a file grown, each with and without a mirror restart;
 the background scrubber; `cache verify` beside the mirror serving the same blob."""
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,9 @@ BLOB_SIZE = 9 << 20  # several 4 MiB reads and a ragged end
 NO_SCRUB = 'scrub_rate = "0"'
 
 
-def _setup(mirror_process: MirrorFactory, origin_factory, tmp_path: Path, seed: str,
-           cache_toml: str = NO_SCRUB) -> tuple[OriginRegistry, MirrorProcess, str, str]:
+def _setup(
+    mirror_process: MirrorFactory, origin_factory, tmp_path: Path, seed: str, cache_toml: str = NO_SCRUB
+) -> tuple[OriginRegistry, MirrorProcess, str, str]:
     origin = origin_factory()
     source = write_random_file(tmp_path / f"{seed}.bin", BLOB_SIZE + 12345, seed=seed)
     digest = push_blob(origin, "test/integrity", source)
@@ -68,8 +70,11 @@ def _corrupt(path: Path, kind: str) -> None:
 
 def _corrupt_count(mirror: MirrorProcess, stage: str) -> float:
     text = httpx.get(f"{mirror.url}/metrics", timeout=10).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("registry_mirror_cache_corrupt_blobs_total{") and f'stage="{stage}"' in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("registry_mirror_cache_corrupt_blobs_total{") and f'stage="{stage}"' in line
+    )
 
 
 def _quarantined(mirror: MirrorProcess, digest: str) -> bool:
@@ -78,8 +83,9 @@ def _quarantined(mirror: MirrorProcess, digest: str) -> bool:
 
 @pytest.mark.parametrize("restart", [False, True], ids=["running", "restarted"])
 @pytest.mark.parametrize("kind", ["flip", "truncate", "grow"])
-def test_corrupted_cache_file_is_caught_and_refetched(kind: str, restart: bool, mirror_process: MirrorFactory,
-                                                     origin_factory, tmp_path: Path) -> None:
+def test_corrupted_cache_file_is_caught_and_refetched(
+    kind: str, restart: bool, mirror_process: MirrorFactory, origin_factory, tmp_path: Path
+) -> None:
     origin, mirror, digest, url = _setup(mirror_process, origin_factory, tmp_path, f"{kind}-{restart}")
     size = BLOB_SIZE + 12345
     _corrupt(cached_blob_path(mirror.cache_dir, digest), kind)
@@ -116,8 +122,9 @@ def test_corrupted_cache_file_is_caught_and_refetched(kind: str, restart: bool, 
     assert_no_server_errors(mirror)
 
 
-def test_range_of_unverified_blob_waits_for_verification(mirror_process: MirrorFactory, origin_factory,
-                                                         tmp_path: Path) -> None:
+def test_range_of_unverified_blob_waits_for_verification(
+    mirror_process: MirrorFactory, origin_factory, tmp_path: Path
+) -> None:
     origin, mirror, digest, url = _setup(mirror_process, origin_factory, tmp_path, "range")
     _corrupt(cached_blob_path(mirror.cache_dir, digest), "flip")
     mirror.restart()
@@ -131,8 +138,9 @@ def test_range_of_unverified_blob_waits_for_verification(mirror_process: MirrorF
 
 
 def test_scrubber_finds_rot_nobody_read(mirror_process: MirrorFactory, origin_factory, tmp_path: Path) -> None:
-    origin, mirror, digest, url = _setup(mirror_process, origin_factory, tmp_path, "scrub",
-                                         cache_toml='scrub_rate = "64MiB"')
+    origin, mirror, digest, url = _setup(
+        mirror_process, origin_factory, tmp_path, "scrub", cache_toml='scrub_rate = "64MiB"'
+    )
     path = cached_blob_path(mirror.cache_dir, digest)
     _corrupt(path, "flip")
     deadline = time.monotonic() + 30
@@ -148,12 +156,12 @@ def test_scrubber_finds_rot_nobody_read(mirror_process: MirrorFactory, origin_fa
 
 
 def _cache_verify(cache_dir: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([mirror_binary(), "cache", "verify", "--cache-dir", str(cache_dir)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [mirror_binary(), "cache", "verify", "--cache-dir", str(cache_dir)], capture_output=True, text=True, timeout=120
+    )
 
 
-def test_cache_verify_beside_the_running_mirror(mirror_process: MirrorFactory, origin_factory,
-                                               tmp_path: Path) -> None:
+def test_cache_verify_beside_the_running_mirror(mirror_process: MirrorFactory, origin_factory, tmp_path: Path) -> None:
     origin, mirror, digest, url = _setup(mirror_process, origin_factory, tmp_path, "verify")
     size = BLOB_SIZE + 12345
     # A reader mid-way through the blob while verify runs: it completes, right.
@@ -178,12 +186,15 @@ def test_cache_verify_beside_the_running_mirror(mirror_process: MirrorFactory, o
     assert_no_server_errors(mirror)
 
 
-def test_cache_verify_refuses_a_mirror_without_admin(mirror_process: MirrorFactory, origin_factory,
-                                                    tmp_path: Path) -> None:
+def test_cache_verify_refuses_a_mirror_without_admin(
+    mirror_process: MirrorFactory, origin_factory, tmp_path: Path
+) -> None:
     origin = origin_factory()
     mirror = start_mirror(mirror_process, origin, tmp_path, extra_args=["--admin-listen", ""])
     result = _cache_verify(mirror.cache_dir)
     assert result.returncode == 2
-    assert result.stderr == (f"registry-mirror: error: the cache dir is served by registry-mirror pid "
-                             f"{mirror.process.pid} with its admin API off: enable admin.listen, or stop it, "
-                             "and run cache verify again\n")
+    assert result.stderr == (
+        f"registry-mirror: error: the cache dir is served by registry-mirror pid "
+        f"{mirror.process.pid} with its admin API off: enable admin.listen, or stop it, "
+        "and run cache verify again\n"
+    )

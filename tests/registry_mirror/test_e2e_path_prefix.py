@@ -1,5 +1,6 @@
 """A mirror served under a URL path prefix (`--path-prefix /mirror`), pulled by containerd both ways
 hosts.toml can name it: containerd's default (it appends `/v2`) and `override_path = true`."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -21,17 +22,30 @@ from tests.support.origin import OriginRegistry
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("mirror_path,override_path", [
-    ("/mirror", False),      # containerd requests /mirror/v2/<name>/...
-    ("/mirror", True),       # containerd requests /mirror/<name>/... as written
-    ("/mirror/v2", True),    # the other common spelling of override_path
-])
-def test_ctr_pull_through_prefixed_mirror(mirror_path: str, override_path: bool, containerd: ContainerdDaemon,
-                                          prefixed_mirror: Callable[..., PrefixedMirror], origin: OriginRegistry,
-                                          images: TestImages) -> None:
+@pytest.mark.parametrize(
+    "mirror_path,override_path",
+    [
+        ("/mirror", False),  # containerd requests /mirror/v2/<name>/...
+        ("/mirror", True),  # containerd requests /mirror/<name>/... as written
+        ("/mirror/v2", True),  # the other common spelling of override_path
+    ],
+)
+def test_ctr_pull_through_prefixed_mirror(
+    mirror_path: str,
+    override_path: bool,
+    containerd: ContainerdDaemon,
+    prefixed_mirror: Callable[..., PrefixedMirror],
+    origin: OriginRegistry,
+    images: TestImages,
+) -> None:
     mirror = prefixed_mirror(origin, "/mirror")
-    write_hosts_toml(containerd.hosts_dir, origin.host, f"{mirror.url}{mirror_path}", server_url=origin.url,
-                     override_path=override_path)
+    write_hosts_toml(
+        containerd.hosts_dir,
+        origin.host,
+        f"{mirror.url}{mirror_path}",
+        server_url=origin.url,
+        override_path=override_path,
+    )
     marker = origin.clear_log_marker()
     containerd.ctr_pull(images.docker.ref)
     gets = origin.blob_gets(since=marker)
@@ -40,8 +54,9 @@ def test_ctr_pull_through_prefixed_mirror(mirror_path: str, override_path: bool,
     assert all(e.user_agent.startswith(MIRROR_USER_AGENT) for e in gets)
 
 
-def test_prefixed_mirror_refuses_unprefixed_paths(prefixed_mirror: Callable[..., PrefixedMirror], origin: OriginRegistry,
-                                                  images: TestImages) -> None:
+def test_prefixed_mirror_refuses_unprefixed_paths(
+    prefixed_mirror: Callable[..., PrefixedMirror], origin: OriginRegistry, images: TestImages
+) -> None:
     mirror = prefixed_mirror(origin, "/mirror")
     manifest = f"{images.app.repo}/manifests/{images.app.tag}"
     # Without an Accept naming OCI types docker-registry answers 404 for an OCI image.

@@ -1,6 +1,7 @@
 """Clients that send no `?ns=` (podman, CRI-O, buildah) name the upstream as the first path component:
 real podman with a private registries.conf mirror `location = "MIRROR/<upstream>"` pulls with every
 blob coming through the mirror, and the blocklist sees the routed name."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,11 +34,13 @@ insecure = true
     return path
 
 
-def test_podman_pulls_through_a_path_routed_upstream(mirror_process: MirrorFactory, origin: OriginRegistry,
-                                                     images: TestImages, tmp_path: Path) -> None:
+def test_podman_pulls_through_a_path_routed_upstream(
+    mirror_process: MirrorFactory, origin: OriginRegistry, images: TestImages, tmp_path: Path
+) -> None:
     # The default upstream is a dead port: only path routing can reach the origin.
-    mirror = mirror_process({UPSTREAM: origin.url, "default.test": "http://127.0.0.1:9"},
-                            extra_args=["--default-upstream", "default.test"])
+    mirror = mirror_process(
+        {UPSTREAM: origin.url, "default.test": "http://127.0.0.1:9"}, extra_args=["--default-upstream", "default.test"]
+    )
     conf = _registries_conf(tmp_path / "registries.conf", origin, mirror.host)
     marker = origin.clear_log_marker()
     podman_pull(images.app.ref, conf, tmp_path / "podman")
@@ -48,7 +51,8 @@ def test_podman_pulls_through_a_path_routed_upstream(mirror_process: MirrorFacto
 
 
 def test_path_routing_only_for_configured_names_and_the_blocklist_sees_the_route(
-        mirror_process: MirrorFactory, origin: OriginRegistry, images: TestImages, tmp_path: Path) -> None:
+    mirror_process: MirrorFactory, origin: OriginRegistry, images: TestImages, tmp_path: Path
+) -> None:
     config = tmp_path / "mirror.toml"
     config.write_text(f"""builtin_upstreams = false
 default_upstream = "{UPSTREAM}"
@@ -60,7 +64,9 @@ repository = "test/docker"
 reason = "INC-1: blocked"
 """)
     mirror = mirror_process({}, extra_args=["--config", str(config)])
-    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"}
+    accept = {
+        "Accept": "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+    }
     with httpx.Client(base_url=mirror.url, timeout=30, headers=accept) as client:
         routed = client.get(f"/v2/{UPSTREAM}/test/app/manifests/v1")
         assert routed.status_code == 200 and routed.headers["Docker-Content-Digest"] == images.app.manifest.digest

@@ -4,6 +4,7 @@ The origin's own access log is the proof: every blob GET it answered came from t
 agent, a second pull into an empty containerd store reached it for no blob at all, and with the
 mirror stopped containerd fell back to it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,9 +32,14 @@ def _assert_blobs_came_through_mirror(origin: OriginRegistry, marker: int, image
 
 
 @pytest.mark.parametrize("which", ["app", "docker", "multi"])
-def test_ctr_pull_through_mirror_then_from_cache(which: str, containerd: ContainerdDaemon,
-                                                 mirror_process: MirrorFactory, origin: OriginRegistry,
-                                                 images: TestImages, tmp_path: Path) -> None:
+def test_ctr_pull_through_mirror_then_from_cache(
+    which: str,
+    containerd: ContainerdDaemon,
+    mirror_process: MirrorFactory,
+    origin: OriginRegistry,
+    images: TestImages,
+    tmp_path: Path,
+) -> None:
     mirror = start_mirror(mirror_process, origin, tmp_path)
     write_hosts_toml(containerd.hosts_dir, origin.host, mirror.url, server_url=origin.url)
     image = _pulled_image(images, which)
@@ -55,8 +61,12 @@ def test_ctr_pull_through_mirror_then_from_cache(which: str, containerd: Contain
 
 
 def test_containerd_falls_back_to_origin_when_mirror_is_down(
-        containerd: ContainerdDaemon, mirror_process: MirrorFactory, origin: OriginRegistry,
-        images: TestImages, tmp_path: Path) -> None:
+    containerd: ContainerdDaemon,
+    mirror_process: MirrorFactory,
+    origin: OriginRegistry,
+    images: TestImages,
+    tmp_path: Path,
+) -> None:
     mirror = start_mirror(mirror_process, origin, tmp_path)
     write_hosts_toml(containerd.hosts_dir, origin.host, mirror.url, server_url=origin.url)
     mirror.stop()
@@ -68,8 +78,13 @@ def test_containerd_falls_back_to_origin_when_mirror_is_down(
     assert containerd.cri_pull(images.docker.ref) == images.docker.config.digest
 
 
-def test_cri_pull_through_mirror(containerd: ContainerdDaemon, mirror_process: MirrorFactory,
-                                 origin: OriginRegistry, images: TestImages, tmp_path: Path) -> None:
+def test_cri_pull_through_mirror(
+    containerd: ContainerdDaemon,
+    mirror_process: MirrorFactory,
+    origin: OriginRegistry,
+    images: TestImages,
+    tmp_path: Path,
+) -> None:
     mirror = start_mirror(mirror_process, origin, tmp_path)
     write_hosts_toml(containerd.hosts_dir, origin.host, mirror.url, server_url=origin.url)
     marker = origin.clear_log_marker()
@@ -80,8 +95,9 @@ def test_cri_pull_through_mirror(containerd: ContainerdDaemon, mirror_process: M
     assert manifests and all(e.user_agent.startswith(MIRROR_USER_AGENT) for e in manifests)
 
 
-def test_skopeo_copy_through_mirror(mirror_process: MirrorFactory, origin: OriginRegistry,
-                                    images: TestImages, tmp_path: Path) -> None:
+def test_skopeo_copy_through_mirror(
+    mirror_process: MirrorFactory, origin: OriginRegistry, images: TestImages, tmp_path: Path
+) -> None:
     mirror = start_mirror(mirror_process, origin, tmp_path)  # no ?ns=: the default upstream
     for image in (images.app, images.docker):
         marker = origin.clear_log_marker()
@@ -95,8 +111,9 @@ def test_skopeo_copy_through_mirror(mirror_process: MirrorFactory, origin: Origi
     assert origin.blob_requests(since=marker) == []
 
 
-def test_oras_pull_artifact_through_mirror(mirror_process: MirrorFactory, origin: OriginRegistry,
-                                           images: TestImages, tmp_path: Path) -> None:
+def test_oras_pull_artifact_through_mirror(
+    mirror_process: MirrorFactory, origin: OriginRegistry, images: TestImages, tmp_path: Path
+) -> None:
     mirror = start_mirror(mirror_process, origin, tmp_path)
     marker = origin.clear_log_marker()
     pulled = oras_pull(f"{mirror.host}/{images.artifact.repo}:{images.artifact.tag}", tmp_path / "oras")

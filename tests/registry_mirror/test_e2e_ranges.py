@@ -1,5 +1,6 @@
 """Range fills against real origins: docker-registry, nginx without Range support, nginx capping
 each connection, nginx serving wrong bytes; real aria2c with eight connections as the client."""
+
 from __future__ import annotations
 
 import hashlib
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.integration
 MiB = 1 << 20
 BLOB_SIZE = 24 * MiB
 # Small thresholds so a 24 MiB blob takes every path the 64 MiB default gives big blobs.
-RANGES_TOML = "max_parallel_ranges = 4\nparallel_range_min_size = \"4MiB\"\n"
+RANGES_TOML = 'max_parallel_ranges = 4\nparallel_range_min_size = "4MiB"\n'
 
 
 def _mirror_for(factory: MirrorFactory, origin: object, workdir: Path) -> object:
@@ -39,8 +40,9 @@ def _pushed(origin: OriginRegistry, tmp_path: Path, repo: str, seed: str) -> tup
     return digest, data
 
 
-def test_cold_range_of_the_tail_is_fetched_first(mirror_process: MirrorFactory, origin: OriginRegistry,
-                                                 tmp_path: Path) -> None:
+def test_cold_range_of_the_tail_is_fetched_first(
+    mirror_process: MirrorFactory, origin: OriginRegistry, tmp_path: Path
+) -> None:
     digest, data = _pushed(origin, tmp_path, "test/ranges", "tail")
     mirror = _mirror_for(mirror_process, origin, tmp_path)
     marker = origin.clear_log_marker()
@@ -101,8 +103,9 @@ def test_wrong_bytes_from_the_origin_abort_and_cache_nothing(mirror_process: Mir
         front.stop()
 
 
-def test_capped_origin_gets_parallel_ranges(mirror_process: MirrorFactory, origin: OriginRegistry,
-                                            tmp_path: Path) -> None:
+def test_capped_origin_gets_parallel_ranges(
+    mirror_process: MirrorFactory, origin: OriginRegistry, tmp_path: Path
+) -> None:
     digest, _ = _pushed(origin, tmp_path, "test/capped", "capped")
     front = NginxServer.proxy(tmp_path / "nginx", origin.url, "limit_rate 4m;").start()
     try:
@@ -119,25 +122,42 @@ def test_capped_origin_gets_parallel_ranges(mirror_process: MirrorFactory, origi
         front.stop()
 
 
-def test_aria2c_with_eight_connections_cold(mirror_process: MirrorFactory, origin: OriginRegistry,
-                                            tmp_path: Path) -> None:
+def test_aria2c_with_eight_connections_cold(
+    mirror_process: MirrorFactory, origin: OriginRegistry, tmp_path: Path
+) -> None:
     digest, _ = _pushed(origin, tmp_path, "test/aria", "aria")
     mirror = _mirror_for(mirror_process, origin, tmp_path)
     marker = origin.clear_log_marker()
     out = tmp_path / "out"
     url = f"{mirror.url}/v2/test/aria/blobs/{digest}?ns={origin.host}"  # type: ignore[attr-defined]
     subprocess.run(
-        [require_binary("aria2c"), "-x8", "-s8", "-k1M", "--file-allocation=none", "--allow-overwrite=true",
-         "--console-log-level=warn", "--summary-interval=0", "-d", str(out), "-o", "blob", url],
-        check=True, timeout=120, capture_output=True,
+        [
+            require_binary("aria2c"),
+            "-x8",
+            "-s8",
+            "-k1M",
+            "--file-allocation=none",
+            "--allow-overwrite=true",
+            "--console-log-level=warn",
+            "--summary-interval=0",
+            "-d",
+            str(out),
+            "-o",
+            "blob",
+            url,
+        ],
+        check=True,
+        timeout=120,
+        capture_output=True,
     )
     assert f"sha256:{hashlib.sha256((out / 'blob').read_bytes()).hexdigest()}" == digest
     wait_cached(mirror.cache_dir, digest)  # type: ignore[attr-defined]
     assert sum(g.bytes for g in origin.blob_gets(digest, since=marker)) == BLOB_SIZE  # each byte once
 
 
-def test_clients_leaving_mid_body_never_corrupt_other_connections(mirror_process: MirrorFactory,
-                                                                  origin: OriginRegistry, tmp_path: Path) -> None:
+def test_clients_leaving_mid_body_never_corrupt_other_connections(
+    mirror_process: MirrorFactory, origin: OriginRegistry, tmp_path: Path
+) -> None:
     # sendfile runs on a thread: a connection closed under it must never let its bytes reach the
     # next connection that gets the same descriptor number (seen with aria2c before the fix).
     import concurrent.futures

@@ -2,6 +2,7 @@
 signer in tests/support/cosign_signer.py), a real docker-registry origin, a real mirror process,
 pulled by ctr and skopeo. Unsigned, other-key, replayed and tampered signatures are refused, and
 a refused image's blobs are not served under its repository."""
+
 from __future__ import annotations
 
 import json
@@ -59,15 +60,27 @@ def signed_images(origin: OriginRegistry, tmp_path_factory: pytest.TempPathFacto
     stranger.attach(origin, other_key.repo, other_key.manifest.digest)
     replayed = image("signed/replayed", "sig-replayed")
     app_payload = simple_signing_payload(f"{origin.host}/{signed.repo}", signed.manifest.digest)
-    trusted.attach(origin, replayed.repo, signed.manifest.digest, payload=app_payload,
-                   signature=trusted.sign(app_payload), under=replayed.manifest.digest)
+    trusted.attach(
+        origin,
+        replayed.repo,
+        signed.manifest.digest,
+        payload=app_payload,
+        signature=trusted.sign(app_payload),
+        under=replayed.manifest.digest,
+    )
     tampered = image("signed/tampered", "sig-tampered")
     honest = simple_signing_payload(f"{origin.host}/{tampered.repo}", tampered.manifest.digest)
-    trusted.attach(origin, tampered.repo, tampered.manifest.digest,
-                   payload=honest.replace(b"signed/tampered", b"signed/tampereD"), signature=trusted.sign(honest))
+    trusted.attach(
+        origin,
+        tampered.repo,
+        tampered.manifest.digest,
+        payload=honest.replace(b"signed/tampered", b"signed/tampereD"),
+        signature=trusted.sign(honest),
+    )
     warned = image("warned/app", "sig-warned")
-    return SignedImages(signed, multi, unsigned, other_key, replayed, tampered, warned,
-                        trusted.write_public_key(work / "cosign.pub"))
+    return SignedImages(
+        signed, multi, unsigned, other_key, replayed, tampered, warned, trusted.write_public_key(work / "cosign.pub")
+    )
 
 
 def policy_config(path: Path, upstream: str, key: Path) -> Path:
@@ -84,16 +97,22 @@ def policy_config(path: Path, upstream: str, key: Path) -> Path:
 
 
 @pytest.fixture
-def policy_mirror(origin: OriginRegistry, signed_images: SignedImages, mirror_process: MirrorFactory,
-                  tmp_path: Path) -> MirrorProcess:
+def policy_mirror(
+    origin: OriginRegistry, signed_images: SignedImages, mirror_process: MirrorFactory, tmp_path: Path
+) -> MirrorProcess:
     config = policy_config(tmp_path / "policy.toml", origin.host, signed_images.public_key)
     return mirror_process({origin.host: origin.url}, ["--config", str(config)])
 
 
-def _manifest(client: httpx.Client, image: PushedImage | PushedIndex, ref: str | None = None,
-              method: str = "GET") -> httpx.Response:
-    return client.request(method, f"/v2/{image.repo}/manifests/{ref or image.tag}",
-                          params={"ns": image.registry}, headers={"Accept": ACCEPT})
+def _manifest(
+    client: httpx.Client, image: PushedImage | PushedIndex, ref: str | None = None, method: str = "GET"
+) -> httpx.Response:
+    return client.request(
+        method,
+        f"/v2/{image.repo}/manifests/{ref or image.tag}",
+        params={"ns": image.registry},
+        headers={"Accept": ACCEPT},
+    )
 
 
 def _blob(client: httpx.Client, image: PushedImage, digest: str) -> httpx.Response:
@@ -168,7 +187,9 @@ def test_signed_images_are_served_and_every_bad_signature_refused(
     verdicts = {line.get("signature") for line in _access_lines(policy_mirror, "/manifests/")}
     assert verdicts == {"verified", "refused", "warned", None}  # None: the signature manifest
     assert {line.get("signature") for line in _access_lines(policy_mirror, "/blobs/")} == {None, "refused"}
-    assert all(line.get("signature_policy") in (POLICY, "audit") for line in _access_lines(policy_mirror, "/manifests/v1"))
+    assert all(
+        line.get("signature_policy") in (POLICY, "audit") for line in _access_lines(policy_mirror, "/manifests/v1")
+    )
 
 
 def test_a_warm_pull_costs_no_verification_and_no_signature_requests(
@@ -227,11 +248,13 @@ def test_skopeo_copies_signed_images_and_is_refused_the_rest(
     policy_mirror: MirrorProcess, signed_images: SignedImages, tmp_path: Path
 ) -> None:
     src = f"docker://{policy_mirror.host}"  # no ?ns=: the default upstream, the origin
-    copied = skopeo(["copy", "--src-tls-verify=false", f"{src}/{signed_images.signed.repo}:v1",
-                     f"oci:{tmp_path / 'ok'}:v1"])
+    copied = skopeo(
+        ["copy", "--src-tls-verify=false", f"{src}/{signed_images.signed.repo}:v1", f"oci:{tmp_path / 'ok'}:v1"]
+    )
     assert copied.returncode == 0
     for image in (signed_images.other_key, signed_images.tampered):
-        refused = skopeo(["copy", "--src-tls-verify=false", f"{src}/{image.repo}:v1", f"oci:{tmp_path / 'no'}:v1"],
-                         check=False)
+        refused = skopeo(
+            ["copy", "--src-tls-verify=false", f"{src}/{image.repo}:v1", f"oci:{tmp_path / 'no'}:v1"], check=False
+        )
         assert refused.returncode != 0
         assert f"signature policy '{POLICY}' refused {image.manifest.digest}" in refused.stderr, refused.stderr

@@ -1,5 +1,6 @@
 """Single flight, proven by the origin's access log: 16 concurrent cold GETs of one 32 MiB blob make
 exactly one origin GET, and every client gets the whole, right body."""
+
 from __future__ import annotations
 
 import asyncio
@@ -36,8 +37,9 @@ async def _concurrent_gets(base_url: str, url: str, params: dict[str, str]) -> l
         return list(await asyncio.gather(*(_get_digest(client, url, params) for _ in range(CLIENTS))))
 
 
-def test_concurrent_cold_gets_make_one_origin_get(mirror_process: MirrorFactory, origin: OriginRegistry,
-                                                   tmp_path: Path) -> None:
+def test_concurrent_cold_gets_make_one_origin_get(
+    mirror_process: MirrorFactory, origin: OriginRegistry, tmp_path: Path
+) -> None:
     # Fresh random bytes: the blob is cold in every mirror, whatever ran before.
     path = write_random_file(tmp_path / "layer.bin", BLOB_SIZE, seed=tmp_path.name + str(id(tmp_path)))
     digest = push_blob(origin, "test/singleflight", path)
@@ -50,6 +52,8 @@ def test_concurrent_cold_gets_make_one_origin_get(mirror_process: MirrorFactory,
     assert results == [(200, digest, BLOB_SIZE)] * CLIENTS
     gets = origin.blob_gets(digest, since=marker)
     assert len(gets) == 1, gets
-    assert gets[0].status in (200, 206) and gets[0].bytes == BLOB_SIZE and gets[0].user_agent.startswith(MIRROR_USER_AGENT)
+    assert (
+        gets[0].status in (200, 206) and gets[0].bytes == BLOB_SIZE and gets[0].user_agent.startswith(MIRROR_USER_AGENT)
+    )
     assert gets[0].bytes == BLOB_SIZE
     assert [e for e in origin.blob_requests(digest, since=marker) if e.method == "HEAD"] == []

@@ -3,6 +3,7 @@
 Every mirror here runs with `builtin_upstreams = false`: the built-in upstreams point at the
 internet, and a test must never send traffic beyond 127.0.0.0/8.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,8 +26,13 @@ def mirror_config(path: Path, origins: Sequence[OriginRegistry], extra: str = ""
     in `?ns=`), the first as the default; nothing else is configured."""
     lines = ["builtin_upstreams = false", f'default_upstream = "{origins[0].host}"', extra, ""]
     for origin in origins:
-        lines += [f'[upstreams."{origin.host}"]', f'url = "{origin.url}"', "connect_timeout = 2",
-                  "read_timeout = 5", ""]
+        lines += [
+            f'[upstreams."{origin.host}"]',
+            f'url = "{origin.url}"',
+            "connect_timeout = 2",
+            "read_timeout = 5",
+            "",
+        ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     return path
@@ -42,8 +48,7 @@ def start_mirror(
     cache_dir: Path | None = None,
 ) -> MirrorProcess:
     origins = [origins] if isinstance(origins, OriginRegistry) else list(origins)
-    config = mirror_config(workdir / f"mirror-{len(list(workdir.glob('mirror-*.toml')))}.toml",
-                           origins, extra_toml)
+    config = mirror_config(workdir / f"mirror-{len(list(workdir.glob('mirror-*.toml')))}.toml", origins, extra_toml)
     return factory({}, extra_args=["--config", str(config), *extra_args], cache_dir=cache_dir)
 
 
@@ -119,14 +124,24 @@ def wait_cached(cache_dir: Path, digest: str, timeout: float = 20.0) -> Path:
 def origin_blob_data(origin: OriginRegistry, digest: str) -> Path:
     """The file docker-registry's filesystem driver keeps a blob's bytes in."""
     algorithm, hexdigest = digest.split(":")
-    return (origin.workdir / "storage" / "docker" / "registry" / "v2" / "blobs" / algorithm
-            / hexdigest[:2] / hexdigest / "data")
+    return (
+        origin.workdir
+        / "storage"
+        / "docker"
+        / "registry"
+        / "v2"
+        / "blobs"
+        / algorithm
+        / hexdigest[:2]
+        / hexdigest
+        / "data"
+    )
 
 
 def metric_total(metrics_text: str, name: str) -> float:
     """Sum of every sample of `name` (any labels) in a Prometheus text exposition."""
     total = 0.0
     for line in metrics_text.splitlines():
-        if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "):
+        if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " "):
             total += float(line.rsplit(" ", 1)[1])
     return total

@@ -1,6 +1,7 @@
 """Tiered mirrors (node -> regional -> origin): two node mirrors with `--via` the regional mirror make
 one origin fetch per blob between them (the origin's access log), and with the regional mirror down
 a node still pulls, from the origin itself."""
+
 from __future__ import annotations
 
 import hashlib
@@ -35,15 +36,23 @@ def _pull_all(mirror: MirrorProcess, origin: OriginRegistry, image: PushedImage)
 
 def _via_metric(mirror: MirrorProcess, result: str) -> float:
     text = httpx.get(f"{mirror.url}/metrics", timeout=10).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("registry_mirror_via_requests_total") and f'result="{result}"' in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("registry_mirror_via_requests_total") and f'result="{result}"' in line
+    )
 
 
 def test_two_nodes_through_one_regional_mirror_fetch_each_blob_once(
-        mirror_process: MirrorFactory, origin: OriginRegistry, images: TestImages, tmp_path: Path) -> None:
+    mirror_process: MirrorFactory, origin: OriginRegistry, images: TestImages, tmp_path: Path
+) -> None:
     regional = start_mirror(mirror_process, origin, tmp_path / "regional")
-    nodes = [start_mirror(mirror_process, origin, tmp_path / f"node-{i}", extra_args=["--via", f"{origin.host}={regional.url}"])
-             for i in range(2)]
+    nodes = [
+        start_mirror(
+            mirror_process, origin, tmp_path / f"node-{i}", extra_args=["--via", f"{origin.host}={regional.url}"]
+        )
+        for i in range(2)
+    ]
     marker = origin.clear_log_marker()
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(lambda node: _pull_all(node, origin, images.app), nodes))
@@ -54,10 +63,16 @@ def test_two_nodes_through_one_regional_mirror_fetch_each_blob_once(
 
 
 def test_node_pulls_from_the_origin_when_the_regional_mirror_is_down(
-        mirror_process: MirrorFactory, origin: OriginRegistry, images: TestImages, containerd: ContainerdDaemon,
-        tmp_path: Path) -> None:
+    mirror_process: MirrorFactory,
+    origin: OriginRegistry,
+    images: TestImages,
+    containerd: ContainerdDaemon,
+    tmp_path: Path,
+) -> None:
     regional = start_mirror(mirror_process, origin, tmp_path / "regional")
-    node = start_mirror(mirror_process, origin, tmp_path / "node", extra_args=["--via", f"{origin.host}={regional.url}"])
+    node = start_mirror(
+        mirror_process, origin, tmp_path / "node", extra_args=["--via", f"{origin.host}={regional.url}"]
+    )
     regional.stop()
     write_hosts_toml(containerd.hosts_dir, origin.host, node.url, server_url=origin.url)
     marker = origin.clear_log_marker()

@@ -11,8 +11,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from oci.digest import Digest, InvalidDigest
-from registry_mirror import errors
-from registry_mirror.errors import (
+from registry_mirror.api import _errors as errors
+from registry_mirror.api._errors import (
     CODES,
     ErrorCode,
     OCIError,
@@ -125,8 +125,8 @@ def test_invalid_digest_translates_to_digest_invalid() -> None:
 
 def test_an_unsatisfiable_range_translates_to_416_with_the_size() -> None:
     from nvme_cache import RangeNotSatisfiable
-    from registry_mirror.translations import translate
     from oci import UnsatisfiableRange
+    from registry_mirror.api import translate
 
     for exc in (UnsatisfiableRange(10), RangeNotSatisfiable(12, 10)):
         error = translate(exc)

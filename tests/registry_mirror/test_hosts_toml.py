@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from registry_mirror.config_load import InvalidValue
-from registry_mirror.hosts_toml import remove_hosts_dir, render_hosts_toml, write_hosts_dir
-from registry_mirror.settings import BUILTIN_UPSTREAMS
+from registry_mirror.cli._hosts_toml import remove_hosts_dir, render_hosts_toml, write_hosts_dir
+from registry_mirror.config import BUILTIN_UPSTREAMS, InvalidValue
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "hosts.toml.d"
@@ -15,9 +14,7 @@ GOLDEN_MIRROR = "http://127.0.0.1:5000"
 
 
 def files_under(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_golden_files_are_regenerated_byte_for_byte(tmp_path: Path) -> None:
@@ -97,9 +94,7 @@ def test_registry_with_port_gets_its_own_directory(tmp_path: Path) -> None:
         ("docker.io", "http://127.0.0.1:5000", {"X-Ok": "line\nbreak"}),
     ],
 )
-def test_bad_inputs_are_rejected(
-    registry: str, mirror: str, headers: dict[str, str] | None
-) -> None:
+def test_bad_inputs_are_rejected(registry: str, mirror: str, headers: dict[str, str] | None) -> None:
     with pytest.raises(InvalidValue):
         render_hosts_toml(registry, mirror, headers=headers)
 
@@ -112,17 +107,11 @@ def test_containerd_pulls_through_the_rendered_mirror_host(tmp_path: Path) -> No
     from tests.support.net import free_port
     from tests.support.origin import OriginRegistry
 
-    dead = (
-        f"127.0.0.1:{free_port()}"  # the "registry": nothing listens, so only the mirror can serve
-    )
+    dead = f"127.0.0.1:{free_port()}"  # the "registry": nothing listens, so only the mirror can serve
     with OriginRegistry(tmp_path / "origin") as mirror:  # stands in for the mirror
-        image = push_multilayer_image(
-            mirror, "test/app", "v1", [4096], seed="hosts", workdir=tmp_path
-        )
+        image = push_multilayer_image(mirror, "test/app", "v1", [4096], seed="hosts", workdir=tmp_path)
         hosts = tmp_path / "hosts.d"
-        write_hosts_dir(
-            hosts, [dead], mirror.url, servers={dead: f"http://{dead}"}, headers={"X-Test": "1"}
-        )
+        write_hosts_dir(hosts, [dead], mirror.url, servers={dead: f"http://{dead}"}, headers={"X-Test": "1"})
         with ContainerdDaemon(tmp_path / "ctd", hosts_dir=hosts) as containerd:
             containerd.ctr_pull(f"{dead}/test/app:v1")
         pulled = [e for e in mirror.access_log() if e.user_agent.startswith("containerd/")]
@@ -133,8 +122,9 @@ def test_containerd_pulls_through_the_rendered_mirror_host(tmp_path: Path) -> No
 def test_files_with_a_header_are_0600(tmp_path: Path) -> None:
     """Issue 11, item 13: a client token in hosts.toml is readable by root only."""
     plain = write_hosts_dir(tmp_path / "plain", ["docker.io"], GOLDEN_MIRROR)[0]
-    secret = write_hosts_dir(tmp_path / "secret", ["docker.io"], GOLDEN_MIRROR,
-                             headers={"Authorization": "Bearer s3cret"})[0]
+    secret = write_hosts_dir(
+        tmp_path / "secret", ["docker.io"], GOLDEN_MIRROR, headers={"Authorization": "Bearer s3cret"}
+    )[0]
     assert plain.stat().st_mode & 0o777 == 0o644
     assert secret.stat().st_mode & 0o777 == 0o600
     # Rewriting over a 0644 file does not leave it readable either.
@@ -149,6 +139,7 @@ def test_no_fallback_makes_the_mirror_the_only_host() -> None:
     document = tomllib.loads(text)
     assert document["server"] == GOLDEN_MIRROR
     assert document["header"] == {"Authorization": "Bearer t"}
-    assert document["host"] == {GOLDEN_MIRROR: {"capabilities": ["pull", "resolve"],
-                                                "header": {"Authorization": "Bearer t"}}}
+    assert document["host"] == {
+        GOLDEN_MIRROR: {"capabilities": ["pull", "resolve"], "header": {"Authorization": "Bearer t"}}
+    }
     assert "registry-1.docker.io" not in text

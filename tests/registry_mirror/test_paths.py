@@ -16,8 +16,8 @@ from starlette.routing import Route
 
 from oci import UnsatisfiableRange
 from oci.digest import Digest, InvalidDigest
-from registry_mirror.errors import ErrorCode, OCIError, exception_handlers
-from registry_mirror.paths import (
+from registry_mirror.api._errors import ErrorCode, OCIError, exception_handlers
+from registry_mirror.api._paths import (
     ByteRange,
     DistributionRequest,
     normalize_repository,
@@ -358,7 +358,7 @@ def test_byte_range_helpers() -> None:
     with pytest.raises(ValueError):
         ByteRange(2, None).content_range(None)
     assert ByteRange(2, None).resolve(10) == ByteRange(2, 9)
-    with pytest.raises(UnsatisfiableRange):  # oci's; registry_mirror.translations makes it a 416
+    with pytest.raises(UnsatisfiableRange):  # oci's; registry_mirror.api._translations makes it a 416
         ByteRange(10, None).resolve(10)
 
 
@@ -487,15 +487,17 @@ def test_open_range_resolved_later_equals_range_parsed_with_size(start: int, end
 
 
 def test_route_by_path_takes_the_upstream_from_the_first_component() -> None:
-    from registry_mirror.paths import route_by_path
+    from registry_mirror.api._paths import route_by_path
 
     names = frozenset({"quay.io", "docker.io"})
     routed = route_by_path(parse_distribution_path("/v2/quay.io/org/app/manifests/v1", None), names)
     assert (routed.registry, routed.repository, routed.reference) == ("quay.io", "org/app", "v1")
     hub = route_by_path(parse_distribution_path("/v2/docker.io/alpine/manifests/3", None), names)
     assert (hub.registry, hub.repository) == ("docker.io", "alpine")  # library/ is added downstream
-    for path, ns in (("/v2/quay.io/org/app/manifests/v1", "ghcr.io"),  # an ns wins
-                     ("/v2/other.io/org/app/manifests/v1", None),     # not configured: a repository
-                     ("/v2/quay.io/manifests/v1", None)):             # one component: a repository
+    for path, ns in (
+        ("/v2/quay.io/org/app/manifests/v1", "ghcr.io"),  # an ns wins
+        ("/v2/other.io/org/app/manifests/v1", None),  # not configured: a repository
+        ("/v2/quay.io/manifests/v1", None),
+    ):  # one component: a repository
         request = parse_distribution_path(path, ns)
         assert route_by_path(request, names) == request

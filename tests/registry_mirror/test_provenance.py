@@ -1,5 +1,6 @@
 """Cached digests are served to another (upstream, repository) only after that upstream confirms
 the repository holds them (issue 11, item 6). Real docker-registry origins, a real mirror."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,11 +12,11 @@ import httpx
 import pytest
 
 from nvme_cache import Digest
-from registry_mirror.errors import OCIError
-from registry_mirror.provenance import Provenance
-from registry_mirror.settings import UpstreamSettings
-from registry_mirror.upstream import UpstreamClient
-from registry_mirror.upstreams import Target
+from registry_mirror.api import OCIError
+from registry_mirror.config import UpstreamSettings
+from registry_mirror.policy import Provenance
+from registry_mirror.upstream import Target
+from registry_mirror.upstream._client import UpstreamClient
 from tests.conftest import MirrorFactory, TestImages
 from tests.support.images import OCI_MANIFEST, push_blob
 from tests.support.origin import OriginRegistry
@@ -27,7 +28,9 @@ def _heads_and_gets(origin: OriginRegistry, marker: int, digest: str) -> tuple[i
 
 
 def test_cached_digests_need_the_other_upstream_to_confirm(
-    origin: OriginRegistry, images: TestImages, origin_factory: Callable[..., OriginRegistry],
+    origin: OriginRegistry,
+    images: TestImages,
+    origin_factory: Callable[..., OriginRegistry],
     mirror_process: MirrorFactory,
 ) -> None:
     other = origin_factory()
@@ -36,8 +39,12 @@ def test_cached_digests_need_the_other_upstream_to_confirm(
     with mirror.client() as client:
         own = client.get(f"/v2/{images.app.repo}/blobs/{layer.digest}", params={"ns": origin.host})
         assert own.status_code == 200 and len(own.content) == layer.size
-        assert client.get(f"/v2/{images.app.repo}/manifests/v1", params={"ns": origin.host},
-                          headers={"Accept": OCI_MANIFEST}).status_code == 200
+        assert (
+            client.get(
+                f"/v2/{images.app.repo}/manifests/v1", params={"ns": origin.host}, headers={"Accept": OCI_MANIFEST}
+            ).status_code
+            == 200
+        )
 
         # Another upstream, another repository on the same upstream: neither holds it.
         for ns, repo in ((other.host, "any/thing"), (origin.host, "test/not-there")):
@@ -45,8 +52,9 @@ def test_cached_digests_need_the_other_upstream_to_confirm(
                 blob = client.request(method, f"/v2/{repo}/blobs/{layer.digest}", params={"ns": ns})
                 assert blob.status_code == 404, (ns, repo, method)
                 assert layer.size != len(blob.content)
-            by_digest = client.get(f"/v2/{repo}/manifests/{manifest.digest}", params={"ns": ns},
-                                   headers={"Accept": OCI_MANIFEST})
+            by_digest = client.get(
+                f"/v2/{repo}/manifests/{manifest.digest}", params={"ns": ns}, headers={"Accept": OCI_MANIFEST}
+            )
             assert by_digest.status_code == 404, (ns, repo)
         # The upstream that does hold it confirms once (a HEAD), then the cache serves.
         push_blob(other, "team/copy", _layer_bytes(client, images, layer.digest))
@@ -80,8 +88,9 @@ def test_a_confirmation_expires_after_its_ttl(origin: OriginRegistry, tmp_path: 
     now = [1000.0]
     provenance = Provenance(tmp_path / "provenance.sqlite", confirm_ttl=30.0, clock=lambda: now[0])
     provenance.open()
-    client = UpstreamClient(UpstreamSettings(name=origin.host, url=origin.url), max_body_bytes=1 << 20,
-                            chunk_size=1 << 20)
+    client = UpstreamClient(
+        UpstreamSettings(name=origin.host, url=origin.url), max_body_bytes=1 << 20, chunk_size=1 << 20
+    )
     holder, other = Target(client, origin.host, "test/ttl-a"), Target(client, origin.host, "test/ttl-b")
 
     async def scenario() -> None:

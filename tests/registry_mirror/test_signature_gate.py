@@ -1,6 +1,7 @@
 """The signature gate in process, against a real docker-registry (behind nginx where the test
 needs a referrers API, which docker-registry 2.8 lacks, or an outage): verdict caching with an
 injected clock, failed lookups never cached, signatures found through referrers."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from nvme_cache import Digest
-from registry_mirror.app import build_mirror
-from registry_mirror.settings import CacheSettings, Settings, UpstreamSettings
+from registry_mirror.api import Mirror
+from registry_mirror.config._settings import CacheSettings, Settings, UpstreamSettings
+from registry_mirror.runtime import build_mirror
 from registry_mirror.signatures import SignatureGate, SignatureLookup, SignaturePolicy, load_public_key
-from registry_mirror.signatures.gate import policy_version
-from registry_mirror.state import Mirror
+from registry_mirror.signatures._gate import policy_version
 from tests.support.cosign_signer import SIGNATURE_ARTIFACT_TYPE, CosignSigner, simple_signing_payload
 from tests.support.images import OCI_MANIFEST, PushedImage, push_manifest, push_multilayer_image
 from tests.support.nginx import NginxServer
@@ -39,11 +40,16 @@ class Setup:
     upstream: str
 
 
-async def _setup(tmp_path: Path, upstream_host: str, upstream_url: str, signer: CosignSigner,
-                 *, enforce: bool = True) -> Setup:
-    settings = Settings(upstreams=(UpstreamSettings(name=upstream_host, url=upstream_url),),
-                        default_upstream=upstream_host, negative_ttl=0.0, tag_ttl=0.0,
-                        cache=CacheSettings(directory=tmp_path / "cache"))
+async def _setup(
+    tmp_path: Path, upstream_host: str, upstream_url: str, signer: CosignSigner, *, enforce: bool = True
+) -> Setup:
+    settings = Settings(
+        upstreams=(UpstreamSettings(name=upstream_host, url=upstream_url),),
+        default_upstream=upstream_host,
+        negative_ttl=0.0,
+        tag_ttl=0.0,
+        cache=CacheSettings(directory=tmp_path / "cache"),
+    )
     mirror = build_mirror(settings)
     mirror.store.open()
     clock = Clock()
@@ -129,8 +135,14 @@ async def test_signatures_attached_as_referrers_count(
         return {"mediaType": OCI_MANIFEST, "digest": pushed, "size": len(body), "artifactType": SIGNATURE_ARTIFACT_TYPE}
 
     def index(*descriptors: dict[str, object]) -> str:
-        return json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                           "manifests": list(descriptors)}, separators=(",", ":"))
+        return json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": list(descriptors),
+            },
+            separators=(",", ":"),
+        )
 
     # docker-registry 2.8 has no referrers API: nginx answers it, as a 1.1 registry would.
     answers = {
@@ -140,8 +152,10 @@ async def test_signatures_attached_as_referrers_count(
     locations = " ".join(
         f"location = /v2/{repo}/referrers/{digest} {{ default_type application/vnd.oci.image.index.v1+json;"
         f" return 200 '{body}'; }}"
-        for repo, digest, body in ((image.repo, image.manifest.digest, answers[image.manifest.digest]),
-                                   (other.repo, other.manifest.digest, answers[other.manifest.digest]))
+        for repo, digest, body in (
+            (image.repo, image.manifest.digest, answers[image.manifest.digest]),
+            (other.repo, other.manifest.digest, answers[other.manifest.digest]),
+        )
     )
     front = NginxServer.proxy(tmp_path / "front", origin.url, locations).start()
     try:
@@ -157,10 +171,17 @@ async def test_signatures_attached_as_referrers_count(
 def test_the_policy_version_changes_with_anything_a_verdict_depends_on() -> None:
     key = load_public_key(CosignSigner().public_pem())
     base = SignaturePolicy("p", "r.example", ("a/*",), (key,), True)
-    versions = {policy_version([policy]) for policy in (
-        base, replace(base, name="q"), replace(base, repositories=("b/*",)), replace(base, enforce=False),
-        replace(base, keys=(load_public_key(CosignSigner().public_pem()),)), replace(base, upstream="s.example"),
-    )}
+    versions = {
+        policy_version([policy])
+        for policy in (
+            base,
+            replace(base, name="q"),
+            replace(base, repositories=("b/*",)),
+            replace(base, enforce=False),
+            replace(base, keys=(load_public_key(CosignSigner().public_pem()),)),
+            replace(base, upstream="s.example"),
+        )
+    }
     assert len(versions) == 6
     assert policy_version([base]) == policy_version([replace(base)])
 

@@ -1,5 +1,6 @@
 """Start-up failures are one line on stderr and exit 1, before anything logs "ready"; a started
 mirror says who it is (`--version`, `ctl status`)."""
+
 from __future__ import annotations
 
 import socket
@@ -57,9 +58,17 @@ def test_unwritable_cache_dir(tmp_path: Path) -> None:
     readonly = tmp_path / "ro"
     readonly.mkdir()
     # Root writes through permission bits: a read-only mount (in a private mount namespace) it cannot.
-    wrap = ["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o ro tmpfs '{readonly}' && exec \"$0\" \"$@\""]
-    argv = [mirror_binary(), "serve", "--config", str(_config(tmp_path)), "--cache-dir", str(readonly),
-            "--listen", f"127.0.0.1:{free_port()}"]
+    wrap = ["unshare", "-m", "sh", "-c", f'mount -t tmpfs -o ro tmpfs \'{readonly}\' && exec "$0" "$@"']
+    argv = [
+        mirror_binary(),
+        "serve",
+        "--config",
+        str(_config(tmp_path)),
+        "--cache-dir",
+        str(readonly),
+        "--listen",
+        f"127.0.0.1:{free_port()}",
+    ]
     result = subprocess.run([*wrap, *argv], capture_output=True, text=True, timeout=60)
     _assert_one_line(result, f"cache dir {readonly} is not writable: Read-only file system")
 
@@ -67,19 +76,32 @@ def test_unwritable_cache_dir(tmp_path: Path) -> None:
 def test_cache_dir_that_is_a_file(tmp_path: Path) -> None:
     afile = tmp_path / "file"
     afile.write_text("x")
-    _assert_one_line(_serve(tmp_path, afile, "--listen", f"127.0.0.1:{free_port()}"),
-                     f"cache dir {afile} is not a directory")
+    _assert_one_line(
+        _serve(tmp_path, afile, "--listen", f"127.0.0.1:{free_port()}"), f"cache dir {afile} is not a directory"
+    )
 
 
 def test_port_in_use(tmp_path: Path, taken_port: int) -> None:
-    result = _serve(tmp_path, tmp_path / "cache", "--listen", f"127.0.0.1:{taken_port}",
-                    "--admin-listen", f"127.0.0.1:{free_port()}")
+    result = _serve(
+        tmp_path,
+        tmp_path / "cache",
+        "--listen",
+        f"127.0.0.1:{taken_port}",
+        "--admin-listen",
+        f"127.0.0.1:{free_port()}",
+    )
     _assert_one_line(result, f"cannot listen on 127.0.0.1:{taken_port} (listen): address already in use")
 
 
 def test_admin_port_in_use_is_fatal(tmp_path: Path, taken_port: int) -> None:
-    result = _serve(tmp_path, tmp_path / "cache", "--listen", f"127.0.0.1:{free_port()}",
-                    "--admin-listen", f"127.0.0.1:{taken_port}")
+    result = _serve(
+        tmp_path,
+        tmp_path / "cache",
+        "--listen",
+        f"127.0.0.1:{free_port()}",
+        "--admin-listen",
+        f"127.0.0.1:{taken_port}",
+    )
     _assert_one_line(result, f"cannot listen on 127.0.0.1:{taken_port} (admin): address already in use")
 
 
@@ -87,10 +109,17 @@ def test_cache_dir_in_use_by_another_mirror(tmp_path: Path) -> None:
     first = MirrorProcess(tmp_path / "first", {"dead": DEAD}).start()
     try:
         assert first.process is not None
-        result = _serve(tmp_path, first.cache_dir, "--listen", f"127.0.0.1:{free_port()}",
-                        "--admin-listen", f"127.0.0.1:{free_port()}")
-        _assert_one_line(result, f"cache dir {first.cache_dir} is in use by another registry-mirror "
-                                 f"(pid {first.process.pid})")
+        result = _serve(
+            tmp_path,
+            first.cache_dir,
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+            "--admin-listen",
+            f"127.0.0.1:{free_port()}",
+        )
+        _assert_one_line(
+            result, f"cache dir {first.cache_dir} is in use by another registry-mirror (pid {first.process.pid})"
+        )
     finally:
         first.stop()
 
@@ -117,11 +146,13 @@ def test_ready_and_ctl_status_name_the_instance(tmp_path: Path) -> None:
         assert status["address"] == mirror.host and status["version"] == VERSION
         assert status["cache_dir"] == str(mirror.cache_dir) and status["upstream_urls"] == {"dead": DEAD}
         assert status["pid"] == mirror.process.pid and status["uptime_seconds"] >= 0
-        shown = subprocess.run([mirror_binary(), "ctl", "--admin", admin, "status"], capture_output=True, text=True,
-                               timeout=30)
+        shown = subprocess.run(
+            [mirror_binary(), "ctl", "--admin", admin, "status"], capture_output=True, text=True, timeout=30
+        )
         assert shown.returncode == 0, shown.stderr
         assert shown.stdout.splitlines()[0].startswith(
-            f"mirror     {mirror.host} (admin {admin}), version {VERSION}, pid {mirror.process.pid}, up ")
+            f"mirror     {mirror.host} (admin {admin}), version {VERSION}, pid {mirror.process.pid}, up "
+        )
         assert f"cache dir  {mirror.cache_dir}" in shown.stdout
         assert f"upstreams  dead ({DEAD}); default dead" in shown.stdout
     finally:

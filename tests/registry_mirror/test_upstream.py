@@ -29,8 +29,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from registry_mirror.settings import UpstreamSettings
-from registry_mirror.upstream import (
+from registry_mirror.config import UpstreamSettings
+from registry_mirror.upstream._auth import parse_www_authenticate
+from registry_mirror.upstream._client import (
     UpstreamClient,
     UpstreamDenied,
     UpstreamError,
@@ -40,7 +41,6 @@ from registry_mirror.upstream import (
     UpstreamUnauthorized,
     UpstreamUnavailable,
 )
-from registry_mirror.upstream_auth import parse_www_authenticate
 
 pytestmark = pytest.mark.integration
 
@@ -72,8 +72,16 @@ class TokenIssuer:
             access.append({"type": kind, "name": name, "actions": actions.split(",")})
         now = int(time.time())
         header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(self.cert_der).decode()]}
-        claims = {"iss": ISSUER, "sub": USER, "aud": SERVICE, "exp": now + expires_in,
-                  "nbf": now - 10, "iat": now, "jti": os.urandom(8).hex(), "access": access}
+        claims = {
+            "iss": ISSUER,
+            "sub": USER,
+            "aud": SERVICE,
+            "exp": now + expires_in,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": os.urandom(8).hex(),
+            "access": access,
+        }
         signing_input = f"{_b64url(json.dumps(header))}.{_b64url(json.dumps(claims))}"
         signature = self.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
         return f"{signing_input}.{_b64url(signature)}"
@@ -89,8 +97,11 @@ def make_issuer(workdir: Path) -> tuple[TokenIssuer, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test token issuer")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -176,17 +187,30 @@ def push_image(url: str, repo: str, layer: bytes) -> Content:
             location = client.post(f"/v2/{repo}/blobs/uploads/").headers["location"]
             sep = "&" if "?" in location else "?"
             client.put(f"{location}{sep}digest={digest}", content=blob).raise_for_status()
-        manifest = json.dumps({
-            "schemaVersion": 2, "mediaType": MANIFEST_TYPE,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                       "digest": "sha256:" + hashlib.sha256(config).hexdigest(), "size": len(config)},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                        "digest": "sha256:" + hashlib.sha256(layer).hexdigest(), "size": len(layer)}],
-        }).encode()
-        client.put(f"/v2/{repo}/manifests/v1", content=manifest,
-                   headers={"Content-Type": MANIFEST_TYPE}).raise_for_status()
-    return Content(layer, "sha256:" + hashlib.sha256(layer).hexdigest(),
-                   manifest, "sha256:" + hashlib.sha256(manifest).hexdigest())
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": MANIFEST_TYPE,
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+                    "size": len(config),
+                },
+                "layers": [
+                    {
+                        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": "sha256:" + hashlib.sha256(layer).hexdigest(),
+                        "size": len(layer),
+                    }
+                ],
+            }
+        ).encode()
+        client.put(
+            f"/v2/{repo}/manifests/v1", content=manifest, headers={"Content-Type": MANIFEST_TYPE}
+        ).raise_for_status()
+    return Content(
+        layer, "sha256:" + hashlib.sha256(layer).hexdigest(), manifest, "sha256:" + hashlib.sha256(manifest).hexdigest()
+    )
 
 
 @dataclass
@@ -211,13 +235,15 @@ def origins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Origins]:
         open_proc, open_url = start_registry(workdir, "open", storage)
         procs.append(open_proc)
         basic_proc, basic_url = start_registry(
-            workdir, "basic", storage,
-            f"auth: {{htpasswd: {{realm: test-realm, path: {htpasswd}}}}}\n")
+            workdir, "basic", storage, f"auth: {{htpasswd: {{realm: test-realm, path: {htpasswd}}}}}\n"
+        )
         procs.append(basic_proc)
         token_proc, token_url = start_registry(
-            workdir, "token", storage,
-            f"auth: {{token: {{realm: '{realm}', service: {SERVICE}, issuer: {ISSUER}, "
-            f"rootcertbundle: {bundle}}}}}\n")
+            workdir,
+            "token",
+            storage,
+            f"auth: {{token: {{realm: '{realm}', service: {SERVICE}, issuer: {ISSUER}, rootcertbundle: {bundle}}}}}\n",
+        )
         procs.append(token_proc)
         layer = os.urandom(3 * 1024 * 1024 + 17)  # a few 1 MiB chunks and a ragged end
         content = push_image(open_url, "test/app", layer)
@@ -247,7 +273,9 @@ async def make_client() -> AsyncIterator[Callable[..., UpstreamClient]]:
         await client.aclose()
 
 
-async def read_blob(client: UpstreamClient, repo: str, digest: str, start: int | None = None) -> tuple[int, int | None, bytes]:
+async def read_blob(
+    client: UpstreamClient, repo: str, digest: str, start: int | None = None
+) -> tuple[int, int | None, bytes]:
     async with client.open_blob(repo, digest, range_start=start) as blob:
         body = b"".join([chunk async for chunk in blob.iter_chunks()])
         return blob.status, blob.size, body
@@ -345,8 +373,7 @@ async def test_anonymous_token_is_fetched_once_and_cached(origins: Origins, make
 async def test_concurrent_requests_share_one_token_request(origins: Origins, make_client) -> None:
     client = make_client(origins.token_url)
     before = len(origins.issuer.requests)
-    replies = await asyncio.gather(
-        *[client.get_manifest("test/app", "v1", [MANIFEST_TYPE]) for _ in range(8)])
+    replies = await asyncio.gather(*[client.get_manifest("test/app", "v1", [MANIFEST_TYPE]) for _ in range(8)])
     assert {reply.digest for reply in replies} == {origins.content.manifest_digest}
     assert len(origins.issuer.requests) - before == 1
 
@@ -431,8 +458,11 @@ async def test_redirect_to_another_host_drops_authorization(serve, make_client) 
     client = make_client(await serve(origin))
     status, _, body = await read_blob(client, "test/app", "sha256:" + "a" * 64)
     assert (status, body) == (200, b"blob-bytes")
-    assert seen == {"origin": "Bearer tok-123", "storage": None,
-                    "raw_path": "/bucket/blob?X-Amz-Signature=a%2Fb%3D&x=1"}
+    assert seen == {
+        "origin": "Bearer tok-123",
+        "storage": None,
+        "raw_path": "/bucket/blob?X-Amz-Signature=a%2Fb%3D&x=1",
+    }
 
 
 async def test_status_codes_map_to_exceptions(serve, make_client) -> None:
@@ -509,10 +539,14 @@ async def test_chunked_body_over_the_cap_is_refused(serve, make_client) -> None:
 
 def test_www_authenticate_parsing() -> None:
     [bearer] = parse_www_authenticate(
-        ['Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull,push"'])
+        ['Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull,push"']
+    )
     assert bearer.scheme == "bearer"
-    assert bearer.params == {"realm": "https://auth.example/token", "service": "reg",
-                             "scope": "repository:a/b:pull,push"}
+    assert bearer.params == {
+        "realm": "https://auth.example/token",
+        "service": "reg",
+        "scope": "repository:a/b:pull,push",
+    }
     first, second = parse_www_authenticate(['BASIC realm="a \\"q\\" b", bearer realm=http://t/x'])
     assert (first.scheme, first.params) == ("basic", {"realm": 'a "q" b'})
     assert (second.scheme, second.params) == ("bearer", {"realm": "http://t/x"})
@@ -520,8 +554,8 @@ def test_www_authenticate_parsing() -> None:
 
 async def test_redirects_never_lead_to_the_mirror_itself(serve, make_client) -> None:
     """Issue 11, item 14: an origin's 302 to the mirror's own admin listener is not followed."""
-    from registry_mirror.redirects import RedirectPolicy
     from registry_mirror.upstream import UpstreamError
+    from registry_mirror.upstream._redirects import RedirectPolicy
 
     reached: list[str] = []
     own = web.RouteTableDef()
@@ -545,20 +579,23 @@ async def test_redirects_never_lead_to_the_mirror_itself(serve, make_client) -> 
     assert refused.value.code == "REDIRECT_REFUSED" and reached == []
 
 
-@pytest.mark.parametrize(("upstream", "target", "allowed"), [
-    ("http://10.1.2.3", "http://127.0.0.1:8080/x", False),  # a remote origin sending us to loopback
-    ("http://10.1.2.3", "http://[::1]:8080/x", False),
-    ("http://10.1.2.3", "http://0.0.0.0:8080/x", False),
-    ("http://10.1.2.3", "http://169.254.169.254/latest/meta-data", False),
-    ("http://127.0.0.1:5101", "http://169.254.169.254/", False),  # metadata: never
-    ("http://10.1.2.3", "file:///etc/passwd", False),
-    ("http://10.1.2.3", "https://10.9.9.9/bucket/blob", True),
-    ("http://127.0.0.1:5101", "http://127.0.0.2:9000/bucket", True),  # a local origin redirects locally
-])
+@pytest.mark.parametrize(
+    ("upstream", "target", "allowed"),
+    [
+        ("http://10.1.2.3", "http://127.0.0.1:8080/x", False),  # a remote origin sending us to loopback
+        ("http://10.1.2.3", "http://[::1]:8080/x", False),
+        ("http://10.1.2.3", "http://0.0.0.0:8080/x", False),
+        ("http://10.1.2.3", "http://169.254.169.254/latest/meta-data", False),
+        ("http://127.0.0.1:5101", "http://169.254.169.254/", False),  # metadata: never
+        ("http://10.1.2.3", "file:///etc/passwd", False),
+        ("http://10.1.2.3", "https://10.9.9.9/bucket/blob", True),
+        ("http://127.0.0.1:5101", "http://127.0.0.2:9000/bucket", True),  # a local origin redirects locally
+    ],
+)
 async def test_redirect_policy(upstream: str, target: str, allowed: bool) -> None:
     from yarl import URL
 
-    from registry_mirror.redirects import RedirectPolicy, RedirectRefused
+    from registry_mirror.upstream._redirects import RedirectPolicy, RedirectRefused
 
     policy = RedirectPolicy.for_listeners([("127.0.0.1", 5000), ("127.0.0.1", 5001)])
     if allowed:
@@ -569,7 +606,7 @@ async def test_redirect_policy(upstream: str, target: str, allowed: bool) -> Non
 
 
 def test_accept_admits_media_types() -> None:
-    from registry_mirror.manifest_cache import accepts
+    from registry_mirror.api._manifest_cache import accepts
 
     oci = "application/vnd.oci.image.manifest.v1+json"
     assert accepts([], oci) and accepts(["*/*"], oci) and accepts(["application/*"], oci)

@@ -1,4 +1,5 @@
 """Real pull clients other than containerd: skopeo (hermetic) and oras-py."""
+
 from __future__ import annotations
 
 import subprocess
@@ -17,8 +18,20 @@ def skopeo(args: Sequence[str], timeout: float = 300, check: bool = True) -> sub
     """`skopeo --insecure-policy ARGS` in a private mount namespace (no host state touched)."""
     unshare = require_binary("unshare")
     binary = require_binary("skopeo")
-    argv = [unshare, "-m", "--propagation", "private", "--", "sh", "-c", _HERMETIC_SH, "sh",
-            binary, "--insecure-policy", *args]
+    argv = [
+        unshare,
+        "-m",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        _HERMETIC_SH,
+        "sh",
+        binary,
+        "--insecure-policy",
+        *args,
+    ]
     return run(argv, timeout=timeout, check=check)
 
 
@@ -28,14 +41,14 @@ def skopeo_copy_from(
     """Pull `ref` (host:port/repo:tag or @digest) into a `dir:` layout at `out_dir`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return skopeo(["copy", f"--src-tls-verify={str(tls_verify).lower()}", *extra_args,
-                   f"docker://{ref}", f"dir:{out_dir}"])
+    return skopeo(
+        ["copy", f"--src-tls-verify={str(tls_verify).lower()}", *extra_args, f"docker://{ref}", f"dir:{out_dir}"]
+    )
 
 
 def skopeo_inspect_raw(ref: str, tls_verify: bool = False) -> str:
     """The manifest bytes exactly as the registry serves them."""
-    return skopeo(["inspect", "--raw", f"--tls-verify={str(tls_verify).lower()}",
-                   f"docker://{ref}"]).stdout
+    return skopeo(["inspect", "--raw", f"--tls-verify={str(tls_verify).lower()}", f"docker://{ref}"]).stdout
 
 
 def oras_pull(ref: str, out_dir: Path, insecure: bool = True) -> list[Path]:
@@ -48,8 +61,9 @@ def oras_pull(ref: str, out_dir: Path, insecure: bool = True) -> list[Path]:
     return [Path(p) for p in client.pull(target=ref, outdir=str(out_dir))]
 
 
-def podman_pull(ref: str, registries_conf: Path, workdir: Path, timeout: float = 300,
-                check: bool = True) -> subprocess.CompletedProcess[str]:
+def podman_pull(
+    ref: str, registries_conf: Path, workdir: Path, timeout: float = 300, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """`podman pull REF` with a private registries.conf, storage (vfs) and signature policy, in a
     private mount namespace like skopeo. podman's --runroot must be short (at most 50 characters)."""
     import tempfile
@@ -61,10 +75,31 @@ def podman_pull(ref: str, registries_conf: Path, workdir: Path, timeout: float =
     policy.write_text('{"default": [{"type": "insecureAcceptAnything"}]}\n')
     runroot = tempfile.mkdtemp(prefix="podrun-", dir="/tmp")
     try:
-        argv = [unshare, "-m", "--propagation", "private", "--", "sh", "-c", _HERMETIC_SH, "sh",
-                "env", f"CONTAINERS_REGISTRIES_CONF={registries_conf}", binary, "--root", str(workdir / "root"),
-                "--runroot", runroot, "--storage-driver", "vfs", "pull", "--signature-policy", str(policy),
-                "--quiet", ref]
+        argv = [
+            unshare,
+            "-m",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            _HERMETIC_SH,
+            "sh",
+            "env",
+            f"CONTAINERS_REGISTRIES_CONF={registries_conf}",
+            binary,
+            "--root",
+            str(workdir / "root"),
+            "--runroot",
+            runroot,
+            "--storage-driver",
+            "vfs",
+            "pull",
+            "--signature-policy",
+            str(policy),
+            "--quiet",
+            ref,
+        ]
         return run(argv, timeout=timeout, check=check)
     finally:
         import shutil

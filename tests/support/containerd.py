@@ -5,6 +5,7 @@
 - `cri_pull`: a CRI ImageService/PullImage gRPC call, which is what kubelet does; the daemon
   then reads `<hosts_dir>/<registry>/hosts.toml` (edits apply without a restart).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -101,7 +102,7 @@ def decode_pull_image_response(body: bytes) -> str:
         if key & 7 != 2:
             raise ValueError(f"unexpected wire type in PullImageResponse: {key & 7}")
         length, pos = _read_varint(body, pos)
-        value, pos = body[pos:pos + length], pos + length
+        value, pos = body[pos : pos + length], pos + length
         if key >> 3 == 1:
             return value.decode()
     return ""
@@ -147,26 +148,26 @@ class ContainerdDaemon:
         disabled = ", ".join(f'"io.containerd.snapshotter.v1.{s}"' for s in DISABLED_SNAPSHOTTERS)
         cri = '[plugins."io.containerd.grpc.v1.cri"'
         return f"""version = 2
-root = "{self.workdir / 'root'}"
-state = "{self.socket_dir / 'state'}"
+root = "{self.workdir / "root"}"
+state = "{self.socket_dir / "state"}"
 disabled_plugins = [{disabled}]
 [grpc]
   address = "{self.address}"
 [ttrpc]
   address = "{self.address}.ttrpc"
 [debug]
-  address = "{self.socket_dir / 'debug.sock'}"
+  address = "{self.socket_dir / "debug.sock"}"
   level = "info"
 [plugins."io.containerd.internal.v1.opt"]
-  path = "{self.workdir / 'opt'}"
+  path = "{self.workdir / "opt"}"
 {cri}]
   stream_server_address = "127.0.0.1"
   stream_server_port = "{self.stream_port}"
 {cri}.containerd]
   snapshotter = "native"
 {cri}.cni]
-  bin_dir = "{self.workdir / 'cni' / 'bin'}"
-  conf_dir = "{self.workdir / 'cni' / 'conf'}"
+  bin_dir = "{self.workdir / "cni" / "bin"}"
+  conf_dir = "{self.workdir / "cni" / "conf"}"
 {cri}.registry]
   config_path = "{self.hosts_dir}"
 """
@@ -180,8 +181,7 @@ disabled_plugins = [{disabled}]
         config = self.workdir / "containerd.toml"
         config.write_text(self._config())
         started = time.monotonic()
-        self.process = ManagedProcess([binary, "--config", str(config)],
-                                      self.workdir / "containerd.log").start()
+        self.process = ManagedProcess([binary, "--config", str(config)], self.workdir / "containerd.log").start()
         deadline = started + timeout
         while run(["ctr", "--address", self.address, "version"], check=False, timeout=10).returncode:
             if not self.process.alive() or time.monotonic() > deadline:
@@ -211,10 +211,10 @@ disabled_plugins = [{disabled}]
         return [line for line in self.log_text().splitlines() if "hosts.toml" in line and "level=error" in line]
 
     # -- ctr ---------------------------------------------------------------------------
-    def ctr(self, *args: str, namespace: str = "default", check: bool = True,
-            timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return run(["ctr", "--address", self.address, "--namespace", namespace, *args],
-                   check=check, timeout=timeout)
+    def ctr(
+        self, *args: str, namespace: str = "default", check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        return run(["ctr", "--address", self.address, "--namespace", namespace, *args], check=check, timeout=timeout)
 
     def ctr_pull(
         self,
@@ -232,8 +232,7 @@ disabled_plugins = [{disabled}]
         hosts.toml URLs carry their own scheme, so plain HTTP needs no `--plain-http`;
         the flag only matters for a registry with no hosts.toml at all.
         """
-        args = ["images", "pull", "--hosts-dir", str(hosts_dir or self.hosts_dir),
-                "--snapshotter", "native"]
+        args = ["images", "pull", "--hosts-dir", str(hosts_dir or self.hosts_dir), "--snapshotter", "native"]
         if plain_http:
             args.append("--plain-http")
         if all_platforms:

@@ -5,6 +5,7 @@ product: run it as `python tests/support/corrupting_peer.py serve ...` with the 
 (MirrorProcess(command=CORRUPTING_PEER)). Its own fills and cached bytes stay honest; only what it
 sends to other peers is wrong, which they must detect by the piece hashes and route around.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -8,6 +8,7 @@ tests/registry_mirror/test_cosign.py), pushed as one layer of type
 `dev.cosignproject.cosign/signature` annotation, in a manifest at the tag `sha256-<hex>.sig`
 of the image's own repository.
 """
+
 from __future__ import annotations
 
 import base64
@@ -30,8 +31,14 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 def simple_signing_payload(reference: str, digest: str) -> bytes:
     """cosign's payload: Go's encoding/json of its struct (field order, no spaces)."""
     return json.dumps(
-        {"critical": {"identity": {"docker-reference": reference}, "image": {"docker-manifest-digest": digest},
-                      "type": "cosign container image signature"}, "optional": None},
+        {
+            "critical": {
+                "identity": {"docker-reference": reference},
+                "image": {"docker-manifest-digest": digest},
+                "type": "cosign container image signature",
+            },
+            "optional": None,
+        },
         separators=(",", ":"),
     ).encode()
 
@@ -47,7 +54,8 @@ class CosignSigner:
 
     def public_pem(self) -> bytes:
         return self.key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
 
     def write_public_key(self, path: Path) -> Path:
         path.write_bytes(self.public_pem())
@@ -56,26 +64,49 @@ class CosignSigner:
     def sign(self, payload: bytes) -> str:
         return base64.b64encode(self.key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
 
-    def signature_manifest(self, origin: OriginRegistry, repo: str, payload: bytes, signature: str,
-                           artifact_type: str | None = None) -> bytes:
+    def signature_manifest(
+        self, origin: OriginRegistry, repo: str, payload: bytes, signature: str, artifact_type: str | None = None
+    ) -> bytes:
         """Push the payload and cosign's config blob; the signature manifest's body."""
         payload_digest = push_blob(origin, repo, payload)
-        config = json.dumps({"architecture": "", "created": "0001-01-01T00:00:00Z",
-                             "history": [{"created": "0001-01-01T00:00:00Z"}], "os": "",
-                             "rootfs": {"type": "layers", "diff_ids": [payload_digest]}, "config": {}},
-                            separators=(",", ":")).encode()
+        config = json.dumps(
+            {
+                "architecture": "",
+                "created": "0001-01-01T00:00:00Z",
+                "history": [{"created": "0001-01-01T00:00:00Z"}],
+                "os": "",
+                "rootfs": {"type": "layers", "diff_ids": [payload_digest]},
+                "config": {},
+            },
+            separators=(",", ":"),
+        ).encode()
         manifest: dict[str, object] = {
-            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
             "config": {"mediaType": OCI_CONFIG, "size": len(config), "digest": push_blob(origin, repo, config)},
-            "layers": [{"mediaType": SIMPLE_SIGNING, "size": len(payload), "digest": payload_digest,
-                        "annotations": {SIGNATURE_ANNOTATION: signature}}],
+            "layers": [
+                {
+                    "mediaType": SIMPLE_SIGNING,
+                    "size": len(payload),
+                    "digest": payload_digest,
+                    "annotations": {SIGNATURE_ANNOTATION: signature},
+                }
+            ],
         }
         if artifact_type is not None:
             manifest["artifactType"] = artifact_type
         return json.dumps(manifest, separators=(",", ":")).encode()
 
-    def attach(self, origin: OriginRegistry, repo: str, digest: str, *, payload: bytes | None = None,
-               signature: str | None = None, under: str | None = None) -> str:
+    def attach(
+        self,
+        origin: OriginRegistry,
+        repo: str,
+        digest: str,
+        *,
+        payload: bytes | None = None,
+        signature: str | None = None,
+        under: str | None = None,
+    ) -> str:
         """Sign `digest` (or store the given payload/signature as they are, for attacks) at the
         signature tag of `under` (default: `digest` itself). Returns the signature manifest digest."""
         payload = payload if payload is not None else simple_signing_payload(f"{origin.host}/{repo}", digest)

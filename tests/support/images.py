@@ -3,6 +3,7 @@
 Same seed and sizes give the same digests on every run, so a test may compare digests it
 computed earlier. Big payloads are written and uploaded in 1 MiB chunks, never held whole.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,6 +46,7 @@ class Descriptor:
 @dataclass(frozen=True)
 class PushedImage:
     """One image manifest as stored on the origin (digests as the origin serves them)."""
+
     registry: str  # host:port
     repo: str
     tag: str
@@ -135,7 +137,8 @@ def push_blob(origin: OriginRegistry | str, repo: str, data: bytes | Path) -> st
         location = urljoin(f"{base}/", started.headers["location"])
         separator = "&" if "?" in location else "?"
         put = client.put(
-            f"{location}{separator}digest={digest}", content=content,
+            f"{location}{separator}digest={digest}",
+            content=content,
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
         )
         _expect(put, 201)
@@ -150,33 +153,39 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
 
 def push_manifest(origin: OriginRegistry | str, repo: str, ref: str, body: bytes, media_type: str) -> str:
     base = origin if isinstance(origin, str) else origin.url
-    response = httpx.put(f"{base}/v2/{repo}/manifests/{ref}", content=body,
-                         headers={"Content-Type": media_type}, timeout=60)
+    response = httpx.put(
+        f"{base}/v2/{repo}/manifests/{ref}", content=body, headers={"Content-Type": media_type}, timeout=60
+    )
     _expect(response, 201)
     return f"sha256:{hashlib.sha256(body).hexdigest()}"
 
 
-def fetch_manifest(origin: OriginRegistry | str, repo: str, ref: str,
-                   accept: Sequence[str] = ALL_MANIFEST_TYPES) -> tuple[bytes, str, str]:
+def fetch_manifest(
+    origin: OriginRegistry | str, repo: str, ref: str, accept: Sequence[str] = ALL_MANIFEST_TYPES
+) -> tuple[bytes, str, str]:
     """(body, media type, Docker-Content-Digest) as the origin serves them."""
     base = origin if isinstance(origin, str) else origin.url
-    response = httpx.get(f"{base}/v2/{repo}/manifests/{ref}",
-                         headers={"Accept": ", ".join(accept)}, timeout=60)
+    response = httpx.get(f"{base}/v2/{repo}/manifests/{ref}", headers={"Accept": ", ".join(accept)}, timeout=60)
     _expect(response, 200)
-    return (response.content, response.headers["content-type"].split(";")[0],
-            response.headers["docker-content-digest"])
+    return (response.content, response.headers["content-type"].split(";")[0], response.headers["docker-content-digest"])
 
 
 def _expect(response: httpx.Response, status: int) -> None:
     if response.status_code != status:
-        raise AssertionError(f"{response.request.method} {response.request.url} -> "
-                             f"{response.status_code} (wanted {status}): {response.text[:500]}")
+        raise AssertionError(
+            f"{response.request.method} {response.request.url} -> "
+            f"{response.status_code} (wanted {status}): {response.text[:500]}"
+        )
 
 
 # -- umoci layouts ------------------------------------------------------------------------
 def build_oci_layout(
-    layout: Path, tag: str, layer_sizes: Sequence[int], seed: int | str,
-    architecture: str = "amd64", workdir: Path | None = None,
+    layout: Path,
+    tag: str,
+    layer_sizes: Sequence[int],
+    seed: int | str,
+    architecture: str = "amd64",
+    workdir: Path | None = None,
 ) -> Path:
     """Add image `tag` to the OCI layout: one layer per size, each a single random file."""
     umoci = require_binary("umoci")
@@ -186,15 +195,45 @@ def build_oci_layout(
         run([umoci, "init", "--layout", str(layout)])
     empty = f"empty-{tag}"
     run([umoci, "new", "--image", f"{layout}:{empty}"])
-    run([umoci, "config", "--image", f"{layout}:{empty}", "--tag", tag, "--no-history",
-         "--created", FIXED_TIME, "--author", "registry-mirror-tests", "--os", "linux",
-         "--architecture", architecture, "--config.cmd", "/bin/sh"])
+    run(
+        [
+            umoci,
+            "config",
+            "--image",
+            f"{layout}:{empty}",
+            "--tag",
+            tag,
+            "--no-history",
+            "--created",
+            FIXED_TIME,
+            "--author",
+            "registry-mirror-tests",
+            "--os",
+            "linux",
+            "--architecture",
+            architecture,
+            "--config.cmd",
+            "/bin/sh",
+        ]
+    )
     for index, size in enumerate(layer_sizes):
         source = scratch / f"layer{index}"
         write_random_file(source / f"blob{index}.bin", size, f"{seed}/{architecture}/{index}")
         _fix_mtimes(source)
-        run([umoci, "insert", "--image", f"{layout}:{tag}", "--history.created", FIXED_TIME,
-             "--history.created_by", f"layer {index}", str(source), f"/layer{index}"])
+        run(
+            [
+                umoci,
+                "insert",
+                "--image",
+                f"{layout}:{tag}",
+                "--history.created",
+                FIXED_TIME,
+                "--history.created_by",
+                f"layer {index}",
+                str(source),
+                f"/layer{index}",
+            ]
+        )
         shutil.rmtree(source)
     run([umoci, "rm", "--image", f"{layout}:{empty}"])
     return layout
@@ -205,56 +244,71 @@ def _read_pushed(origin: OriginRegistry, repo: str, tag: str, platform: str = "l
     manifest = json.loads(body)
     config = manifest["config"]
     return PushedImage(
-        registry=origin.host, repo=repo, tag=tag,
+        registry=origin.host,
+        repo=repo,
+        tag=tag,
         manifest=Descriptor(media_type, digest, len(body)),
         config=Descriptor(config["mediaType"], config["digest"], config["size"]),
         layers=tuple(Descriptor(d["mediaType"], d["digest"], d["size"]) for d in manifest["layers"]),
-        platform=platform, artifact_type=manifest.get("artifactType"),
+        platform=platform,
+        artifact_type=manifest.get("artifactType"),
     )
 
 
 def push_multilayer_image(
-    origin: OriginRegistry, repo: str, tag: str, layers: Sequence[int], seed: int | str,
-    workdir: Path, docker_schema2: bool = False, architecture: str = "amd64",
+    origin: OriginRegistry,
+    repo: str,
+    tag: str,
+    layers: Sequence[int],
+    seed: int | str,
+    workdir: Path,
+    docker_schema2: bool = False,
+    architecture: str = "amd64",
 ) -> PushedImage:
     """Build an image with one layer per size and push it (OCI, or Docker schema2)."""
-    layout = build_oci_layout(Path(workdir) / f"layout-{seed}-{architecture}", tag, layers, seed,
-                              architecture, workdir)
+    layout = build_oci_layout(Path(workdir) / f"layout-{seed}-{architecture}", tag, layers, seed, architecture, workdir)
     fmt = ["--format", "v2s2"] if docker_schema2 else ["--format", "oci"]
-    skopeo(["copy", "--dest-tls-verify=false", *fmt, f"oci:{layout}:{tag}",
-            f"docker://{origin.host}/{repo}:{tag}"])
+    skopeo(["copy", "--dest-tls-verify=false", *fmt, f"oci:{layout}:{tag}", f"docker://{origin.host}/{repo}:{tag}"])
     return _read_pushed(origin, repo, tag, f"linux/{architecture}")
 
 
-def push_schema2_image(origin: OriginRegistry, repo: str, tag: str, layers: Sequence[int],
-                       seed: int | str, workdir: Path) -> PushedImage:
+def push_schema2_image(
+    origin: OriginRegistry, repo: str, tag: str, layers: Sequence[int], seed: int | str, workdir: Path
+) -> PushedImage:
     return push_multilayer_image(origin, repo, tag, layers, seed, workdir, docker_schema2=True)
 
 
 def push_multiarch_index(
-    origin: OriginRegistry, repo: str, tag: str, layers: Sequence[int], seed: int | str,
-    workdir: Path, architectures: Sequence[str] = ("amd64", "arm64"),
+    origin: OriginRegistry,
+    repo: str,
+    tag: str,
+    layers: Sequence[int],
+    seed: int | str,
+    workdir: Path,
+    architectures: Sequence[str] = ("amd64", "arm64"),
 ) -> PushedIndex:
     """Two single-arch images in one layout, an OCI index over them, `skopeo copy --all`."""
     layout = Path(workdir) / f"layout-{seed}-multi"
     descriptors = []
     for arch in architectures:
         build_oci_layout(layout, f"{tag}-{arch}", layers, seed, arch, workdir)
-        descriptors.append(_layout_descriptor(layout, f"{tag}-{arch}") | {
-            "platform": {"architecture": arch, "os": "linux"}})
-    index_body = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors},
-                            separators=(",", ":")).encode()
+        descriptors.append(
+            _layout_descriptor(layout, f"{tag}-{arch}") | {"platform": {"architecture": arch, "os": "linux"}}
+        )
+    index_body = json.dumps(
+        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}, separators=(",", ":")
+    ).encode()
     _add_to_layout(layout, tag, index_body, OCI_INDEX)
-    skopeo(["copy", "--all", "--dest-tls-verify=false", f"oci:{layout}:{tag}",
-            f"docker://{origin.host}/{repo}:{tag}"])
+    skopeo(["copy", "--all", "--dest-tls-verify=false", f"oci:{layout}:{tag}", f"docker://{origin.host}/{repo}:{tag}"])
     body, media_type, digest = fetch_manifest(origin, repo, tag)
     children = tuple(
         _read_pushed(origin, repo, m["digest"], f"linux/{m['platform']['architecture']}")
         for m in json.loads(body)["manifests"]
     )
     # The children were fetched by digest; keep the index tag so `.ref` stays meaningful.
-    children = tuple(PushedImage(c.registry, c.repo, c.manifest.digest, c.manifest, c.config,
-                                 c.layers, c.platform) for c in children)
+    children = tuple(
+        PushedImage(c.registry, c.repo, c.manifest.digest, c.manifest, c.config, c.layers, c.platform) for c in children
+    )
     return PushedIndex(origin.host, repo, tag, Descriptor(media_type, digest, len(body)), children)
 
 
@@ -272,16 +326,25 @@ def _add_to_layout(layout: Path, tag: str, body: bytes, media_type: str) -> None
     (layout / "blobs" / "sha256" / digest).write_bytes(body)
     index_path = layout / "index.json"
     index = json.loads(index_path.read_text())
-    index["manifests"] = [m for m in index["manifests"]
-                          if m.get("annotations", {}).get("org.opencontainers.image.ref.name") != tag]
-    index["manifests"].append({"mediaType": media_type, "digest": f"sha256:{digest}",
-                               "size": len(body),
-                               "annotations": {"org.opencontainers.image.ref.name": tag}})
+    index["manifests"] = [
+        m for m in index["manifests"] if m.get("annotations", {}).get("org.opencontainers.image.ref.name") != tag
+    ]
+    index["manifests"].append(
+        {
+            "mediaType": media_type,
+            "digest": f"sha256:{digest}",
+            "size": len(body),
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        }
+    )
     index_path.write_text(json.dumps(index))
 
 
 def push_artifact(
-    origin: OriginRegistry, repo: str, tag: str, files: dict[str, bytes | Path],
+    origin: OriginRegistry,
+    repo: str,
+    tag: str,
+    files: dict[str, bytes | Path],
     artifact_type: str = ARTIFACT_TYPE,
 ) -> PushedImage:
     """An OCI 1.1-style artifact: image manifest with `artifactType` and a custom config type.
@@ -293,19 +356,30 @@ def push_artifact(
     layers = []
     for name, data in files.items():
         size = len(data) if isinstance(data, bytes) else Path(data).stat().st_size
-        layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                       "digest": push_blob(origin, repo, data), "size": size,
-                       "annotations": {"org.opencontainers.image.title": name}})
+        layers.append(
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": push_blob(origin, repo, data),
+                "size": size,
+                "annotations": {"org.opencontainers.image.title": name},
+            }
+        )
     manifest = {
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
         "config": {"mediaType": config.media_type, "digest": config.digest, "size": config.size},
         "layers": layers,
     }
     body = json.dumps(manifest, separators=(",", ":")).encode()
     digest = push_manifest(origin, repo, tag, body, OCI_MANIFEST)
     return PushedImage(
-        registry=origin.host, repo=repo, tag=tag, manifest=Descriptor(OCI_MANIFEST, digest, len(body)),
+        registry=origin.host,
+        repo=repo,
+        tag=tag,
+        manifest=Descriptor(OCI_MANIFEST, digest, len(body)),
         config=config,
         layers=tuple(Descriptor(d["mediaType"], d["digest"], d["size"]) for d in layers),
-        platform="", artifact_type=artifact_type,
+        platform="",
+        artifact_type=artifact_type,
     )

@@ -1,4 +1,5 @@
 """The registry-mirror under test, run as a real `registry-mirror serve` process."""
+
 from __future__ import annotations
 
 import shutil
@@ -62,7 +63,14 @@ class MirrorProcess:
         return f"http://{self.host}"
 
     def argv(self) -> list[str]:
-        argv = [*(self.command or [mirror_binary()]), "serve", "--listen", self.host, "--cache-dir", str(self.cache_dir)]
+        argv = [
+            *(self.command or [mirror_binary()]),
+            "serve",
+            "--listen",
+            self.host,
+            "--cache-dir",
+            str(self.cache_dir),
+        ]
         if "--config" not in self.extra_args:
             # Only the test's own origins: the built-in upstreams point at the internet.
             config = self.workdir / "no-builtins.toml"
@@ -97,8 +105,9 @@ class MirrorProcess:
                 self.process.stop()
                 retry = "address already in use" in log.lower() and self.fixed_port is None
                 if not retry or attempt == attempts - 1:
-                    raise RuntimeError(f"registry-mirror did not become ready ({exc}):\n"
-                                       f"argv: {' '.join(self.argv())}\n{log}") from exc
+                    raise RuntimeError(
+                        f"registry-mirror did not become ready ({exc}):\nargv: {' '.join(self.argv())}\n{log}"
+                    ) from exc
         raise AssertionError("unreachable")
 
     def _wait_ready(self, timeout: float) -> None:

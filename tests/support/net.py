@@ -1,4 +1,5 @@
 """Loopback ports and readiness polling for test servers."""
+
 from __future__ import annotations
 
 import socket

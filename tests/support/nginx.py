@@ -25,9 +25,14 @@ class NginxServer:
     def proxy(cls, workdir: Path, upstream_url: str, *directives: str, buffering: bool = False) -> NginxServer:
         """A reverse proxy to `upstream_url` plus `directives` (e.g. max_ranges 0). `limit_rate`
         needs `buffering` on to bind."""
-        body = [f"proxy_pass {upstream_url};", f"proxy_buffering {'on' if buffering else 'off'};",
-                "proxy_http_version 1.1;",
-                'proxy_set_header Connection "";', "proxy_set_header Host $http_host;", *directives]
+        body = [
+            f"proxy_pass {upstream_url};",
+            f"proxy_buffering {'on' if buffering else 'off'};",
+            "proxy_http_version 1.1;",
+            'proxy_set_header Connection "";',
+            "proxy_set_header Host $http_host;",
+            *directives,
+        ]
         return cls(workdir, " ".join(body))
 
     @classmethod

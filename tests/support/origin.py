@@ -3,6 +3,7 @@
 The access log (one combined-format line per finished request on stderr) is the proof of
 what reached the origin; tests count blob GETs there rather than trusting the mirror.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -57,10 +58,15 @@ def parse_access_log(text: str) -> list[AccessEntry]:
         match = _ACCESS_LINE.match(line)
         if match is None:
             continue
-        entries.append(AccessEntry(
-            method=match["method"], uri=match["uri"], status=int(match["status"]),
-            bytes=0 if match["bytes"] == "-" else int(match["bytes"]), user_agent=match["ua"],
-        ))
+        entries.append(
+            AccessEntry(
+                method=match["method"],
+                uri=match["uri"],
+                status=int(match["status"]),
+                bytes=0 if match["bytes"] == "-" else int(match["bytes"]),
+                user_agent=match["ua"],
+            )
+        )
     return entries
 
 
@@ -101,8 +107,12 @@ class OriginRegistry:
                 [binary, "serve", str(config)], self.workdir / f"registry-{attempt}.log"
             ).start()
             try:
-                wait_http(f"{self.url}/v2/", timeout=20, alive=self.process.alive,
-                          headers={"User-Agent": f"{_SENTINEL_UA}/startup"})
+                wait_http(
+                    f"{self.url}/v2/",
+                    timeout=20,
+                    alive=self.process.alive,
+                    headers={"User-Agent": f"{_SENTINEL_UA}/startup"},
+                )
                 return self
             except (RuntimeError, TimeoutError) as exc:
                 log = self.process.log_tail()
@@ -146,8 +156,9 @@ class OriginRegistry:
         """
         if settle:
             self.settle()
-        return [e for e in parse_access_log(self._require_process().log_text())
-                if not e.user_agent.startswith(_SENTINEL_UA)]
+        return [
+            e for e in parse_access_log(self._require_process().log_text()) if not e.user_agent.startswith(_SENTINEL_UA)
+        ]
 
     def clear_log_marker(self) -> int:
         """A marker for 'now'; pass it to entries_since() to see only later requests."""
@@ -167,17 +178,16 @@ class OriginRegistry:
     def blob_requests(self, digest: str | None = None, since: int = 0) -> list[AccessEntry]:
         """GET/HEAD requests on /v2/<repo>/blobs/<digest> (uploads excluded)."""
         return [
-            e for e in self.entries_since(since)
-            if e.method in ("GET", "HEAD") and e.blob_digest is not None
-            and (digest is None or e.blob_digest == digest)
+            e
+            for e in self.entries_since(since)
+            if e.method in ("GET", "HEAD") and e.blob_digest is not None and (digest is None or e.blob_digest == digest)
         ]
 
     def blob_gets(self, digest: str | None = None, since: int = 0) -> list[AccessEntry]:
         return [e for e in self.blob_requests(digest, since) if e.method == "GET"]
 
     def manifest_requests(self, since: int = 0) -> list[AccessEntry]:
-        return [e for e in self.entries_since(since)
-                if e.method in ("GET", "HEAD") and e.manifest_ref is not None]
+        return [e for e in self.entries_since(since) if e.method in ("GET", "HEAD") and e.manifest_ref is not None]
 
     def settle(self, timeout: float = 10.0) -> None:
         """Send a uniquely tagged probe and wait for its log line."""

@@ -1,4 +1,5 @@
 """A child process with its output in a log file, stopped politely then firmly."""
+
 from __future__ import annotations
 
 import os
@@ -56,15 +57,22 @@ class ManagedProcess:
         if self.popen is not None:
             raise RuntimeError(f"{self.argv[0]} already started")
         if not _processes_allowed:
-            raise RuntimeError(f"{self.argv[0]}: this test is not marked integration; put @starts_processes "
-                               "(tests/support/procs.py) under the @pytest.fixture that starts it")
+            raise RuntimeError(
+                f"{self.argv[0]}: this test is not marked integration; put @starts_processes "
+                "(tests/support/procs.py) under the @pytest.fixture that starts it"
+            )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = None if self.env is None else {**os.environ, **self.env}
         with open(self.log_path, "ab") as log:
             # A new session so a stop never reaches pytest's own process group.
             self.popen = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, cwd=self.cwd, start_new_session=True,
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=self.cwd,
+                start_new_session=True,
             )
         return self
 

@@ -1,4 +1,5 @@
 """Run a short-lived command and fail with its output when it fails."""
+
 from __future__ import annotations
 
 import subprocess
@@ -23,8 +24,13 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     """stdout and stderr captured as text; raise CommandFailed on a non-zero exit if `check`."""
     result = subprocess.run(
-        list(argv), capture_output=True, text=True, timeout=timeout, cwd=cwd,
-        env=dict(env) if env is not None else None, stdin=subprocess.DEVNULL,
+        list(argv),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        stdin=subprocess.DEVNULL,
     )
     if check and result.returncode != 0:
         raise CommandFailed(argv, result.returncode, result.stdout + result.stderr)

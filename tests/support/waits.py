@@ -1,5 +1,6 @@
 """Wait on a condition with a deadline, never a fixed sleep: a TTL that runs on another process's
 clock (a mirror, a tracker, Redis) is over when its effect shows, however loaded the machine is."""
+
 from __future__ import annotations
 
 import asyncio
@@ -10,8 +11,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(probe: Callable[[], T], done: Callable[[T], bool], what: str, timeout: float = 15.0,
-               interval: float = 0.1) -> T:
+def wait_until(
+    probe: Callable[[], T], done: Callable[[T], bool], what: str, timeout: float = 15.0, interval: float = 0.1
+) -> T:
     """Call `probe` until `done(value)`; its last value, or an AssertionError naming `what`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -23,8 +25,13 @@ def wait_until(probe: Callable[[], T], done: Callable[[T], bool], what: str, tim
         time.sleep(interval)
 
 
-async def eventually(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], what: str,
-                     timeout: float = 15.0, interval: float = 0.05) -> T:
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    what: str,
+    timeout: float = 15.0,
+    interval: float = 0.05,
+) -> T:
     """`wait_until` for a coroutine probe."""
     deadline = time.monotonic() + timeout
     while True:

@@ -1,4 +1,5 @@
 """The test infrastructure proves itself against the real origin, without the mirror."""
+
 from __future__ import annotations
 
 import hashlib
@@ -101,16 +102,27 @@ def test_access_log_marker_sees_only_later_requests(origin: OriginRegistry, imag
     httpx.get(f"{origin.url}/v2/test/app/blobs/{layer}", headers={"User-Agent": "selftest/1"})
     (entry,) = origin.blob_requests(layer, since=marker)
     assert (entry.method, entry.status, entry.bytes, entry.user_agent) == (
-        "GET", 200, images.app.layers[0].size, "selftest/1")
+        "GET",
+        200,
+        images.app.layers[0].size,
+        "selftest/1",
+    )
     assert len(origin.blob_requests(layer)) >= 2  # without a marker: the whole history
 
 
 def test_parse_access_log_reads_combined_lines() -> None:
-    text = ('time="x" level=info msg="response completed"\n'
-            '127.0.0.1 - - [23/Nov/2026:04:58:39 +0000] "HEAD /v2/a/b/blobs/sha256:ab?ns=x HTTP/1.1"'
-            ' 404 157 "" "curl/7.88.1"\n')
+    text = (
+        'time="x" level=info msg="response completed"\n'
+        '127.0.0.1 - - [23/Nov/2026:04:58:39 +0000] "HEAD /v2/a/b/blobs/sha256:ab?ns=x HTTP/1.1"'
+        ' 404 157 "" "curl/7.88.1"\n'
+    )
     (entry,) = parse_access_log(text)
-    assert (entry.method, entry.path, entry.status, entry.blob_digest) == ("HEAD", "/v2/a/b/blobs/sha256:ab", 404, "sha256:ab")
+    assert (entry.method, entry.path, entry.status, entry.blob_digest) == (
+        "HEAD",
+        "/v2/a/b/blobs/sha256:ab",
+        404,
+        "sha256:ab",
+    )
 
 
 def test_proxy_registry_fetches_from_its_remote(origin: OriginRegistry, images: TestImages, tmp_path: Path) -> None:
@@ -124,8 +136,9 @@ def test_proxy_registry_fetches_from_its_remote(origin: OriginRegistry, images: 
 
 # -- containerd ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("which", ["app", "docker"])
-def test_ctr_pull_straight_from_origin(which: str, containerd: ContainerdDaemon, origin: OriginRegistry,
-                                       images: TestImages) -> None:
+def test_ctr_pull_straight_from_origin(
+    which: str, containerd: ContainerdDaemon, origin: OriginRegistry, images: TestImages
+) -> None:
     image = getattr(images, which)
     write_hosts_toml(containerd.hosts_dir, origin.host, None, server_url=origin.url)
     marker = origin.clear_log_marker()
@@ -138,8 +151,9 @@ def test_ctr_pull_straight_from_origin(which: str, containerd: ContainerdDaemon,
     assert containerd.content_digests() == set()
 
 
-def test_ctr_pull_of_index_fetches_only_host_platform(containerd: ContainerdDaemon, origin: OriginRegistry,
-                                                      images: TestImages) -> None:
+def test_ctr_pull_of_index_fetches_only_host_platform(
+    containerd: ContainerdDaemon, origin: OriginRegistry, images: TestImages
+) -> None:
     write_hosts_toml(containerd.hosts_dir, origin.host, None, server_url=origin.url)
     marker = origin.clear_log_marker()
     containerd.ctr_pull(images.multi.ref)
@@ -148,8 +162,9 @@ def test_ctr_pull_of_index_fetches_only_host_platform(containerd: ContainerdDaem
     assert not {layer.digest for layer in images.multi.child("linux/arm64").layers} & fetched
 
 
-def test_cri_pull_straight_from_origin(containerd: ContainerdDaemon, origin: OriginRegistry,
-                                       images: TestImages) -> None:
+def test_cri_pull_straight_from_origin(
+    containerd: ContainerdDaemon, origin: OriginRegistry, images: TestImages
+) -> None:
     write_hosts_toml(containerd.hosts_dir, origin.host, None, server_url=origin.url)
     marker = origin.clear_log_marker()
     assert containerd.cri_pull(images.app.ref) == images.app.config.digest
@@ -159,7 +174,8 @@ def test_cri_pull_straight_from_origin(containerd: ContainerdDaemon, origin: Ori
 
 
 def test_cri_pull_of_docker_io_short_name_goes_to_loopback_server(
-        containerd: ContainerdDaemon, origin_factory, tmp_path: Path) -> None:
+    containerd: ContainerdDaemon, origin_factory, tmp_path: Path
+) -> None:
     other = origin_factory()
     image = push_multilayer_image(other, "library/app", "v1", (50000,), "short", tmp_path)
     write_hosts_toml(containerd.hosts_dir, "docker.io", None, server_url=other.url)
@@ -169,8 +185,9 @@ def test_cri_pull_of_docker_io_short_name_goes_to_loopback_server(
     assert "docker.io/library/app:v1" in containerd.image_refs("k8s.io")
 
 
-def test_cri_pull_flags_a_rejected_hosts_toml(containerd: ContainerdDaemon, origin: OriginRegistry,
-                                              images: TestImages) -> None:
+def test_cri_pull_flags_a_rejected_hosts_toml(
+    containerd: ContainerdDaemon, origin: OriginRegistry, images: TestImages
+) -> None:
     # containerd 1.6 rejects a hosts.toml without any [host] table and falls back silently.
     path = containerd.hosts_dir / origin.host / "hosts.toml"
     path.parent.mkdir(parents=True)
@@ -192,8 +209,9 @@ def test_hosts_toml_refuses_non_loopback_and_schemeless(tmp_path: Path) -> None:
         write_hosts_toml(tmp_path, "docker.io", "127.0.0.1:5000", "http://127.0.0.1:5001")
     with pytest.raises(ValueError, match=r"127\.0\.0\.0/8"):
         write_hosts_toml(tmp_path, "docker.io", None, "https://registry-1.docker.io")
-    text = write_hosts_toml(tmp_path, "docker.io", ["http://127.0.0.11:1", "http://127.0.0.12:2"],
-                            "http://127.0.0.1:3", override_path=True).read_text()
+    text = write_hosts_toml(
+        tmp_path, "docker.io", ["http://127.0.0.11:1", "http://127.0.0.12:2"], "http://127.0.0.1:3", override_path=True
+    ).read_text()
     assert text.index('[host."http://127.0.0.11:1"]') < text.index('[host."http://127.0.0.12:2"]')
     assert text.count("override_path = true") == 2
 
@@ -222,7 +240,9 @@ def test_oras_pull_artifact(images: TestImages, tmp_path: Path) -> None:
 
 # -- processes -----------------------------------------------------------------------------------
 def test_managed_process_escalates_to_sigkill(tmp_path: Path) -> None:
-    script = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(600)"
+    script = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(600)"
+    )
     process = ManagedProcess([sys.executable, "-c", script], tmp_path / "p.log").start()
     while "up" not in process.log_text():
         assert process.alive()
@@ -237,8 +257,16 @@ class _StaticMirror(MirrorProcess):
     def argv(self) -> list[str]:
         (self.cache_dir / "v2").mkdir(parents=True, exist_ok=True)
         (self.cache_dir / "v2" / "index.html").write_text("{}")
-        return [sys.executable, "-m", "http.server", "--bind", self.bind_host,
-                "--directory", str(self.cache_dir), str(self.port)]
+        return [
+            sys.executable,
+            "-m",
+            "http.server",
+            "--bind",
+            self.bind_host,
+            "--directory",
+            str(self.cache_dir),
+            str(self.port),
+        ]
 
 
 def test_mirror_process_start_kill9_restart(tmp_path: Path) -> None:

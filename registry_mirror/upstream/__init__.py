@@ -1,0 +1,44 @@
+"""Origins: the client for one upstream registry, which upstream answers a request, its auth,
+ranged bodies, fill sources, single flight, redirects and tiered mirrors."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from registry_mirror._facade import lazy_exports
+
+if TYPE_CHECKING:
+    from registry_mirror.upstream._client import UpstreamDenied as UpstreamDenied
+    from registry_mirror.upstream._client import UpstreamError as UpstreamError
+    from registry_mirror.upstream._client import UpstreamNotFound as UpstreamNotFound
+    from registry_mirror.upstream._client import UpstreamTooLarge as UpstreamTooLarge
+    from registry_mirror.upstream._client import UpstreamTooManyRequests as UpstreamTooManyRequests
+    from registry_mirror.upstream._client import UpstreamUnauthorized as UpstreamUnauthorized
+    from registry_mirror.upstream._client import UpstreamUnavailable as UpstreamUnavailable
+    from registry_mirror.upstream._selection import Target as Target
+    from registry_mirror.upstream._selection import Upstreams as Upstreams
+    from registry_mirror.upstream._singleflight import SingleFlight as SingleFlight
+    from registry_mirror.upstream._sources import origin_source as origin_source
+    from registry_mirror.upstream._staleness import count_stale as count_stale
+
+__all__, __getattr__ = lazy_exports(
+    __name__,
+    {
+        "_client": (
+            "UpstreamDenied",
+            "UpstreamError",
+            "UpstreamNotFound",
+            "UpstreamTooLarge",
+            "UpstreamTooManyRequests",
+            "UpstreamUnauthorized",
+            "UpstreamUnavailable",
+        ),
+        "_selection": (
+            "Target",
+            "Upstreams",
+        ),
+        "_singleflight": ("SingleFlight",),
+        "_sources": ("origin_source",),
+        "_staleness": ("count_stale",),
+    },
+)
