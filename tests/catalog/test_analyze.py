@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from registry_mirror.cli import main
+from registry_mirror.cli._catalog import main
 
 from .conftest import Origin, PushedImages, push_image
 

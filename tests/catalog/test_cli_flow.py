@@ -17,7 +17,7 @@ from catalog.fetch import pull_catalog, pull_delta
 from catalog.models import Catalog, catalog_to_json, parse_catalog
 from catalog.registry import RegistryClient
 from catalog.signing import envelope_to_json, load_private_key, sign
-from registry_mirror.cli import main
+from registry_mirror.cli._catalog import main
 
 from .conftest import Origin, PushedImages
 

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from catalog.models import Catalog, catalog_to_json, parse_catalog
 from catalog.signing import envelope_to_json, generate_keypair, load_private_key, sign
-from registry_mirror.cli import main as catalog_cli
+from registry_mirror.cli._catalog import main as catalog_cli
 from tests.catalog.conftest import tar_of
 from tests.support.containerd import ContainerdDaemon, write_hosts_toml
 from tests.support.images import push_blob, push_manifest

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from registry_mirror.cli import main as catalog_cli
+from registry_mirror.cli._catalog import main as catalog_cli
 from tests.catalog.test_mirror_e2e import metric, wait_until
 from tests.p2p.harness import TOKEN, tracker
 from tests.support.images import OCI_MANIFEST, push_blob, push_manifest, write_random_file

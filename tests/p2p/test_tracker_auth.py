@@ -50,7 +50,7 @@ async def test_unreachable_tracker_raises_tracker_error() -> None:
 
 
 def test_cli_refuses_to_serve_without_any_authentication() -> None:
-    from registry_mirror.cli import main
+    from registry_mirror.cli._tracker import main
 
     with pytest.raises(SystemExit) as refused:
         main(["tracker", "--listen", "127.0.0.1:1"])
