@@ -3,8 +3,8 @@
     Exception
      └── OCIError(code, message, detail, headers)   status comes from the code, registered once
 
-Lower packages raise their own small exception types; `register_translation` maps each to an
-`OCIError` here, and `oci_error_handler` renders either as `{"errors": [...]}`.
+Lower packages raise their own small exception types; `_translations` maps each to an `OCIError`
+in one explicit table, and `to_response_parts` renders it as `{"errors": [...]}`.
 
 Codes beyond the distribution spec's list (clients treat unknown codes as UNKNOWN, so adding
 them is allowed by the spec):
@@ -20,13 +20,10 @@ A 404 or 5xx from a mirror sends containerd to its next host for that one reques
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final, TypeVar
-
-from starlette.requests import Request
-from starlette.responses import Response
+from typing import Any, Final
 
 from oci.digest import InvalidDigest
 
@@ -129,45 +126,15 @@ def to_response_parts(err: OCIError) -> tuple[int, dict[str, str], bytes]:
     return err.status, headers, body
 
 
-# --- translation of lower-level exceptions: one table, consulted at the HTTP boundary ----------
-
-E = TypeVar("E", bound=BaseException)
-_TRANSLATIONS: dict[type[BaseException], Callable[[Any], OCIError]] = {}
-
-
-def register_translation(exc_type: type[E], fn: Callable[[E], OCIError]) -> None:
-    if exc_type in _TRANSLATIONS and _TRANSLATIONS[exc_type] is not fn:
-        raise ValueError(f"a translation for {exc_type.__qualname__} is already registered")
-    _TRANSLATIONS[exc_type] = fn
-
-
-def translated_types() -> tuple[type[BaseException], ...]:
-    return tuple(_TRANSLATIONS)
+# --- the errors this module knows itself; lower layers' types are in _translations' table ----------
 
 
 def translate(exc: BaseException) -> OCIError:
-    """The OCI error for `exc`; the nearest registered base class wins, else UNKNOWN (500)."""
+    """The OCI error for `exc` as far as this module knows: an OCIError itself, a bad digest, else
+    UNKNOWN (500). `_translations.translate` consults the lower layers' table first."""
     if isinstance(exc, OCIError):
         return exc
-    for cls in type(exc).__mro__:
-        fn = _TRANSLATIONS.get(cls)
-        if fn is not None:
-            return fn(exc)
+    if isinstance(exc, InvalidDigest):
+        return OCIError(ErrorCode.DIGEST_INVALID, detail={"reason": str(exc)})
     # The exception text may hold paths or upstream URLs: keep it in logs, not in the body.
     return OCIError(ErrorCode.UNKNOWN)
-
-
-async def oci_error_handler(request: Request, exc: Exception) -> Response:
-    status, headers, body = to_response_parts(translate(exc))
-    return Response(content=body, status_code=status, headers=headers)
-
-
-def exception_handlers() -> dict[Any, Callable[[Request, Exception], Any]]:
-    """For `Starlette(exception_handlers=...)`: OCIError plus every translated type."""
-    return dict.fromkeys((OCIError, *translated_types()), oci_error_handler)
-
-
-register_translation(
-    InvalidDigest,
-    lambda exc: OCIError(ErrorCode.DIGEST_INVALID, detail={"reason": str(exc)}),
-)

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from http_limits.errors import error_response
 from registry_mirror.webhook import _metrics as metrics
 from registry_mirror.webhook._patch import HubEndpoints, env_patch, wants_injection
 
@@ -69,9 +70,10 @@ def create_app(endpoints: HubEndpoints, metrics_endpoint: Any = None) -> Starlet
                 json.loads(body), endpoints, request.query_params.get("scope") == "namespace"
             )
             return JSONResponse(answer)
-        except ValueError as exc:  # InvalidReview, and json.JSONDecodeError
-            status = 413 if isinstance(exc, ReviewTooLarge) else 400
-            return JSONResponse({"error": str(exc)}, status_code=status)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return error_response(400, "the body is not JSON")
+        except ValueError as exc:  # InvalidReview: our own messages, naming what is wrong
+            return error_response(413 if isinstance(exc, ReviewTooLarge) else 400, str(exc))
         finally:
             metrics.reviews.add(1, {"result": result})
             metrics.review_seconds.record(time.perf_counter() - started)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -11,17 +10,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from oci.digest import Digest, InvalidDigest
-from registry_mirror.api import _errors as errors
+from registry_mirror.api import translate as table_translate
 from registry_mirror.api._errors import (
     CODES,
     ErrorCode,
     OCIError,
     error_body,
-    exception_handlers,
-    register_translation,
     to_response_parts,
     translate,
 )
+from registry_mirror.upstream import UpstreamUnavailable
 
 SPEC_STATUSES = {
     "BLOB_UNKNOWN": 404,
@@ -46,22 +44,14 @@ SPEC_STATUSES = {
 }
 
 
-class _StoreBroke(Exception):
-    pass
+class _OriginGone(UpstreamUnavailable):
+    """A subclass the translation table does not list: it takes its nearest listed base."""
 
 
-class _StoreBrokeBadly(_StoreBroke):
-    pass
-
-
-@pytest.fixture
-def store_translation() -> Iterator[None]:
-    def to_oci(exc: _StoreBroke) -> OCIError:
-        return OCIError(ErrorCode.BLOB_UNKNOWN, detail={"why": str(exc)})
-
-    register_translation(_StoreBroke, to_oci)
-    yield
-    errors._TRANSLATIONS.pop(_StoreBroke)
+def _render(exc: BaseException) -> Response:
+    """The /v2 boundary (`_dispatch`): the table's OCI error, rendered as OCI error JSON."""
+    status, headers, body = to_response_parts(table_translate(exc))
+    return Response(content=body, status_code=status, headers=headers)
 
 
 def test_every_code_has_exactly_one_status() -> None:
@@ -126,10 +116,9 @@ def test_invalid_digest_translates_to_digest_invalid() -> None:
 def test_an_unsatisfiable_range_translates_to_416_with_the_size() -> None:
     from nvme_cache import RangeNotSatisfiable
     from oci import UnsatisfiableRange
-    from registry_mirror.api import translate
 
     for exc in (UnsatisfiableRange(10), RangeNotSatisfiable(12, 10)):
-        error = translate(exc)
+        error = table_translate(exc)
         assert (error.code, error.status, error.headers) == ("RANGE_INVALID", 416, {"Content-Range": "bytes */10"})
 
 
@@ -139,17 +128,9 @@ def test_untranslated_errors_become_unknown_without_leaking_text() -> None:
     assert b"secret" not in error_body(err)
 
 
-@pytest.mark.usefixtures("store_translation")
-def test_registered_translation_applies_to_subclasses() -> None:
-    err = translate(_StoreBrokeBadly("disk"))
-    assert (err.code, err.detail) == (ErrorCode.BLOB_UNKNOWN, {"why": "disk"})
-    assert _StoreBroke in errors.translated_types()
-
-
-@pytest.mark.usefixtures("store_translation")
-def test_a_type_gets_one_translation() -> None:
-    with pytest.raises(ValueError):
-        register_translation(_StoreBroke, lambda exc: OCIError("DENIED"))
+def test_the_table_applies_to_subclasses() -> None:
+    err = table_translate(_OriginGone(None, None, "origin down"))
+    assert (err.code, err.status) == (ErrorCode.UPSTREAM_UNAVAILABLE, 503)
 
 
 def _app() -> Starlette:
@@ -157,18 +138,18 @@ def _app() -> Starlette:
         raise OCIError(ErrorCode.TOOMANYREQUESTS, headers={"Retry-After": "1"})
 
     async def raise_lower(request: Request) -> Response:
-        raise _StoreBrokeBadly("disk")
+        raise _OriginGone(None, None, "origin down")
 
     async def raise_digest(request: Request) -> Response:
         Digest.parse("sha256:nothex")
         return Response()
 
     routes = [Route("/oci", raise_oci), Route("/lower", raise_lower), Route("/digest", raise_digest)]
-    return Starlette(routes=routes, exception_handlers=exception_handlers())
+    handled = (OCIError, UpstreamUnavailable, InvalidDigest)  # Starlette re-raises what reaches `Exception`
+    return Starlette(routes=routes, exception_handlers=dict.fromkeys(handled, lambda request, exc: _render(exc)))
 
 
-@pytest.mark.usefixtures("store_translation")
-async def test_starlette_handler_renders_oci_and_translated_errors() -> None:
+async def test_the_boundary_renders_oci_and_translated_errors() -> None:
     transport = httpx.ASGITransport(app=_app())
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         response = await client.get("/oci")
@@ -178,12 +159,8 @@ async def test_starlette_handler_renders_oci_and_translated_errors() -> None:
         assert response.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
 
         response = await client.get("/lower")
-        assert response.status_code == 404
-        assert response.json()["errors"][0] == {
-            "code": "BLOB_UNKNOWN",
-            "message": CODES[ErrorCode.BLOB_UNKNOWN].message,
-            "detail": {"why": "disk"},
-        }
+        assert response.status_code == 503
+        assert response.json()["errors"][0] == {"code": "UPSTREAM_UNAVAILABLE", "message": "origin down"}
 
         response = await client.get("/digest")
         assert response.status_code == 400

@@ -11,12 +11,12 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from oci import UnsatisfiableRange
 from oci.digest import Digest, InvalidDigest
-from registry_mirror.api._errors import ErrorCode, OCIError, exception_handlers
+from registry_mirror.api._errors import ErrorCode, OCIError, to_response_parts
 from registry_mirror.api._paths import (
     ByteRange,
     DistributionRequest,
@@ -266,7 +266,12 @@ async def test_scope_through_starlette() -> None:
         parsed = parse_scope(request.scope, "/mirror")
         return JSONResponse({"kind": parsed.kind, "repository": parsed.repository, "ns": parsed.registry})
 
-    app = Starlette(routes=[Route("/{rest:path}", endpoint)], exception_handlers=exception_handlers())
+    def render(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, OCIError)
+        status, headers, body = to_response_parts(exc)
+        return Response(body, status, headers)
+
+    app = Starlette(routes=[Route("/{rest:path}", endpoint)], exception_handlers={OCIError: render})
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         ok = await client.get("/mirror/v2/test/app/manifests/v1", params={"ns": "docker.io"})
