@@ -22,6 +22,7 @@ from registry_mirror.config._values import (
     bool_from_text,
     format_size,
     is_loopback_host,
+    is_registry_name,
     parse_bool,
     parse_duration,
     parse_listen,
@@ -44,7 +45,6 @@ __all__ = [
 CONFIG_ENV = "REGISTRY_MIRROR_CONFIG"  # read by the CLI, not here
 UPSTREAMS_ENV = "REGISTRY_MIRROR_UPSTREAMS"
 _BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-_REGISTRY_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$")
 
 
 class ConfigError(ValueError):
@@ -451,7 +451,7 @@ def _apply_upstream_table(
     builder: _Builder, name: str, table: object, source: str, base: Path, env: Mapping[str, str]
 ) -> None:
     field = _upstream_field(name)
-    if not _REGISTRY_RE.match(name):
+    if not is_registry_name(name):
         raise ConfigError(field, f"expected a registry host like docker.io as the table name ({_from(source)})")
     if not isinstance(table, dict):
         raise ConfigError(field, f"expected a table [{field}] ({_from(source)})")

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import oci
 from oci import Digest, InvalidDigest
+from p2p.tracker.models import PEER_ID_RE
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -185,9 +186,16 @@ def parse_origin_url(value: object) -> str:
     return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port is not None else "")
 
 
+def is_registry_name(text: str) -> bool:
+    """A configured registry's name: a lowercase host with an optional port (`docker.io`,
+    `127.0.0.1:5101`), stricter than the `?ns=` grammar (`oci.is_registry_host`) so names compare
+    as written."""
+    return bool(_REGISTRY_RE.match(text)) and not (":" in text and int(text.rsplit(":", 1)[1]) > 65535)
+
+
 def parse_registry_name(value: object) -> str:
     text = value.strip() if isinstance(value, str) else ""
-    if not _REGISTRY_RE.match(text) or (":" in text and int(text.rsplit(":", 1)[1]) > 65535):
+    if not is_registry_name(text):
         raise InvalidValue(f"expected a registry host like docker.io or 127.0.0.1:5101, got {_show(value)}")
     return text
 
@@ -358,12 +366,9 @@ def parse_zone(value: object) -> str:
     return text
 
 
-_PEER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-
-
 def parse_peer_id(value: object) -> str:
     text = value.strip() if isinstance(value, str) else None
-    if text is None or (text and not _PEER_ID_RE.match(text)):
+    if text is None or (text and not PEER_ID_RE.match(text)):
         raise InvalidValue(f'expected a peer id of [A-Za-z0-9._:-] (up to 128) or "", got {_show(value)}')
     return text
 
@@ -393,7 +398,7 @@ def parse_image_reference(value: object) -> str:
         raise InvalidValue(
             f"expected REGISTRY/REPO:TAG like ghcr.io/org/catalog:v1, got {_show(value)} ({exc})"
         ) from None
-    if (reference.tag is None and reference.digest is None) or not _REGISTRY_RE.match(reference.registry):
+    if (reference.tag is None and reference.digest is None) or not is_registry_name(reference.registry):
         raise InvalidValue(f"expected REGISTRY/REPO:TAG like ghcr.io/org/catalog:v1, got {_show(value)}")
     return text
 
