@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from catalog.errors import CatalogError
+from catalog import CatalogError
 from http_limits.errors import EXCEPTION_HANDLERS, ExceptionHandler, error_response
 from nvme_cache import Digest, Fill, InvalidDigest
 from oci import MANIFEST_TYPES, bearer_matches, is_qualified_host

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from registry_mirror._facade import lazy_exports
+import lazy_loader
 
 if TYPE_CHECKING:
     from registry_mirror.api._blob_service import BlobService as BlobService
@@ -34,30 +34,16 @@ if TYPE_CHECKING:
     from registry_mirror.api._state import Service as Service
     from registry_mirror.api._translations import translate as translate
 
-__all__, __getattr__ = lazy_exports(
+# Each module is imported when one of its names is first used (PEP 562): importing the package
+# costs nothing and cannot close an import cycle.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    {
-        "_blob_service": (
-            "BlobService",
-            "OriginFor",
-            "SourceLayer",
-            "range_framing",
-            "record_body",
-        ),
-        "_dispatch": (
-            "DistributionAPI",
-            "distribution_subject",
-        ),
-        "_errors": (
-            "ErrorCode",
-            "OCIError",
-            "to_response_parts",
-        ),
-        "_manifest_cache": (
-            "Manifest",
-            "ManifestCache",
-        ),
-        "_paths": (
+    submod_attrs={
+        "_blob_service": ["BlobService", "OriginFor", "SourceLayer", "range_framing", "record_body"],
+        "_dispatch": ["DistributionAPI", "distribution_subject"],
+        "_errors": ["ErrorCode", "OCIError", "to_response_parts"],
+        "_manifest_cache": ["Manifest", "ManifestCache"],
+        "_paths": [
             "DOCKER_HUB_HOSTS",
             "DistributionRequest",
             "normalize_repository",
@@ -65,14 +51,9 @@ __all__, __getattr__ = lazy_exports(
             "parse_reference",
             "parse_registry_host",
             "validate_repository",
-        ),
-        "_responses": ("BlobResponse",),
-        "_state": (
-            "Assembly",
-            "Listener",
-            "Mirror",
-            "Service",
-        ),
-        "_translations": ("translate",),
+        ],
+        "_responses": ["BlobResponse"],
+        "_state": ["Assembly", "Listener", "Mirror", "Service"],
+        "_translations": ["translate"],
     },
 )

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from registry_mirror._facade import lazy_exports
+import lazy_loader
 
 if TYPE_CHECKING:
     from registry_mirror.cli._hosts_toml import toml_string as toml_string
     from registry_mirror.cli._main import main as main
 
-__all__, __getattr__ = lazy_exports(
+# Each module is imported when one of its names is first used (PEP 562): importing the package
+# costs nothing and cannot close an import cycle.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    {
-        "_hosts_toml": ("toml_string",),
-        "_main": ("main",),
+    submod_attrs={
+        "_hosts_toml": ["toml_string"],
+        "_main": ["main"],
     },
 )

@@ -19,26 +19,33 @@ from typing import Any
 
 import httpx
 
-from catalog.activate import check_activation
-from catalog.analyze import analyze, render_table, to_json
-from catalog.build import build_catalog, resolve_image
-from catalog.errors import CatalogError, SchemaError
-from catalog.models import catalog_to_json, format_time, parse_catalog
-from catalog.push import push_catalog
-from catalog.registry import Reference, RegistryClient, parse_reference
-from catalog.signing import (
+from catalog import (
+    CatalogError,
+    Reference,
+    RegistryClient,
+    SchemaError,
+    analyze,
+    build_catalog,
+    catalog_to_json,
+    check_activation,
     envelope_to_json,
+    format_time,
     generate_keypair,
     keyid,
     load_private_key,
     load_public_key,
+    parse_catalog,
+    parse_reference,
+    push_catalog,
+    render_table,
+    resolve_image,
     save_private_key,
     save_public_key,
     sign,
+    to_json,
     verify,
 )
-from p2p.errors import TrackerError
-from p2p.tracker_client import TrackerClient
+from p2p import TrackerClient, TrackerError
 from registry_mirror.config import InvalidValue, parse_size
 from registry_mirror.config import parse_duration as parse_seconds
 

@@ -8,9 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from http_limits import HeaderLimits
-from p2p.tracker.app import TrackerConfig
-from p2p.tracker.auth import Credentials, load_node_tokens, node_token
-from p2p.tracker.server import ServerSettings, TLSFiles, serve
+from p2p.tracker import Credentials, ServerSettings, TLSFiles, TrackerConfig, load_node_tokens, node_token, serve
 from registry_mirror.config import (
     TRACKER_KEYS,
     ConfigError,

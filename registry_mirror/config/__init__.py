@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from registry_mirror._facade import lazy_exports
+import lazy_loader
 
 if TYPE_CHECKING:
     from registry_mirror.config._flags import add_flags as add_flags
@@ -35,11 +35,13 @@ if TYPE_CHECKING:
     from registry_mirror.config._values import parse_registry_name as parse_registry_name
     from registry_mirror.config._values import parse_size as parse_size
 
-__all__, __getattr__ = lazy_exports(
+# Each module is imported when one of its names is first used (PEP 562): importing the package
+# costs nothing and cannot close an import cycle.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    {
-        "_flags": ("add_flags",),
-        "_load": (
+    submod_attrs={
+        "_flags": ["add_flags"],
+        "_load": [
             "CONFIG_ENV",
             "ConfigError",
             "SETTING_KEYS",
@@ -48,24 +50,11 @@ __all__, __getattr__ = lazy_exports(
             "load_blocklist",
             "load_settings",
             "serve_flags",
-        ),
-        "_reference": (
-            "flag_help",
-            "tracker_flag_help",
-        ),
-        "_settings": (
-            "BUILTIN_UPSTREAMS",
-            "P2PSettings",
-            "Settings",
-            "UpstreamSettings",
-            "default_cache_dir",
-        ),
-        "_tracker": (
-            "TRACKER_KEYS",
-            "TrackerSettings",
-            "load_tracker_settings",
-        ),
-        "_values": (
+        ],
+        "_reference": ["flag_help", "tracker_flag_help"],
+        "_settings": ["BUILTIN_UPSTREAMS", "P2PSettings", "Settings", "UpstreamSettings", "default_cache_dir"],
+        "_tracker": ["TRACKER_KEYS", "TrackerSettings", "load_tracker_settings"],
+        "_values": [
             "InvalidValue",
             "MiB",
             "format_size",
@@ -73,6 +62,6 @@ __all__, __getattr__ = lazy_exports(
             "parse_listen",
             "parse_registry_name",
             "parse_size",
-        ),
+        ],
     },
 )

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import oci
 from oci import Digest, InvalidDigest
-from p2p.tracker.models import PEER_ID_RE
+from p2p.tracker import PEER_ID_RE
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from registry_mirror._facade import lazy_exports
+import lazy_loader
 
 if TYPE_CHECKING:
     from registry_mirror.hub._app import HubApp as HubApp
@@ -14,17 +14,13 @@ if TYPE_CHECKING:
     from registry_mirror.hub._subjects import hf_subject as hf_subject
     from registry_mirror.hub._subjects import modelscope_subject as modelscope_subject
 
-__all__, __getattr__ = lazy_exports(
+# Each module is imported when one of its names is first used (PEP 562): importing the package
+# costs nothing and cannot close an import cycle.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    {
-        "_app": (
-            "HubApp",
-            "build_hub_app",
-        ),
-        "_errors": ("hub_error",),
-        "_subjects": (
-            "hf_subject",
-            "modelscope_subject",
-        ),
+    submod_attrs={
+        "_app": ["HubApp", "build_hub_app"],
+        "_errors": ["hub_error"],
+        "_subjects": ["hf_subject", "modelscope_subject"],
     },
 )

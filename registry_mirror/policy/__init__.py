@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from registry_mirror._facade import lazy_exports
+import lazy_loader
 
 if TYPE_CHECKING:
     from registry_mirror.policy._asgi import PolicyGate as PolicyGate
@@ -21,27 +21,17 @@ if TYPE_CHECKING:
     from registry_mirror.policy._setup import build_policy as build_policy
     from registry_mirror.policy._setup import build_upstream_limits as build_upstream_limits
 
-__all__, __getattr__ = lazy_exports(
+# Each module is imported when one of its names is first used (PEP 562): importing the package
+# costs nothing and cannot close an import cycle.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    {
-        "_asgi": ("PolicyGate",),
-        "_blocklist": (
-            "Blocklist",
-            "InvalidRule",
-            "Rule",
-            "Subject",
-            "rule_from_mapping",
-        ),
-        "_client_auth": ("ClientAuth",),
-        "_gate": ("Policy",),
-        "_provenance": ("Provenance",),
-        "_ratelimit": (
-            "ClientRateLimiter",
-            "UpstreamLimits",
-        ),
-        "_setup": (
-            "build_policy",
-            "build_upstream_limits",
-        ),
+    submod_attrs={
+        "_asgi": ["PolicyGate"],
+        "_blocklist": ["Blocklist", "InvalidRule", "Rule", "Subject", "rule_from_mapping"],
+        "_client_auth": ["ClientAuth"],
+        "_gate": ["Policy"],
+        "_provenance": ["Provenance"],
+        "_ratelimit": ["ClientRateLimiter", "UpstreamLimits"],
+        "_setup": ["build_policy", "build_upstream_limits"],
     },
 )

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from registry_mirror._facade import lazy_exports
+import lazy_loader
 
 if TYPE_CHECKING:
     from registry_mirror.runtime._app import build_mirror as build_mirror
     from registry_mirror.runtime._server import run as run
     from registry_mirror.runtime._server import verify_cache as verify_cache
 
-__all__, __getattr__ = lazy_exports(
+# Each module is imported when one of its names is first used (PEP 562): importing the package
+# costs nothing and cannot close an import cycle.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    {
-        "_app": ("build_mirror",),
-        "_server": (
-            "run",
-            "verify_cache",
-        ),
+    submod_attrs={
+        "_app": ["build_mirror"],
+        "_server": ["run", "verify_cache"],
     },
 )

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from catalog.service import delta_sources
+from catalog import delta_sources
 from nvme_cache import BlobStore, ZeroCopyMiddleware
 from nvme_cache.scrub import Scrubber
 from registry_mirror.admin import build_admin

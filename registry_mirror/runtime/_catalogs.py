@@ -11,14 +11,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from catalog.delta_source import DeltaSources
-from catalog.models import Blob
-from catalog.prefetch import SourceFor
-from catalog.service import CatalogOptions, CatalogService, load_trusted_keys
+from catalog import Blob, CatalogOptions, CatalogService, DeltaSources, SourceFor, load_trusted_keys
 from nvme_cache import Digest, FillSource
 from oci import is_manifest
-from p2p.errors import TrackerError
-from p2p.node import P2PNode
+from p2p import P2PNode, TrackerError
 from registry_mirror.api import BlobService
 from registry_mirror.config import Settings
 

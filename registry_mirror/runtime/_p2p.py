@@ -10,9 +10,7 @@ import ssl
 from starlette.applications import Starlette
 
 from nvme_cache import BlobStore, ZeroCopyMiddleware
-from p2p.config import P2PConfig
-from p2p.node import P2PNode
-from p2p.peer_server import create_peer_app
+from p2p import P2PConfig, P2PNode, create_peer_app
 from registry_mirror.api import Listener
 from registry_mirror.config import P2PSettings, parse_listen
 
@@ -73,8 +71,7 @@ def _peer_id(settings: P2PSettings, advertise: str) -> str:
 
 
 def _embedded_tracker(settings: P2PSettings) -> Starlette:
-    from p2p.tracker.app import TrackerConfig, create_app
-    from p2p.tracker.memory_store import MemoryStore
+    from p2p.tracker import MemoryStore, TrackerConfig, create_app
 
     return create_app(MemoryStore(peer_ttl=30.0), TrackerConfig(token=settings.tracker_token))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from registry_mirror._facade import lazy_exports
+import lazy_loader
 
 if TYPE_CHECKING:
     from registry_mirror.signatures._cosign import InvalidKey as InvalidKey
@@ -19,25 +19,14 @@ if TYPE_CHECKING:
     from registry_mirror.signatures._lookup import SignatureLookup as SignatureLookup
     from registry_mirror.signatures._setup import build_signature_gate as build_signature_gate
 
-__all__, __getattr__ = lazy_exports(
+# Each module is imported when one of its names is first used (PEP 562): importing the package
+# costs nothing and cannot close an import cycle.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    {
-        "_cosign": (
-            "InvalidKey",
-            "SignedPayload",
-            "VerifyKey",
-            "load_public_key",
-            "verify",
-        ),
-        "_gate": (
-            "SignatureGate",
-            "SignaturePolicy",
-            "Verdict",
-        ),
-        "_lookup": (
-            "SignatureFetchFailed",
-            "SignatureLookup",
-        ),
-        "_setup": ("build_signature_gate",),
+    submod_attrs={
+        "_cosign": ["InvalidKey", "SignedPayload", "VerifyKey", "load_public_key", "verify"],
+        "_gate": ["SignatureGate", "SignaturePolicy", "Verdict"],
+        "_lookup": ["SignatureFetchFailed", "SignatureLookup"],
+        "_setup": ["build_signature_gate"],
     },
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from registry_mirror._facade import lazy_exports
+import lazy_loader
 
 if TYPE_CHECKING:
     from registry_mirror.telemetry._access_log import AccessLog as AccessLog
@@ -16,19 +16,13 @@ if TYPE_CHECKING:
     from registry_mirror.telemetry._tracing import shutdown_tracing as shutdown_tracing
     from registry_mirror.telemetry._tracing import upstream_span as upstream_span
 
-__all__, __getattr__ = lazy_exports(
+# Each module is imported when one of its names is first used (PEP 562): importing the package
+# costs nothing and cannot close an import cycle.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    {
-        "_access_log": ("AccessLog",),
-        "_provider": (
-            "install_metrics",
-            "metrics_endpoint",
-        ),
-        "_tracing": (
-            "TracingMiddleware",
-            "install_tracing",
-            "shutdown_tracing",
-            "upstream_span",
-        ),
+    submod_attrs={
+        "_access_log": ["AccessLog"],
+        "_provider": ["install_metrics", "metrics_endpoint"],
+        "_tracing": ["TracingMiddleware", "install_tracing", "shutdown_tracing", "upstream_span"],
     },
 )

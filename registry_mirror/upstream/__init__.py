@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from registry_mirror._facade import lazy_exports
+import lazy_loader
 
 if TYPE_CHECKING:
     from registry_mirror.upstream._client import UpstreamDenied as UpstreamDenied
@@ -21,10 +21,12 @@ if TYPE_CHECKING:
     from registry_mirror.upstream._sources import origin_source as origin_source
     from registry_mirror.upstream._staleness import count_stale as count_stale
 
-__all__, __getattr__ = lazy_exports(
+# Each module is imported when one of its names is first used (PEP 562): importing the package
+# costs nothing and cannot close an import cycle.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    {
-        "_client": (
+    submod_attrs={
+        "_client": [
             "UpstreamDenied",
             "UpstreamError",
             "UpstreamNotFound",
@@ -32,13 +34,10 @@ __all__, __getattr__ = lazy_exports(
             "UpstreamTooManyRequests",
             "UpstreamUnauthorized",
             "UpstreamUnavailable",
-        ),
-        "_selection": (
-            "Target",
-            "Upstreams",
-        ),
-        "_singleflight": ("SingleFlight",),
-        "_sources": ("origin_source",),
-        "_staleness": ("count_stale",),
+        ],
+        "_selection": ["Target", "Upstreams"],
+        "_singleflight": ["SingleFlight"],
+        "_sources": ["origin_source"],
+        "_staleness": ["count_stale"],
     },
 )

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from registry_mirror._facade import lazy_exports
+import lazy_loader
 
 if TYPE_CHECKING:
     from registry_mirror.webhook._app import create_app as create_app
     from registry_mirror.webhook._patch import HubEndpoints as HubEndpoints
 
-__all__, __getattr__ = lazy_exports(
+# Each module is imported when one of its names is first used (PEP 562): importing the package
+# costs nothing and cannot close an import cycle.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    {
-        "_app": ("create_app",),
-        "_patch": ("HubEndpoints",),
+    submod_attrs={
+        "_app": ["create_app"],
+        "_patch": ["HubEndpoints"],
     },
 )
