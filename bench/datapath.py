@@ -23,6 +23,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -80,10 +81,44 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def measured(pid: int, action: Callable[[], object]) -> tuple[float, object]:
+PROFILE_DIR: Path | None = None  # --profile: `perf record` of the process around each measurement
+
+
+def measured(pid: int, action: Callable[[], object], label: str = "") -> tuple[float, object]:
+    recorders: list[subprocess.Popen[bytes]] = []
+    if PROFILE_DIR is not None and label:
+        PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+        output = PROFILE_DIR / f"{label.replace(' ', '-')}-{time.monotonic_ns()}.data"
+        spy = str(Path(sys.executable).with_name("py-spy"))
+        spy_output = str(output.with_suffix(".py-spy.txt"))
+        recorders = [
+            subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for argv in (
+                ["perf", "record", "-q", "-F", "499", "-g", "-p", str(pid), "-o", str(output)],
+                [
+                    spy,
+                    "record",
+                    "-r",
+                    "199",
+                    "-f",
+                    "raw",
+                    "--threads",
+                    "--nonblocking",
+                    "-p",
+                    str(pid),
+                    "-o",
+                    spy_output,
+                ],
+            )
+        ]
+        time.sleep(1.0)  # both attach before the transfer starts
     before = cpu_seconds(pid)
     result = action()
-    return cpu_seconds(pid) - before, result
+    spent = cpu_seconds(pid) - before
+    for recorder in recorders:
+        recorder.send_signal(2)
+        recorder.wait()
+    return spent, result
 
 
 def tmpfs_dir(prefix: str) -> Path:
@@ -156,7 +191,7 @@ def cold_gets(
                 wait_for_file(mirror_blob_path(cache, digest))  # noqa: B023
                 return result
 
-            cpu, (got, seconds) = measured(mirror.process.pid, pull)  # type: ignore[union-attr,misc]
+            cpu, (got, seconds) = measured(mirror.process.pid, pull, f"cold {variant}")  # type: ignore[union-attr,misc]
             results[variant]["gbps"].append(got / seconds / 1e9)
             results[variant]["cpu"].append(cpu / (size / GiB))
         finally:
@@ -348,7 +383,7 @@ def p2p_transfer(
             read_warm(cached)
             seed_before = cpu_seconds(seed.process.pid)  # type: ignore[union-attr]
             url = f"{downloader.url}/v2/{REPO}/blobs/{digest}"
-            cpu, (got, seconds) = measured(downloader.process.pid, lambda: curl_get(url))  # type: ignore[union-attr,misc]  # noqa: B023
+            cpu, (got, seconds) = measured(downloader.process.pid, lambda: curl_get(url), f"p2p {variant}")  # type: ignore[union-attr,misc]  # noqa: B023
             wait_for_file(mirror_blob_path(caches[1], digest))
             results[variant]["upload_cpu"].append((cpu_seconds(seed.process.pid) - seed_before) / (size / GiB))  # type: ignore[union-attr]
             results[variant]["download_cpu"].append(cpu / (size / GiB))
@@ -372,8 +407,13 @@ def main() -> None:
     parser.add_argument(
         "--baseline", metavar="REV", help="also measure cold GET and P2P with this git revision's mirror"
     )
+    parser.add_argument(
+        "--profile", metavar="DIR", type=Path, help="perf record and py-spy each cold GET and P2P download"
+    )
     parser.add_argument("--only", default=",".join(FIGURES), help="a subset of: " + ", ".join(FIGURES))
     args = parser.parse_args()
+    global PROFILE_DIR
+    PROFILE_DIR = args.profile
     if args.quick:
         args.size_mib, args.range_size_mib, args.capped_size_mib, args.rounds = 64, 64, 32, 1
     size, range_size, capped_size = args.size_mib * MiB, args.range_size_mib * MiB, args.capped_size_mib * MiB
