@@ -2,7 +2,9 @@
 
 Rows (interleaved rounds; a new mirror on an empty cache for every cold figure):
 - cold GET, cache on tmpfs and on the real disk, vs a direct curl from the origin;
-- the hashing floor: `openssl dgst -sha256` over the same file (CPU-s per GiB);
+- the hashing floor: `openssl dgst -sha256` over the same file (CPU-s per GiB); and the bare
+  loop: the cold GET's system calls in one Python thread with nothing around them (GET, allocate,
+  pwrite, sha256, then sendfile to a socket; plus BLAKE3 for the P2P row);
 - warm hit, 1 and 4 curl clients, vs nginx sendfile serving the mirror's own cache file;
 - cold `Range:` of the last MiB of a 512 MiB blob, vs the same Range straight from the origin;
 - cold GET from an origin capped at 25 MB/s per connection (nginx `limit_rate` in front of
@@ -12,6 +14,8 @@ Rows (interleaved rounds; a new mirror on an empty cache for every cold figure):
   how fast aria2c itself is on this machine;
 - P2P: mirror B downloads from seed mirror A: CPU of B (download) and of A (piece upload).
 CPU-seconds come from /proc/PID/stat (utime+stime) of the mirror process alone, around one transfer.
+`--profile DIR` records each cold GET, P2P download and piece upload with `perf record -g` and
+`py-spy record` (raw stacks) meanwhile.
 
     .venv/bin/python bench/datapath.py [--size-mib 1024] [--rounds 2] [--quick] [--baseline REV] [--only p2p,...]
 """
@@ -20,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -84,34 +90,17 @@ def cpu_seconds(pid: int) -> float:
 PROFILE_DIR: Path | None = None  # --profile: `perf record` of the process around each measurement
 
 
-def measured(pid: int, action: Callable[[], object], label: str = "") -> tuple[float, object]:
+def measured(
+    pid: int, action: Callable[[], object], label: str = "", profile_too: dict[str, int] | None = None
+) -> tuple[float, object]:
+    """CPU-seconds of `pid` around `action`; with --profile, perf and py-spy record it (and the
+    processes in `profile_too`, by label) meanwhile."""
     recorders: list[subprocess.Popen[bytes]] = []
     if PROFILE_DIR is not None and label:
         PROFILE_DIR.mkdir(parents=True, exist_ok=True)
-        output = PROFILE_DIR / f"{label.replace(' ', '-')}-{time.monotonic_ns()}.data"
-        spy = str(Path(sys.executable).with_name("py-spy"))
-        spy_output = str(output.with_suffix(".py-spy.txt"))
-        recorders = [
-            subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for argv in (
-                ["perf", "record", "-q", "-F", "499", "-g", "-p", str(pid), "-o", str(output)],
-                [
-                    spy,
-                    "record",
-                    "-r",
-                    "199",
-                    "-f",
-                    "raw",
-                    "--threads",
-                    "--nonblocking",
-                    "-p",
-                    str(pid),
-                    "-o",
-                    spy_output,
-                ],
-            )
-        ]
-        time.sleep(1.0)  # both attach before the transfer starts
+        for name, target in {label: pid, **(profile_too or {})}.items():
+            recorders += _recorders(PROFILE_DIR / f"{name.replace(' ', '-')}-{time.monotonic_ns()}.data", target)
+        time.sleep(1.0)  # they attach before the transfer starts
     before = cpu_seconds(pid)
     result = action()
     spent = cpu_seconds(pid) - before
@@ -142,6 +131,16 @@ def mirror_on(
     ).start()
 
 
+def _recorders(output: Path, pid: int) -> list[subprocess.Popen[bytes]]:
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    commands = [
+        ["perf", "record", "-q", "-F", "499", "-g", "-p", str(pid), "-o", str(output)],
+        [spy, "record", "-r", "199", "-f", "raw", "--threads", "--nonblocking", "-p", str(pid)],
+    ]
+    commands[1] += ["-o", str(output.with_suffix(".py-spy.txt"))]
+    return [subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for argv in commands]
+
+
 # -- the figures ------------------------------------------------------------------------------------
 def hashing_floor(path: Path) -> dict[str, float]:
     read_warm(path)
@@ -153,6 +152,77 @@ def hashing_floor(path: Path) -> dict[str, float]:
     seconds = time.perf_counter() - started
     size = path.stat().st_size
     return {"cpu_per_gib": cpu / (size / GiB), "gbps": size / seconds / 1e9}
+
+
+def bare_loop_floor(origin: OriginRegistry, work: Path, digest: str, size: int) -> dict[str, float]:
+    """What the cold GET's work costs in Python with nothing around it: one thread GETs the blob
+    from the origin (`http.client`, `readinto` 256 KiB), allocates the file on tmpfs, `pwrite`s
+    and sha256-hashes each chunk; then `sendfile`s the file to a socket (as the mirror serves its
+    client). The P2P figure adds a BLAKE3 pass per chunk (the piece check). CPU of those threads
+    alone (RUSAGE_THREAD), so: the floor for any Python fill with these system calls."""
+    import blake3
+
+    def thread_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_THREAD)
+        return usage.ru_utime + usage.ru_stime
+
+    def fill(piece_check: bool) -> float:
+        target = tmpfs_dir("floor") / "blob"
+        host, port = origin.url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port))
+        buffer = memoryview(bytearray(256 * 1024))
+        started = thread_cpu()
+        connection.request("GET", f"/v2/{REPO}/blobs/{digest}")
+        response = connection.getresponse()
+        fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.posix_fallocate(fd, 0, size)
+            sha, pieces, offset = hashlib.sha256(), blake3.blake3(max_threads=1), 0
+            while count := response.readinto(buffer):
+                os.pwrite(fd, buffer[:count], offset)
+                sha.update(buffer[:count])
+                if piece_check:
+                    pieces.update(buffer[:count])
+                offset += count
+            assert offset == size and f"sha256:{sha.hexdigest()}" == digest
+            spent = thread_cpu() - started
+            spent += _sendfile_cpu(fd, size)
+        finally:
+            os.close(fd)
+            connection.close()
+            shutil.rmtree(target.parent, ignore_errors=True)
+        return spent / (size / GiB)
+
+    read_warm(origin_blob_path(origin, digest))
+    return {"cold": min(fill(False) for _ in range(2)), "p2p": min(fill(True) for _ in range(2))}
+
+
+def _sendfile_cpu(fd: int, size: int) -> float:
+    """CPU of this thread sending the file to a loopback socket that another thread drains."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    sink = socket.create_connection(listener.getsockname())
+    sender, _ = listener.accept()
+
+    def drain() -> None:
+        scratch = bytearray(1024 * 1024)
+        while sink.recv_into(scratch):
+            pass
+
+    drainer = threading.Thread(target=drain)
+    drainer.start()
+    usage = resource.getrusage(resource.RUSAGE_THREAD)
+    offset = 0
+    while offset < size:
+        offset += os.sendfile(sender.fileno(), fd, offset, size - offset)
+    after = resource.getrusage(resource.RUSAGE_THREAD)
+    sender.close()
+    drainer.join()
+    sink.close()
+    listener.close()
+    return (after.ru_utime + after.ru_stime) - (usage.ru_utime + usage.ru_stime)
 
 
 def baseline_tree(work: Path, revision: str | None) -> Path | None:
@@ -383,7 +453,12 @@ def p2p_transfer(
             read_warm(cached)
             seed_before = cpu_seconds(seed.process.pid)  # type: ignore[union-attr]
             url = f"{downloader.url}/v2/{REPO}/blobs/{digest}"
-            cpu, (got, seconds) = measured(downloader.process.pid, lambda: curl_get(url), f"p2p {variant}")  # type: ignore[union-attr,misc]  # noqa: B023
+            cpu, (got, seconds) = measured(
+                downloader.process.pid,
+                lambda: curl_get(url),  # noqa: B023
+                f"p2p {variant}",
+                {f"upload {variant}": seed.process.pid},  # type: ignore[union-attr]
+            )
             wait_for_file(mirror_blob_path(caches[1], digest))
             results[variant]["upload_cpu"].append((cpu_seconds(seed.process.pid) - seed_before) / (size / GiB))  # type: ignore[union-attr]
             results[variant]["download_cpu"].append(cpu / (size / GiB))
@@ -424,6 +499,7 @@ def main() -> None:
             ranged = push(origin, work, range_size, seed=2)
             capped = push(origin, work, capped_size, seed=3)
             floor = hashing_floor(origin_blob_path(origin, big))
+            floor["bare"] = bare_loop_floor(origin, work, big, size)
             only = set(args.only.split(","))
             tree = baseline_tree(work, args.baseline)
             cold = cold_gets(origin, work, big, size, args.rounds, tree) if "cold" in only else {}
@@ -462,11 +538,12 @@ def report(
         # The goals are set for the tmpfs cache (the disk is not the limit there); disk: for reading.
         goal = variant == "tmpfs"
         cpu = m(cold[variant]["cpu"])
+        bare = floor["bare"]["cold"]
         row(
             f"cold GET CPU-s/GiB ({variant} cache)",
             cpu,
-            f"openssl sha256 {floor['cpu_per_gib']:.2f}",
-            f"{cpu / floor['cpu_per_gib']:.2f}x floor",
+            f"openssl sha256 {floor['cpu_per_gib']:.2f}; bare loop {bare:.2f}",
+            f"{cpu / floor['cpu_per_gib']:.2f}x sha256, {cpu / bare:.2f}x bare",
             f"<= {GOALS['cold_cpu']}" if goal else "-",
             cpu <= GOALS["cold_cpu"],
         )
@@ -562,11 +639,12 @@ def report(
         mine = p2p["this tree"]
         old = p2p.get("baseline")
         against = f"; {args.baseline} {m(old['download_cpu']):.2f}" if old else ""
+        bare_p2p = floor["bare"]["p2p"]
         row(
             "P2P download CPU-s/GiB (downloader)",
             m(mine["download_cpu"]),
-            f"{m(mine['gbps']):.2f} GB/s{against}",
-            "",
+            f"bare loop {bare_p2p:.2f}; {m(mine['gbps']):.2f} GB/s{against}",
+            f"{m(mine['download_cpu']) / bare_p2p:.2f}x bare",
             f"<= {GOALS['p2p_cpu']}",
             m(mine["download_cpu"]) <= GOALS["p2p_cpu"],
         )
