@@ -10,7 +10,7 @@ from nvme_cache.errors import (
     SourceFailed,
     VerificationFailed,
 )
-from nvme_cache.inflight import PIECE_SIZE, Fill, FillSource, RangeBody, RangeSource, SourceStream, ranges_of
+from nvme_cache.inflight import PIECE_SIZE, Fill, FillSource, Landed, RangeBody, RangeSource, SourceStream, ranges_of
 from nvme_cache.integrity import BlobCorrupt
 from nvme_cache.lock import CacheInUse, CacheLock
 from nvme_cache.refs import Ref, Refs
@@ -41,6 +41,7 @@ __all__ = [
     "FillProgress",
     "FillSource",
     "FillUnavailable",
+    "Landed",
     "FileSegment",
     "PIECE_SIZE",
     "RangeBody",

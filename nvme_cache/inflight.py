@@ -41,6 +41,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Any, Protocol
@@ -68,19 +69,32 @@ _RECEIVE_BUFFERS = 4  # per receiving thread: the hasher works on one while the 
 _NOTICE_BYTES = 4 * 1024 * 1024  # readers hear of new bytes this often (each is a loop wake-up)
 _SLOW_STREAM = 128 * 1024 * 1024  # bytes/s over _SLOW_WINDOW: slower, and helper connections join
 _SLOW_WINDOW = 0.5
+_READBACK_CHUNK = 256 * 1024  # a landed chunk is hashed in reads this size: they stay in L2
+
+
+@dataclass(frozen=True)
+class Landed:
+    """A stream's chunk that the stream wrote into the fill's temp file itself, at its offset,
+    and checked before yielding it (a peer's piece, against its published hash). The fill marks
+    it present and hashes it from the page cache: the bytes never cross the event loop, and the
+    piece never waits in a 4 MiB buffer that has left the CPU cache."""
+
+    length: int
 
 
 class SourceStream(Protocol):
     """What a stream fill reads from: a peer download, a delta rebuild, a hub response.
 
     A stream may also have `tap(offset, chunk)`: called on the fill's worker thread after each
-    chunk is written (p2p hashes pieces there, off the event loop).
+    chunk is written (p2p hashes pieces there, off the event loop); and `land_in(fd)`: the fill
+    hands it the temp file (None: no longer), and the stream may then yield `Landed` chunks.
+    Until a chunk is yielded, its bytes in the file are not present: no reader sees them.
     """
 
     size: int | None
     source: str  # "origin" | "peer" | "delta": the label bytes are counted under
 
-    def __aiter__(self) -> AsyncIterator[bytes | bytearray]: ...  # bytearray: a peer's piece buffer
+    def __aiter__(self) -> AsyncIterator[bytes | bytearray | Landed]: ...  # bytearray: a reused buffer
 
 
 class RangeBody(Protocol):
@@ -173,6 +187,8 @@ class Fill:
         self._reserved = 0
         self._received = 0
         self._tap: Callable[[int, Any], None] | None = None
+        self._land: Callable[[int | None], None] | None = None  # the stream's `land_in`, if any
+        self._readback: memoryview | None = None  # _hash_landed's buffer, made on first use
         self._hasher = hashlib.new(digest.algorithm)
         self._started = asyncio.Event()
         self._changed = asyncio.Event()
@@ -713,6 +729,9 @@ class Fill:
             self._set_size(stream.size)
             if not await self._open_allocated(self.size):
                 self.passthrough_from = 0
+            self._land = getattr(stream, "land_in", None)
+            if self._land is not None and self.passthrough_from is None:
+                self._land(self._fd)
             self._started.set()
             self._notify()
             await self._copy(stream)
@@ -725,27 +744,35 @@ class Fill:
     async def _copy(self, stream: SourceStream | AsyncIterator[bytes | bytearray]) -> None:
         loop = asyncio.get_running_loop()
         # A stream that reuses its buffers (a peer download) hears when one is free again.
-        release: Callable[[bytes | bytearray], None] = getattr(stream, "release", None) or _keep
+        release: Callable[[bytes | bytearray | Landed], None] = getattr(stream, "release", None) or _keep
         received = 0
-        pending: tuple[int, bytes | bytearray, Awaitable[tuple[object, object]]] | None = None
+        pending: tuple[int, bytes | bytearray | Landed, Awaitable[tuple[object, ...]]] | None = None
         async for chunk in stream:
-            if not chunk:
+            length = chunk.length if isinstance(chunk, Landed) else len(chunk)
+            if not length:
                 continue
-            if self.size is not None and received + len(chunk) > self.size:
+            if self.size is not None and received + length > self.size:
                 raise VerificationFailed(f"{self.digest}: source sent more than {self.size} bytes")
             # Double buffering: the worker writes and hashes this chunk while the loop receives
             # the next one.
             if pending is not None:
                 await self._finish_chunk(*pending)
                 release(pending[1])
-            # The write and the hash of one chunk run on two workers at once (both drop the GIL).
-            future = asyncio.gather(
-                loop.run_in_executor(self._executor, self._write_chunk, chunk, received),
-                loop.run_in_executor(self._executor, self._hash_chunk, chunk, received),
-                return_exceptions=True,  # both halves finish before either error is raised
-            )
+            future: Awaitable[tuple[object, ...]]
+            if isinstance(chunk, Landed):
+                future = asyncio.gather(
+                    loop.run_in_executor(self._executor, self._hash_landed, received, length),
+                    return_exceptions=True,
+                )
+            else:
+                # The write and the hash of one chunk run on two workers at once (both drop the GIL).
+                future = asyncio.gather(
+                    loop.run_in_executor(self._executor, self._write_chunk, chunk, received),
+                    loop.run_in_executor(self._executor, self._hash_chunk, chunk, received),
+                    return_exceptions=True,  # both halves finish before either error is raised
+                )
             pending = (received, chunk, future)
-            received += len(chunk)
+            received += length
         if pending is not None:
             await self._finish_chunk(*pending)
             release(pending[1])
@@ -758,14 +785,29 @@ class Fill:
             while done < len(view):
                 done += os.pwrite(self._fd, view[done:], offset + done)
 
-    def _hash_chunk(self, chunk: bytes | bytearray, offset: int) -> None:
+    def _hash_chunk(self, chunk: bytes | bytearray | memoryview, offset: int) -> None:
         self._hasher.update(chunk)
         self._checkpoints.append((offset + len(chunk), self._hasher.copy()))
         if self._tap is not None:
             self._tap(offset, chunk)
 
+    def _hash_landed(self, offset: int, length: int) -> None:
+        """Worker thread: a landed chunk read back from the page cache in pieces that stay in
+        the CPU cache, then hashed like a received one."""
+        assert self._fd is not None
+        buffer = self._readback
+        if buffer is None:
+            buffer = self._readback = memoryview(bytearray(_READBACK_CHUNK))
+        done = 0
+        while done < length:
+            count = os.preadv(self._fd, [buffer[: min(len(buffer), length - done)]], offset + done)
+            if count <= 0:
+                raise SourceFailed(f"temp file of {self.digest} ended early")
+            self._hash_chunk(buffer[:count], offset + done)
+            done += count
+
     async def _finish_chunk(
-        self, offset: int, chunk: bytes | bytearray, future: Awaitable[tuple[object, object]]
+        self, offset: int, chunk: bytes | bytearray | Landed, future: Awaitable[tuple[object, ...]]
     ) -> None:
         try:
             # The hash is done before anything (a write retry, the next chunk) touches it again.
@@ -773,16 +815,26 @@ class Fill:
                 if isinstance(result, BaseException):
                     raise result
         except OSError as exc:
-            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            if isinstance(chunk, Landed) or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
             await self._after_disk_full(offset, chunk)
-        if self.passthrough_from is None:
-            metrics.bytes_written.add(len(chunk), {"source": self.source})
-            with self._lock:
-                self._present.add(offset, offset + len(chunk))
-            self._notify()
-        else:
+        if isinstance(chunk, Landed):
+            if self.passthrough_from is not None:  # landed just before the disk filled up
+                assert self._fd is not None
+                loop = asyncio.get_running_loop()
+                landed = await loop.run_in_executor(self._executor, os.pread, self._fd, chunk.length, offset)
+                await self._broadcast(offset, landed)
+                return
+            length = chunk.length
+        elif self.passthrough_from is not None:
             await self._broadcast(offset, chunk)
+            return
+        else:
+            length = len(chunk)
+        metrics.bytes_written.add(length, {"source": self.source})
+        with self._lock:
+            self._present.add(offset, offset + length)
+        self._notify()
 
     async def _after_disk_full(self, offset: int, chunk: bytes | bytearray) -> None:
         loop = asyncio.get_running_loop()
@@ -796,6 +848,8 @@ class Fill:
                 raise
         log.warning("disk full while filling %s: serving it uncached", self.digest)
         self.passthrough_from = offset
+        if self._land is not None:
+            self._land(None)  # from now on the stream hands over bytes
         self._notify()  # the chunk was hashed already, beside the write that failed
 
     async def _broadcast(self, offset: int, chunk: bytes | bytearray) -> None:
@@ -1110,7 +1164,7 @@ class Fill:
             self._task.cancel()
 
 
-def _keep(chunk: bytes | bytearray) -> None:
+def _keep(chunk: bytes | bytearray | Landed) -> None:
     """A stream's chunks are its own to drop (no buffer to give back)."""
 
 
@@ -1119,6 +1173,8 @@ async def _trimmed(
 ) -> AsyncIterator[bytes]:
     """The parts of `chunks` (starting at byte `position`) within [begin, end)."""
     async for chunk in chunks:
+        if isinstance(chunk, Landed):  # only a stream the fill gave its file lands chunks
+            raise SourceFailed("a reader's own stream landed bytes in a file")
         low = max(begin - position, 0)
         high = len(chunk) if end is None else min(len(chunk), end - position)
         position += len(chunk)

@@ -61,7 +61,8 @@ tracker_records_refused = meter.create_counter(
 
 # -- the peer data plane (mirror side) --------------------------------------------------------
 pieces_received = meter.create_counter(
-    "registry_mirror_p2p_pieces_received", description="Pieces downloaded from peers and verified"
+    "registry_mirror_p2p_pieces_received",
+    description="Pieces downloaded from peers and verified, by where they were received into (into: file | buffer)",
 )
 pieces_served = meter.create_counter("registry_mirror_p2p_pieces_served", description="Pieces uploaded to peers")
 peer_bytes_served = meter.create_counter(

@@ -19,7 +19,7 @@ from oci import bearer_token, token_matches
 from p2p import metrics
 from p2p.config import P2PConfig
 from p2p.errors import BadPiece, TrackerError
-from p2p.piece_client import Abort, Buffers, PieceClient, Run, WantedPiece
+from p2p.piece_client import Abort, Buffers, Landing, PieceClient, Run, WantedPiece
 from p2p.pieces import pieces_within
 from p2p.swarm import SwarmStream
 from p2p.tracker.models import MAX_BLOBS_PER_ANNOUNCE, MAX_EXCLUDES, BlobState, PeerHolding, PeerInfo
@@ -276,12 +276,20 @@ class P2PNode:
                 known = False
         return bool(known)
 
-    async def fetch_run(self, base_url: str, digest: str, wanted: Sequence[WantedPiece], buffers: Buffers) -> Run:
+    async def fetch_run(
+        self, base_url: str, digest: str, wanted: Sequence[WantedPiece], buffers: Buffers, land: Landing | None = None
+    ) -> Run:
         """Consecutive pieces from one peer, each checked against its published hash (on a
-        worker thread: p2p.piece_client)."""
+        worker thread: p2p.piece_client). `land`: the fill's temp file, to write them into.
+
+        Cancelled, the thread writes nothing more once `abort()` returned: another source may
+        own those bytes by then."""
         abort = Abort()
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.piece_threads, self._pieces.fetch, base_url, digest, wanted, buffers, abort)
+        own = land.for_run() if land is not None else None  # the thread closes its descriptor
+        future = loop.run_in_executor(
+            self.piece_threads, self._pieces.fetch, base_url, digest, wanted, buffers, abort, own
+        )
         try:
             return await future
         except asyncio.CancelledError:

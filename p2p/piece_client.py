@@ -10,12 +10,19 @@ per GiB through its Python front end. Figures in docs/architecture.md.
 
 A piece is returned only once its hash matches what the seed published; a bad piece ends the run
 there, and the pieces before it are kept.
+
+Given the fill's temp file (`land`), a piece is not held in a buffer at all: each read lands in
+one small reused buffer, is hashed and written at its offset at once, while it is in the CPU
+cache, and the piece comes back as `Landed`. Its bytes are in the file before they are checked,
+but they count as present only once the fill takes the verified piece: a bad piece's bytes are
+never served, and the next attempt overwrites them.
 """
 
 from __future__ import annotations
 
 import errno
 import http.client
+import os
 import socket
 import ssl
 import threading
@@ -24,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from nvme_cache import Landed
 from nvme_cache.connections import ConnectionPool, Target
 from oci import parse_content_range
 from p2p.errors import BadPiece, PeerUnreachable, PieceError
@@ -31,6 +39,7 @@ from p2p.pieces import matches, piece_digest, piece_hash_state
 
 PIECE_PATH = "/p2p/v1/blobs/"
 _READ = 1024 * 1024  # hashed per read: big enough to keep Python out, small enough for the CPU cache
+_LAND_READ = 256 * 1024  # a landing read is hashed and written from L2
 
 
 @dataclass(frozen=True)
@@ -45,8 +54,29 @@ class WantedPiece:
 class Run:
     """What one request brought: verified pieces in order, and why it stopped early, if it did."""
 
-    pieces: list[tuple[int, bytearray]] = field(default_factory=list)
+    pieces: list[tuple[int, bytearray | Landed]] = field(default_factory=list)
     error: BaseException | None = None
+
+
+class DiskFull(OSError):
+    """Landing a piece in the fill's file found no room: not the peer's fault."""
+
+
+@dataclass(frozen=True)
+class Landing:
+    """The fill's temp file as one run writes into it: the run's own descriptor (closed when the
+    run ends, so its number is never another file's), and one lock per file, because two
+    threads writing one tmpfs file at once spin on its inode lock (2x the CPU, measured)."""
+
+    fd: int
+    lock: threading.Lock
+
+    def for_run(self) -> Landing:
+        return Landing(os.dup(self.fd), self.lock)
+
+    def write(self, data: memoryview, offset: int) -> None:
+        with self.lock:
+            _write_at(self.fd, data, offset)
 
 
 class Abort:
@@ -62,6 +92,14 @@ class Abort:
             self._connection = connection
             if connection is not None and self.requested:
                 connection.close()
+
+    def write(self, landing: Landing, data: memoryview, offset: int) -> None:
+        """Lands bytes in the fill's file unless the run was given up: once `abort()` has
+        returned, this thread writes nothing more (the lock orders the two)."""
+        with self._lock:
+            if self.requested:
+                raise PieceError("cancelled")
+            landing.write(data, offset)
 
     def __call__(self) -> None:
         with self._lock:
@@ -109,8 +147,17 @@ class PieceClient:
     def close(self) -> None:
         self._pool.close()
 
-    def fetch(self, base_url: str, digest: str, wanted: Sequence[WantedPiece], buffers: Buffers, abort: Abort) -> Run:
-        """Worker thread: pieces `wanted` (consecutive) from the peer at `base_url`."""
+    def fetch(
+        self,
+        base_url: str,
+        digest: str,
+        wanted: Sequence[WantedPiece],
+        buffers: Buffers,
+        abort: Abort,
+        land: Landing | None = None,
+    ) -> Run:
+        """Worker thread: pieces `wanted` (consecutive) from the peer at `base_url`; with `land`
+        (the fill's temp file, this run's own descriptor: closed here), written into it."""
         run = Run()
         target = Target.of(base_url)
         path = f"{urlsplit(base_url).path.rstrip('/')}{PIECE_PATH}{digest}"
@@ -125,11 +172,16 @@ class PieceClient:
             self._check(response, start, end)
             deadline = time.monotonic() + self._total_timeout
             for piece in wanted:
-                run.pieces.append((piece.index, self._receive(response, piece, buffers, deadline)))
+                if land is None:
+                    run.pieces.append((piece.index, self._receive(response, piece, buffers, deadline)))
+                else:
+                    run.pieces.append((piece.index, _land(response, piece, land, abort, deadline)))
             reusable = response.isclosed() and not response.will_close
         except BaseException as exc:  # noqa: BLE001 - handed to the loop, which decides
             run.error = exc
         finally:
+            if land is not None:
+                os.close(land.fd)
             abort.attach(None)
             if connection is not None:
                 if reusable and not abort.requested:
@@ -189,6 +241,43 @@ class PieceClient:
             buffers.give(buffer)
             raise
         return buffer
+
+
+_landing = threading.local()  # one landing buffer per receiving thread, reused for every piece
+
+
+def _land(
+    response: http.client.HTTPResponse, piece: WantedPiece, landing: Landing, abort: Abort, deadline: float
+) -> Landed:
+    buffer: memoryview | None = getattr(_landing, "buffer", None)
+    if buffer is None:
+        buffer = _landing.buffer = memoryview(bytearray(_LAND_READ))
+    state = piece_hash_state(piece.expected)
+    size = piece.end - piece.start
+    done = 0
+    while done < size:
+        count = response.readinto(buffer[: min(len(buffer), size - done)])
+        if not count:
+            raise PieceError(f"peer closed after {done} of {size} bytes of piece {piece.index}")
+        state.update(buffer[:count])
+        abort.write(landing, buffer[:count], piece.start + done)
+        done += count
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"piece {piece.index} took longer than the total timeout")
+    if not matches(state, piece.expected):
+        raise BadPiece(piece.index, piece.expected, piece_digest(state))
+    return Landed(size)
+
+
+def _write_at(fd: int, data: memoryview, offset: int) -> None:
+    written = 0
+    try:
+        while written < len(data):
+            written += os.pwrite(fd, data[written:], offset + written)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(exc.errno, f"no room to land a piece: {exc.strerror}") from None
+        raise
 
 
 def _refused(exc: BaseException) -> bool:

@@ -23,16 +23,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import threading
 from collections.abc import AsyncIterator, Iterable, Sequence
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Protocol
 
-from nvme_cache import RangeBody, ranges_of
+from nvme_cache import Landed, RangeBody, ranges_of
 from p2p import metrics
 from p2p.config import P2PConfig
 from p2p.errors import BadPiece, PeerUnreachable, PieceError, TrackerError
-from p2p.piece_client import Buffers, Run, WantedPiece
+from p2p.piece_client import Buffers, DiskFull, Landing, Run, WantedPiece
 from p2p.pieces import PieceHasher, piece_bounds, piece_count
 from p2p.scheduler import choose_requests
 from p2p.tracker.models import PeerHolding
@@ -44,7 +46,7 @@ log = logging.getLogger("p2p.swarm")
 class _Stream(Protocol):
     size: int | None
 
-    def __aiter__(self) -> AsyncIterator[bytes | bytearray]: ...
+    def __aiter__(self) -> AsyncIterator[bytes | bytearray | Landed]: ...
 
 
 class OriginOpener(Protocol):
@@ -78,7 +80,9 @@ class SwarmNode(Protocol):
 
     def report_later(self, peer_id: str, digest: str, bad: BadPiece) -> None: ...
 
-    async def fetch_run(self, base_url: str, digest: str, wanted: Sequence[WantedPiece], buffers: Buffers) -> Run: ...
+    async def fetch_run(
+        self, base_url: str, digest: str, wanted: Sequence[WantedPiece], buffers: Buffers, land: Landing | None = None
+    ) -> Run: ...
 
 
 class SwarmStream:
@@ -104,6 +108,7 @@ class SwarmStream:
         self._excluded: set[str] = set()
         self._size_hint = size_hint  # from a listing, for origins that send no Content-Length
         self._buffers: Buffers | None = None
+        self._land: Landing | None = None  # the fill's temp file (our descriptor): peers' pieces land there
 
     # -- choosing where the bytes come from ----------------------------------------------------
     async def open(self) -> None:
@@ -207,22 +212,28 @@ class SwarmStream:
         if self._hasher is not None:
             self._hasher(offset, chunk)
 
-    def release(self, chunk: bytes | bytearray) -> None:
+    def land_in(self, fd: int | None) -> None:
+        """The fill's temp file (None: write nothing more into it; hand over bytes instead)."""
+        if self._land is not None:
+            os.close(self._land.fd)
+        self._land = Landing(os.dup(fd), threading.Lock()) if fd is not None else None
+
+    def release(self, chunk: bytes | bytearray | Landed) -> None:
         """The fill has written and hashed `chunk`: its buffer takes the next piece."""
         if self._buffers is not None and isinstance(chunk, bytearray):
             self._buffers.give(chunk)
 
-    def __aiter__(self) -> AsyncIterator[bytes | bytearray]:
+    def __aiter__(self) -> AsyncIterator[bytes | bytearray | Landed]:
         return self._chunks()
 
-    async def _chunks(self) -> AsyncIterator[bytes | bytearray]:
+    async def _chunks(self) -> AsyncIterator[bytes | bytearray | Landed]:
         rounds = 0
         while self._mode == "peer":
             assert self.size is not None
             self._node.track(self._digest, self.size, self._piece_size)
             before = self._offset
             async for piece in self._download():
-                self._offset += len(piece)
+                self._offset += piece.length if isinstance(piece, Landed) else len(piece)
                 yield piece
             if self._offset >= self.size:
                 return
@@ -250,6 +261,7 @@ class SwarmStream:
             with contextlib.suppress(TrackerError):
                 await self._node.tracker.release(self._digest, self._config.peer_id)
         self._node.untrack(self._digest, failed=failed)
+        self.land_in(None)
         await self._exits.aclose()
 
     # -- seeding --------------------------------------------------------------------------------
@@ -291,13 +303,13 @@ class SwarmStream:
             raise
 
     # -- downloading ----------------------------------------------------------------------------
-    async def _download(self) -> AsyncIterator[bytearray]:
+    async def _download(self) -> AsyncIterator[bytearray | Landed]:
         assert self.size is not None
         config = self._config
         count = piece_count(self.size, self._piece_size)
         next_index = self._offset // self._piece_size
         inflight: dict[int, tuple[asyncio.Task[Run], str]] = {}  # every piece of a run -> its task
-        ready: dict[int, bytearray] = {}
+        ready: dict[int, bytearray | Landed] = {}
         hashes: dict[int, str] = {}
         excluded = self._excluded  # served a bad piece: never again for this blob
         backoff: dict[str, float] = {}  # refused or failed: skipped until the time given
@@ -342,8 +354,11 @@ class SwarmStream:
                     log.warning("download of %s stalled at piece %d: leaving the swarm", self._digest, next_index)
                     return
         finally:
-            for task, _ in inflight.values():
+            tasks = {task for task, _ in inflight.values()}
+            for task in tasks:
                 task.cancel()
+            # Each run's thread has stopped landing bytes before another source takes over.
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _schedule(
         self,
@@ -353,7 +368,7 @@ class SwarmStream:
         hashes: dict[int, str],
         excluded: set[str],
         inflight: dict[int, tuple[asyncio.Task[Run], str]],
-        ready: dict[int, bytearray],
+        ready: dict[int, bytearray | Landed],
     ) -> None:
         run_pieces = self._config.run_pieces
         window = range(next_index, min(count, next_index + self._config.window))
@@ -378,7 +393,7 @@ class SwarmStream:
         peer_id: str,
         excluded: set[str],
         backoff: dict[str, float],
-        ready: dict[int, bytearray],
+        ready: dict[int, bytearray | Landed],
     ) -> bool:
         """Takes a finished run's verified pieces; judges the peer by why the run stopped."""
         try:
@@ -387,12 +402,17 @@ class SwarmStream:
             run = Run(error=exc)
         for index, data in run.pieces:
             ready[index] = data
-            metrics.pieces_received.add(1)
+            metrics.pieces_received.add(1, {"into": "file" if isinstance(data, Landed) else "buffer"})
         error = run.error
         if error is None:
             return bool(run.pieces)
         index = indexes[min(len(run.pieces), len(indexes) - 1)]
-        if isinstance(error, BadPiece):
+        if isinstance(error, DiskFull):
+            # Not the peer's doing: pieces come in buffers from now on, and the fill's own write
+            # meets the full disk (evict and retry, else serve the blob uncached).
+            log.warning("no room to land piece %d of %s: %s", index, self._digest, error)
+            self.land_in(None)
+        elif isinstance(error, BadPiece):
             metrics.bad_pieces.add(1)
             metrics.peers_excluded.add(1, {"reason": "bad_piece"})
             excluded.add(peer_id)
@@ -416,7 +436,7 @@ class SwarmStream:
         if self._buffers is None:
             # Enough for the window, the pieces waiting their turn and the fill's two in hand.
             self._buffers = Buffers(self._piece_size, keep=2 * self._config.window + 2)
-        return await self._node.fetch_run(holder.peer.url, self._digest, wanted, self._buffers)
+        return await self._node.fetch_run(holder.peer.url, self._digest, wanted, self._buffers, self._land)
 
     async def _rejoin(self) -> str:
         """After a stall: "seed" (we hold the lease now), "peer" (someone usable holds it), or

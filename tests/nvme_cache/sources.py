@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 from collections.abc import AsyncIterator
 
-from nvme_cache import Digest
+from nvme_cache import Digest, Landed
 
 
 def digest_of(data: bytes) -> Digest:
@@ -133,3 +134,51 @@ class _RangeBody:
         buffer[:count] = self._owner.data[self._position : self._position + count]
         self._position += count
         return count
+
+
+class LandingSource:
+    """A stream that, once the fill hands it the temp file (`land_in`), writes each chunk into it
+    itself and yields `Landed` (as a peer download does). `corrupt_chunk`: the bytes written for
+    that chunk differ from `data` in one byte. `hold_chunk`: after writing that chunk into the
+    file, wait for `released` before yielding it."""
+
+    def __init__(self, data: bytes, *, chunk: int = 64 * 1024, corrupt_chunk: int | None = None) -> None:
+        self.data = data
+        self.chunk = chunk
+        self.corrupt_chunk = corrupt_chunk
+        self.hold_chunk: int | None = None
+        self.written = asyncio.Event()  # the held chunk is in the file
+        self.released = asyncio.Event()
+        self.landed = 0
+        self.fd: int | None = None
+
+    @contextlib.asynccontextmanager
+    async def __call__(self) -> AsyncIterator[_LandingStream]:
+        yield _LandingStream(self)
+
+
+class _LandingStream:
+    source = "peer"
+
+    def __init__(self, owner: LandingSource) -> None:
+        self._owner = owner
+        self.size = len(owner.data)
+
+    def land_in(self, fd: int | None) -> None:
+        self._owner.fd = fd
+
+    async def __aiter__(self) -> AsyncIterator[bytes | Landed]:
+        owner = self._owner
+        for index, offset in enumerate(range(0, len(owner.data), owner.chunk)):
+            data = owner.data[offset : offset + owner.chunk]
+            if owner.fd is None:
+                yield data
+                continue
+            if index == owner.corrupt_chunk:
+                data = bytes([data[0] ^ 0xFF]) + data[1:]
+            os.pwrite(owner.fd, data, offset)
+            if index == owner.hold_chunk:
+                owner.written.set()
+                await owner.released.wait()
+            owner.landed += 1
+            yield Landed(len(data))
