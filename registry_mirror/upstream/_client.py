@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import functools
 import json
 import ssl
 import time
@@ -121,6 +122,17 @@ class BlobStream:
                 yield chunk
 
 
+@functools.cache
+def tls_context(ca_bundle: str | None, insecure: bool) -> ssl.SSLContext:
+    """One TLS context per trust setting for the whole process, shared by every upstream's
+    aiohttp session and range pool: each context loads the CA store again (tens of ms, ~1 MB)."""
+    context = ssl.create_default_context(cafile=ca_bundle)
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class UpstreamClient:
     """Pulls manifests, blobs and listings from one upstream registry."""
 
@@ -142,6 +154,7 @@ class UpstreamClient:
         self._auth = UpstreamAuth(username=settings.username, password=settings.password, static_token=settings.token)
         self._session: aiohttp.ClientSession | None = None
         self._range_pool: ConnectionPool | None = None
+        self._ssl()  # at startup: loading the CA store takes tens of ms the first request must not wait
         self._via = ViaRoute(settings.via, settings.name) if settings.via else None
 
     async def get_manifest(
@@ -201,12 +214,7 @@ class UpstreamClient:
 
     def range_pool(self) -> ConnectionPool:
         if self._range_pool is None:
-            tls = None
-            if self._base.scheme == "https":
-                tls = ssl.create_default_context(cafile=self.settings.ca_bundle)
-                if self.settings.insecure:
-                    tls.check_hostname = False
-                    tls.verify_mode = ssl.CERT_NONE
+            tls = tls_context(self.settings.ca_bundle, self.settings.insecure) if self._base.scheme == "https" else None
             self._range_pool = ConnectionPool(tls, self.settings.connect_timeout, self.settings.read_timeout)
         return self._range_pool
 
@@ -246,9 +254,7 @@ class UpstreamClient:
         return self._session
 
     def _ssl(self) -> ssl.SSLContext | bool:
-        if self.settings.insecure:
-            return False
-        return ssl.create_default_context(cafile=self.settings.ca_bundle)
+        return False if self.settings.insecure else tls_context(self.settings.ca_bundle, insecure=False)
 
     @contextlib.asynccontextmanager
     async def _request(
