@@ -21,8 +21,8 @@ class P2PConfig:
     upload_bandwidth: int = 0  # bytes/s for all uploads together, 0 = unlimited
     stall_timeout: float = 5.0  # a peer (or the whole swarm) that moves no bytes this long is dropped
     lease_ttl: float = 10.0
-    window: int = 8  # pieces fetched in parallel ahead of the one the fill needs next
-    run_pieces: int = 4  # consecutive pieces one request may ask a peer for
+    window: int = 16  # pieces fetched in parallel ahead of the next one (they land in the file: no buffers)
+    run_pieces: int = 8  # consecutive pieces one request may ask a peer for (two runs per peer fill the window)
     poll_interval: float = 0.2  # how often a waiting downloader asks the tracker again
     announce_interval: float = 0.25  # pieces of fills in progress are announced this often
     heartbeat_interval: float = 10.0
