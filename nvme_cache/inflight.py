@@ -296,8 +296,7 @@ class Fill:
         zeroed as it is allocated, 0.4 s here, during which the loop would serve nobody."""
         if not self._open_temp(size):
             return False
-        loop = asyncio.get_running_loop()
-        if size and not await loop.run_in_executor(self._executor, self._allocate, size):
+        if size and not await self._allocate(size):
             self._drop_temp()
             return False
         return True
@@ -310,22 +309,33 @@ class Fill:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.temp_path)
 
-    def _allocate(self, size: int, offset: int = 0) -> bool:
+    async def _allocate(self, size: int, offset: int = 0) -> bool:
         """Allocating the whole blob turns a full disk into one answer (evict, retry, else stream
-        uncached) instead of a failed write halfway through. False: no room."""
-        assert self._fd is not None
+        uncached) instead of a failed write halfway through. False: no room.
+
+        The allocation runs on a worker thread (tmpfs zeroes the pages: 0.4 s per GiB here); the
+        eviction between the two tries runs here on the loop, like every other change to the
+        store's index."""
+        loop = asyncio.get_running_loop()
         for attempt in range(2):
-            try:
-                os.posix_fallocate(self._fd, offset, size)
+            if await loop.run_in_executor(self._executor, self._try_allocate, size, offset):
                 return True
-            except OSError as exc:
-                if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-                    return True  # the filesystem cannot: writes report ENOSPC instead
-                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-                    raise
-                if attempt == 0:
-                    self._hooks.make_room(size)
+            if attempt == 0:
+                self._hooks.make_room(size)
         return False
+
+    def _try_allocate(self, size: int, offset: int) -> bool:
+        """Worker thread: one posix_fallocate; False: the disk is full."""
+        assert self._fd is not None
+        try:
+            os.posix_fallocate(self._fd, offset, size)
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                return True  # the filesystem cannot: writes report ENOSPC instead
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            return False
+        return True
 
     # -- range fills ---------------------------------------------------------------------------
     async def _fetch_ranges(self, ranges: RangeSource) -> None:
@@ -347,8 +357,7 @@ class Fill:
             # Allocating 512 MiB on tmpfs zeroes it, a quarter of a second during which writes to
             # the file wait: only the first reader's range now, the rest once it is answered.
             first_end = min(self.size, first_start + main_run)
-            loop = asyncio.get_running_loop()
-            if not await loop.run_in_executor(self._executor, self._allocate, first_end - first_start, first_start):
+            if not await self._allocate(first_end - first_start, first_start):
                 raise _Uncached()
             with self._lock:  # before any reader looks: the main stream is on its way
                 self._main_at = first_start
@@ -444,10 +453,9 @@ class Fill:
             got = await self._receive_on_thread(first, start, end, main=True)
             if got < end:
                 raise SourceFailed(f"{self.digest}: range ended at {got}, expected {end}")
-            loop = asyncio.get_running_loop()
             with self._lock:  # allocating is not receiving: it must not make the stream look slow
                 self._main_started = None
-            if not await loop.run_in_executor(self._executor, self._allocate, self.size):
+            if not await self._allocate(self.size):
                 log.warning("disk full while filling %s: serving it uncached", self.digest)
                 raise _Uncached()
             await self._range_worker(ranges, worker=-1, position=end, run=run)
