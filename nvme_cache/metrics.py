@@ -35,6 +35,10 @@ blobs_verified = meter.create_counter(
 scrub_bytes = meter.create_counter(
     "registry_mirror_cache_scrub_bytes", description="Bytes the background scrubber re-hashed"
 )
+scrub_skipped = meter.create_counter(
+    "registry_mirror_cache_scrub_skipped",
+    description="Blobs a scrub pass left for a later one (reason: recently_hashed, by a commit or a pass)",
+)
 scrub_passes = meter.create_counter(
     "registry_mirror_cache_scrub_passes", description="Full passes of the background scrubber over the cache"
 )

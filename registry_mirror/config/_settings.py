@@ -141,6 +141,9 @@ class CacheSettings:
     scrub_rate: int = size(
         16 * MiB, "Bytes per second the background scrubber re-hashes cached blobs (0 turns it off).", 0
     )
+    scrub_min_age: float = seconds(
+        24 * 3600.0, "Seconds after a blob was hashed (committed or scrubbed) before the scrubber hashes it again."
+    )
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,7 @@ def build_app(settings: Settings, config_file: Path | None = None) -> tuple[ASGI
         status_providers={"peers": node.status} if node is not None else {},
     )
     tracing = install_tracing(settings.telemetry.otlp_endpoint, settings.telemetry.service_name)
-    scrubber = Scrubber(store, settings.cache.scrub_rate)
+    scrubber = Scrubber(store, settings.cache.scrub_rate, min_age=settings.cache.scrub_min_age)
     hub = build_hub_app(
         mirror,
         settings.hf.upstream,

@@ -4,6 +4,7 @@ same through a mirror process)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -129,6 +130,37 @@ async def test_scrubber_pass_quarantines_rot(tmp_path: Path) -> None:
     assert store.stat(digest_of(bad)) is None and store.stat(digest_of(good)) is not None
     assert sum(waits) == pytest.approx(4.0)  # 4 MiB at 1 MiB/s
     store.close()
+
+
+async def test_scrubber_leaves_blobs_it_knows_were_just_hashed_for_a_later_pass(tmp_path: Path) -> None:
+    """A commit hashes the blob whole: the scrubber re-hashes it only once min_age has passed;
+    a blob it did not see committed (found on disk at start) is scrubbed in its first pass."""
+    old, new = blob(1 * MiB, 5), blob(1 * MiB, 6)
+    store = make_store(tmp_path)
+    await fill_from(store, old)  # before the scrubber started: as if found on disk
+    now = [1000.0]
+    scrubber = Scrubber(store, rate=64 * MiB, min_age=3600.0, clock=lambda: now[0], sleep=lambda _: None)
+
+    async def passes(count: int) -> None:
+        while scrubber.passes < count:
+            await asyncio.sleep(0.01)
+
+    scrubber.start()
+    try:
+        await asyncio.wait_for(passes(2), 10)
+        assert scrubber.hashed_bytes == 1 * MiB  # the blob it had not seen hashed, then nothing due
+        before = scrubber.passes
+        await fill_from(store, new)  # committed while the scrubber runs: it wakes, nothing is due
+        await asyncio.wait_for(passes(before + 1), 10)
+        assert scrubber.hashed_bytes == 1 * MiB
+        _flip(store, new)
+        now[0] += 3600.0
+        await scrubber.run_pass()  # an hour on: both are due again
+        assert scrubber.hashed_bytes == 3 * MiB and scrubber.corrupt_found == 1
+        assert store.stat(digest_of(new)) is None and store.stat(digest_of(old)) is not None
+    finally:
+        await scrubber.stop()
+        store.close()
 
 
 async def test_one_process_per_cache_dir_and_refs_survive(tmp_path: Path) -> None:

@@ -250,6 +250,7 @@ BAD_VALUES = {
     "cache.complete_abandoned_fills": "perhaps",
     "cache.chunk_size": "1B",
     "cache.scrub_rate": "fast",
+    "cache.scrub_min_age": "soon",
     "client_token_file": "missing-token",
     "client_token_env": "not a name",
     "p2p.tracker": "ftp://tracker:5050",

@@ -139,7 +139,11 @@ def test_range_of_unverified_blob_waits_for_verification(
 
 def test_scrubber_finds_rot_nobody_read(mirror_process: MirrorFactory, origin_factory, tmp_path: Path) -> None:
     origin, mirror, digest, url = _setup(
-        mirror_process, origin_factory, tmp_path, "scrub", cache_toml='scrub_rate = "64MiB"'
+        mirror_process,
+        origin_factory,
+        tmp_path,
+        "scrub",
+        cache_toml='scrub_rate = "64MiB"\nscrub_min_age = "0s"',  # the commit just hashed it: re-hash at once
     )
     path = cached_blob_path(mirror.cache_dir, digest)
     _corrupt(path, "flip")
