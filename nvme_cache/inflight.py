@@ -48,6 +48,7 @@ from typing import Any, Protocol
 
 from nvme_cache import metrics
 from nvme_cache.errors import FillFailed, FillUnavailable, SourceFailed, VerificationFailed
+from nvme_cache.fileio import write_at
 from nvme_cache.present import PresentRanges, union
 from nvme_cache.sendfile import FileSegment, ShortRead, segment_chunks
 from oci.digest import Digest
@@ -612,10 +613,8 @@ class Fill:
             if not count:
                 free.put(index)
                 break
-            done = 0
             try:
-                while done < count:
-                    done += os.pwrite(fd, buffer[done:count], offset + done)
+                write_at(fd, buffer[:count], offset)
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise _Uncached() from exc  # before the allocation said so: stream it uncached
@@ -788,10 +787,7 @@ class Fill:
 
     def _write_chunk(self, chunk: bytes | bytearray, offset: int) -> None:
         if self.passthrough_from is None and self._fd is not None:
-            view = memoryview(chunk)
-            done = 0
-            while done < len(view):
-                done += os.pwrite(self._fd, view[done:], offset + done)
+            write_at(self._fd, chunk, offset)
 
     def _hash_chunk(self, chunk: bytes | bytearray | memoryview, offset: int) -> None:
         self._hasher.update(chunk)

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from nvme_cache import Landed
 from nvme_cache.connections import ConnectionPool, Target
+from nvme_cache.fileio import write_at
 from oci import parse_content_range
 from p2p.errors import BadPiece, PeerUnreachable, PieceError
 from p2p.pieces import matches, piece_digest, piece_hash_state
@@ -270,10 +271,8 @@ def _land(
 
 
 def _write_at(fd: int, data: memoryview, offset: int) -> None:
-    written = 0
     try:
-        while written < len(data):
-            written += os.pwrite(fd, data[written:], offset + written)
+        write_at(fd, data, offset)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DiskFull(exc.errno, f"no room to land a piece: {exc.strerror}") from None

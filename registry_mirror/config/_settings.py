@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from nvme_cache.scrub import DEFAULT_MIN_AGE, DEFAULT_RATE
 from registry_mirror.config._fields import (
     count,
     described,
@@ -139,10 +140,10 @@ class CacheSettings:
     )
     chunk_size: int = size(1 * MiB, "Bytes per read, hash update and socket send.", 4 * KiB, 64 * MiB)
     scrub_rate: int = size(
-        16 * MiB, "Bytes per second the background scrubber re-hashes cached blobs (0 turns it off).", 0
+        DEFAULT_RATE, "Bytes per second the background scrubber re-hashes cached blobs (0 turns it off).", 0
     )
     scrub_min_age: float = seconds(
-        24 * 3600.0, "Seconds after a blob was hashed (committed or scrubbed) before the scrubber hashes it again."
+        DEFAULT_MIN_AGE, "Seconds after a blob was hashed (committed or scrubbed) before the scrubber hashes it again."
     )
 
 
