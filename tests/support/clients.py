@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,25 +16,14 @@ from .run import run
 _HERMETIC_SH = 'mount -t tmpfs tmpfs /var/lib && exec "$@"'
 
 
+def hermetic(argv: Sequence[str]) -> list[str]:
+    """`argv` run in a private mount namespace with a tmpfs over /var/lib (no host state touched)."""
+    return [require_binary("unshare"), "-m", "--propagation", "private", "--", "sh", "-c", _HERMETIC_SH, "sh", *argv]
+
+
 def skopeo(args: Sequence[str], timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """`skopeo --insecure-policy ARGS` in a private mount namespace (no host state touched)."""
-    unshare = require_binary("unshare")
-    binary = require_binary("skopeo")
-    argv = [
-        unshare,
-        "-m",
-        "--propagation",
-        "private",
-        "--",
-        "sh",
-        "-c",
-        _HERMETIC_SH,
-        "sh",
-        binary,
-        "--insecure-policy",
-        *args,
-    ]
-    return run(argv, timeout=timeout, check=check)
+    """`skopeo --insecure-policy ARGS`, hermetic."""
+    return run(hermetic([require_binary("skopeo"), "--insecure-policy", *args]), timeout=timeout, check=check)
 
 
 def skopeo_copy_from(
@@ -66,9 +57,6 @@ def podman_pull(
 ) -> subprocess.CompletedProcess[str]:
     """`podman pull REF` with a private registries.conf, storage (vfs) and signature policy, in a
     private mount namespace like skopeo. podman's --runroot must be short (at most 50 characters)."""
-    import tempfile
-
-    unshare = require_binary("unshare")
     binary = require_binary("podman")
     workdir.mkdir(parents=True, exist_ok=True)
     policy = workdir / "policy.json"
@@ -76,15 +64,6 @@ def podman_pull(
     runroot = tempfile.mkdtemp(prefix="podrun-", dir="/tmp")
     try:
         argv = [
-            unshare,
-            "-m",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            _HERMETIC_SH,
-            "sh",
             "env",
             f"CONTAINERS_REGISTRIES_CONF={registries_conf}",
             binary,
@@ -100,8 +79,6 @@ def podman_pull(
             "--quiet",
             ref,
         ]
-        return run(argv, timeout=timeout, check=check)
+        return run(hermetic(argv), timeout=timeout, check=check)
     finally:
-        import shutil
-
         shutil.rmtree(runroot, ignore_errors=True)
