@@ -80,6 +80,10 @@ lease_waits = meter.create_counter(
 p2p_fills = meter.create_counter(
     "registry_mirror_p2p_fills", description="Fills by how the bytes came: seed, peer, origin fallback, takeover"
 )
+upload_throttled_seconds = meter.create_counter(
+    "registry_mirror_p2p_upload_throttled_seconds",
+    description="Seconds piece uploads waited for the upload bandwidth cap (p2p.upload_bandwidth)",
+)
 uploads_refused = meter.create_counter(
     "registry_mirror_p2p_uploads_refused", description="Piece requests refused because the upload cap was reached"
 )

@@ -8,13 +8,13 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from cachetools import TTLCache
 
-from nvme_cache import BlobStore, Digest, FillFailed, FillSource
+from nvme_cache import BlobStore, Digest, FillFailed, FillSource, Landed
 from oci import bearer_token, token_matches
 from p2p import metrics
 from p2p.config import P2PConfig
@@ -277,18 +277,31 @@ class P2PNode:
         return bool(known)
 
     async def fetch_run(
-        self, base_url: str, digest: str, wanted: Sequence[WantedPiece], buffers: Buffers, land: Landing | None = None
+        self,
+        base_url: str,
+        digest: str,
+        wanted: Sequence[WantedPiece],
+        buffers: Buffers,
+        land: Landing | None = None,
+        arrived: Callable[[int, bytearray | Landed], None] | None = None,
     ) -> Run:
         """Consecutive pieces from one peer, each checked against its published hash (on a
         worker thread: p2p.piece_client). `land`: the fill's temp file, to write them into.
+        `arrived` is called on the loop with each verified piece as soon as the thread has it
+        (the returned run lists them all again).
 
         Cancelled, the thread writes nothing more once `abort()` returned: another source may
         own those bytes by then."""
         abort = Abort()
         loop = asyncio.get_running_loop()
         own = land.for_run() if land is not None else None  # the thread closes its descriptor
+
+        def hand_over(index: int, data: bytearray | Landed) -> None:  # on the run's thread
+            if arrived is not None:
+                loop.call_soon_threadsafe(arrived, index, data)
+
         future = loop.run_in_executor(
-            self.piece_threads, self._pieces.fetch, base_url, digest, wanted, buffers, abort, own
+            self.piece_threads, self._pieces.fetch, base_url, digest, wanted, buffers, abort, own, hand_over
         )
         try:
             return await future

@@ -27,7 +27,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -156,9 +156,12 @@ class PieceClient:
         buffers: Buffers,
         abort: Abort,
         land: Landing | None = None,
+        arrived: Callable[[int, bytearray | Landed], None] | None = None,
     ) -> Run:
         """Worker thread: pieces `wanted` (consecutive) from the peer at `base_url`; with `land`
-        (the fill's temp file, this run's own descriptor: closed here), written into it."""
+        (the fill's temp file, this run's own descriptor: closed here), written into it. Each
+        verified piece also goes to `arrived` at once. A piece may take 4x the stall timeout at
+        most: a peer trickling bytes is given up, a slow one (under an upload cap) is not."""
         run = Run()
         target = Target.of(base_url)
         path = f"{urlsplit(base_url).path.rstrip('/')}{PIECE_PATH}{digest}"
@@ -171,12 +174,15 @@ class PieceClient:
         try:
             connection, response = self._open(target, path, headers, abort)
             self._check(response, start, end)
-            deadline = time.monotonic() + self._total_timeout
             for piece in wanted:
+                deadline = time.monotonic() + self._total_timeout
                 if land is None:
-                    run.pieces.append((piece.index, self._receive(response, piece, buffers, deadline)))
+                    data: bytearray | Landed = self._receive(response, piece, buffers, deadline)
                 else:
-                    run.pieces.append((piece.index, _land(response, piece, land, abort, deadline)))
+                    data = _land(response, piece, land, abort, deadline)
+                run.pieces.append((piece.index, data))
+                if arrived is not None:
+                    arrived(piece.index, data)
             reusable = response.isclosed() and not response.will_close
         except BaseException as exc:  # noqa: BLE001 - handed to the loop, which decides
             run.error = exc

@@ -25,7 +25,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Protocol
@@ -81,7 +81,13 @@ class SwarmNode(Protocol):
     def report_later(self, peer_id: str, digest: str, bad: BadPiece) -> None: ...
 
     async def fetch_run(
-        self, base_url: str, digest: str, wanted: Sequence[WantedPiece], buffers: Buffers, land: Landing | None = None
+        self,
+        base_url: str,
+        digest: str,
+        wanted: Sequence[WantedPiece],
+        buffers: Buffers,
+        land: Landing | None = None,
+        arrived: Callable[[int, bytearray | Landed], None] | None = None,
     ) -> Run: ...
 
 
@@ -316,6 +322,15 @@ class SwarmStream:
         holdings: list[PeerHolding] = []
         last_refresh = -1.0
         last_progress = self._loop.time()
+
+        def arrived(index: int, data: bytearray | Landed) -> None:
+            """A verified piece, as soon as its run's thread has it (not when the whole run is in):
+            under a peer's upload cap a run takes seconds, and its pieces are progress all along."""
+            nonlocal last_progress
+            if index >= next_index and index not in ready:
+                ready[index] = data
+                last_progress = self._loop.time()
+
         try:
             while next_index < count:
                 now = self._loop.time()
@@ -325,7 +340,7 @@ class SwarmStream:
                     if any(i not in hashes for i in range(next_index, min(count, next_index + config.window))):
                         hashes.update(await self._node.piece_hashes(self._digest, self._piece_size))
                 resting = excluded | {p for p, until in backoff.items() if until > self._loop.time()}
-                self._schedule(next_index, count, holdings, hashes, resting, inflight, ready)
+                self._schedule(next_index, count, holdings, hashes, resting, inflight, ready, arrived)
                 if next_index not in ready:
                     tasks = {task for task, _ in inflight.values()}
                     if tasks:
@@ -333,7 +348,7 @@ class SwarmStream:
                     else:
                         await asyncio.sleep(config.poll_interval)
                 for task, peer_id, indexes in _finished(inflight):
-                    if self._collect(task, indexes, peer_id, excluded, backoff, ready):
+                    if self._collect(task, indexes, peer_id, excluded, backoff, arrived):
                         last_progress = self._loop.time()
                 while next_index in ready:
                     yield ready.pop(next_index)
@@ -369,6 +384,7 @@ class SwarmStream:
         excluded: set[str],
         inflight: dict[int, tuple[asyncio.Task[Run], str]],
         ready: dict[int, bytearray | Landed],
+        arrived: Callable[[int, bytearray | Landed], None],
     ) -> None:
         run_pieces = self._config.run_pieces
         window = range(next_index, min(count, next_index + self._config.window))
@@ -382,7 +398,7 @@ class SwarmStream:
         # The scheduler counts pieces; a peer may have two runs of run_pieces in flight.
         chosen = choose_requests(wanted, holders, busy, per_peer=2 * run_pieces)
         for peer_id, run in _runs(chosen, run_pieces):
-            task = self._loop.create_task(self._fetch_run(by_id[peer_id], run, hashes))
+            task = self._loop.create_task(self._fetch_run(by_id[peer_id], run, hashes, arrived))
             for index in run:
                 inflight[index] = (task, peer_id)
 
@@ -393,15 +409,16 @@ class SwarmStream:
         peer_id: str,
         excluded: set[str],
         backoff: dict[str, float],
-        ready: dict[int, bytearray | Landed],
+        arrived: Callable[[int, bytearray | Landed], None],
     ) -> bool:
-        """Takes a finished run's verified pieces; judges the peer by why the run stopped."""
+        """Takes a finished run's verified pieces (those its thread did not hand over already);
+        judges the peer by why the run stopped."""
         try:
             run = task.result()
         except Exception as exc:  # noqa: BLE001 - e.g. the piece threads shut down
             run = Run(error=exc)
         for index, data in run.pieces:
-            ready[index] = data
+            arrived(index, data)
             metrics.pieces_received.add(1, {"into": "file" if isinstance(data, Landed) else "buffer"})
         error = run.error
         if error is None:
@@ -430,13 +447,19 @@ class SwarmStream:
             log.info("peer %s failed piece %d of %s: %r", peer_id, index, self._digest, error)
         return bool(run.pieces)
 
-    async def _fetch_run(self, holder: PeerHolding, indexes: list[int], hashes: dict[int, str]) -> Run:
+    async def _fetch_run(
+        self,
+        holder: PeerHolding,
+        indexes: list[int],
+        hashes: dict[int, str],
+        arrived: Callable[[int, bytearray | Landed], None],
+    ) -> Run:
         assert self.size is not None
         wanted = [WantedPiece(i, *piece_bounds(i, self.size, self._piece_size), hashes[i]) for i in indexes]
         if self._buffers is None:
             # Enough for the window, the pieces waiting their turn and the fill's two in hand.
             self._buffers = Buffers(self._piece_size, keep=2 * self._config.window + 2)
-        return await self._node.fetch_run(holder.peer.url, self._digest, wanted, self._buffers, self._land)
+        return await self._node.fetch_run(holder.peer.url, self._digest, wanted, self._buffers, self._land, arrived)
 
     async def _rejoin(self) -> str:
         """After a stall: "seed" (we hold the lease now), "peer" (someone usable holds it), or

@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +32,7 @@ def start_swarm(
     extra: dict[int, list[str]] | None = None,
     stall_timeout: float = 15.0,
     commands: dict[int, list[str]] | None = None,
+    envs: dict[int, dict[str, str]] | None = None,
 ) -> list[MirrorProcess]:
     """Mirror 0 runs the embedded tracker; the others use it. Each has its own 127.0.0.x."""
     mirrors: list[MirrorProcess] = []
@@ -46,7 +48,7 @@ def start_swarm(
             args += ["--tracker", tracker_url]
         args += (extra or {}).get(i, [])
         # A generous stall timeout: 8 mirrors on 2 busy cores must not be taken for dead peers.
-        env = {"REGISTRY_MIRROR_P2P_STALL_TIMEOUT": str(stall_timeout)}
+        env = {"REGISTRY_MIRROR_P2P_STALL_TIMEOUT": str(stall_timeout), **(envs or {}).get(i, {})}
         mirrors.append(
             mirror_process(
                 {origin.host: origin.url}, extra_args=args, host=host, env=env, command=(commands or {}).get(i)
@@ -105,6 +107,28 @@ def test_eight_mirrors_pull_once_from_origin(origin_factory, tmp_path, mirror_pr
     marker = origin.clear_log_marker()
     assert get_all(mirrors, f"/v2/test/big/blobs/{digest}") == [digest] * 8
     assert origin.blob_gets(digest, since=marker) == []
+
+
+def test_a_capped_seed_paces_its_uploads_and_keeps_its_downloader(origin_factory, tmp_path, mirror_process) -> None:  # type: ignore[no-untyped-def]
+    """Under an upload cap the bytes flow at the cap from the first second: a run of pieces taken
+    from the cap whole would leave the downloader seconds without a byte, past its stall timeout,
+    and it would drop the seed and go to the origin."""
+    origin, digest, size = pushed_blob(origin_factory, tmp_path, 32 * MiB)
+    cap = 4 * MiB
+    seed, downloader = start_swarm(
+        mirror_process, origin, 2, stall_timeout=2.0, envs={0: {"REGISTRY_MIRROR_P2P_UPLOAD_BANDWIDTH": str(cap)}}
+    )
+    path = f"/v2/test/big/blobs/{digest}"
+    assert get_all([seed], path) == [digest]
+    marker = origin.clear_log_marker()
+    started = time.monotonic()
+    assert get_all([downloader], path) == [digest]
+    elapsed = time.monotonic() - started
+    assert origin.blob_gets(digest, since=marker) == []  # every byte came from the capped seed
+    # The cap held: after its one-second burst, the rest at 4 MiB/s.
+    assert elapsed >= (size - cap) / cap * 0.9, elapsed
+    throttled = httpx.get(f"{seed.url}/metrics").text
+    assert "registry_mirror_p2p_upload_throttled_seconds_total" in throttled
 
 
 def test_corrupting_peer_is_excluded(big_blob, mirror_process) -> None:  # type: ignore[no-untyped-def]
