@@ -18,6 +18,7 @@ Variants:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import hashlib
 import mmap
@@ -26,7 +27,7 @@ import resource
 import socket
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from _common import GiB, MiB, Table, median, write_result
@@ -50,8 +51,10 @@ def _sender(listener: socket.socket, source: Path) -> None:
             offset += os.sendfile(connection.fileno(), handle.fileno(), offset, size - offset)
 
 
-def received(source: Path, target: Path, window_mib: int | None) -> None:
-    """One 1 GiB transfer over loopback into `target`, by recv + pwrite or into a mapping."""
+@contextlib.contextmanager
+def _transfer(source: Path, target: Path) -> Iterator[tuple[socket.socket, int, int]]:
+    """A loopback socket that another thread sendfile()s `source` into, and `target` allocated
+    for it: (the receiving socket, target's descriptor, the size). Everything closed afterwards."""
     size = source.stat().st_size
     listener = socket.create_server(("127.0.0.1", 0))
     sender = threading.Thread(target=_sender, args=(listener, source))
@@ -60,6 +63,18 @@ def received(source: Path, target: Path, window_mib: int | None) -> None:
     fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.posix_fallocate(fd, 0, size)
+        yield client, fd, size
+    finally:
+        os.close(fd)
+        client.close()
+        sender.join()
+        listener.close()
+        target.unlink()
+
+
+def received(source: Path, target: Path, window_mib: int | None) -> None:
+    """One 1 GiB transfer over loopback into `target`, by recv + pwrite or into a mapping."""
+    with _transfer(source, target) as (client, fd, size):
         sha = hashlib.sha256()
         offset = 0
         if window_mib is None:
@@ -82,60 +97,45 @@ def received(source: Path, target: Path, window_mib: int | None) -> None:
                 mapping.close()
                 offset += at
         assert offset == size
-    finally:
-        os.close(fd)
-        client.close()
-        sender.join()
-        listener.close()
-        target.unlink()
 
 
 def spliced(source: Path, target: Path, hash_from: str) -> None:
     """One 1 GiB transfer over loopback into `target` by splice (socket -> pipe -> file: the only
     copy is into the page cache), then sha256 of each spliced stretch from the file, read back
     with pread or from a mapping."""
-    size = source.stat().st_size
-    listener = socket.create_server(("127.0.0.1", 0))
-    sender = threading.Thread(target=_sender, args=(listener, source))
-    sender.start()
-    client = socket.create_connection(listener.getsockname())
-    fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
     pipe_out, pipe_in = os.pipe()
-    fcntl.fcntl(pipe_in, fcntl.F_SETPIPE_SZ, PIPE)
     try:
-        os.posix_fallocate(fd, 0, size)
-        sha = hashlib.sha256()
-        buffer = memoryview(bytearray(STRETCH))
-        offset = hashed = 0
-        while offset < size:
-            moved = os.splice(client.fileno(), pipe_in, min(PIPE, size - offset))
-            if not moved:
-                break
-            while moved:
-                count = os.splice(pipe_out, fd, moved, offset_dst=offset)
-                moved -= count
-                offset += count
-            if offset - hashed >= STRETCH or offset == size:
-                length = offset - hashed
-                if hash_from == "pread":
-                    got = os.preadv(fd, [buffer[:length]], hashed)
-                    sha.update(buffer[:got])
-                else:
-                    start = hashed - hashed % mmap.ALLOCATIONGRANULARITY
-                    mapping = mmap.mmap(fd, offset - start, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ, offset=start)
-                    with memoryview(mapping) as view:
-                        sha.update(view[hashed - start :])
-                    mapping.close()
-                hashed = offset
-        assert hashed == size
+        fcntl.fcntl(pipe_in, fcntl.F_SETPIPE_SZ, PIPE)
+        with _transfer(source, target) as (client, fd, size):
+            sha = hashlib.sha256()
+            buffer = memoryview(bytearray(STRETCH))
+            offset = hashed = 0
+            while offset < size:
+                moved = os.splice(client.fileno(), pipe_in, min(PIPE, size - offset))
+                if not moved:
+                    break
+                while moved:
+                    count = os.splice(pipe_out, fd, moved, offset_dst=offset)
+                    moved -= count
+                    offset += count
+                if offset - hashed >= STRETCH or offset == size:
+                    length = offset - hashed
+                    if hash_from == "pread":
+                        got = os.preadv(fd, [buffer[:length]], hashed)
+                        sha.update(buffer[:got])
+                    else:
+                        start = hashed - hashed % mmap.ALLOCATIONGRANULARITY
+                        mapping = mmap.mmap(
+                            fd, offset - start, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ, offset=start
+                        )
+                        with memoryview(mapping) as view:
+                            sha.update(view[hashed - start :])
+                        mapping.close()
+                    hashed = offset
+            assert hashed == size
     finally:
         os.close(pipe_in)
         os.close(pipe_out)
-        os.close(fd)
-        client.close()
-        sender.join()
-        listener.close()
-        target.unlink()
 
 
 def written(target: Path, threads: int, locked: bool) -> None:
