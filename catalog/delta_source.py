@@ -54,7 +54,7 @@ class RebuiltStream:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
-        with open(self.path, "rb") as f:
+        with await loop.run_in_executor(None, self.path.open, "rb") as f:
             while chunk := await loop.run_in_executor(None, f.read, CHUNK):
                 yield chunk
 

@@ -310,7 +310,7 @@ async def _wait(
     name: str,
     serial: int | None,
     wanted: float,
-    timeout: float,
+    timeout: float,  # noqa: ASYNC109 - the deadline spans every poll and is named in the error
     interval: float,
     show: bool,
 ) -> dict[str, Any]:

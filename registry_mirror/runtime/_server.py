@@ -141,11 +141,12 @@ async def _serve_together(
     main: uvicorn.Server, extra: list[uvicorn.Server], sockets: list[socket.socket], ready: str
 ) -> int:
     # The main app's lifespan opens the cache; the other listeners start once it is ready.
+    # uvicorn.Server says it started with a flag only, no event to await: polled, at startup only.
     main_task = asyncio.create_task(main.serve(sockets=[sockets[0]]))
-    while not main.started and not main_task.done():
+    while not main.started and not main_task.done():  # noqa: ASYNC110
         await asyncio.sleep(0.02)
     tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in zip(extra, sockets[1:], strict=True)]
-    while main.started and not all(server.started for server in extra) and not any(t.done() for t in tasks):
+    while main.started and not all(server.started for server in extra) and not any(t.done() for t in tasks):  # noqa: ASYNC110
         await asyncio.sleep(0.02)
     if main.started and all(server.started for server in extra):
         log.info("%s", ready)
