@@ -20,6 +20,7 @@ from typing import Any
 from nvme_cache import metrics
 from nvme_cache.errors import BlobNotFound, BlobVanished, RangeNotSatisfiable, VerificationFailed
 from nvme_cache.evict import EvictionPolicy, plan_eviction
+from nvme_cache.fileio import write_at
 from nvme_cache.index import BlobIndex
 from nvme_cache.inflight import PIECE_SIZE, Fill, FillSource
 from nvme_cache.integrity import BlobCorrupt, FileIdentity, file_matches, hashed_chunks
@@ -644,9 +645,7 @@ def _write_file(temp: Path, final: Path, data: bytes) -> None:
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_at(fd, data, 0)
             os.fsync(fd)
         finally:
             os.close(fd)

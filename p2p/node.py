@@ -8,7 +8,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -19,7 +19,7 @@ from oci import bearer_token, token_matches
 from p2p import metrics
 from p2p.config import P2PConfig
 from p2p.errors import BadPiece, TrackerError
-from p2p.piece_client import Abort, Buffers, Landing, PieceClient, Run, WantedPiece
+from p2p.piece_client import Abort, Arrived, Buffers, Landing, PieceClient, Run, WantedPiece
 from p2p.pieces import pieces_within
 from p2p.swarm import SwarmStream
 from p2p.tracker.models import MAX_BLOBS_PER_ANNOUNCE, MAX_EXCLUDES, BlobState, PeerHolding, PeerInfo
@@ -283,7 +283,7 @@ class P2PNode:
         wanted: Sequence[WantedPiece],
         buffers: Buffers,
         land: Landing | None = None,
-        arrived: Callable[[int, bytearray | Landed], None] | None = None,
+        arrived: Arrived | None = None,
     ) -> Run:
         """Consecutive pieces from one peer, each checked against its published hash (on a
         worker thread: p2p.piece_client). `land`: the fill's temp file, to write them into.

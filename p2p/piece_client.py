@@ -43,6 +43,10 @@ _READ = 1024 * 1024  # hashed per read: big enough to keep Python out, small eno
 _LAND_READ = 256 * 1024  # a landing read is hashed and written from L2
 
 
+# Called with each verified piece as soon as its run's thread has it (index, its bytes or Landed).
+Arrived = Callable[[int, bytearray | Landed], None]
+
+
 @dataclass(frozen=True)
 class WantedPiece:
     index: int
@@ -156,7 +160,7 @@ class PieceClient:
         buffers: Buffers,
         abort: Abort,
         land: Landing | None = None,
-        arrived: Callable[[int, bytearray | Landed], None] | None = None,
+        arrived: Arrived | None = None,
     ) -> Run:
         """Worker thread: pieces `wanted` (consecutive) from the peer at `base_url`; with `land`
         (the fill's temp file, this run's own descriptor: closed here), written into it. Each

@@ -25,7 +25,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Protocol
@@ -34,7 +34,7 @@ from nvme_cache import Landed, RangeBody, ranges_of
 from p2p import metrics
 from p2p.config import P2PConfig
 from p2p.errors import BadPiece, PeerUnreachable, PieceError, TrackerError
-from p2p.piece_client import Buffers, DiskFull, Landing, Run, WantedPiece
+from p2p.piece_client import Arrived, Buffers, DiskFull, Landing, Run, WantedPiece
 from p2p.pieces import PieceHasher, piece_bounds, piece_count
 from p2p.scheduler import choose_requests
 from p2p.tracker.models import PeerHolding
@@ -87,7 +87,7 @@ class SwarmNode(Protocol):
         wanted: Sequence[WantedPiece],
         buffers: Buffers,
         land: Landing | None = None,
-        arrived: Callable[[int, bytearray | Landed], None] | None = None,
+        arrived: Arrived | None = None,
     ) -> Run: ...
 
 
@@ -384,7 +384,7 @@ class SwarmStream:
         excluded: set[str],
         inflight: dict[int, tuple[asyncio.Task[Run], str]],
         ready: dict[int, bytearray | Landed],
-        arrived: Callable[[int, bytearray | Landed], None],
+        arrived: Arrived,
     ) -> None:
         run_pieces = self._config.run_pieces
         window = range(next_index, min(count, next_index + self._config.window))
@@ -409,7 +409,7 @@ class SwarmStream:
         peer_id: str,
         excluded: set[str],
         backoff: dict[str, float],
-        arrived: Callable[[int, bytearray | Landed], None],
+        arrived: Arrived,
     ) -> bool:
         """Takes a finished run's verified pieces (those its thread did not hand over already);
         judges the peer by why the run stopped."""
@@ -452,7 +452,7 @@ class SwarmStream:
         holder: PeerHolding,
         indexes: list[int],
         hashes: dict[int, str],
-        arrived: Callable[[int, bytearray | Landed], None],
+        arrived: Arrived,
     ) -> Run:
         assert self.size is not None
         wanted = [WantedPiece(i, *piece_bounds(i, self.size, self._piece_size), hashes[i]) for i in indexes]
