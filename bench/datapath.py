@@ -16,7 +16,9 @@ Rows (interleaved rounds; a new mirror on an empty cache for every cold figure):
 - with `--huge-tmpfs`: cold GET and P2P again with the caches (and the bare loop's file) on a
   tmpfs of this run's own, mounted `huge=within_size` (root only): the same work, 2 MiB pages
   instead of 4 KiB ones in the page cache.
-CPU-seconds come from /proc/PID/stat (utime+stime) of the mirror process alone, around one transfer.
+CPU-seconds come from /proc/PID/stat (utime+stime) of the mirror process alone, around one transfer;
+a second table splits them by thread (`bench/_threads.py`: the mirror names its threads in the
+kernel) and the bare loop's by step, so the two can be read side by side.
 `--profile DIR` records each cold GET, P2P download and piece upload with `perf record -g` and
 `py-spy record` (raw stacks) meanwhile.
 
@@ -40,6 +42,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import blake3
 from _common import (
@@ -62,6 +65,7 @@ from _common import (
     workdir,
     write_result,
 )
+from _threads import ThreadCpu
 
 from tests.support.net import free_port
 from tests.support.nginx import NginxServer
@@ -100,8 +104,9 @@ PROFILE_DIR: Path | None = None  # --profile: `perf record` of the process aroun
 
 def measured(
     pid: int, action: Callable[[], object], label: str = "", profile_too: dict[str, int] | None = None
-) -> tuple[float, object]:
-    """CPU-seconds of `pid` around `action`; with --profile, perf and py-spy record it (and the
+) -> tuple[float, object, dict[str, float]]:
+    """CPU-seconds of `pid` around `action`, the result, and those seconds by thread name (what
+    the samples missed is "not sampled"); with --profile, perf and py-spy record it (and the
     processes in `profile_too`, by label) meanwhile."""
     recorders: list[subprocess.Popen[bytes]] = []
     if PROFILE_DIR is not None and label:
@@ -110,12 +115,19 @@ def measured(
             recorders += _recorders(PROFILE_DIR / f"{name.replace(' ', '-')}-{time.monotonic_ns()}.data", target)
         time.sleep(1.0)  # they attach before the transfer starts
     before = cpu_seconds(pid)
-    result = action()
+    with ThreadCpu(pid) as threads:
+        result = action()
     spent = cpu_seconds(pid) - before
     for recorder in recorders:
         recorder.send_signal(2)
         recorder.wait()
-    return spent, result
+    by_thread = threads.by_name()
+    by_thread["not sampled"] = max(0.0, spent - sum(by_thread.values()))
+    return spent, result, by_thread
+
+
+def per_gib(by_thread: dict[str, float], size: int) -> dict[str, float]:
+    return {name: cpu / (size / GiB) for name, cpu in by_thread.items()}
 
 
 HUGE_TMPFS: Path | None = None  # a tmpfs mounted with huge=within_size, where this run may mount one
@@ -192,7 +204,7 @@ def hashing_floor(path: Path) -> dict[str, float]:
     return {"cpu_per_gib": cpu / (size / GiB), "gbps": size / seconds / 1e9}
 
 
-def bare_loop_floor(origin: OriginRegistry, digest: str, size: int, rounds: int = 2) -> dict[str, float]:
+def bare_loop_floor(origin: OriginRegistry, digest: str, size: int, rounds: int = 2) -> dict[str, Any]:
     """What the cold GET's work costs in Python with nothing around it: one thread GETs the blob
     from the origin (`http.client`, `readinto` 256 KiB), allocates the file on tmpfs, `pwrite`s
     and sha256-hashes each chunk; then `sendfile`s the file to a socket (as the mirror serves its
@@ -212,37 +224,55 @@ def bare_loop_floor(origin: OriginRegistry, digest: str, size: int, rounds: int 
             for _ in range(rounds):
                 time.sleep(FRESH_PAGES_PAUSE)
                 fresh.append(_bare_fill(origin, digest, size, piece_check, huge))
-            floors[name] = median(fresh)
-            floors[f"{name} back to back"] = _bare_fill(origin, digest, size, piece_check, huge)
+            floors[name] = median([fill["total"] for fill in fresh])
+            floors[f"{name} steps"] = {step: median([fill.get(step, 0.0) for fill in fresh]) for step in fresh[0]}
+            back_to_back = _bare_fill(origin, digest, size, piece_check, huge)
+            floors[f"{name} back to back"] = back_to_back["total"]
+            floors[f"{name} back to back steps"] = back_to_back
     return floors
 
 
-def _bare_fill(origin: OriginRegistry, digest: str, size: int, piece_check: bool, huge: bool) -> float:
+def _bare_fill(origin: OriginRegistry, digest: str, size: int, piece_check: bool, huge: bool) -> dict[str, float]:
+    """CPU-s/GiB of one bare fill by step ("allocate", "receive", "write", "sha256", "blake3",
+    "sendfile") and in all ("total")."""
     target = tmpfs_dir("floor", huge) / "blob"
     host, port = origin.url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port))
     buffer = memoryview(bytearray(256 * 1024))
-    started = _thread_cpu()
+    steps = dict.fromkeys(("allocate", "receive", "write", "sha256", "blake3", "sendfile"), 0.0)
+    clock = time.thread_time
+    started = clock()
     connection.request("GET", f"/v2/{REPO}/blobs/{digest}")
     response = connection.getresponse()
     fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.posix_fallocate(fd, 0, size)
+        steps["allocate"] = clock() - started
         sha, pieces, offset = hashlib.sha256(), blake3.blake3(max_threads=1), 0
-        while count := response.readinto(buffer):
+        while True:
+            before = clock()
+            if not (count := response.readinto(buffer)):
+                break
+            received = clock()
             os.pwrite(fd, buffer[:count], offset)
+            written = clock()
             sha.update(buffer[:count])
+            hashed = clock()
             if piece_check:
                 pieces.update(buffer[:count])
+            steps["receive"] += received - before
+            steps["write"] += written - received
+            steps["sha256"] += hashed - written
+            steps["blake3"] += clock() - hashed if piece_check else 0.0
             offset += count
         assert offset == size and f"sha256:{sha.hexdigest()}" == digest
-        spent = _thread_cpu() - started
-        spent += _sendfile_cpu(fd, size)
+        steps["sendfile"] = _sendfile_cpu(fd, size)
     finally:
         os.close(fd)
         connection.close()
         shutil.rmtree(target.parent, ignore_errors=True)
-    return spent / (size / GiB)
+    steps["total"] = clock() - started  # sendfile ran on this thread too
+    return {step: cpu / (size / GiB) for step, cpu in steps.items() if cpu or step == "total"}
 
 
 def _thread_cpu() -> float:
@@ -291,10 +321,10 @@ def baseline_tree(work: Path, revision: str | None) -> Path | None:
 
 def cold_gets(
     origin: OriginRegistry, work: Path, digest: str, size: int, rounds: int, baseline: Path | None = None
-) -> dict[str, dict[str, list[float]]]:
+) -> dict[str, dict[str, list[Any]]]:
     variants = ("direct", "tmpfs", "disk") + (("tmpfs huge",) if HUGE_TMPFS else ())
     variants += ("tmpfs, baseline", "disk, baseline") if baseline else ()
-    results: dict[str, dict[str, list[float]]] = {v: {"gbps": [], "cpu": []} for v in variants}
+    results: dict[str, dict[str, list[Any]]] = {v: {"gbps": [], "cpu": [], "threads": []} for v in variants}
     for _, variant in interleaved(list(results), rounds):
         read_warm(origin_blob_path(origin, digest))
         if variant == "direct":
@@ -313,9 +343,10 @@ def cold_gets(
                 wait_for_file(mirror_blob_path(cache, digest))  # noqa: B023
                 return result
 
-            cpu, (got, seconds) = measured(mirror.process.pid, pull, f"cold {variant}")  # type: ignore[union-attr,misc]
+            cpu, (got, seconds), by_thread = measured(mirror.process.pid, pull, f"cold {variant}")  # type: ignore[union-attr,misc]
             results[variant]["gbps"].append(got / seconds / 1e9)
             results[variant]["cpu"].append(cpu / (size / GiB))
+            results[variant]["threads"].append(per_gib(by_thread, size))
         finally:
             mirror.stop()
             shutil.rmtree(cache, ignore_errors=True)
@@ -338,7 +369,7 @@ def warm_hits(
         for clients in (1, 4):
             for _, server in interleaved(["mirror", "nginx"], rounds):
                 read_warm(cached)
-                cpu, timings = measured(pids[server], lambda: curl_get_many([urls[server]] * clients))  # noqa: B023
+                cpu, timings, _ = measured(pids[server], lambda: curl_get_many([urls[server]] * clients))  # noqa: B023
                 wall = max(seconds for _, seconds in timings)  # type: ignore[attr-defined]
                 entry = results.setdefault(f"{server} x{clients}", {"gbps": [], "cpu": []})
                 entry["gbps"].append(clients * size / wall / 1e9)
@@ -462,10 +493,11 @@ def _file_digest(path: Path) -> str:
 
 def p2p_transfer(
     origin: OriginRegistry, work: Path, digest: str, size: int, rounds: int, baseline: Path | None = None
-) -> dict[str, dict[str, list[float]]]:
+) -> dict[str, dict[str, list[Any]]]:
     variants = ("this tree",) + (("huge pages",) if HUGE_TMPFS else ()) + (("baseline",) if baseline else ())
-    results: dict[str, dict[str, list[float]]] = {
-        v: {"download_cpu": [], "upload_cpu": [], "gbps": []} for v in variants
+    results: dict[str, dict[str, list[Any]]] = {
+        v: {"download_cpu": [], "upload_cpu": [], "gbps": [], "download_threads": [], "upload_threads": []}
+        for v in variants
     }
     for round_no, variant in interleaved(list(results), rounds):
         env = {"PYTHONPATH": str(baseline)} if baseline and variant == "baseline" else None
@@ -505,15 +537,18 @@ def p2p_transfer(
             read_warm(cached)
             seed_before = cpu_seconds(seed.process.pid)  # type: ignore[union-attr]
             url = f"{downloader.url}/v2/{REPO}/blobs/{digest}"
-            cpu, (got, seconds) = measured(
-                downloader.process.pid,
-                lambda: curl_get(url),  # noqa: B023
-                f"p2p {variant}",
-                {f"upload {variant}": seed.process.pid},  # type: ignore[union-attr]
-            )
+            with ThreadCpu(seed.process.pid) as seed_threads:  # type: ignore[union-attr]
+                cpu, (got, seconds), by_thread = measured(  # type: ignore[misc]
+                    downloader.process.pid,
+                    lambda: curl_get(url),  # noqa: B023
+                    f"p2p {variant}",
+                    {f"upload {variant}": seed.process.pid},  # type: ignore[union-attr]
+                )
             wait_for_file(mirror_blob_path(caches[1], digest))
             results[variant]["upload_cpu"].append((cpu_seconds(seed.process.pid) - seed_before) / (size / GiB))  # type: ignore[union-attr]
             results[variant]["download_cpu"].append(cpu / (size / GiB))
+            results[variant]["download_threads"].append(per_gib(by_thread, size))
+            results[variant]["upload_threads"].append(per_gib(seed_threads.by_name(), size))
             results[variant]["gbps"].append(got / seconds / 1e9)
         finally:
             for mirror in mirrors:
@@ -771,6 +806,7 @@ def report(
                 True,
             )
     table = Table(["figure", "mirror", "reference (same run)", "ratio", "goal", ""], rows)
+    tables = [table] + ([threads] if (threads := thread_table(floor["bare"], cold, p2p)).rows else [])
     write_result(
         "datapath" if args.only == ",".join(FIGURES) else "datapath-" + args.only.replace(",", "-"),
         {
@@ -785,8 +821,32 @@ def report(
             "p2p": p2p,
             "rows": [dict(zip(table.columns, r, strict=True)) for r in rows],
         },
-        [table],
+        tables,
     )
+
+
+def thread_table(bare: dict[str, Any], cold: dict, p2p: dict) -> Table:
+    """CPU-s/GiB of each transfer by thread name (median over the rounds), busiest first; the
+    bare loop by step beside them (one thread: "receive" there is "origin-request" in the mirror,
+    "receive" + "write" its "nvme-cache" or "p2p-receive", "sha256" its "hash")."""
+    transfers = [
+        (f"bare loop, {name.removesuffix(' steps')}", [steps]) for name, steps in bare.items() if name.endswith("steps")
+    ]
+    transfers += [
+        (f"cold GET ({variant})", results["threads"]) for variant, results in cold.items() if variant != "direct"
+    ]
+    for variant, results in p2p.items():
+        transfers += [(f"P2P download ({variant})", results["download_threads"])]
+        transfers += [(f"piece upload ({variant})", results["upload_threads"])]
+    rows: list[Sequence[object]] = []
+    for transfer, samples in transfers:
+        names = {name for sample in samples for name in sample if name != "total"}
+        spent = {name: median([sample.get(name, 0.0) for sample in samples]) for name in names}
+        busiest = sorted(spent.items(), key=lambda item: -item[1])
+        rows.append(
+            (transfer, round(sum(spent.values()), 2), ", ".join(f"{n} {c:.2f}" for n, c in busiest if c >= 0.01))
+        )
+    return Table(["transfer", "CPU-s/GiB", "by thread, or by step for the bare loop (median of the rounds)"], rows)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import hashlib
 import mmap
 import os
 import queue
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -22,6 +21,7 @@ from pyzstd import CParameter, DParameter
 
 from catalog.errors import DeltaMismatch
 from catalog.metrics import delta_rebuilds, delta_rebuilt_bytes
+from nvme_cache.threads import start_named_thread
 
 CHUNK = 1024 * 1024
 ALGORITHM = "zstd-patch-from"
@@ -172,8 +172,7 @@ class _HashingWriter:
         self._digest = hashlib.sha256()
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="delta-writer", daemon=True)
-        self._thread.start()
+        self._thread = start_named_thread(self._run, "delta-writer")
 
     def put(self, data: bytes) -> None:
         if self._error is not None:

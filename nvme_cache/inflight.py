@@ -51,6 +51,7 @@ from nvme_cache.errors import FillFailed, FillUnavailable, SourceFailed, Verific
 from nvme_cache.fileio import write_at
 from nvme_cache.present import PresentRanges, union
 from nvme_cache.sendfile import FileSegment, ShortRead, segment_chunks
+from nvme_cache.threads import start_named_thread
 from oci.digest import Digest
 
 log = logging.getLogger("nvme_cache.fill")
@@ -664,7 +665,7 @@ class Fill:
 
         # Its own thread: it waits for pieces for the whole fill and must never wait for a
         # pool thread that is itself waiting.
-        threading.Thread(target=run, name=f"hash {self.digest.hex[:12]}", daemon=True).start()
+        start_named_thread(run, f"hash {self.digest.hex[:12]}")
         return future
 
     def _hash_prefix(self) -> None:

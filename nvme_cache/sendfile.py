@@ -18,11 +18,12 @@ import os
 import select
 import threading
 from collections.abc import AsyncIterator, MutableMapping
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
 from nvme_cache import metrics
+from nvme_cache.threads import worker_pool
 
 _POLL_SLICE_MS = 500  # how often a waiting sender checks whether the response was abandoned
 _MAX_SENDERS = 256  # threads that may sit in a sendfile loop at once; beyond that, copy instead
@@ -47,7 +48,7 @@ class ClientStalled(OSError):
 class ZeroCopySender:
     """Sends file segments on one uvicorn HTTP/1.1 connection with `os.sendfile`."""
 
-    _executor = ThreadPoolExecutor(max_workers=_MAX_SENDERS, thread_name_prefix="sendfile")
+    _executor = worker_pool("sendfile", _MAX_SENDERS)
     _busy = 0
     _busy_lock = threading.Lock()
 

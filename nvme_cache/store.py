@@ -12,7 +12,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from nvme_cache.layout import Layout
 from nvme_cache.lock import CacheLock
 from nvme_cache.refs import Refs
 from nvme_cache.sendfile import FileSegment, ShortRead, segment_chunks
+from nvme_cache.threads import worker_pool
 from oci.digest import Digest
 
 log = logging.getLogger("nvme_cache")
@@ -126,7 +127,7 @@ class BlobStore:
         # for 4 MiB over 1 MiB (fewer loop turns and syscalls per byte; see docs/benchmarks.md).
         self.read_chunk_size = max(chunk_size, 4 * 1024 * 1024)
         self._complete_abandoned = complete_abandoned_fills
-        self._executor = executor or ThreadPoolExecutor(max_workers=32, thread_name_prefix="nvme-cache")
+        self._executor = executor or worker_pool("nvme-cache", 32)
         self._index: BlobIndex | None = None
         self._fills: dict[str, Fill] = {}
         self._readers: Counter[str] = Counter()

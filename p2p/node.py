@@ -9,12 +9,12 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from cachetools import TTLCache
 
 from nvme_cache import BlobStore, Digest, FillFailed, FillSource, Landed
+from nvme_cache.threads import worker_pool
 from oci import bearer_token, token_matches
 from p2p import metrics
 from p2p.config import P2PConfig
@@ -36,7 +36,7 @@ class P2PNode:
         self.uploads_active = 0
         self._pieces = PieceClient(config.client_ssl, config.tracker_token, config.stall_timeout)
         # Peer pieces and a seed's origin bytes are received on these (blocking reads, GIL released).
-        self.piece_threads = ThreadPoolExecutor(max_workers=16, thread_name_prefix="p2p-receive")
+        self.piece_threads = worker_pool("p2p-receive", 16)
         self._tracked: dict[str, tuple[int, int]] = {}  # fills in progress: digest -> (size, piece size)
         self._announced: dict[str, int] = {}  # pieces last announced per tracked digest
         self._completed: dict[str, int] = {}  # committed since the last announce: digest -> size

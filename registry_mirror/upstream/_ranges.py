@@ -18,12 +18,12 @@ import asyncio
 import contextlib
 import http.client
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urljoin, urlsplit
 
 from yarl import URL
 
 from nvme_cache.connections import ConnectionPool, Target
+from nvme_cache.threads import worker_pool
 from oci import parse_content_range
 from registry_mirror.telemetry import _metrics as metrics
 from registry_mirror.telemetry import upstream_span
@@ -37,7 +37,7 @@ from registry_mirror.upstream._client import (
 )
 
 # Requests are sent and their headers read here; bodies are read on the fill's own threads.
-_REQUESTS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="origin-request")
+_REQUESTS = worker_pool("origin-request", 32)
 
 Throttle = Callable[[int], None]  # called on the receiving thread after each read; may sleep
 

@@ -61,6 +61,20 @@ def test_cold_range_of_the_tail_is_fetched_first(
         assert streamed_digest(whole) == (digest, BLOB_SIZE)
 
 
+def test_the_mirrors_worker_threads_carry_their_names_into_the_kernel(
+    mirror_process: MirrorFactory, origin: OriginRegistry, tmp_path: Path
+) -> None:
+    """`top -H` and perf tell receiving, allocating and sending apart (nvme_cache/threads.py)."""
+    digest, _ = _pushed(origin, tmp_path, "test/names", "names")
+    mirror = _mirror_for(mirror_process, origin, tmp_path)
+    with httpx.stream("GET", f"{mirror.url}/v2/test/names/blobs/{digest}", params=ns(origin), timeout=30) as cold:  # type: ignore[attr-defined]
+        assert streamed_digest(cold) == (digest, BLOB_SIZE)
+    wait_cached(mirror.cache_dir, digest)  # type: ignore[attr-defined]
+    tasks = Path(f"/proc/{mirror.process.pid}/task")  # type: ignore[attr-defined]
+    names = {(task / "comm").read_text().strip().rsplit("_", 1)[0] for task in tasks.iterdir()}
+    assert {"origin-request", "nvme-cache", "sendfile"} <= names, names
+
+
 def test_origin_without_range_support(mirror_process: MirrorFactory, origin: OriginRegistry, tmp_path: Path) -> None:
     digest, data = _pushed(origin, tmp_path, "test/norange", "norange")
     # nginx drops the Range header, so the origin answers 200 with the whole blob every time.
