@@ -10,6 +10,7 @@ from nvme_cache.errors import (
     SourceFailed,
     VerificationFailed,
 )
+from nvme_cache.fileio import DirectWriter, aligned_buffer
 from nvme_cache.inflight import PIECE_SIZE, Fill, FillSource, Landed, RangeBody, RangeSource, SourceStream, ranges_of
 from nvme_cache.integrity import BlobCorrupt
 from nvme_cache.lock import CacheInUse, CacheLock
@@ -26,6 +27,7 @@ from nvme_cache.store import BlobInfo, BlobStore, CachedBlob, FillProgress, Veri
 from oci.digest import Digest, InvalidDigest, Verifier
 
 __all__ = [
+    "aligned_buffer",
     "BlobCorrupt",
     "BlobInfo",
     "BlobNotFound",
@@ -36,6 +38,7 @@ __all__ = [
     "CacheLock",
     "CachedBlob",
     "Digest",
+    "DirectWriter",
     "Fill",
     "FillFailed",
     "FillProgress",

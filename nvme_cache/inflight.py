@@ -48,7 +48,7 @@ from typing import Any, Protocol
 
 from nvme_cache import metrics
 from nvme_cache.errors import FillFailed, FillUnavailable, SourceFailed, VerificationFailed
-from nvme_cache.fileio import write_at
+from nvme_cache.fileio import DirectWriter, aligned_buffer, no_read_ahead
 from nvme_cache.present import PresentRanges, union
 from nvme_cache.sendfile import FileSegment, ShortRead, segment_chunks
 from nvme_cache.threads import start_named_thread
@@ -88,8 +88,9 @@ class SourceStream(Protocol):
     """What a stream fill reads from: a peer download, a delta rebuild, a hub response.
 
     A stream may also have `tap(offset, chunk)`: called on the fill's worker thread after each
-    chunk is written (p2p hashes pieces there, off the event loop); and `land_in(fd)`: the fill
-    hands it the temp file (None: no longer), and the stream may then yield `Landed` chunks.
+    chunk is written (p2p hashes pieces there, off the event loop); and `land_in(fd, direct)`: the
+    fill hands it the temp file (None: no longer), and the stream may then yield `Landed` chunks,
+    written with `nvme_cache.DirectWriter(fd, direct)` (around the page cache where it can).
     Until a chunk is yielded, its bytes in the file are not present: no reader sees them.
     """
 
@@ -163,6 +164,7 @@ class Fill:
         complete_abandoned: bool,
         first_offset: int = 0,
         piece_size: int = PIECE_SIZE,
+        direct_writes: bool = True,
     ) -> None:
         self.digest = digest
         self.temp_path = temp_path
@@ -186,10 +188,12 @@ class Fill:
         self._receive_chunk = min(_RECEIVE_CHUNK, chunk_size)
         self._first_offset = first_offset - first_offset % self._piece_size
         self._fd: int | None = None
+        self._direct_writes = direct_writes
+        self._writer: DirectWriter | None = None  # writes into _fd, around the page cache where it can
         self._reserved = 0
         self._received = 0
         self._tap: Callable[[int, Any], None] | None = None
-        self._land: Callable[[int | None], None] | None = None  # the stream's `land_in`, if any
+        self._land: Callable[[int | None, bool], None] | None = None  # the stream's `land_in`, if any
         self._readback: memoryview | None = None  # _hash_landed's buffer, made on first use
         self._hasher = hashlib.new(digest.algorithm)
         self._started = asyncio.Event()
@@ -291,7 +295,15 @@ class Fill:
                 return False
             self._reserved = size
         self._fd = os.open(self.temp_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        self._writer = DirectWriter(self._fd, self._direct_writes)
+        if self._writer.direct:
+            no_read_ahead(self._fd)  # the read-backs of landed and disk-full bytes read present ranges only
         return True
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     async def _open_allocated(self, size: int | None) -> bool:
         """`_open_temp`, then the whole file allocated off the loop: a 1 GiB file on tmpfs is
@@ -306,6 +318,7 @@ class Fill:
     def _drop_temp(self) -> None:
         log.warning("disk full while filling %s: serving it uncached", self.digest)
         assert self._fd is not None
+        self._close_writer()
         os.close(self._fd)
         self._fd = None
         with contextlib.suppress(FileNotFoundError):
@@ -594,13 +607,14 @@ class Fill:
         CPU cache from the socket to the file to the hash), then into the file. A chunk that
         extends the contiguous prefix is handed to the hasher as it is: no second read."""
         free: SimpleQueue[int] = SimpleQueue()
-        buffers = [memoryview(bytearray(self._receive_chunk)) for _ in range(_RECEIVE_BUFFERS)]
+        # Page-aligned, so whole chunks go to the file with O_DIRECT (nvme_cache/fileio.py).
+        buffers = [aligned_buffer(self._receive_chunk) for _ in range(_RECEIVE_BUFFERS)]
         for index in range(_RECEIVE_BUFFERS):
             free.put(index)
         offset = start
         unnoticed = 0
-        fd = self._fd
-        assert fd is not None
+        writer = self._writer
+        assert writer is not None
         if main:
             with self._lock:
                 self._main_started = self._loop_time_threadsafe()
@@ -615,7 +629,7 @@ class Fill:
                 free.put(index)
                 break
             try:
-                write_at(fd, buffer[:count], offset)
+                writer.write(buffer[:count], offset)
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise _Uncached() from exc  # before the allocation said so: stream it uncached
@@ -672,7 +686,7 @@ class Fill:
         """Hasher thread: hash the contiguous prefix as it grows. Chunks handed over by the
         receiver are hashed from its buffer; bytes that landed out of order are read back once
         from the page cache when the prefix reaches them."""
-        fd = os.open(self.temp_path, os.O_RDONLY)
+        fd = self._open_temp_for_reading()
         try:
             buffer = memoryview(bytearray(self._receive_chunk * 4))
             hashed = 0
@@ -739,7 +753,7 @@ class Fill:
                 self.passthrough_from = 0
             self._land = getattr(stream, "land_in", None)
             if self._land is not None and self.passthrough_from is None:
-                self._land(self._fd)
+                self._land(self._fd, self._direct_writes)
             self._started.set()
             self._notify()
             await self._copy(stream)
@@ -787,8 +801,8 @@ class Fill:
         self._received = received
 
     def _write_chunk(self, chunk: bytes | bytearray, offset: int) -> None:
-        if self.passthrough_from is None and self._fd is not None:
-            write_at(self._fd, chunk, offset)
+        if self.passthrough_from is None and self._writer is not None:
+            self._writer.write(chunk, offset)
 
     def _hash_chunk(self, chunk: bytes | bytearray | memoryview, offset: int) -> None:
         self._hasher.update(chunk)
@@ -854,7 +868,7 @@ class Fill:
         log.warning("disk full while filling %s: serving it uncached", self.digest)
         self.passthrough_from = offset
         if self._land is not None:
-            self._land(None)  # from now on the stream hands over bytes
+            self._land(None, False)  # from now on the stream hands over bytes
         self._notify()  # the chunk was hashed already, beside the write that failed
 
     async def _broadcast(self, offset: int, chunk: bytes | bytearray) -> None:
@@ -905,6 +919,7 @@ class Fill:
         await self._offer(None, pace=False)
 
     async def _commit(self) -> None:
+        self._close_writer()  # every byte is written; the fsync below makes them durable
         fd, self._fd = self._fd, None
         assert fd is not None
         loop = asyncio.get_running_loop()
@@ -930,6 +945,7 @@ class Fill:
             queue.put_nowait(None)
 
     async def _cleanup(self) -> None:
+        self._close_writer()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -1158,9 +1174,17 @@ class Fill:
 
     def _open_for_reading(self) -> int:
         try:
-            return os.open(self.temp_path, os.O_RDONLY)
+            return self._open_temp_for_reading()
         except FileNotFoundError:
             return os.open(self.final_path, os.O_RDONLY)  # committed between our checks
+
+    def _open_temp_for_reading(self) -> int:
+        """The temp file for a reader of present ranges; no read-ahead into the rest, which may
+        still be written around the page cache (`no_read_ahead`)."""
+        fd = os.open(self.temp_path, os.O_RDONLY)
+        if self._direct_writes:
+            no_read_ahead(fd)
+        return fd
 
     def _reader_left(self) -> None:
         if self._complete_abandoned or self._task is None or self._task.done():

@@ -50,6 +50,11 @@ copied_bytes = meter.create_counter(
     "registry_mirror_copied_body_bytes", description="Body bytes sent by copying (TLS, or no zero-copy path)"
 )
 
+direct_bytes = meter.create_counter(
+    "registry_mirror_cache_direct_written_bytes",
+    description="Fill bytes written with O_DIRECT (not copied into the page cache); the rest of bytes_written went buffered",
+)
+
 uncacheable = meter.create_counter(
     "registry_mirror_cache_uncacheable_fills",
     description="Fills streamed uncached because no eviction could make room (nothing was evicted)",

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from nvme_cache import Landed
 from nvme_cache.connections import ConnectionPool, Target
-from nvme_cache.fileio import write_at
+from nvme_cache.fileio import DirectWriter, aligned_buffer
 from oci import parse_content_range
 from p2p.errors import BadPiece, PeerUnreachable, PieceError
 from p2p.pieces import matches, piece_digest, piece_hash_state
@@ -67,21 +67,31 @@ class DiskFull(OSError):
     """Landing a piece in the fill's file found no room: not the peer's fault."""
 
 
-@dataclass(frozen=True)
 class Landing:
     """The fill's temp file as one run writes into it: the run's own descriptor (closed when the
-    run ends, so its number is never another file's), and one lock per file, because two
-    threads writing one tmpfs file at once spin on its inode lock (2x the CPU, measured)."""
+    run ends, so its number is never another file's), written around the page cache where the
+    fill says so (`nvme_cache.DirectWriter`), and one lock per file, because two threads writing
+    one tmpfs file at once spin on its inode lock (2x the CPU, measured)."""
 
-    fd: int
-    lock: threading.Lock
+    def __init__(self, fd: int, lock: threading.Lock, direct: bool = False) -> None:
+        self.fd = fd
+        self.lock = lock
+        self.direct = direct
+        self._writer: DirectWriter | None = None  # opened by the first write: a run's thread
 
     def for_run(self) -> Landing:
-        return Landing(os.dup(self.fd), self.lock)
+        return Landing(os.dup(self.fd), self.lock, self.direct)
 
     def write(self, data: memoryview, offset: int) -> None:
+        if self._writer is None:
+            self._writer = DirectWriter(self.fd, self.direct)
         with self.lock:
-            _write_at(self.fd, data, offset)
+            _write_at(self._writer, data, offset)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        os.close(self.fd)
 
 
 class Abort:
@@ -192,7 +202,7 @@ class PieceClient:
             run.error = exc
         finally:
             if land is not None:
-                os.close(land.fd)
+                land.close()
             abort.attach(None)
             if connection is not None:
                 if reusable and not abort.requested:
@@ -262,7 +272,7 @@ def _land(
 ) -> Landed:
     buffer: memoryview | None = getattr(_landing, "buffer", None)
     if buffer is None:
-        buffer = _landing.buffer = memoryview(bytearray(_LAND_READ))
+        buffer = _landing.buffer = aligned_buffer(_LAND_READ)  # whole reads go to the file with O_DIRECT
     state = piece_hash_state(piece.expected)
     size = piece.end - piece.start
     done = 0
@@ -280,9 +290,9 @@ def _land(
     return Landed(size)
 
 
-def _write_at(fd: int, data: memoryview, offset: int) -> None:
+def _write_at(writer: DirectWriter, data: memoryview, offset: int) -> None:
     try:
-        write_at(fd, data, offset)
+        writer.write(data, offset)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DiskFull(exc.errno, f"no room to land a piece: {exc.strerror}") from None

@@ -218,11 +218,12 @@ class SwarmStream:
         if self._hasher is not None:
             self._hasher(offset, chunk)
 
-    def land_in(self, fd: int | None) -> None:
-        """The fill's temp file (None: write nothing more into it; hand over bytes instead)."""
+    def land_in(self, fd: int | None, direct: bool = False) -> None:
+        """The fill's temp file (None: write nothing more into it; hand over bytes instead), and
+        whether aligned pieces go around the page cache (the fill's `direct_writes`)."""
         if self._land is not None:
-            os.close(self._land.fd)
-        self._land = Landing(os.dup(fd), threading.Lock()) if fd is not None else None
+            self._land.close()
+        self._land = Landing(os.dup(fd), threading.Lock(), direct) if fd is not None else None
 
     def release(self, chunk: bytes | bytearray | Landed) -> None:
         """The fill has written and hashed `chunk`: its buffer takes the next piece."""
@@ -267,7 +268,7 @@ class SwarmStream:
             with contextlib.suppress(TrackerError):
                 await self._node.tracker.release(self._digest, self._config.peer_id)
         self._node.untrack(self._digest, failed=failed)
-        self.land_in(None)
+        self.land_in(None, False)
         await self._exits.aclose()
 
     # -- seeding --------------------------------------------------------------------------------
@@ -428,7 +429,7 @@ class SwarmStream:
             # Not the peer's doing: pieces come in buffers from now on, and the fill's own write
             # meets the full disk (evict and retry, else serve the blob uncached).
             log.warning("no room to land piece %d of %s: %s", index, self._digest, error)
-            self.land_in(None)
+            self.land_in(None, False)
         elif isinstance(error, BadPiece):
             metrics.bad_pieces.add(1)
             metrics.peers_excluded.add(1, {"reason": "bad_piece"})

@@ -138,6 +138,10 @@ class CacheSettings:
     complete_abandoned_fills: bool = switch(
         True, "Finish a fill whose readers all left, so the bytes are not fetched twice."
     )
+    direct_writes: bool = switch(
+        True,
+        "Write fills around the page cache (O_DIRECT) where the file system takes it: a fill does not push the node's page cache out.",
+    )
     chunk_size: int = size(1 * MiB, "Bytes per read, hash update and socket send.", 4 * KiB, 64 * MiB)
     scrub_rate: int = size(
         DEFAULT_RATE, "Bytes per second the background scrubber re-hashes cached blobs (0 turns it off).", 0

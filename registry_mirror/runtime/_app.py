@@ -59,6 +59,7 @@ def build_store(settings: Settings) -> BlobStore:
         low_watermark=cache.low_watermark,
         min_free_bytes=cache.min_free_bytes,
         complete_abandoned_fills=cache.complete_abandoned_fills,
+        direct_writes=cache.direct_writes,
         chunk_size=cache.chunk_size,
     )
 

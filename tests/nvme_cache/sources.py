@@ -164,7 +164,7 @@ class _LandingStream:
         self._owner = owner
         self.size = len(owner.data)
 
-    def land_in(self, fd: int | None) -> None:
+    def land_in(self, fd: int | None, direct: bool = False) -> None:
         self._owner.fd = fd
 
     async def __aiter__(self) -> AsyncIterator[bytes | Landed]:

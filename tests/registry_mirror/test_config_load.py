@@ -248,6 +248,7 @@ BAD_VALUES = {
     "cache.low_watermark": "0",
     "cache.min_free_bytes": "-5",
     "cache.complete_abandoned_fills": "perhaps",
+    "cache.direct_writes": "sometimes",
     "cache.chunk_size": "1B",
     "cache.scrub_rate": "fast",
     "cache.scrub_min_age": "soon",

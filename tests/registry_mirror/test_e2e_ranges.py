@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import MirrorFactory
-from tests.registry_mirror.test_e2e_support import mirror_config, ns, streamed_digest, wait_cached
+from tests.registry_mirror.test_e2e_support import metric_total, mirror_config, ns, streamed_digest, wait_cached
 from tests.support.images import push_blob, write_random_file
 from tests.support.nginx import NginxServer
 from tests.support.origin import OriginRegistry
@@ -73,6 +73,29 @@ def test_the_mirrors_worker_threads_carry_their_names_into_the_kernel(
     tasks = Path(f"/proc/{mirror.process.pid}/task")  # type: ignore[attr-defined]
     names = {(task / "comm").read_text().strip().rsplit("_", 1)[0] for task in tasks.iterdir()}
     assert {"origin-request", "nvme-cache", "sendfile"} <= names, names
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_a_cold_fill_on_a_disk_writes_around_the_page_cache_unless_told_not_to(
+    mirror_process: MirrorFactory, origin: OriginRegistry, tmp_path: Path, direct: bool
+) -> None:
+    """The cache under tmp_path is on the machine's disk (ext4 here), which takes O_DIRECT."""
+    digest, _ = _pushed(origin, tmp_path, "test/direct", f"direct-{direct}")
+    env = {} if direct else {"REGISTRY_MIRROR_CACHE_DIRECT_WRITES": "false"}
+    config = mirror_config(tmp_path / "mirror.toml", [origin])
+    config.write_text(config.read_text().replace("read_timeout = 5\n", "read_timeout = 5\n" + RANGES_TOML))
+    mirror = mirror_process({}, extra_args=["--config", str(config)], env=env)
+    url = f"{mirror.url}/v2/test/direct/blobs/{digest}"
+    with httpx.stream("GET", url, params=ns(origin), timeout=30) as cold:
+        assert streamed_digest(cold) == (digest, BLOB_SIZE)
+    wait_cached(mirror.cache_dir, digest)
+    with httpx.stream("GET", url, params=ns(origin), timeout=30) as hit:
+        assert streamed_digest(hit) == (digest, BLOB_SIZE)
+    direct_bytes = metric_total(
+        httpx.get(f"{mirror.url}/metrics").text, "registry_mirror_cache_direct_written_bytes_total"
+    )
+    # Every chunk of a 24 MiB blob is whole and piece-aligned: all of it, or none of it.
+    assert direct_bytes == (BLOB_SIZE if direct else 0)
 
 
 def test_origin_without_range_support(mirror_process: MirrorFactory, origin: OriginRegistry, tmp_path: Path) -> None:
