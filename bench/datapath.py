@@ -322,7 +322,10 @@ def baseline_tree(work: Path, revision: str | None) -> Path | None:
 def cold_gets(
     origin: OriginRegistry, work: Path, digest: str, size: int, rounds: int, baseline: Path | None = None
 ) -> dict[str, dict[str, list[Any]]]:
-    variants = ("direct", "tmpfs", "disk") + (("tmpfs huge",) if HUGE_TMPFS else ())
+    # "..., buffered": the same tree with cache.direct_writes off (fills copied into the page cache);
+    # "nobody reading": a client asks for the first MiB and leaves, the fill goes on alone (a prefetch).
+    variants = ("direct", "tmpfs", "disk", "disk, nobody reading", "disk, nobody reading, buffered")
+    variants += ("tmpfs huge",) if HUGE_TMPFS else ()
     variants += ("tmpfs, baseline", "disk, baseline") if baseline else ()
     results: dict[str, dict[str, list[Any]]] = {v: {"gbps": [], "cpu": [], "threads": []} for v in variants}
     for _, variant in interleaved(list(results), rounds):
@@ -335,13 +338,21 @@ def cold_gets(
         huge = variant == "tmpfs huge"
         cache = Path(tempfile.mkdtemp(prefix="bench-cold-", dir=work)) if on_disk else tmpfs_dir("cold", huge)
         env = {"PYTHONPATH": str(baseline)} if baseline and variant.endswith("baseline") else None
+        if variant.endswith("buffered"):
+            env = {"REGISTRY_MIRROR_CACHE_DIRECT_WRITES": "false"}
         mirror = start_mirror(work / f"cold-{len(variant)}", origin.url, cache_dir=cache, env=env)
         try:
 
             def pull() -> tuple[int, float]:
-                result = curl_get(f"{mirror.url}/v2/{REPO}/blobs/{digest}")  # noqa: B023 - called in this iteration
+                url = f"{mirror.url}/v2/{REPO}/blobs/{digest}"  # noqa: B023 - called in this iteration
+                if "nobody reading" not in variant:  # noqa: B023
+                    result = curl_get(url)
+                    wait_for_file(mirror_blob_path(cache, digest))  # noqa: B023
+                    return result
+                started = time.perf_counter()
+                _curl_range(url, f"0-{MiB - 1}")
                 wait_for_file(mirror_blob_path(cache, digest))  # noqa: B023
-                return result
+                return size, time.perf_counter() - started
 
             cpu, (got, seconds), by_thread = measured(mirror.process.pid, pull, f"cold {variant}")  # type: ignore[union-attr,misc]
             results[variant]["gbps"].append(got / seconds / 1e9)
@@ -672,6 +683,24 @@ def report(
             f"{gbps / direct:.2f}x",
             f">= {GOALS['cold_ratio']}x",
             gbps / direct >= GOALS["cold_ratio"],
+        )
+    if "disk, nobody reading" in cold:
+        alone, buffered = cold["disk, nobody reading"], cold["disk, nobody reading, buffered"]
+        row(
+            "fill nobody reads CPU-s/GiB (disk cache)",
+            m(alone["cpu"]),
+            f"direct_writes off {m(buffered['cpu']):.2f}",
+            f"{m(alone['cpu']) / m(buffered['cpu']):.2f}x of off",
+            "-",
+            True,
+        )
+        row(
+            "fill nobody reads GB/s (disk cache)",
+            m(alone["gbps"]),
+            f"direct_writes off {m(buffered['gbps']):.2f}",
+            f"{m(alone['gbps']) / m(buffered['gbps']):.2f}x of off",
+            "-",
+            True,
         )
     for cache in ("tmpfs", "disk") if "tmpfs, baseline" in cold else ():
         old_cpu, old_gbps = m(cold[f"{cache}, baseline"]["cpu"]), m(cold[f"{cache}, baseline"]["gbps"])

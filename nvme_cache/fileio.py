@@ -1,9 +1,12 @@
 """Writes into a fill's temp file at an offset, with O_DIRECT where it can.
 
 A buffered write copies every byte into the page cache, and on a disk-backed cache a fill of a
-100 GB model then pushes the node's whole page cache out for bytes that are read once. With
-`O_DIRECT` the device takes the bytes from our own buffer: on this VM's ext4, 1 GiB in 256 KiB
-writes costs 0.2 CPU-s against 2.1-3.1 buffered (docs/architecture.md, "Measured choices").
+100 GB model then pushes the node's whole page cache out for bytes that nobody reads now (a
+prefetch, a catalog pin, a fill whose client left). With `O_DIRECT` the device takes the bytes
+from our own buffer: on this VM's ext4, 1 GiB in 256 KiB writes costs 0.2 CPU-s against 2.1-3.1
+buffered (docs/architecture.md, "Measured choices"). Bytes a reader waits for are still written
+buffered (`around_cache=False`): that reader then gets them from memory, not from a second trip
+to the disk.
 `O_DIRECT` needs the buffer's address, the offset and the length to be multiples of the block
 size, so `DirectWriter` sends what is aligned (our receive buffers are page-aligned mappings and
 chunks start at piece boundaries) through its `O_DIRECT` descriptor and the rest (a blob's last
@@ -19,6 +22,8 @@ import ctypes
 import errno
 import mmap
 import os
+import struct
+import sys
 
 from nvme_cache import metrics
 
@@ -55,7 +60,7 @@ def _is_aligned(view: memoryview, offset: int) -> bool:
 
 class DirectWriter:
     """Writes into one open file at offsets: block-aligned writes through a second descriptor
-    opened with O_DIRECT (when `direct` and the filesystem takes it), the rest buffered. Safe to
+    opened with O_DIRECT (when `direct` and a disk's filesystem takes it), the rest buffered. Safe to
     share between threads writing different ranges.
 
     It owns only the O_DIRECT descriptor (`close`); `fd` stays the caller's."""
@@ -63,7 +68,7 @@ class DirectWriter:
     def __init__(self, fd: int, direct: bool = True) -> None:
         self.fd = fd
         self._direct_fd: int | None = None
-        if direct:
+        if direct and not _in_memory(fd):
             try:
                 # A new open file description of the same file: O_DIRECT is per description.
                 self._direct_fd = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
@@ -76,10 +81,11 @@ class DirectWriter:
         """Aligned writes still go around the page cache."""
         return self._use_direct
 
-    def write(self, data: memoryview | bytes | bytearray, offset: int) -> None:
-        """All of `data` at `offset`; OSError as it came (ENOSPC: the caller decides)."""
+    def write(self, data: memoryview | bytes | bytearray, offset: int, around_cache: bool = True) -> None:
+        """All of `data` at `offset`; OSError as it came (ENOSPC: the caller decides).
+        `around_cache=False`: buffered even if aligned (a reader is about to read these bytes)."""
         view = memoryview(data)
-        if self._use_direct and self._direct_fd is not None and _is_aligned(view, offset):
+        if around_cache and self._use_direct and self._direct_fd is not None and _is_aligned(view, offset):
             try:
                 write_at(self._direct_fd, view, offset)
             except OSError as exc:
@@ -102,6 +108,28 @@ class DirectWriter:
 
 def no_read_ahead(fd: int) -> None:
     """Read-ahead off for a reader of a temp file that is being written with O_DIRECT: pages
-    read ahead of the present bytes would hold the allocation's zeros and could outlive the
-    direct write of those bytes."""
+    read ahead of the present bytes would hold the allocation's zeros, be thrown away by the
+    direct write of those bytes, and cost a disk read each time. `read_present` reads instead."""
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+
+
+def read_present(fd: int, offset: int, count: int) -> None:
+    """Start reading bytes that are present (written) into the page cache in one go, before a
+    reader of such a temp file sends them: without read-ahead, `sendfile` would read them from
+    the disk 64 KiB at a time, waiting for each."""
+    os.posix_fadvise(fd, offset, count, os.POSIX_FADV_WILLNEED)
+
+
+_TMPFS_MAGIC = 0x01021994
+_RAMFS_MAGIC = 0x858458F6
+
+
+def _in_memory(fd: int) -> bool:
+    """The file lives in the page cache itself (tmpfs, ramfs): O_DIRECT saves nothing there."""
+    if not hasattr(ctypes, "CDLL") or sys.platform != "linux":
+        return False
+    buffer = ctypes.create_string_buffer(256)  # struct statfs; f_type (a long) comes first
+    if ctypes.CDLL(None, use_errno=True).fstatfs(fd, buffer) != 0:
+        return False
+    kind = struct.unpack_from("l", buffer.raw)[0] & 0xFFFFFFFF
+    return kind in (_TMPFS_MAGIC, _RAMFS_MAGIC)

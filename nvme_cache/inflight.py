@@ -48,7 +48,7 @@ from typing import Any, Protocol
 
 from nvme_cache import metrics
 from nvme_cache.errors import FillFailed, FillUnavailable, SourceFailed, VerificationFailed
-from nvme_cache.fileio import DirectWriter, aligned_buffer, no_read_ahead
+from nvme_cache.fileio import DirectWriter, aligned_buffer, no_read_ahead, read_present
 from nvme_cache.present import PresentRanges, union
 from nvme_cache.sendfile import FileSegment, ShortRead, segment_chunks
 from nvme_cache.threads import start_named_thread
@@ -190,6 +190,7 @@ class Fill:
         self._fd: int | None = None
         self._direct_writes = direct_writes
         self._writer: DirectWriter | None = None  # writes into _fd, around the page cache where it can
+        self._reads_present = False  # it does: readers read present bytes in, with no read-ahead
         self._reserved = 0
         self._received = 0
         self._tap: Callable[[int, Any], None] | None = None
@@ -298,6 +299,7 @@ class Fill:
         self._writer = DirectWriter(self._fd, self._direct_writes)
         if self._writer.direct:
             no_read_ahead(self._fd)  # the read-backs of landed and disk-full bytes read present ranges only
+            self._reads_present = True
         return True
 
     def _close_writer(self) -> None:
@@ -629,7 +631,8 @@ class Fill:
                 free.put(index)
                 break
             try:
-                writer.write(buffer[:count], offset)
+                # Around the page cache only while nobody reads along (a prefetch, a client that left).
+                writer.write(buffer[:count], offset, around_cache=not self._readers)
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise _Uncached() from exc  # before the allocation said so: stream it uncached
@@ -753,7 +756,8 @@ class Fill:
                 self.passthrough_from = 0
             self._land = getattr(stream, "land_in", None)
             if self._land is not None and self.passthrough_from is None:
-                self._land(self._fd, self._direct_writes)
+                # Peer pieces go around the page cache if nobody reads along as the download starts.
+                self._land(self._fd, self._direct_writes and not self._readers)
             self._started.set()
             self._notify()
             await self._copy(stream)
@@ -802,7 +806,7 @@ class Fill:
 
     def _write_chunk(self, chunk: bytes | bytearray, offset: int) -> None:
         if self.passthrough_from is None and self._writer is not None:
-            self._writer.write(chunk, offset)
+            self._writer.write(chunk, offset, around_cache=not self._readers)
 
     def _hash_chunk(self, chunk: bytes | bytearray | memoryview, offset: int) -> None:
         self._hasher.update(chunk)
@@ -817,6 +821,8 @@ class Fill:
         buffer = self._readback
         if buffer is None:
             buffer = self._readback = memoryview(bytearray(_READBACK_CHUNK))
+        if self._reads_present:  # landed around the page cache: read the chunk in at once
+            read_present(self._fd, offset, length)
         done = 0
         while done < length:
             count = os.preadv(self._fd, [buffer[: min(len(buffer), length - done)]], offset + done)
@@ -1034,7 +1040,7 @@ class Fill:
                     upto -= keep
                 upto = min(upto, offset + _SEGMENT_MAX)
                 assert fd is not None
-                yield FileSegment(fd, offset, upto - offset)
+                yield FileSegment(fd, offset, upto - offset, read_in=self._reads_present)
                 offset = upto
             self._detach(queue)  # nothing more to receive; don't hold the fill back
             if hold_back:
@@ -1182,7 +1188,7 @@ class Fill:
         """The temp file for a reader of present ranges; no read-ahead into the rest, which may
         still be written around the page cache (`no_read_ahead`)."""
         fd = os.open(self.temp_path, os.O_RDONLY)
-        if self._direct_writes:
+        if self._reads_present:
             no_read_ahead(fd)
         return fd
 

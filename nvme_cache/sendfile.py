@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nvme_cache import metrics
+from nvme_cache.fileio import read_present
 from nvme_cache.threads import worker_pool
 
 _POLL_SLICE_MS = 500  # how often a waiting sender checks whether the response was abandoned
@@ -39,6 +40,9 @@ class FileSegment:
     fd: int
     offset: int
     count: int
+    # The bytes were written around the page cache into a file read without read-ahead: the
+    # sending thread reads them in at once first (`sendfile` alone would read 64 KiB at a time).
+    read_in: bool = False
 
 
 class ClientStalled(OSError):
@@ -133,6 +137,8 @@ class ZeroCopySender:
 
     def _send_all(self, segment: FileSegment, sock_fd: int) -> int:
         offset, remaining = segment.offset, segment.count
+        if segment.read_in:
+            read_present(segment.fd, offset, remaining)
         poller = select.poll()
         poller.register(sock_fd, select.POLLOUT)
         waited_ms = 0
