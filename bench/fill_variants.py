@@ -4,8 +4,12 @@ process (RUSAGE_SELF) per GiB, interleaved rounds, medians.
 
 Variants:
 - `recv + pwrite`: a loopback socket (another thread sendfile()s a tmpfs file into it; its CPU is
-  counted too, the same in every variant) read with recv_into 256 KiB, each read pwrite()n into a
+  counted too, the same in every variant) read with recv_into 256 KiB (MSG_WAITALL: whole chunks, as
+  http.client's readinto gives the mirror), each read pwrite()n into a
   new, allocated tmpfs file and sha256-hashed: what the mirror's receiving thread does;
+- `recv + pwrite with O_DIRECT`: the same through the mirror's `DirectWriter` (whole 256 KiB
+  chunks from a page-aligned buffer around the page cache; on tmpfs it writes buffered, so run it
+  with `--dir` on a disk to see the difference);
 - `recv into mmap, W MiB windows`: the same, but received straight into a shared mapping of the
   temp file (no pwrite copy), the mapping moved in windows of W MiB, sha256 from the mapping;
 - `pwrite, one thread` / `two threads` / `two threads, one lock`: 4 MiB pieces written into one
@@ -31,6 +35,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from _common import GiB, MiB, Table, median, write_result
+
+from nvme_cache.fileio import DirectWriter, aligned_buffer
 
 CHUNK = 256 * 1024
 PIPE = 1024 * 1024  # one splice moves at most a pipe's size
@@ -72,17 +78,20 @@ def _transfer(source: Path, target: Path) -> Iterator[tuple[socket.socket, int, 
         target.unlink()
 
 
-def received(source: Path, target: Path, window_mib: int | None) -> None:
-    """One 1 GiB transfer over loopback into `target`, by recv + pwrite or into a mapping."""
+def received(source: Path, target: Path, window_mib: int | None, direct: bool = False) -> None:
+    """One 1 GiB transfer over loopback into `target`, by recv + pwrite or into a mapping;
+    `direct`: through the mirror's own `DirectWriter` (O_DIRECT where the filesystem takes it)."""
     with _transfer(source, target) as (client, fd, size):
         sha = hashlib.sha256()
         offset = 0
         if window_mib is None:
-            buffer = memoryview(bytearray(CHUNK))
-            while count := client.recv_into(buffer):
-                os.pwrite(fd, buffer[:count], offset)
+            buffer = aligned_buffer(CHUNK)
+            writer = DirectWriter(fd, direct)
+            while count := client.recv_into(buffer, CHUNK, socket.MSG_WAITALL):
+                writer.write(buffer[:count], offset)
                 sha.update(buffer[:count])
                 offset += count
+            writer.close()
         else:
             window = window_mib * MiB
             while offset < size:
@@ -175,6 +184,7 @@ def main() -> None:
     target = work / "target"
     variants: dict[str, Callable[[], None]] = {
         "recv + pwrite": lambda: received(source, target, None),
+        "recv + pwrite with O_DIRECT": lambda: received(source, target, None, direct=True),
         "recv into mmap, 4 MiB windows": lambda: received(source, target, 4),
         "recv into mmap, 64 MiB windows": lambda: received(source, target, 64),
         "splice, sha256 by pread": lambda: spliced(source, target, "pread"),
@@ -198,7 +208,7 @@ def main() -> None:
     for name, runs in results.items():
         base = write_base if name.startswith("pwrite") else recv_base
         rows.append((name, median(runs), f"{median(runs) / base:.2f}x"))
-    table = Table(["variant (1 GiB, tmpfs)", "CPU-s/GiB", "vs the first of its kind"], rows)
+    table = Table([f"variant (1 GiB, {args.dir})", "CPU-s/GiB", "vs the first of its kind"], rows)
     write_result("fill_variants", {"rounds": args.rounds, "cpu_seconds": results}, [table])
 
 
