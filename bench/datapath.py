@@ -354,6 +354,9 @@ def cold_gets(
                 wait_for_file(mirror_blob_path(cache, digest))  # noqa: B023
                 return size, time.perf_counter() - started
 
+            # The previous variant's cache was just removed: wait until its pages are the host's
+            # again, so no variant starts on warmer pages than another (they did, by up to 20%).
+            time.sleep(FRESH_PAGES_PAUSE)
             cpu, (got, seconds), by_thread = measured(mirror.process.pid, pull, f"cold {variant}")  # type: ignore[union-attr,misc]
             results[variant]["gbps"].append(got / seconds / 1e9)
             results[variant]["cpu"].append(cpu / (size / GiB))
@@ -544,7 +547,9 @@ def p2p_transfer(
             seed, downloader = mirrors
             curl_get(f"{seed.url}/v2/{REPO}/blobs/{digest}")
             cached = wait_for_file(mirror_blob_path(caches[0], digest))
-            time.sleep(2.0)  # the seed's "complete" announcement reaches the tracker (poll interval)
+            # The seed's "complete" announcement reaches the tracker (poll interval), and the pages
+            # freed before are the host's again, as for every cold figure (FRESH_PAGES_PAUSE).
+            time.sleep(max(2.0, FRESH_PAGES_PAUSE))
             read_warm(cached)
             seed_before = cpu_seconds(seed.process.pid)  # type: ignore[union-attr]
             url = f"{downloader.url}/v2/{REPO}/blobs/{digest}"

@@ -609,14 +609,15 @@ class Fill:
         CPU cache from the socket to the file to the hash), then into the file. A chunk that
         extends the contiguous prefix is handed to the hasher as it is: no second read."""
         free: SimpleQueue[int] = SimpleQueue()
-        # Page-aligned, so whole chunks go to the file with O_DIRECT (nvme_cache/fileio.py).
-        buffers = [aligned_buffer(self._receive_chunk) for _ in range(_RECEIVE_BUFFERS)]
+        writer = self._writer
+        assert writer is not None
+        # Page-aligned where whole chunks may go to the file with O_DIRECT (nvme_cache/fileio.py).
+        make = aligned_buffer if writer.direct else _heap_buffer
+        buffers = [make(self._receive_chunk) for _ in range(_RECEIVE_BUFFERS)]
         for index in range(_RECEIVE_BUFFERS):
             free.put(index)
         offset = start
         unnoticed = 0
-        writer = self._writer
-        assert writer is not None
         if main:
             with self._lock:
                 self._main_started = self._loop_time_threadsafe()
@@ -1201,6 +1202,10 @@ class Fill:
 
 def _keep(chunk: bytes | bytearray | Landed) -> None:
     """A stream's chunks are its own to drop (no buffer to give back)."""
+
+
+def _heap_buffer(size: int) -> memoryview:
+    return memoryview(bytearray(size))
 
 
 async def _trimmed(
