@@ -324,9 +324,13 @@ def cold_gets(
 ) -> dict[str, dict[str, list[Any]]]:
     # "..., buffered": the same tree with cache.direct_writes off (fills copied into the page cache);
     # "nobody reading": a client asks for the first MiB and leaves, the fill goes on alone (a prefetch).
-    variants = ("direct", "tmpfs", "disk", "disk, nobody reading", "disk, nobody reading, buffered")
+    # Each baseline variant right after its pair: what ran just before (and freed what) changes
+    # how fresh a fill's pages are, so both of a pair get the same neighbours over the rounds.
+    variants: tuple[str, ...] = ("direct",)
+    for cache in ("tmpfs", "disk"):
+        variants += (cache, f"{cache}, baseline") if baseline else (cache,)
+    variants += ("disk, nobody reading", "disk, nobody reading, buffered")
     variants += ("tmpfs huge",) if HUGE_TMPFS else ()
-    variants += ("tmpfs, baseline", "disk, baseline") if baseline else ()
     results: dict[str, dict[str, list[Any]]] = {v: {"gbps": [], "cpu": [], "threads": []} for v in variants}
     for _, variant in interleaved(list(results), rounds):
         read_warm(origin_blob_path(origin, digest))

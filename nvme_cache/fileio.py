@@ -23,9 +23,9 @@ import errno
 import mmap
 import os
 import struct
-import sys
 
 from nvme_cache import metrics
+from nvme_cache.libc import LIBC
 
 DIRECT_ALIGNMENT = 4096  # the largest logical block size of NVMe and ext4/xfs in use
 
@@ -126,10 +126,11 @@ _RAMFS_MAGIC = 0x858458F6
 
 def _in_memory(fd: int) -> bool:
     """The file lives in the page cache itself (tmpfs, ramfs): O_DIRECT saves nothing there."""
-    if not hasattr(ctypes, "CDLL") or sys.platform != "linux":
+    fstatfs = getattr(LIBC, "fstatfs", None)
+    if fstatfs is None:
         return False
     buffer = ctypes.create_string_buffer(256)  # struct statfs; f_type (a long) comes first
-    if ctypes.CDLL(None, use_errno=True).fstatfs(fd, buffer) != 0:
+    if fstatfs(fd, buffer) != 0:
         return False
     kind = struct.unpack_from("l", buffer.raw)[0] & 0xFFFFFFFF
     return kind in (_TMPFS_MAGIC, _RAMFS_MAGIC)

@@ -9,20 +9,16 @@ operator and `bench/datapath.py` can tell where a node's CPU goes.
 from __future__ import annotations
 
 import ctypes
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from nvme_cache.libc import LIBC
+
 _PR_SET_NAME = 15
 _KERNEL_NAME_BYTES = 15  # TASK_COMM_LEN less the terminating NUL
 
-_prctl: Callable[..., int] | None = None
-if sys.platform == "linux":
-    try:
-        _prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # a libc without prctl: names stay Python's own
-        _prctl = None
+_prctl: Callable[..., int] | None = getattr(LIBC, "prctl", None)  # a libc without it: Python's names only
 
 
 def name_native_thread(name: str | None = None) -> None:
