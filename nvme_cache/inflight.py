@@ -48,7 +48,7 @@ from typing import Any, Protocol
 
 from nvme_cache import metrics
 from nvme_cache.errors import FillFailed, FillUnavailable, SourceFailed, VerificationFailed
-from nvme_cache.fileio import DirectWriter, aligned_buffer, no_read_ahead, read_present
+from nvme_cache.fileio import DirectWriter, aligned_buffer, no_read_ahead, read_present, write_at
 from nvme_cache.present import PresentRanges, union
 from nvme_cache.sendfile import FileSegment, ShortRead, segment_chunks
 from nvme_cache.threads import start_named_thread
@@ -189,8 +189,11 @@ class Fill:
         self._first_offset = first_offset - first_offset % self._piece_size
         self._fd: int | None = None
         self._direct_writes = direct_writes
-        self._writer: DirectWriter | None = None  # writes into _fd, around the page cache where it can
-        self._reads_present = False  # it does: readers read present bytes in, with no read-ahead
+        # Worker threads never touch _fd: each takes its own descriptor (`_own_fd`), so a fill that
+        # fails and closes _fd while a thread still writes never lets that write reach whatever
+        # file gets the number next. _fd_lock orders the two.
+        self._fd_lock = threading.Lock()
+        self._reads_present = False  # writes may go around the page cache: readers read present bytes in
         self._reserved = 0
         self._received = 0
         self._tap: Callable[[int, Any], None] | None = None
@@ -296,16 +299,25 @@ class Fill:
                 return False
             self._reserved = size
         self._fd = os.open(self.temp_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        self._writer = DirectWriter(self._fd, self._direct_writes)
-        if self._writer.direct:
+        probe = DirectWriter(self._fd, self._direct_writes)  # does this filesystem take O_DIRECT?
+        self._reads_present = probe.direct
+        probe.close()
+        if self._reads_present:
             no_read_ahead(self._fd)  # the read-backs of landed and disk-full bytes read present ranges only
-            self._reads_present = True
         return True
 
-    def _close_writer(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+    def _own_fd(self) -> int:
+        """Worker thread: a descriptor of the temp file for the caller to close."""
+        with self._fd_lock:
+            if self._fd is None:
+                raise FillFailed(f"fill of {self.digest} ended")
+            return os.dup(self._fd)
+
+    def _take_fd(self) -> int | None:
+        """The fill's own descriptor, taken away from `_own_fd` (which fails from now on)."""
+        with self._fd_lock:
+            fd, self._fd = self._fd, None
+        return fd
 
     async def _open_allocated(self, size: int | None) -> bool:
         """`_open_temp`, then the whole file allocated off the loop: a 1 GiB file on tmpfs is
@@ -319,10 +331,9 @@ class Fill:
 
     def _drop_temp(self) -> None:
         log.warning("disk full while filling %s: serving it uncached", self.digest)
-        assert self._fd is not None
-        self._close_writer()
-        os.close(self._fd)
-        self._fd = None
+        fd = self._take_fd()
+        assert fd is not None
+        os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.temp_path)
 
@@ -343,15 +354,17 @@ class Fill:
 
     def _try_allocate(self, size: int, offset: int) -> bool:
         """Worker thread: one posix_fallocate; False: the disk is full."""
-        assert self._fd is not None
+        fd = self._own_fd()
         try:
-            os.posix_fallocate(self._fd, offset, size)
+            os.posix_fallocate(fd, offset, size)
         except OSError as exc:
             if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
                 return True  # the filesystem cannot: writes report ENOSPC instead
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
             return False
+        finally:
+            os.close(fd)
         return True
 
     # -- range fills ---------------------------------------------------------------------------
@@ -608,9 +621,16 @@ class Fill:
         """Worker thread: the body's bytes straight into small reused buffers (they stay in the
         CPU cache from the socket to the file to the hash), then into the file. A chunk that
         extends the contiguous prefix is handed to the hasher as it is: no second read."""
+        fd = self._own_fd()
+        writer = DirectWriter(fd, self._reads_present)
+        try:
+            return self._receive_into(writer, body, start, end, main)
+        finally:
+            writer.close()
+            os.close(fd)
+
+    def _receive_into(self, writer: DirectWriter, body: RangeBody, start: int, end: int | None, main: bool) -> int:
         free: SimpleQueue[int] = SimpleQueue()
-        writer = self._writer
-        assert writer is not None
         # Page-aligned where whole chunks may go to the file with O_DIRECT (nvme_cache/fileio.py).
         make = aligned_buffer if writer.direct else _heap_buffer
         buffers = [make(self._receive_chunk) for _ in range(_RECEIVE_BUFFERS)]
@@ -806,8 +826,14 @@ class Fill:
         self._received = received
 
     def _write_chunk(self, chunk: bytes | bytearray, offset: int) -> None:
-        if self.passthrough_from is None and self._writer is not None:
-            self._writer.write(chunk, offset, around_cache=not self._readers)
+        """Worker thread: a stream's chunk (bytes objects: never aligned, so always buffered)."""
+        if self.passthrough_from is not None:
+            return
+        fd = self._own_fd()
+        try:
+            write_at(fd, chunk, offset)
+        finally:
+            os.close(fd)
 
     def _hash_chunk(self, chunk: bytes | bytearray | memoryview, offset: int) -> None:
         self._hasher.update(chunk)
@@ -818,19 +844,30 @@ class Fill:
     def _hash_landed(self, offset: int, length: int) -> None:
         """Worker thread: a landed chunk read back from the page cache in pieces that stay in
         the CPU cache, then hashed like a received one."""
-        assert self._fd is not None
         buffer = self._readback
         if buffer is None:
             buffer = self._readback = memoryview(bytearray(_READBACK_CHUNK))
-        if self._reads_present:  # landed around the page cache: read the chunk in at once
-            read_present(self._fd, offset, length)
-        done = 0
-        while done < length:
-            count = os.preadv(self._fd, [buffer[: min(len(buffer), length - done)]], offset + done)
-            if count <= 0:
-                raise SourceFailed(f"temp file of {self.digest} ended early")
-            self._hash_chunk(buffer[:count], offset + done)
-            done += count
+        fd = self._own_fd()
+        try:
+            if self._reads_present:  # landed around the page cache: read the chunk in at once
+                read_present(fd, offset, length)
+            done = 0
+            while done < length:
+                count = os.preadv(fd, [buffer[: min(len(buffer), length - done)]], offset + done)
+                if count <= 0:
+                    raise SourceFailed(f"temp file of {self.digest} ended early")
+                self._hash_chunk(buffer[:count], offset + done)
+                done += count
+        finally:
+            os.close(fd)
+
+    def _read_landed(self, offset: int, length: int) -> bytes:
+        """Worker thread: landed bytes, for pass-through readers once the disk filled up."""
+        fd = self._own_fd()
+        try:
+            return os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
 
     async def _finish_chunk(
         self, offset: int, chunk: bytes | bytearray | Landed, future: Awaitable[tuple[object, ...]]
@@ -846,9 +883,8 @@ class Fill:
             await self._after_disk_full(offset, chunk)
         if isinstance(chunk, Landed):
             if self.passthrough_from is not None:  # landed just before the disk filled up
-                assert self._fd is not None
                 loop = asyncio.get_running_loop()
-                landed = await loop.run_in_executor(self._executor, os.pread, self._fd, chunk.length, offset)
+                landed = await loop.run_in_executor(self._executor, self._read_landed, offset, chunk.length)
                 await self._broadcast(offset, landed)
                 return
             length = chunk.length
@@ -926,8 +962,7 @@ class Fill:
         await self._offer(None, pace=False)
 
     async def _commit(self) -> None:
-        self._close_writer()  # every byte is written; the fsync below makes them durable
-        fd, self._fd = self._fd, None
+        fd = self._take_fd()  # every byte is written; the fsync below makes them durable
         assert fd is not None
         loop = asyncio.get_running_loop()
         try:
@@ -952,10 +987,8 @@ class Fill:
             queue.put_nowait(None)
 
     async def _cleanup(self) -> None:
-        self._close_writer()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if (fd := self._take_fd()) is not None:
+            os.close(fd)
         if not self.committed:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.temp_path)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import threading
 from collections.abc import AsyncIterator
 
 from nvme_cache import Digest, Landed
@@ -70,7 +71,9 @@ class _Stream:
 class BytesRanges:
     """A range source (nvme_cache.RangeSource) over `data`, answering on the fill's threads like
     the origin does: 206 for a range, or 200 with everything when `ranged` is off. Records every
-    request; `delay` per read makes one connection slow; `corrupt_at` flips that byte."""
+    request; `delay` per read makes one connection slow; `corrupt_at` flips that byte; `hold_at`:
+    a read that reaches that offset waits (on its thread) until `release` is set, after setting
+    `holding`."""
 
     source = "origin"
 
@@ -84,8 +87,12 @@ class BytesRanges:
         read_size: int = 8 * 1024,
         delay: float = 0.0,
         corrupt_at: int | None = None,
+        hold_at: int | None = None,
     ) -> None:
         self.data = bytearray(data)
+        self.hold_at = hold_at
+        self.holding = threading.Event()
+        self.release = threading.Event()
         if corrupt_at is not None:
             self.data[corrupt_at] ^= 0xFF
         self.ranged = ranged
@@ -130,6 +137,10 @@ class _RangeBody:
 
         if self._owner.delay:
             time.sleep(self._owner.delay)
+        hold_at = self._owner.hold_at
+        if hold_at is not None and self._position <= hold_at < self._position + len(buffer):
+            self._owner.holding.set()
+            self._owner.release.wait(30)
         count = min(len(buffer), self._stop - self._position, self._owner.read_size)
         buffer[:count] = self._owner.data[self._position : self._position + count]
         self._position += count

@@ -4,7 +4,10 @@ digest still the only way into the cache."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -144,3 +147,35 @@ async def test_no_room_streams_uncached(tmp_path: Path) -> None:
     assert handle.passthrough_from == 0
     assert store.stat(digest_of(data)) is None
     store.close()
+
+
+async def test_a_thread_still_receiving_when_its_fill_ends_writes_only_into_that_fills_file(tmp_path: Path) -> None:
+    """A fill that ends (here: cancelled, its only reader left) closes its descriptor while a
+    receiving thread may still be inside a read. The thread writes through a descriptor of its
+    own: its last bytes go into the fill's own (removed) temp file, never through a closed number
+    that another file may have by then (the old code wrote through the fill's: EBADF at best)."""
+    data = blob(64 * PIECE)
+    threads = ThreadPoolExecutor(max_workers=8)
+    store = range_store(tmp_path / "cache", complete_abandoned_fills=False, executor=threads)
+    held = 8 * PIECE
+    source = BytesRanges(data, max_parallel=1, parallel_min_size=1 << 30, read_size=PIECE, hold_at=held)
+    handle = store.get(digest_of(data), source.opener())  # type: ignore[arg-type]
+    assert isinstance(handle, Fill)
+    try:
+        assert await asyncio.to_thread(source.holding.wait, 10)  # the receiving thread sits in a read
+        observer = os.open(handle.temp_path, os.O_RDONLY)  # the temp file, even once it is removed
+        try:
+            # The only reader takes its bytes (a Range read: no hold-back) and leaves.
+            assert b"".join([chunk async for chunk in handle.read(0, PIECE, hold_back=False)]) == data[:PIECE]
+            with contextlib.suppress(FillFailed):
+                await handle.wait()
+            assert handle._fd is None and not handle.temp_path.exists()  # closed and removed
+            source.release.set()
+            await asyncio.to_thread(threads.shutdown, True)  # the receiving thread has finished
+            last_read = 1024  # range_store's chunk_size: what the thread had in hand when it stopped
+            assert os.pread(observer, last_read, held) == data[held : held + last_read]
+        finally:
+            os.close(observer)
+    finally:
+        source.release.set()
+        store.close()
