@@ -344,7 +344,7 @@ def baseline_tree(work: Path, revision: str | None) -> Path | None:
 def cold_gets(
     origin: OriginRegistry, work: Path, digest: str, size: int, rounds: int, baseline: Path | None = None
 ) -> dict[str, dict[str, list[Any]]]:
-    # "..., buffered": the same tree with cache.direct_writes off (fills copied into the page cache);
+    # "disk, nobody reading": cache.direct_writes on; "..., buffered": off, the default;
     # "nobody reading": a client asks for the first MiB and leaves, the fill goes on alone (a prefetch).
     # Each baseline variant right after its pair: what ran just before (and freed what) changes
     # how fresh a fill's pages are, so both of a pair get the same neighbours over the rounds.
@@ -364,8 +364,8 @@ def cold_gets(
         huge = variant == "tmpfs huge"
         cache = Path(tempfile.mkdtemp(prefix="bench-cold-", dir=work)) if on_disk else tmpfs_dir("cold", huge)
         env = {"PYTHONPATH": str(baseline)} if baseline and variant.endswith("baseline") else None
-        if variant.endswith("buffered"):
-            env = {"REGISTRY_MIRROR_CACHE_DIRECT_WRITES": "false"}
+        if variant == "disk, nobody reading":
+            env = {"REGISTRY_MIRROR_CACHE_DIRECT_WRITES": "true"}
         mirror = start_mirror(work / f"cold-{len(variant)}", origin.url, cache_dir=cache, env=env)
         try:
 

@@ -1,12 +1,14 @@
-"""Writes into a fill's temp file at an offset, with O_DIRECT where it can.
+"""Writes into a fill's temp file at an offset, with O_DIRECT where it is asked for and can.
 
 A buffered write copies every byte into the page cache, and on a disk-backed cache a fill of a
 100 GB model then pushes the node's whole page cache out for bytes that nobody reads now (a
-prefetch, a catalog pin, a fill whose client left). With `O_DIRECT` the device takes the bytes
-from our own buffer: on this VM's ext4, 1 GiB in 256 KiB writes costs 0.2 CPU-s against 2.1-3.1
-buffered (docs/architecture.md, "Measured choices"). Bytes a reader waits for are still written
-buffered (`around_cache=False`): that reader then gets them from memory, not from a second trip
-to the disk.
+prefetch, a catalog pin, a fill whose client left). With `O_DIRECT` (`cache.direct_writes`, off
+by default) the device takes the bytes from our own buffer instead. Which costs less CPU depends
+on how dear a new page-cache page is: on this VM direct won while the host was taking memory
+back and lost (1.19x) once it was not (docs/architecture.md, "Measured choices"). Bytes a reader
+waits for are always written buffered (`around_cache=False`): that reader then gets them from
+memory, not from a second trip to the disk.
+
 `O_DIRECT` needs the buffer's address, the offset and the length to be multiples of the block
 size, so `DirectWriter` sends what is aligned (our receive buffers are page-aligned mappings and
 chunks start at piece boundaries) through its `O_DIRECT` descriptor and the rest (a blob's last

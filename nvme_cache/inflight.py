@@ -164,7 +164,7 @@ class Fill:
         complete_abandoned: bool,
         first_offset: int = 0,
         piece_size: int = PIECE_SIZE,
-        direct_writes: bool = True,
+        direct_writes: bool = False,
     ) -> None:
         self.digest = digest
         self.temp_path = temp_path

@@ -114,7 +114,7 @@ class BlobStore:
         low_watermark: float = 0.80,
         min_free_bytes: int = 0,
         complete_abandoned_fills: bool = True,
-        direct_writes: bool = True,
+        direct_writes: bool = False,
         chunk_size: int = 1024 * 1024,
         executor: Executor | None = None,
         piece_size: int = PIECE_SIZE,
@@ -128,7 +128,7 @@ class BlobStore:
         # for 4 MiB over 1 MiB (fewer loop turns and syscalls per byte; see docs/benchmarks.md).
         self.read_chunk_size = max(chunk_size, 4 * 1024 * 1024)
         self._complete_abandoned = complete_abandoned_fills
-        self._direct_writes = direct_writes  # fills write around the page cache (nvme_cache/fileio.py)
+        self._direct_writes = direct_writes  # fills nobody reads go around the page cache (nvme_cache/fileio.py)
         self._executor = executor or worker_pool("nvme-cache", 32)
         self._index: BlobIndex | None = None
         self._fills: dict[str, Fill] = {}

@@ -139,8 +139,8 @@ class CacheSettings:
         True, "Finish a fill whose readers all left, so the bytes are not fetched twice."
     )
     direct_writes: bool = switch(
-        True,
-        "Write fills around the page cache (O_DIRECT) where the file system takes it: a fill does not push the node's page cache out.",
+        False,
+        "Write fills nobody reads along (prefetches, pins, abandoned fills) around the page cache with O_DIRECT, so they do not push the node's page cache out; off by default: measured slower where the page cache is cheap.",
     )
     chunk_size: int = size(1 * MiB, "Bytes per read, hash update and socket send.", 4 * KiB, 64 * MiB)
     scrub_rate: int = size(

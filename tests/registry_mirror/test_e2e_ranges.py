@@ -76,7 +76,7 @@ def test_the_mirrors_worker_threads_carry_their_names_into_the_kernel(
 
 
 @pytest.mark.parametrize("direct", [True, False])
-def test_a_fill_nobody_reads_along_writes_around_the_page_cache_unless_told_not_to(
+def test_a_fill_nobody_reads_along_writes_around_the_page_cache_when_told_to(
     mirror_process: MirrorFactory, origin: OriginRegistry, tmp_path: Path, direct: bool
 ) -> None:
     """The cache under tmp_path is on the machine's disk (ext4 here), which takes O_DIRECT. A
@@ -89,7 +89,7 @@ def test_a_fill_nobody_reads_along_writes_around_the_page_cache_unless_told_not_
     try:
         config = mirror_config(tmp_path / "mirror.toml", [front])  # type: ignore[list-item]
         config.write_text(config.read_text().replace("read_timeout = 5\n", "read_timeout = 5\n" + RANGES_TOML))
-        env = {} if direct else {"REGISTRY_MIRROR_CACHE_DIRECT_WRITES": "false"}
+        env = {"REGISTRY_MIRROR_CACHE_DIRECT_WRITES": "true"} if direct else {}  # off by default
         mirror = mirror_process({}, extra_args=["--config", str(config)], env=env)
         blobs = f"{mirror.url}/v2/test/direct/blobs"
         first = httpx.get(f"{blobs}/{abandoned}", params={"ns": front.host}, headers={"Range": "bytes=0-0"}, timeout=30)
