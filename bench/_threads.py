@@ -20,6 +20,12 @@ SAMPLE_INTERVAL = 0.1
 _POOL_NUMBER = re.compile(r"(_\d+| [0-9a-f]+)$")  # "sendfile_3" -> "sendfile", "hash 3f2a" -> "hash"
 
 
+def stat_cpu_seconds(stat: str) -> float:
+    """utime + stime from the text of a /proc/.../stat file."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
 def _task_times(pid: int) -> dict[int, tuple[str, float]]:
     times: dict[int, tuple[str, float]] = {}
     tasks = Path(f"/proc/{pid}/task")
@@ -29,8 +35,7 @@ def _task_times(pid: int) -> dict[int, tuple[str, float]]:
         except OSError:  # ended between the listing and the read
             continue
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat.rsplit(")", 1)[1].split()
-        times[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / TICK)
+        times[int(task.name)] = (name, stat_cpu_seconds(stat))
     return times
 
 

@@ -65,13 +65,12 @@ from _common import (
     workdir,
     write_result,
 )
-from _threads import ThreadCpu
+from _threads import ThreadCpu, stat_cpu_seconds
 
 from tests.support.net import free_port
 from tests.support.nginx import NginxServer
 from tests.support.procs import require_binary
 
-TICK = os.sysconf("SC_CLK_TCK")
 CAP_BYTES_PER_S = 25 * 1000 * 1000
 FRESH_PAGES_PAUSE = 3.0  # s: freed guest memory is reported to the host after ~2 s (min_free_ms, page_reporting)
 FIGURES = ("cold", "warm", "range", "capped", "aria2c", "p2p")
@@ -91,8 +90,7 @@ GOALS = {
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of the process and of its exited-and-waited children (nginx's workers)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    total = (int(fields[11]) + int(fields[12])) / TICK
+    total = stat_cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
     children = Path(f"/proc/{pid}/task/{pid}/children")
     for child in children.read_text().split() if children.exists() else []:
         total += cpu_seconds(int(child))

@@ -27,7 +27,6 @@ from nvme_cache.store import BlobInfo, BlobStore, CachedBlob, FillProgress, Veri
 from oci.digest import Digest, InvalidDigest, Verifier
 
 __all__ = [
-    "aligned_buffer",
     "BlobCorrupt",
     "BlobInfo",
     "BlobNotFound",
@@ -53,6 +52,7 @@ __all__ = [
     "RangeSource",
     "ZeroCopyMiddleware",
     "ZeroCopySender",
+    "aligned_buffer",
     "read_segment",
     "send_segment",
     "sender_of",

@@ -193,7 +193,9 @@ class Fill:
         # fails and closes _fd while a thread still writes never lets that write reach whatever
         # file gets the number next. _fd_lock orders the two.
         self._fd_lock = threading.Lock()
-        self._reads_present = False  # writes may go around the page cache: readers read present bytes in
+        # direct_writes asked for, and the filesystem takes O_DIRECT: readers then read present
+        # bytes in, with no read-ahead
+        self._may_write_direct = False
         self._reserved = 0
         self._received = 0
         self._tap: Callable[[int, Any], None] | None = None
@@ -300,9 +302,9 @@ class Fill:
             self._reserved = size
         self._fd = os.open(self.temp_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         probe = DirectWriter(self._fd, self._direct_writes)  # does this filesystem take O_DIRECT?
-        self._reads_present = probe.direct
+        self._may_write_direct = probe.direct
         probe.close()
-        if self._reads_present:
+        if self._may_write_direct:
             no_read_ahead(self._fd)  # the read-backs of landed and disk-full bytes read present ranges only
         return True
 
@@ -622,7 +624,7 @@ class Fill:
         CPU cache from the socket to the file to the hash), then into the file. A chunk that
         extends the contiguous prefix is handed to the hasher as it is: no second read."""
         fd = self._own_fd()
-        writer = DirectWriter(fd, self._reads_present)
+        writer = DirectWriter(fd, self._may_write_direct)
         try:
             return self._receive_into(writer, body, start, end, main)
         finally:
@@ -778,7 +780,7 @@ class Fill:
             self._land = getattr(stream, "land_in", None)
             if self._land is not None and self.passthrough_from is None:
                 # Peer pieces go around the page cache if nobody reads along as the download starts.
-                self._land(self._fd, self._direct_writes and not self._readers)
+                self._land(self._fd, self._may_write_direct and not self._readers)
             self._started.set()
             self._notify()
             await self._copy(stream)
@@ -849,7 +851,7 @@ class Fill:
             buffer = self._readback = memoryview(bytearray(_READBACK_CHUNK))
         fd = self._own_fd()
         try:
-            if self._reads_present:  # landed around the page cache: read the chunk in at once
+            if self._may_write_direct:  # landed around the page cache: read the chunk in at once
                 read_present(fd, offset, length)
             done = 0
             while done < length:
@@ -1074,7 +1076,7 @@ class Fill:
                     upto -= keep
                 upto = min(upto, offset + _SEGMENT_MAX)
                 assert fd is not None
-                yield FileSegment(fd, offset, upto - offset, read_in=self._reads_present)
+                yield FileSegment(fd, offset, upto - offset, read_in=self._may_write_direct)
                 offset = upto
             self._detach(queue)  # nothing more to receive; don't hold the fill back
             if hold_back:
@@ -1222,7 +1224,7 @@ class Fill:
         """The temp file for a reader of present ranges; no read-ahead into the rest, which may
         still be written around the page cache (`no_read_ahead`)."""
         fd = os.open(self.temp_path, os.O_RDONLY)
-        if self._reads_present:
+        if self._may_write_direct:
             no_read_ahead(fd)
         return fd
 
