@@ -10,8 +10,9 @@ Rows (interleaved rounds; a new mirror on an empty cache for every cold figure):
 - cold GET from an origin capped at 25 MB/s per connection (nginx `limit_rate` in front of
   docker-registry), vs one curl through the same cap;
 - aria2c `-x8 -s8` cold through the mirror vs one curl cold through the mirror, same blob, both
-  writing the file, which is checked; and aria2c `-x8 -s8` straight from the origin, which says
-  how fast aria2c itself is on this machine;
+  writing the file, which is checked; and both straight from the origin, which says how fast each
+  client itself is on this machine, so the seconds the mirror adds to each can be compared (with
+  the mirror's CPU and how busy the cores were: /proc/stat);
 - P2P: mirror B downloads from seed mirror A: CPU of B (download) and of A (piece upload);
 - with `--huge-tmpfs`: cold GET and P2P again with the caches (and the bare loop's file) on a
   tmpfs of this run's own, mounted `huge=within_size` (root only): the same work, 2 MiB pages
@@ -65,7 +66,7 @@ from _common import (
     workdir,
     write_result,
 )
-from _threads import ThreadCpu, stat_cpu_seconds
+from _threads import MachineCpu, ThreadCpu, stat_cpu_seconds
 
 from tests.support.net import free_port
 from tests.support.nginx import NginxServer
@@ -467,7 +468,10 @@ def capped_origin(origin: OriginRegistry, work: Path, digest: str, size: int, ro
                 cache = tmpfs_dir("capped")
                 mirror = mirror_on(work / "capped", front.url, cache)
                 try:
+                    before = cpu_seconds(mirror.process.pid)  # type: ignore[union-attr]
                     got, seconds = curl_get(f"{mirror.url}/v2/{REPO}/blobs/{digest}")
+                    spent = cpu_seconds(mirror.process.pid) - before  # type: ignore[union-attr]
+                    results.setdefault("mirror CPU-s/GiB", []).append(spent / (size / GiB))
                 finally:
                     mirror.stop()
                     shutil.rmtree(cache, ignore_errors=True)
@@ -478,40 +482,45 @@ def capped_origin(origin: OriginRegistry, work: Path, digest: str, size: int, ro
 
 
 def aria2c_cold(origin: OriginRegistry, work: Path, digest: str, size: int, rounds: int) -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {"aria2c -x8": [], "curl": [], "aria2c -x8 origin": []}
-    for _, variant in interleaved(list(results), rounds):
+    """Seconds per variant; "busy <variant>" the share of the machine's cores busy meanwhile, and
+    "mirror CPU <variant>" the mirror's CPU-seconds (through the mirror only)."""
+    variants = ["aria2c -x8", "curl", "aria2c -x8 origin", "curl origin"]
+    results: dict[str, list[float]] = {name: [] for name in variants}
+    for _, variant in interleaved(variants, rounds):
         read_warm(origin_blob_path(origin, digest))
         cache = tmpfs_dir("aria")
         mirror = start_mirror(work / "aria", origin.url, cache_dir=cache)
         out = work / "aria-out"
         shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
         try:
             url = f"{origin.url if variant.endswith('origin') else mirror.url}/v2/{REPO}/blobs/{digest}"
-            started = time.perf_counter()
-            if variant == "curl":  # writes the file too, as aria2c does
-                out.mkdir(parents=True, exist_ok=True)
-                subprocess.run(["curl", "-sS", "--fail", "-o", str(out / "blob"), url], check=True, timeout=600)
+            if variant.startswith("curl"):  # writes the file too, as aria2c does
+                command = ["curl", "-sS", "--fail", "-o", str(out / "blob"), url]
             else:
-                subprocess.run(
-                    [
-                        require_binary("aria2c"),
-                        "-x8",
-                        "-s8",
-                        "-k1M",
-                        "--file-allocation=none",
-                        "--console-log-level=warn",
-                        "--summary-interval=0",
-                        "-d",
-                        str(out),
-                        "-o",
-                        "blob",
-                        url,
-                    ],
-                    check=True,
-                    capture_output=True,
-                    timeout=600,
-                )
-            results[variant].append(time.perf_counter() - started)
+                command = [
+                    require_binary("aria2c"),
+                    "-x8",
+                    "-s8",
+                    "-k1M",
+                    "--file-allocation=none",
+                    "--console-log-level=warn",
+                    "--summary-interval=0",
+                    "-d",
+                    str(out),
+                    "-o",
+                    "blob",
+                    url,
+                ]
+            mirror_before = cpu_seconds(mirror.process.pid)  # type: ignore[union-attr]
+            with MachineCpu() as machine:
+                started = time.perf_counter()
+                subprocess.run(command, check=True, capture_output=True, timeout=600)
+                results[variant].append(time.perf_counter() - started)
+            results.setdefault(f"busy {variant}", []).append(machine.busy)
+            if not variant.endswith("origin"):
+                spent = cpu_seconds(mirror.process.pid) - mirror_before  # type: ignore[union-attr]
+                results.setdefault(f"mirror CPU {variant}", []).append(spent)
             if _file_digest(out / "blob") != digest:
                 raise RuntimeError(f"{variant} wrote a wrong file")
         finally:
@@ -785,7 +794,7 @@ def report(
         row(
             "cold GET, origin capped 25 MB/s per connection, MB/s",
             m(cap["mirror"]) / 1e6,
-            f"one curl {m(cap['direct']) / 1e6:.1f} MB/s",
+            f"one curl {m(cap['direct']) / 1e6:.1f} MB/s; mirror {m(cap['mirror CPU-s/GiB']):.2f} CPU-s/GiB",
             f"{capped_x:.2f}x cap",
             f">= {GOALS['capped_x']}x",
             capped_x >= GOALS["capped_x"],
@@ -805,8 +814,23 @@ def report(
             row(
                 "aria2c -x8 -s8 cold vs aria2c -x8 from the origin",
                 m(aria["aria2c -x8"]),
-                f"aria2c from origin {m(aria['aria2c -x8 origin']):.2f} s",
+                f"aria2c from origin {m(aria['aria2c -x8 origin']):.2f} s; one curl from origin "
+                f"{m(aria['curl origin']):.2f} s",
                 f"{own_x:.2f}x speed",
+                "-",
+                True,
+            )
+            # What the mirror adds to each client's own time: equal when the eight ranges do not
+            # queue behind each other; on a machine whose cores are all busy it is the mirror's CPU.
+            added_aria = m(aria["aria2c -x8"]) - m(aria["aria2c -x8 origin"])
+            added_curl = m(aria["curl"]) - m(aria["curl origin"])
+            row(
+                "seconds the mirror adds, aria2c -x8 -s8",
+                added_aria,
+                f"to one curl {added_curl:.2f} s; mirror CPU {m(aria['mirror CPU aria2c -x8']):.2f} / "
+                f"{m(aria['mirror CPU curl']):.2f} s; cores busy {m(aria['busy aria2c -x8']):.0%} / "
+                f"{m(aria['busy curl']):.0%}",
+                f"{added_aria / added_curl:.2f}x curl's",
                 "-",
                 True,
             )

@@ -6,7 +6,9 @@ shapes to 800 Mbit/s (~100 MB/s); every node (a mirror, or a proxy) runs in the 
 its own loopback address 127.0.0.11-18, so only origin traffic crosses the shaped link and peer
 traffic runs at loopback speed. Each node has one client (curl piped into `openssl dgst -sha256`,
 so every copy is verified), all started together. Measured per run: total time until every client
-has the whole blob, origin bytes / blob size (the origin's own access log), per-node throughput.
+has the whole blob, origin bytes / blob size (the origin's own access log), per-node throughput,
+the CPU-seconds of every node's server together and how busy the machine's cores were meanwhile
+(/proc/stat): at 100% busy the time is set by the CPU every process needs, not by the swarm.
 Every run starts fresh processes on empty cache directories; configurations alternate within a
 round so drift from other load on the machine hits them alike.
 
@@ -19,11 +21,13 @@ import argparse
 import concurrent.futures
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +47,7 @@ from _common import (
     workdir,
     write_result,
 )
+from _threads import MachineCpu, ThreadCpu, stat_cpu_seconds
 from netns import ShapedNamespace
 
 from tests.support.images import push_blob
@@ -55,6 +60,7 @@ ORIGIN_BYTES_GOAL = 1.02  # x blob size, P2P, every N
 TIME_RATIO_GOAL = 0.25  # P2P / no-P2P total time at N = 8
 UPSTREAM = "origin"
 PIECE_SIZE = "4MiB"
+_OPERATION = re.compile(r'operation="([^"]+)"')
 FAILED_LOGS = Path("/tmp/p2p_swarm-failed")  # the product default, said explicitly so the figure names it
 
 
@@ -90,6 +96,25 @@ class Node:
 
     def stop(self) -> None:
         self.server.stop()
+
+    @property
+    def pid(self) -> int:
+        assert self.server.process is not None
+        return self.server.process.pid
+
+    def cpu_seconds(self) -> float:
+        return stat_cpu_seconds(Path(f"/proc/{self.pid}/stat").read_text())
+
+    def tracker_calls(self) -> Counter[str]:
+        """Requests this node has made to the tracker, by operation (its own /metrics); none for a proxy."""
+        calls: Counter[str] = Counter()
+        if isinstance(self.server, MirrorProcess):
+            text = httpx.get(f"{self.server.url}/metrics", timeout=10).text
+            for line in text.splitlines():
+                if line.startswith("registry_mirror_tracker_request_duration_seconds_count"):
+                    operation = _OPERATION.search(line)
+                    calls[operation.group(1) if operation else "?"] += int(float(line.rsplit(" ", 1)[1]))
+        return calls
 
 
 # -- starting N nodes of one configuration ---------------------------------------------------------
@@ -238,10 +263,22 @@ def run_once(
         read_warm(origin_blob_path(origin, digest))  # the origin's disk is never the bottleneck
         marker = origin.clear_log_marker()
         watcher = TrackerWatch(nodes[0].server, digest) if args.watch_tracker and config == "p2p" else None
+        servers_before = sum(node.cpu_seconds() for node in nodes)
+        calls_before = sum((node.tracker_calls() for node in nodes), Counter[str]())
+        threads = [ThreadCpu(node.pid, sampled=False) for node in nodes]
         try:
-            seconds, clients = pull_all([node.url for node in nodes])
+            with MachineCpu() as machine, contextlib.ExitStack() as watching:
+                for watched in threads:
+                    watching.enter_context(watched)
+                seconds, clients = pull_all([node.url for node in nodes])
         finally:
             timeline = watcher.stop() if watcher is not None else []
+        servers_cpu = sum(node.cpu_seconds() for node in nodes) - servers_before
+        tracker_calls = sum((node.tracker_calls() for node in nodes), Counter[str]()) - calls_before
+        by_thread: dict[str, float] = {}
+        for watched in threads:
+            for name, cpu in watched.by_name().items():
+                by_thread[name] = by_thread.get(name, 0.0) + cpu
     except BaseException:
         _keep_logs(place)
         raise
@@ -263,6 +300,12 @@ def run_once(
         "origin_ratio": sum(entry.bytes for entry in gets) / size,
         "node_mb_per_s": [size / c.seconds / 1e6 for c in clients],
         "verified": len(clients),
+        "nodes_cpu_seconds": servers_cpu,
+        "tracker_calls": sum(tracker_calls.values()),
+        "tracker_calls_by_operation": dict(tracker_calls.most_common()),
+        "nodes_cpu_by_thread": dict(sorted(by_thread.items(), key=lambda item: -item[1])),
+        "machine_busy": machine.busy,
+        "machine_steal": machine.steal,
         **({"tracker_timeline": timeline} if timeline else {}),
     }
 
@@ -324,7 +367,10 @@ def main() -> None:
                         runs[config][count].append(result)
                         print(
                             f"round {round_no} N={count} {config}: {result['seconds']:.1f} s, "
-                            f"origin {result['origin_ratio']:.3f}x",
+                            f"origin {result['origin_ratio']:.3f}x, {result['tracker_calls']} tracker calls "
+                            f"{result['tracker_calls_by_operation']}; "
+                            "servers' CPU by thread: "
+                            + ", ".join(f"{name} {cpu:.1f}" for name, cpu in result["nodes_cpu_by_thread"].items()),  # type: ignore[attr-defined]
                             flush=True,
                         )
                 rounds_done += 1
@@ -373,6 +419,8 @@ def report(
                     "/".join(str(r["origin_gets"]) for r in results),
                     median(speeds),
                     min(speeds),
+                    median([float(r["nodes_cpu_seconds"]) for r in results]),  # type: ignore[arg-type]
+                    f"{median([float(r['machine_busy']) for r in results]):.0%}",  # type: ignore[arg-type]
                     "; ".join(goals),
                 ]
             )
@@ -380,6 +428,8 @@ def report(
                 "seconds_median": seconds,
                 "x_no_p2p": seconds / plain,
                 "origin_ratio_max": ratio,
+                "nodes_cpu_seconds_median": median([float(r["nodes_cpu_seconds"]) for r in results]),  # type: ignore[arg-type]
+                "machine_busy_median": median([float(r["machine_busy"]) for r in results]),  # type: ignore[arg-type]
             }
     table = Table(
         [
@@ -391,6 +441,8 @@ def report(
             "origin GETs",
             "node MB/s median",
             "node MB/s min",
+            "servers CPU-s",
+            "machine busy",
             "goals",
         ],
         rows,
