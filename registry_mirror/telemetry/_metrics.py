@@ -53,6 +53,11 @@ failed_downloads = meter.create_counter(
 upstream_requests = meter.create_counter(
     "registry_mirror_upstream_requests", description="Requests sent to upstream registries, by kind"
 )
+origin_body_reads = meter.create_counter(
+    "registry_mirror_origin_body_reads",
+    description="Reads of origin blob bodies on fill threads (256 KiB each at most), by low_water: yes when "
+    "the kernel woke the thread only once that much had arrived (SO_RCVLOWAT)",
+)
 stale_answers = meter.create_counter(
     "registry_mirror_stale_answers",
     description="Answers from a stale cached resolution (tag, revision, listing) while the origin failed, "

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import urljoin, urlsplit
 
@@ -41,6 +43,20 @@ _REQUESTS = worker_pool("origin-request", 32)
 
 Throttle = Callable[[int], None]  # called on the receiving thread after each read; may sleep
 
+# A slow origin (a CDN's per-connection cap, a WAN link) delivers a few KiB per wake-up: without
+# a low-water mark the receiving thread wakes, polls and reads once per packet. With SO_RCVLOWAT
+# the kernel wakes it once this much has arrived (bench/datapath.py "capped", bench/p2p_swarm.py
+# no-p2p; figures in docs/architecture.md).
+_LOW_WATER = 256 * 1024
+# The mark never asks for more than the origin sends in an eighth of the read timeout at the rate
+# measured so far: a slow but live origin must not look like a hung one.
+_TIMEOUT_SHARE = 8
+_LOW_WATER_MIN = 16 * 1024  # below this a mark saves little
+# Body bytes the socket never sees again: http.client's reader buffers up to 8 KiB and TLS holds
+# back at most one record (16 KiB and its header). A mark above what is still to come would wait
+# for bytes that never arrive, so the last reads of a body go without one.
+_UNSEEN_MAX = 8 * 1024 + 17 * 1024
+
 
 class OriginBody:
     """One open response (nvme_cache.RangeBody): 206 for the range asked, or 200 for the blob."""
@@ -58,6 +74,8 @@ class OriginBody:
         self._target = target
         self._pool = pool
         self._throttle = throttle
+        self._low_water = 1  # the kernel's default
+        self._rate = 0.0  # bytes/s of the last read
         self.ranged = response.status == 206
         length = response.getheader("Content-Length")
         if self.ranged:
@@ -73,10 +91,36 @@ class OriginBody:
             self.total = int(length) if length is not None and length.isdigit() else None
 
     def readinto(self, buffer: memoryview) -> int:
+        self._set_low_water(len(buffer))
+        started = time.monotonic()
         count = self._response.readinto(buffer)
+        if count:
+            self._rate = count / max(time.monotonic() - started, 1e-6)
+            metrics.origin_body_reads.add(1, {"low_water": "yes" if self._low_water > 1 else "no"})
         if self._throttle is not None and count:
             self._throttle(count)
         return count
+
+    def _set_low_water(self, wanted: int) -> None:
+        """The next read of `wanted` bytes wakes once per mark: at most `wanted`, what the last
+        read's rate brings in a share of the read timeout, and only while more than a mark's
+        worth is still to come after this read. The body's tail goes without one."""
+        remaining = self._response.length
+        by_rate = int(self._rate * self._pool.read_timeout() / _TIMEOUT_SHARE)
+        low = min(_LOW_WATER, wanted, by_rate)
+        if low < _LOW_WATER_MIN or remaining is None or remaining < wanted + low + _UNSEEN_MAX:
+            low = 1
+        sock = self._connection.sock
+        if low > 1 and sock is not None:
+            # A mark over half the receive buffer makes the kernel grow the buffer and clamp the
+            # TCP window to the mark (tcp_set_rcvlowat): a capped or distant sender then stalls.
+            # Under a quarter of what autotuning has given the connection so far it changes neither.
+            low = min(low, sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 4)
+            if low < _LOW_WATER_MIN:
+                low = 1
+        if low != self._low_water and sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, low)
+            self._low_water = low
 
     def close(self) -> None:
         if self._response.isclosed() and not self._response.will_close:

@@ -173,6 +173,40 @@ def test_capped_origin_gets_parallel_ranges(
         front.stop()
 
 
+def test_a_slow_origin_is_read_with_a_low_water_mark_that_never_outwaits_the_read_timeout(
+    mirror_process: MirrorFactory, origin: OriginRegistry, tmp_path: Path
+) -> None:
+    """800 KB/s and a 0.25 s read timeout: a fixed 256 KiB mark (SO_RCVLOWAT) would wait 0.32 s
+    for each wake-up and time the fill out. The mark follows the measured rate, and the body's
+    tail goes without one (keep-alive: no end of stream would ever wake it)."""
+    size = 2 * MiB
+    path = write_random_file(tmp_path / "slow.bin", size, seed="slow")
+    digest = push_blob(origin, "test/slow", path)
+    front = NginxServer.proxy(
+        tmp_path / "nginx", origin.url, "limit_rate 800k;", "proxy_max_temp_file_size 0;", buffering=True
+    ).start()
+    try:
+        config = mirror_config(tmp_path / "mirror.toml", [front])  # type: ignore[list-item]
+        config.write_text(config.read_text().replace("read_timeout = 5\n", "read_timeout = 0.25\n"))
+        mirror = mirror_process({}, extra_args=["--config", str(config)])
+        url = f"{mirror.url}/v2/test/slow/blobs/{digest}"
+        with httpx.stream("GET", url, params={"ns": front.host}, timeout=60) as response:
+            assert response.status_code == 200
+            assert streamed_digest(response) == (digest, size)
+        wait_cached(mirror.cache_dir, digest)
+        metrics_text = httpx.get(f"{mirror.url}/metrics").text
+        marked = [
+            line
+            for line in metrics_text.splitlines()
+            if line.startswith("registry_mirror_origin_body_reads_total") and 'low_water="yes"' in line
+        ]
+        assert marked and float(marked[0].rsplit(" ", 1)[1]) > 0, metrics_text
+        assert metric_total(metrics_text, "registry_mirror_range_retries_total") == 0
+        assert sum(g.bytes for g in origin.blob_gets(digest)) == size
+    finally:
+        front.stop()
+
+
 def test_aria2c_with_eight_connections_cold(
     mirror_process: MirrorFactory, origin: OriginRegistry, tmp_path: Path
 ) -> None:
