@@ -70,7 +70,7 @@ from _threads import MachineCpu, ThreadCpu, stat_cpu_seconds
 
 from tests.support.net import free_port
 from tests.support.nginx import NginxServer
-from tests.support.procs import require_binary
+from tests.support.procs import aria2c_command
 
 CAP_BYTES_PER_S = 25 * 1000 * 1000
 FRESH_PAGES_PAUSE = 3.0  # s: freed guest memory is reported to the host after ~2 s (min_free_ms, page_reporting)
@@ -498,20 +498,7 @@ def aria2c_cold(origin: OriginRegistry, work: Path, digest: str, size: int, roun
             if variant.startswith("curl"):  # writes the file too, as aria2c does
                 command = ["curl", "-sS", "--fail", "-o", str(out / "blob"), url]
             else:
-                command = [
-                    require_binary("aria2c"),
-                    "-x8",
-                    "-s8",
-                    "-k1M",
-                    "--file-allocation=none",
-                    "--console-log-level=warn",
-                    "--summary-interval=0",
-                    "-d",
-                    str(out),
-                    "-o",
-                    "blob",
-                    url,
-                ]
+                command = aria2c_command(url, out)
             mirror_before = cpu_seconds(mirror.process.pid)  # type: ignore[union-attr]
             with MachineCpu() as machine:
                 started = time.perf_counter()

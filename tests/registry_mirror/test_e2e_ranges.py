@@ -15,7 +15,7 @@ from tests.registry_mirror.test_e2e_support import metric_total, mirror_config, 
 from tests.support.images import push_blob, write_random_file
 from tests.support.nginx import NginxServer
 from tests.support.origin import OriginRegistry
-from tests.support.procs import require_binary
+from tests.support.procs import aria2c_command
 
 pytestmark = pytest.mark.integration
 
@@ -216,21 +216,7 @@ def test_aria2c_with_eight_connections_cold(
     out = tmp_path / "out"
     url = f"{mirror.url}/v2/test/aria/blobs/{digest}?ns={origin.host}"  # type: ignore[attr-defined]
     subprocess.run(
-        [
-            require_binary("aria2c"),
-            "-x8",
-            "-s8",
-            "-k1M",
-            "--file-allocation=none",
-            "--allow-overwrite=true",
-            "--console-log-level=warn",
-            "--summary-interval=0",
-            "-d",
-            str(out),
-            "-o",
-            "blob",
-            url,
-        ],
+        aria2c_command(url, out),
         check=True,
         timeout=120,
         capture_output=True,

@@ -37,6 +37,26 @@ def require_binary(name: str) -> str:
     return path
 
 
+def aria2c_command(url: str, out: Path, connections: int = 8) -> list[str]:
+    """aria2c fetching `url` into `out`/blob over `connections` connections in 1 MiB splits, the
+    way model downloaders (hfd) run it."""
+    return [
+        require_binary("aria2c"),
+        f"-x{connections}",
+        f"-s{connections}",
+        "-k1M",
+        "--file-allocation=none",
+        "--allow-overwrite=true",
+        "--console-log-level=warn",
+        "--summary-interval=0",
+        "-d",
+        str(out),
+        "-o",
+        "blob",
+        url,
+    ]
+
+
 class ManagedProcess:
     """Popen wrapper: stdout+stderr go to `log_path`; stop() sends SIGTERM, then SIGKILL."""
 
