@@ -105,20 +105,21 @@ class OriginBody:
         """The next read of `wanted` bytes wakes once per mark: at most `wanted`, what the last
         read's rate brings in a share of the read timeout, and only while more than a mark's
         worth is still to come after this read. The body's tail goes without one."""
-        remaining = self._response.length
-        by_rate = int(self._rate * self._pool.read_timeout() / _TIMEOUT_SHARE)
-        low = min(_LOW_WATER, wanted, by_rate)
-        if low < _LOW_WATER_MIN or remaining is None or remaining < wanted + low + _UNSEEN_MAX:
-            low = 1
         sock = self._connection.sock
-        if low > 1 and sock is not None:
+        if sock is None:
+            return
+        remaining = self._response.length
+        low = min(_LOW_WATER, wanted, int(self._rate * self._pool.read_timeout() / _TIMEOUT_SHARE))
+        if remaining is None or remaining < wanted + low + _UNSEEN_MAX:
+            low = 1
+        elif low >= _LOW_WATER_MIN:
             # A mark over half the receive buffer makes the kernel grow the buffer and clamp the
             # TCP window to the mark (tcp_set_rcvlowat): a capped or distant sender then stalls.
             # Under a quarter of what autotuning has given the connection so far it changes neither.
             low = min(low, sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 4)
-            if low < _LOW_WATER_MIN:
-                low = 1
-        if low != self._low_water and sock is not None:
+        if low < _LOW_WATER_MIN:
+            low = 1
+        if low != self._low_water:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, low)
             self._low_water = low
 
