@@ -14,11 +14,13 @@ from nvme_cache.fileio import DirectWriter, aligned_buffer
 from nvme_cache.inflight import PIECE_SIZE, Fill, FillSource, Landed, RangeBody, RangeSource, SourceStream, ranges_of
 from nvme_cache.integrity import BlobCorrupt
 from nvme_cache.lock import CacheInUse, CacheLock
+from nvme_cache.readalong import LiveSegment
 from nvme_cache.refs import Ref, Refs
 from nvme_cache.sendfile import (
     FileSegment,
     ZeroCopyMiddleware,
     ZeroCopySender,
+    push_segment,
     read_segment,
     send_segment,
     sender_of,
@@ -44,6 +46,7 @@ __all__ = [
     "FillSource",
     "FillUnavailable",
     "Landed",
+    "LiveSegment",
     "FileSegment",
     "PIECE_SIZE",
     "RangeBody",
@@ -53,6 +56,7 @@ __all__ = [
     "ZeroCopyMiddleware",
     "ZeroCopySender",
     "aligned_buffer",
+    "push_segment",
     "read_segment",
     "send_segment",
     "sender_of",

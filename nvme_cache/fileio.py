@@ -5,9 +5,10 @@ A buffered write copies every byte into the page cache, and on a disk-backed cac
 prefetch, a catalog pin, a fill whose client left). With `O_DIRECT` (`cache.direct_writes`, off
 by default) the device takes the bytes from our own buffer instead. Which costs less CPU depends
 on how dear a new page-cache page is: on this VM direct won while the host was taking memory
-back and lost (1.19x) once it was not (docs/architecture.md, "Measured choices"). Bytes a reader
-waits for are always written buffered (`around_cache=False`): that reader then gets them from
-memory, not from a second trip to the disk.
+back and lost (1.19x) once it was not (docs/architecture.md, "Measured choices"). Bytes a reader of
+the file waits for are always written buffered (`around_cache=False`): that reader then gets them
+from memory, not from a second trip to the disk. (A client reading along takes its bytes from the
+receive buffer, nvme_cache/readalong.py: those need no page-cache copy.)
 
 `O_DIRECT` needs the buffer's address, the offset and the length to be multiples of the block
 size, so `DirectWriter` sends what is aligned (our receive buffers are page-aligned mappings and

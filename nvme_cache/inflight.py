@@ -44,12 +44,13 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty, SimpleQueue
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, overload
 
 from nvme_cache import metrics
 from nvme_cache.errors import FillFailed, FillUnavailable, SourceFailed, VerificationFailed
 from nvme_cache.fileio import DirectWriter, aligned_buffer, no_read_ahead, read_present, write_at
 from nvme_cache.present import PresentRanges, union
+from nvme_cache.readalong import LiveSegment
 from nvme_cache.sendfile import FileSegment, ShortRead, segment_chunks
 from nvme_cache.threads import start_named_thread
 from oci.digest import Digest
@@ -72,6 +73,7 @@ _NOTICE_BYTES = 4 * 1024 * 1024  # readers hear of new bytes this often (each is
 _SLOW_STREAM = 128 * 1024 * 1024  # bytes/s over _SLOW_WINDOW: slower, and helper connections join
 _SLOW_WINDOW = 0.5
 _READBACK_CHUNK = 256 * 1024  # a landed chunk is hashed in reads this size: they stay in L2
+_LIVE_MAX = 2  # read-along sockets per fill: each push is a socket write on the receiving thread
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,8 @@ class Fill:
         # at a chunk boundary verifies its own stream from there, without fetching the start again.
         self._checkpoints: deque[tuple[int, Any]] = deque(maxlen=_HASH_CHECKPOINTS)
         self._readers = 0
+        self._live: set[LiveSegment] = set()  # read-along readers the receivers push to (under _lock)
+        self._receives = False  # a range source: its bytes arrive in our own buffers (pushes possible)
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Shared with worker threads, under _lock.
@@ -371,6 +375,7 @@ class Fill:
 
     # -- range fills ---------------------------------------------------------------------------
     async def _fetch_ranges(self, ranges: RangeSource) -> None:
+        self._receives = True
         first_start = self._first_offset if self.size is None or self._first_offset < self.size else 0
         main_run = max(ranges.parallel_min_size, self._piece_size)
         async with ranges.open(first_start, first_start + main_run) as body:
@@ -654,8 +659,9 @@ class Fill:
                 free.put(index)
                 break
             try:
-                # Around the page cache only while nobody reads along (a prefetch, a client that left).
-                writer.write(buffer[:count], offset, around_cache=not self._readers)
+                # Around the page cache only while nobody reads it back (a prefetch, a client that
+                # left, readers that take their bytes from these buffers).
+                writer.write(buffer[:count], offset, around_cache=self._readers <= len(self._live))
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise _Uncached() from exc  # before the allocation said so: stream it uncached
@@ -670,6 +676,8 @@ class Fill:
                     self._main_bytes += count
                     self._main_at = offset + count
                 self._landed.notify_all()
+            if self._live:
+                self._push_live(buffer[:count], offset)
             offset += count
             unnoticed += count
             if unnoticed >= _NOTICE_BYTES or (end is not None and offset >= end):
@@ -680,6 +688,16 @@ class Fill:
             metrics.bytes_written.add(unnoticed, {"source": self.source})
             self._notify_threadsafe()
         return offset
+
+    def _push_live(self, chunk: memoryview, offset: int) -> None:
+        """Receiving thread: the chunk just written goes to the read-along readers waiting for it."""
+        with self._lock:
+            targets = list(self._live)
+        ended = [target for target in targets if not target.offer(chunk, offset)]
+        if ended:
+            with self._lock:
+                self._live.difference_update(ended)
+            self._notify_threadsafe()
 
     def _take_buffer(self, free: SimpleQueue[int]) -> int:
         while True:
@@ -1025,14 +1043,29 @@ class Fill:
             except ShortRead:
                 raise FillFailed(f"temp file of {self.digest} ended early") from None
 
-    async def segments(
-        self, start: int = 0, end: int | None = None, *, hold_back: bool = True
-    ) -> AsyncIterator[bytes | FileSegment]:
+    @overload
+    def segments(
+        self, start: int = 0, end: int | None = None, *, hold_back: bool = True, live: Literal[False] = False
+    ) -> AsyncIterator[bytes | FileSegment]: ...
+    @overload
+    def segments(
+        self, start: int = 0, end: int | None = None, *, hold_back: bool = True, live: bool
+    ) -> AsyncIterator[bytes | FileSegment | LiveSegment]: ...
+    def segments(
+        self, start: int = 0, end: int | None = None, *, hold_back: bool = True, live: bool = False
+    ) -> AsyncIterator[bytes | FileSegment | LiveSegment]:
         """Bytes [start, end) as file segments (or, streaming uncached, as bytes) once present.
 
         `hold_back`: the last chunk only after the whole blob verified (always for a full read;
         a Range read may finish on the source's bytes for that range).
+        `live`: where the reader would wait for bytes not received yet, a LiveSegment the consumer
+        may push to its socket (nvme_cache.readalong).
         """
+        return self._segments(start, end, hold_back, live)
+
+    async def _segments(
+        self, start: int, end: int | None, hold_back: bool, live: bool
+    ) -> AsyncIterator[bytes | FileSegment | LiveSegment]:
         queue: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(_QUEUE_DEPTH)
         self._queues.add(queue)
         joined_at = self._broadcast_to  # pass-through bytes before this never reach this queue
@@ -1064,6 +1097,11 @@ class Fill:
                     available = min(available, self.passthrough_from)
                 if available <= offset:
                     self._want(offset)
+                    if live and (segment := self._live_segment(offset, start, stop, hold_back)) is not None:
+                        yield segment
+                        live = segment.used  # a consumer that declined reads from the file
+                        offset = segment.cursor
+                        continue
                     await self._changed.wait()
                     continue
                 upto = available if stop is None else min(available, stop)
@@ -1087,6 +1125,40 @@ class Fill:
             if fd is not None:
                 os.close(fd)
             self._reader_left()
+
+    def _live_segment(self, offset: int, start: int, stop: int | None, hold_back: bool) -> LiveSegment | None:
+        if not self._receives or stop is None or self._stopping or self.passthrough_from is not None:
+            return None  # stream chunks (peers, hubs) are not ours to push: those readers read the file
+        if len(self._live) >= _LIVE_MAX:
+            return None
+        # Never past what may go out before the whole blob is verified (the held-back chunk).
+        limit = stop - min(self._chunk_size, stop - start) if hold_back and not self.verified else stop
+        return LiveSegment(offset, limit, self._run_live) if limit > offset else None
+
+    async def _run_live(self, segment: LiveSegment) -> None:
+        """Keeps `segment` among the fill's read-along targets until it ends: its limit, a full
+        socket or a gone client (the receiver ends it), the fill failing or stopping, or its bytes
+        arriving another way (a helper range, a stream chunk: the reader sends those from the file)."""
+        with self._lock:
+            if len(self._live) >= _LIVE_MAX or self._present.run_end(segment.cursor) > segment.cursor:
+                return
+            self._live.add(segment)
+        try:
+            while not segment.ended:
+                changed = self._changed
+                if self.error is not None or self._stopping:
+                    segment.end("failed")
+                    break
+                with self._lock:
+                    cursor = segment.cursor
+                    caught = self._present.run_end(cursor) > cursor
+                if caught and segment.end_if_at(cursor, "caught"):
+                    break
+                await changed.wait()
+        finally:
+            segment.end(None)
+            with self._lock:
+                self._live.discard(segment)
 
     async def _wait_verified(self) -> None:
         while not self.verified:

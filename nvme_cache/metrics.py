@@ -50,6 +50,15 @@ copied_bytes = meter.create_counter(
     "registry_mirror_copied_body_bytes", description="Body bytes sent by copying (TLS, or no zero-copy path)"
 )
 
+pushed_bytes = meter.create_counter(
+    "registry_mirror_cache_pushed_bytes",
+    description="Body bytes sent to read-along clients straight from a fill's receive buffers (no page-cache read)",
+)
+live_reads = meter.create_counter(
+    "registry_mirror_cache_live_reads",
+    description="Read-along pushes that ended, by end: limit (all it could take), behind (the socket was full: "
+    "the client went on from the file), gone (the client left), caught (its bytes came another way), failed",
+)
 direct_bytes = meter.create_counter(
     "registry_mirror_cache_direct_written_bytes",
     description="Fill bytes written with O_DIRECT (not copied into the page cache); the rest of bytes_written went buffered",

@@ -24,6 +24,7 @@ from typing import Any
 
 from nvme_cache import metrics
 from nvme_cache.fileio import read_present
+from nvme_cache.readalong import LiveSegment
 from nvme_cache.threads import worker_pool
 
 _POLL_SLICE_MS = 500  # how often a waiting sender checks whether the response was abandoned
@@ -119,6 +120,26 @@ class ZeroCopySender:
         self.sent += sent
         metrics.sendfile_bytes.add(sent)
         return True
+
+    async def push(self, segment: LiveSegment) -> int:
+        """Lets the fill push `segment`'s bytes to this connection as they arrive; the bytes sent
+        (0 where this connection cannot take pushes now). Raises OSError when the client went away."""
+        cycle = self._cycle
+        if cycle.disconnected or cycle.expected_content_length < segment.limit - segment.offset:
+            segment.decline()
+            return 0
+        await self._flush(cycle.transport)
+        if cycle.disconnected or cycle.transport.is_closing():
+            raise ConnectionResetError(errno.ECONNRESET, "client went away")
+        sock_fd = os.dup(self._fd)  # its own descriptor, as for sendfile: the number cannot be reused under it
+        try:
+            sent = await segment.push(sock_fd)
+        finally:
+            os.close(sock_fd)  # the segment has ended: no receiving thread writes to it any more
+            pushed = segment.cursor - segment.offset
+            cycle.expected_content_length -= pushed  # these went around uvicorn too
+            self.sent += pushed
+        return sent
 
     @staticmethod
     async def _flush(transport: Any) -> None:
@@ -267,6 +288,14 @@ async def segment_chunks(
         offset += len(data)
         ahead = read_at(offset)
         yield data
+
+
+async def push_segment(segment: LiveSegment, sender: ZeroCopySender | None) -> int:
+    """Bytes of a read-along segment pushed to the client: none where only copying is possible."""
+    if sender is None:
+        segment.decline()
+        return 0
+    return await sender.push(segment)
 
 
 async def send_segment(segment: FileSegment, sender: ZeroCopySender | None, send: Any) -> int:

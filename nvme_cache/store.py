@@ -96,9 +96,10 @@ class CachedBlob:
             yield chunk
 
     def segments(
-        self, start: int = 0, end: int | None = None, *, hold_back: bool = True
+        self, start: int = 0, end: int | None = None, *, hold_back: bool = True, live: bool = False
     ) -> AsyncIterator[FileSegment | bytes]:
-        """The range as file segments for a zero-copy send once verified; bytes while verifying."""
+        """The range as file segments for a zero-copy send once verified; bytes while verifying.
+        (`live` is for a fill's readers: a cached blob has nothing to read along with.)"""
         if self.verified:
             return self._store._file_segments(self.digest, start, end)
         return self._store._first_read(self.digest, start, end, zero_copy=True)

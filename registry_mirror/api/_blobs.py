@@ -71,7 +71,7 @@ async def get_blob(
     byte_range = parse_range(headers.get("range"), blob.size)
     framing = range_framing(blob.size, byte_range)
     # A full GET never completes unverified; a Range may finish on the source's bytes for it.
-    body = blob.handle.segments(framing.start, framing.end, hold_back=byte_range is None)
+    body = blob.handle.segments(framing.start, framing.end, hold_back=byte_range is None, live=True)
     source = blob.source
     return BlobResponse(
         framing.status,

@@ -1,5 +1,6 @@
 """A blob body response in plain ASGI: file segments go out with sendfile where the connection
-allows (nvme_cache.ZeroCopySender), bytes otherwise; stops when the client leaves, and aborts the
+allows (nvme_cache.ZeroCopySender), bytes otherwise, and a fill's read-along segments are pushed
+by its receiving threads where the connection allows; stops when the client leaves, and aborts the
 connection (no final chunk) when the bytes behind it fail, so a client never sees a wrong body as
 complete."""
 
@@ -13,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 
 from starlette.types import Message, Receive, Scope, Send
 
-from nvme_cache import FileSegment, FillFailed, send_segment, sender_of
+from nvme_cache import FileSegment, FillFailed, LiveSegment, push_segment, send_segment, sender_of
 
 log = logging.getLogger("registry_mirror.responses")
 
@@ -25,7 +26,10 @@ class BlobResponse:
         self,
         status: int,
         headers: Mapping[str, str],
-        body: AsyncIterator[bytes] | AsyncIterator[bytes | FileSegment] | None,
+        body: AsyncIterator[bytes]
+        | AsyncIterator[bytes | FileSegment]
+        | AsyncIterator[bytes | FileSegment | LiveSegment]
+        | None,
         *,
         started: float,
         source: str = "cache",
@@ -56,7 +60,9 @@ class BlobResponse:
                     break
                 if first_byte is None:
                     first_byte = time.perf_counter() - self._started
-                if isinstance(item, FileSegment):
+                if isinstance(item, LiveSegment):
+                    sent += await push_segment(item, sender)
+                elif isinstance(item, FileSegment):
                     sent += await send_segment(item, sender, send)
                 else:
                     await send({"type": "http.response.body", "body": item, "more_body": True})
