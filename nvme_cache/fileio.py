@@ -26,11 +26,13 @@ import errno
 import mmap
 import os
 import struct
+import threading
 
 from nvme_cache import metrics
 from nvme_cache.libc import LIBC
 
 DIRECT_ALIGNMENT = 4096  # the largest logical block size of NVMe and ext4/xfs in use
+_COUNT_EVERY = 64 * 1024 * 1024  # direct bytes reach the counter this often (an add per chunk costs)
 
 
 def write_at(fd: int, data: memoryview | bytes | bytearray, offset: int) -> None:
@@ -78,6 +80,8 @@ class DirectWriter:
             except OSError:  # no /proc, or a filesystem without O_DIRECT: every write buffered
                 self._direct_fd = None
         self._use_direct = self._direct_fd is not None
+        self._uncounted = 0  # direct bytes not yet added to the counter (under _count_lock)
+        self._count_lock = threading.Lock()
 
     @property
     def direct(self) -> bool:
@@ -98,11 +102,22 @@ class DirectWriter:
                 # descriptor stays open until `close`, another thread may be writing through it).
                 self._use_direct = False
             else:
-                metrics.direct_bytes.add(len(view))
+                self._count(len(view))
                 return
         write_at(self.fd, view, offset)
 
+    def _count(self, written: int) -> None:
+        """Adds `written` direct bytes; the counter hears of them every _COUNT_EVERY and at close (0)."""
+        with self._count_lock:
+            self._uncounted += written
+            if written and self._uncounted < _COUNT_EVERY:
+                return
+            flush, self._uncounted = self._uncounted, 0
+        if flush:
+            metrics.direct_bytes.add(flush)
+
     def close(self) -> None:
+        self._count(0)
         if self._direct_fd is not None:
             os.close(self._direct_fd)
             self._direct_fd = None

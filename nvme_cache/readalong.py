@@ -55,6 +55,7 @@ class LiveSegment:
             await self._run(self)
         finally:
             self.end("limit" if self.cursor >= self.limit else None)
+            metrics.pushed_bytes.add(self.cursor - self.offset)  # once: a counter add per chunk costs
         if self.error is not None:
             raise self.error
         return self.cursor - self.offset
@@ -103,7 +104,6 @@ class LiveSegment:
             else:
                 reason = "behind" if sent < want else "limit"
             self.cursor += sent
-            metrics.pushed_bytes.add(sent)
             if sent == want and self.cursor < self.limit:
                 return True
             self._ended = True

@@ -76,6 +76,7 @@ class OriginBody:
         self._throttle = throttle
         self._low_water = 1  # the kernel's default
         self._rate = 0.0  # bytes/s of the last read
+        self._reads = [0, 0]  # reads without and with a mark, counted at close (an add per read costs)
         self.ranged = response.status == 206
         length = response.getheader("Content-Length")
         if self.ranged:
@@ -96,7 +97,7 @@ class OriginBody:
         count = self._response.readinto(buffer)
         if count:
             self._rate = count / max(time.monotonic() - started, 1e-6)
-            metrics.origin_body_reads.add(1, {"low_water": "yes" if self._low_water > 1 else "no"})
+            self._reads[self._low_water > 1] += 1
         if self._throttle is not None and count:
             self._throttle(count)
         return count
@@ -124,6 +125,10 @@ class OriginBody:
             self._low_water = low
 
     def close(self) -> None:
+        for marked, reads in enumerate(self._reads):
+            if reads:
+                metrics.origin_body_reads.add(reads, {"low_water": "yes" if marked else "no"})
+        self._reads = [0, 0]
         if self._response.isclosed() and not self._response.will_close:
             self._pool.give_back(self._target, self._connection)  # read to its end: reusable
         else:
