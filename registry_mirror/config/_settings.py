@@ -140,7 +140,7 @@ class CacheSettings:
     )
     direct_writes: bool = switch(
         False,
-        "Write fills nobody reads along (prefetches, pins, abandoned fills) around the page cache with O_DIRECT, so they do not push the node's page cache out; off by default: measured slower where the page cache is cheap.",
+        "Write fills nobody reads back from the file (prefetches, pins, abandoned fills, fills whose clients read along from the receive buffers) around the page cache with O_DIRECT, so they do not push the node's page cache out; off by default: measured slower where the page cache is cheap, and peers and later hits then read those blobs from the device.",
     )
     chunk_size: int = size(1 * MiB, "Bytes per read, hash update and socket send.", 4 * KiB, 64 * MiB)
     scrub_rate: int = size(
