@@ -74,6 +74,26 @@ def workdir(prefix: str, parent: Path | None = None) -> Iterator[Path]:
 
 
 # -- the blob --------------------------------------------------------------------------------------
+@contextmanager
+def baseline_tree(work: Path, revision: str | None) -> Iterator[Path | None]:
+    """A checkout of `revision` whose code an older mirror runs (PYTHONPATH wins over the venv),
+    or None without one; the worktree is pruned afterwards."""
+    if not revision:
+        yield None
+        return
+    tree = work / "baseline"
+    subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "worktree", "add", "--detach", "-f", str(tree), revision],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield tree
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+        subprocess.run(["git", "-C", str(REPO_ROOT), "worktree", "prune"], check=False)
+
+
 def make_blob(path: Path, size: int, seed: int = 1) -> str:
     """`size` incompressible bytes (a counter hashed into 1 MiB blocks of sha-stretched noise)."""
     digest = hashlib.sha256()

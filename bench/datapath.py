@@ -57,6 +57,7 @@ from _common import (
     MirrorProcess,
     OriginRegistry,
     Table,
+    baseline_tree,
     curl_get,
     curl_get_many,
     interleaved,
@@ -342,20 +343,6 @@ def _sendfile_cpu(fd: int, size: int) -> float:
     sink.close()
     listener.close()
     return spent
-
-
-def baseline_tree(work: Path, revision: str | None) -> Path | None:
-    """A checkout of `revision` whose code an older mirror runs (PYTHONPATH wins over the venv)."""
-    if not revision:
-        return None
-    tree = work / "baseline"
-    repo = Path(__file__).resolve().parents[1]
-    subprocess.run(
-        ["git", "-C", str(repo), "worktree", "add", "--detach", "-f", str(tree), revision],
-        check=True,
-        capture_output=True,
-    )
-    return tree
 
 
 def cold_gets(
@@ -655,19 +642,15 @@ def main() -> None:
             floor = hashing_floor(origin_blob_path(origin, big))
             floor["bare"] = bare_loop_floor(origin, big, size, args.rounds)
             only = set(args.only.split(","))
-            tree = baseline_tree(work, args.baseline)
-            cold = cold_gets(origin, work, big, size, args.rounds, tree) if "cold" in only else {}
-            warm = warm_hits(origin, work, big, size, args.rounds) if "warm" in only else {}
-            tail = cold_range(origin, work, ranged, range_size, args.rounds) if "range" in only else {}
-            cap = capped_origin(origin, work, capped, capped_size, args.rounds) if "capped" in only else {}
-            aria = aria2c_cold(origin, work, capped, capped_size, args.rounds) if "aria2c" in only else {}
-            p2p = p2p_transfer(origin, work, big, size, args.rounds, tree) if "p2p" in only else {}
+            with baseline_tree(work, args.baseline) as tree:
+                cold = cold_gets(origin, work, big, size, args.rounds, tree) if "cold" in only else {}
+                warm = warm_hits(origin, work, big, size, args.rounds) if "warm" in only else {}
+                tail = cold_range(origin, work, ranged, range_size, args.rounds) if "range" in only else {}
+                cap = capped_origin(origin, work, capped, capped_size, args.rounds) if "capped" in only else {}
+                aria = aria2c_cold(origin, work, capped, capped_size, args.rounds) if "aria2c" in only else {}
+                p2p = p2p_transfer(origin, work, big, size, args.rounds, tree) if "p2p" in only else {}
         finally:
             origin.stop()
-            if args.baseline:
-                subprocess.run(
-                    ["git", "-C", str(Path(__file__).resolve().parents[1]), "worktree", "prune"], check=False
-                )
     report(args, floor, cold, warm, tail, cap, aria, p2p)
 
 

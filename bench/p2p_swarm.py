@@ -40,6 +40,7 @@ from _common import (
     OriginRegistry,
     ProxyRegistry,
     Table,
+    baseline_tree,
     make_blob,
     median,
     origin_blob_path,
@@ -126,6 +127,7 @@ def start_nodes(
     digest: str,
     log_level: str = "warning",
     caches: Path | None = None,
+    baseline: Path | None = None,
 ) -> list[Node]:
     hosts = [f"127.0.0.{11 + i}" for i in range(count)]
     if config == "docker-registry proxy":
@@ -135,7 +137,7 @@ def start_nodes(
         ]
         return _start_all(starters)
     p2p_args: list[list[str]] = [[] for _ in hosts]
-    if config == "p2p":
+    if config.startswith("p2p"):
         peer_ports = [free_port(host) for host in hosts]
         tracker = f"http://{hosts[0]}:{peer_ports[0]}/tracker"
         p2p_args = [
@@ -156,6 +158,7 @@ def start_nodes(
             ["--default-upstream", UPSTREAM, "--log-level", log_level, "--cache-max-size", "40GiB", *extra],
             host=host,
             cache_dir=(caches or work / "caches") / host,
+            env={"PYTHONPATH": str(baseline)} if config.endswith("baseline") and baseline else None,
         )
         for host, extra in zip(hosts, p2p_args, strict=True)
     ]
@@ -252,10 +255,10 @@ class TrackerWatch:
 def run_once(
     config: str, count: int, origin: OriginRegistry, work: Path, digest: str, size: int, args: argparse.Namespace
 ) -> dict[str, object]:
-    place = work / f"{config.split()[0]}-{count}"
+    place = work / f"{config.replace(', ', '-').split()[0]}-{count}"
     caches = args.cache_root / f"p2p-swarm-{os.getpid()}-{place.name}" if args.cache_root else place / "caches"
     try:
-        nodes = start_nodes(config, count, origin, place, digest, args.mirror_log_level, caches)
+        nodes = start_nodes(config, count, origin, place, digest, args.mirror_log_level, caches, args.baseline_tree)
     except BaseException:
         shutil.rmtree(caches, ignore_errors=True)
         raise
@@ -329,6 +332,7 @@ def main() -> None:
     parser.add_argument("--rate", default="800mbit", help="tc tbf rate of the origin's egress")
     parser.add_argument("--budget-s", type=float, default=420, help="no new round starts after this")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="a subset of: " + ", ".join(CONFIGS))
+    parser.add_argument("--baseline", metavar="REV", help="also run an older tree's P2P mirrors (a git worktree)")
     parser.add_argument("--keep-logs", action="store_true", help=f"keep every run's server logs in {FAILED_LOGS}")
     parser.add_argument("--mirror-log-level", default="warning")
     parser.add_argument(
@@ -345,12 +349,15 @@ def main() -> None:
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
     configs = tuple(c for c in CONFIGS if c in args.configs.split(","))
+    if args.baseline:  # the older tree's P2P right after this one's, every round
+        configs = tuple(x for c in configs for x in ((c, "p2p, baseline") if c == "p2p" else (c,)))
     size = args.size_mib * MiB
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so the finally blocks remove the namespace
     started = time.monotonic()
     runs: dict[str, dict[int, list[dict[str, object]]]] = {c: {n: [] for n in counts} for c in configs}
     rounds_done = 0
-    with workdir("p2p") as work, ShapedNamespace(rate=args.rate) as ns:
+    with workdir("p2p") as work, baseline_tree(work, args.baseline) as tree, ShapedNamespace(rate=args.rate) as ns:
+        args.baseline_tree = tree
         origin = NamespacedOrigin(work / "origin", ns).start()
         try:
             blob = work / "blob.bin"
