@@ -12,7 +12,8 @@ client leaves). Bytes come from one of two kinds of source:
   written and hashed on worker threads as they arrive.
 
 Either way the temp file has a record of which ranges are present, readers wait only for the
-range they need, and the whole-blob digest is computed in order as the contiguous prefix grows
+range they need (one waiting at the edge of a range fill may take its bytes straight from the
+receive buffers instead: nvme_cache/readalong.py), and the whole-blob digest is computed in order as the contiguous prefix grows
 (never rereading what it hashed). The blob enters the cache only after the whole digest and size
 match. A full read holds back its last bytes until then, so a body that turns out wrong is always
 cut short, never completed; a Range read may complete with the source's bytes for that range
