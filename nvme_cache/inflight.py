@@ -13,11 +13,11 @@ client leaves). Bytes come from one of two kinds of source:
 
 Either way the temp file has a record of which ranges are present, readers wait only for the
 range they need (one waiting at the edge of a range fill may take its bytes straight from the
-receive buffers instead: nvme_cache/readalong.py), and the whole-blob digest is computed in order as the contiguous prefix grows
-(never rereading what it hashed). The blob enters the cache only after the whole digest and size
-match. A full read holds back its last bytes until then, so a body that turns out wrong is always
-cut short, never completed; a Range read may complete with the source's bytes for that range
-(docs/architecture.md says why that is safe).
+receive buffers instead: nvme_cache/readalong.py), and the whole-blob digest is computed in order
+as the contiguous prefix grows (never rereading what it hashed). The blob enters the cache only
+after the whole digest and size match. A full read holds back its last bytes until then, so a
+body that turns out wrong is always cut short, never completed; a Range read may complete with
+the source's bytes for that range (docs/architecture.md says why that is safe).
 
 When the disk is full (ENOSPC after one eviction and retry) or the blob can never fit, the fill
 degrades to pass-through: chunks go to the attached readers through small queues and nothing is
@@ -1153,7 +1153,7 @@ class Fill:
                 with self._lock:
                     cursor = segment.cursor
                     caught = self._present.run_end(cursor) > cursor
-                if caught and segment.end_if_at(cursor, "caught"):
+                if caught and segment.end("caught", at=cursor):
                     break
                 await changed.wait()
         finally:

@@ -64,24 +64,16 @@ class LiveSegment:
     def ended(self) -> bool:
         return self._ended
 
-    def end(self, reason: str | None) -> bool:
-        """No push after this returns. True if this call ended it (`reason`, if any, is counted)."""
+    def end(self, reason: str | None, *, at: int | None = None) -> bool:
+        """No push after this returns. True if this call ended it (`reason`, if any, is counted).
+        With `at`: only if nothing was pushed since the caller saw that cursor (bytes for it came
+        another way, and the reader sends them from the file)."""
         with self._lock:
-            if self._ended:
+            if self._ended or (at is not None and self.cursor != at):
                 return False
             self._ended = True
         if reason is not None:
             metrics.live_reads.add(1, {"end": reason})
-        return True
-
-    def end_if_at(self, cursor: int, reason: str) -> bool:
-        """Ends the segment if nothing was pushed since the caller saw `cursor` (bytes for it came
-        another way: the reader sends them from the file)."""
-        with self._lock:
-            if self._ended or self.cursor != cursor:
-                return False
-            self._ended = True
-        metrics.live_reads.add(1, {"end": reason})
         return True
 
     def offer(self, view: memoryview, offset: int) -> bool:

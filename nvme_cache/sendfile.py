@@ -133,13 +133,13 @@ class ZeroCopySender:
             raise ConnectionResetError(errno.ECONNRESET, "client went away")
         sock_fd = os.dup(self._fd)  # its own descriptor, as for sendfile: the number cannot be reused under it
         try:
-            sent = await segment.push(sock_fd)
+            await segment.push(sock_fd)
         finally:
             os.close(sock_fd)  # the segment has ended: no receiving thread writes to it any more
             pushed = segment.cursor - segment.offset
             cycle.expected_content_length -= pushed  # these went around uvicorn too
             self.sent += pushed
-        return sent
+        return pushed
 
     @staticmethod
     async def _flush(transport: Any) -> None:
