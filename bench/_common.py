@@ -263,3 +263,31 @@ def timed(action: Callable[[], object]) -> float:
     started = time.perf_counter()
     action()
     return time.perf_counter() - started
+
+
+@contextmanager
+def recording(output_dir: Path | None, targets: dict[str, int]) -> Iterator[None]:
+    """With an output directory: `perf record -g` and `py-spy record` (raw stacks, every thread) of
+    each process in `targets` (label -> pid) while the block runs, one `.data` and one
+    `.py-spy.txt` per label; without one, nothing."""
+    if output_dir is None or not targets:
+        yield
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    recorders: list[subprocess.Popen[bytes]] = []
+    for label, pid in targets.items():
+        output = output_dir / f"{label.replace(' ', '-')}-{time.monotonic_ns()}.data"
+        commands = [
+            ["perf", "record", "-q", "-F", "499", "-g", "-p", str(pid), "-o", str(output)],
+            [spy, "record", "-r", "199", "-f", "raw", "--threads", "--nonblocking", "-p", str(pid)],
+        ]
+        commands[1] += ["-o", str(output.with_suffix(".py-spy.txt"))]
+        recorders += [subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for argv in commands]
+    time.sleep(1.0)  # they attach before the transfer starts
+    try:
+        yield
+    finally:
+        for recorder in recorders:
+            recorder.send_signal(2)
+            recorder.wait()

@@ -66,6 +66,7 @@ from _common import (
     origin_blob_path,
     push,
     read_warm,
+    recording,
     start_mirror,
     wait_for_file,
     workdir,
@@ -112,19 +113,12 @@ def measured(
     """CPU-seconds of `pid` around `action`, the result, and those seconds by thread name (what
     the samples missed is "not sampled"); with --profile, perf and py-spy record it (and the
     processes in `profile_too`, by label) meanwhile."""
-    recorders: list[subprocess.Popen[bytes]] = []
-    if PROFILE_DIR is not None and label:
-        PROFILE_DIR.mkdir(parents=True, exist_ok=True)
-        for name, target in {label: pid, **(profile_too or {})}.items():
-            recorders += _recorders(PROFILE_DIR / f"{name.replace(' ', '-')}-{time.monotonic_ns()}.data", target)
-        time.sleep(1.0)  # they attach before the transfer starts
-    before = cpu_seconds(pid)
-    with ThreadCpu(pid) as threads:
-        result = action()
-    spent = cpu_seconds(pid) - before
-    for recorder in recorders:
-        recorder.send_signal(2)
-        recorder.wait()
+    targets = {label: pid, **(profile_too or {})} if label else {}
+    with recording(PROFILE_DIR, targets):
+        before = cpu_seconds(pid)
+        with ThreadCpu(pid) as threads:
+            result = action()
+        spent = cpu_seconds(pid) - before
     by_thread = threads.by_name()
     by_thread["not sampled"] = max(0.0, spent - sum(by_thread.values()))
     return spent, result, by_thread
@@ -197,16 +191,6 @@ def mirror_on(
         ["--config", str(config), "--log-level", "warning", "--cache-max-size", "40GiB", *args],
         cache_dir=cache,
     ).start()
-
-
-def _recorders(output: Path, pid: int) -> list[subprocess.Popen[bytes]]:
-    spy = str(Path(sys.executable).with_name("py-spy"))
-    commands = [
-        ["perf", "record", "-q", "-F", "499", "-g", "-p", str(pid), "-o", str(output)],
-        [spy, "record", "-r", "199", "-f", "raw", "--threads", "--nonblocking", "-p", str(pid)],
-    ]
-    commands[1] += ["-o", str(output.with_suffix(".py-spy.txt"))]
-    return [subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for argv in commands]
 
 
 # -- the figures ------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ the CPU-seconds of every node's server together and how busy the machine's cores
 Every run starts fresh processes on empty cache directories; configurations alternate within a
 round so drift from other load on the machine hits them alike.
 
-    .venv/bin/python bench/p2p_swarm.py [--size-mib 512] [--counts 1,2,4,8] [--rounds 1]
+    .venv/bin/python bench/p2p_swarm.py [--size-mib 512] [--counts 1,2,4,8] [--rounds 1] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from _common import (
     median,
     origin_blob_path,
     read_warm,
+    recording,
     workdir,
     write_result,
 )
@@ -270,7 +271,9 @@ def run_once(
         calls_before = sum((node.tracker_calls() for node in nodes), Counter[str]())
         threads = [ThreadCpu(node.pid, sampled=False) for node in nodes]
         try:
+            profiled = {f"{place.name}-node{i}": node.pid for i, node in enumerate(nodes)} if "p2p" in config else {}
             with MachineCpu() as machine, contextlib.ExitStack() as watching:
+                watching.enter_context(recording(args.profile, profiled))
                 for watched in threads:
                     watching.enter_context(watched)
                 seconds, clients = pull_all([node.url for node in nodes])
@@ -335,6 +338,13 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="REV", help="also run an older tree's P2P mirrors (a git worktree)")
     parser.add_argument("--keep-logs", action="store_true", help=f"keep every run's server logs in {FAILED_LOGS}")
     parser.add_argument("--mirror-log-level", default="warning")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="perf record and py-spy every P2P node during each run (they cost CPU: the times are slower)",
+    )
     parser.add_argument(
         "--watch-tracker",
         action="store_true",
