@@ -106,7 +106,8 @@ async def test_records_per_peer_are_capped(identity_tracker: str) -> None:
     blobs = [BlobState(d, 1024, 64 * 1024, complete=True) for d in digests]
     async with TrackerClient(identity_tracker, token_of("hoarder")) as client:
         body = {"peer": peer("hoarder").to_wire(), "blobs": [b.to_wire() for b in blobs]}
-        response = await client._http.post("/v1/announce", json=body)
+        async with httpx.AsyncClient(base_url=client.base_url, headers=client.headers) as http:
+            response = await http.post("/v1/announce", json=body)
         assert response.json()["accepted"] == CAP and response.json()["refused"] == 2
         assert [len(await client.peers(d)) for d in digests] == [1] * CAP + [0, 0]
         await client.withdraw("hoarder", digests[:1])
@@ -116,11 +117,12 @@ async def test_records_per_peer_are_capped(identity_tracker: str) -> None:
 
 async def test_reports_are_rate_limited_per_reporter(identity_tracker: str) -> None:
     digest = new_digest()
-    async with TrackerClient(identity_tracker, token_of("noisy")) as client:
+    noisy = {"Authorization": f"Bearer {token_of('noisy')}"}
+    async with httpx.AsyncClient(base_url=identity_tracker, headers=noisy) as http:
         statuses = []
         for n in range(40):  # the burst is 30; at 0.01/s not one more token arrives meanwhile
             body = {"reporter": "noisy", "peer_id": f"target-{n}", "digest": digest}
-            statuses.append((await client._http.post("/v1/report", json=body)).status_code)
+            statuses.append((await http.post("/v1/report", json=body)).status_code)
     assert statuses[:30] == [200] * 30 and statuses[30:] == [429] * 10
     async with TrackerClient(identity_tracker, token_of("quiet")) as other:
         await other.report("quiet", "target-0", digest, "its own bucket")

@@ -60,7 +60,7 @@ async def test_catalog_readiness_overall_per_zone_and_by_serial(client: TrackerC
     assert await client.catalog_readiness("rollout", 6) is None
 
     # An explicit list of digests, no catalog needed.
-    async with httpx.AsyncClient(base_url=client._http.base_url, headers=client._http.headers) as http:
+    async with httpx.AsyncClient(base_url=client.base_url, headers=client.headers) as http:
         listed = (await http.post("/v1/readiness", json={"digests": blobs[:1]})).json()
         assert (listed["live"], listed["ready"]) == (4, 3)
         bad = await http.post("/v1/readiness", json={"digests": ["md5:x"]})
