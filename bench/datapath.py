@@ -24,7 +24,7 @@ Rows (interleaved rounds; a new mirror on an empty cache for every cold figure):
 CPU-seconds come from /proc/PID/stat (utime+stime) of the mirror process alone, around one transfer;
 a second table splits them by thread (`bench/_threads.py`: the mirror names its threads in the
 kernel) and the bare loop's by step, so the two can be read side by side.
-`--profile DIR` records each cold GET, P2P download and piece upload with `perf record -g` and
+`--profile DIR` records each cold GET, warm hit (the mirror's), P2P download and piece upload with `perf record -g` and
 `py-spy record` (raw stacks) meanwhile.
 
     .venv/bin/python bench/datapath.py [--size-mib 1024] [--rounds 2] [--quick] [--baseline REV] [--only p2p,...]
@@ -400,7 +400,8 @@ def warm_hits(
         for clients in (1, 4):
             for _, server in interleaved(["mirror", "nginx"], rounds):
                 read_warm(cached)
-                cpu, timings, _ = measured(pids[server], lambda: curl_get_many([urls[server]] * clients))  # noqa: B023
+                label = f"warm mirror x{clients}" if server == "mirror" else ""  # --profile records the mirror
+                cpu, timings, _ = measured(pids[server], lambda: curl_get_many([urls[server]] * clients), label)  # noqa: B023
                 wall = max(seconds for _, seconds in timings)  # type: ignore[attr-defined]
                 entry = results.setdefault(f"{server} x{clients}", {"gbps": [], "cpu": []})
                 entry["gbps"].append(clients * size / wall / 1e9)
@@ -601,7 +602,7 @@ def main() -> None:
         "--baseline", metavar="REV", help="also measure cold GET and P2P with this git revision's mirror"
     )
     parser.add_argument(
-        "--profile", metavar="DIR", type=Path, help="perf record and py-spy each cold GET and P2P download"
+        "--profile", metavar="DIR", type=Path, help="perf record and py-spy each cold GET, warm hit and P2P transfer"
     )
     parser.add_argument("--only", default=",".join(FIGURES), help="a subset of: " + ", ".join(FIGURES))
     parser.add_argument(
