@@ -24,8 +24,8 @@ Rows (interleaved rounds; a new mirror on an empty cache for every cold figure):
 CPU-seconds come from /proc/PID/stat (utime+stime) of the mirror process alone, around one transfer;
 a second table splits them by thread (`bench/_threads.py`: the mirror names its threads in the
 kernel) and the bare loop's by step, so the two can be read side by side.
-`--profile DIR` records each cold GET, warm hit (the mirror's), P2P download and piece upload with `perf record -g` and
-`py-spy record` (raw stacks) meanwhile.
+`--profile DIR` records each cold GET, warm hit (the mirror's), P2P download and piece upload
+with `perf record -g` and `py-spy record` (raw stacks) meanwhile.
 
     .venv/bin/python bench/datapath.py [--size-mib 1024] [--rounds 2] [--quick] [--baseline REV] [--only p2p,...]
 """
