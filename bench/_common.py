@@ -35,9 +35,13 @@ GiB = 1024 * MiB
 # run_all --quick points this elsewhere so smoke runs never overwrite real results.
 RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).parent / "results")
 REPO = "bench/blob"
+# Freed guest memory is reported to the host after ~2 s (min_free_ms, page_reporting): a fill that
+# starts later than that touches pages the host has taken back, as every new mirror's does.
+FRESH_PAGES_PAUSE = 3.0
 UPSTREAM = "origin"
 
 __all__ = [
+    "FRESH_PAGES_PAUSE",
     "GiB",
     "MiB",
     "REPO",
@@ -54,6 +58,7 @@ __all__ = [
     "median",
     "mirror_blob_path",
     "origin_blob_path",
+    "page_cost",
     "push",
     "read_warm",
     "registry_data_path",
@@ -257,6 +262,25 @@ def write_result(name: str, result: dict[str, object], tables: Sequence[Table]) 
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def page_cost(directory: Path, size: int = 256 * MiB) -> float:
+    """CPU-s per GiB of writing `size` bytes into a new file in `directory` after a pause of
+    FRESH_PAGES_PAUSE, then removing it: what a new page costs right now. On a VM whose host takes
+    freed memory back this moves 2-5x within an hour, and every fill pays it, so a figure that
+    writes new pages is only comparable with runs where this probe read alike."""
+    chunk = os.urandom(MiB)
+    time.sleep(FRESH_PAGES_PAUSE)
+    fd, name = tempfile.mkstemp(prefix="page-cost-", dir=directory)
+    try:
+        started = time.thread_time()
+        for offset in range(0, size, MiB):
+            os.pwrite(fd, chunk, offset)
+        spent = time.thread_time() - started
+    finally:
+        os.close(fd)
+        os.unlink(name)
+    return spent / (size / GiB)
 
 
 def timed(action: Callable[[], object]) -> float:

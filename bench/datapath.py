@@ -37,7 +37,6 @@ import contextlib
 import hashlib
 import http.client
 import os
-import resource
 import shutil
 import socket
 import subprocess
@@ -51,6 +50,7 @@ from typing import Any
 
 import blake3
 from _common import (
+    FRESH_PAGES_PAUSE,
     REPO,
     GiB,
     MiB,
@@ -79,7 +79,6 @@ from tests.support.nginx import NginxServer
 from tests.support.procs import aria2c_command
 
 CAP_BYTES_PER_S = 25 * 1000 * 1000
-FRESH_PAGES_PAUSE = 3.0  # s: freed guest memory is reported to the host after ~2 s (min_free_ms, page_reporting)
 FIGURES = ("cold", "warm", "range", "capped", "aria2c", "p2p")
 GOALS = {
     "cold_cpu": 1.5,
@@ -299,11 +298,6 @@ def _bare_fill(origin: OriginRegistry, digest: str, size: int, piece_check: bool
     return {step: cpu / (size / GiB) for step, cpu in steps.items() if cpu or step == "total"}
 
 
-def _thread_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_THREAD)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _sendfile_cpu(fd: int, size: int) -> float:
     """CPU of this thread sending the file to a loopback socket that another thread drains."""
     listener = socket.create_server(("127.0.0.1", 0))
@@ -317,11 +311,11 @@ def _sendfile_cpu(fd: int, size: int) -> float:
 
     drainer = threading.Thread(target=drain)
     drainer.start()
-    started = _thread_cpu()
+    started = time.thread_time()
     offset = 0
     while offset < size:
         offset += os.sendfile(sender.fileno(), fd, offset, size - offset)
-    spent = _thread_cpu() - started
+    spent = time.thread_time() - started
     sender.close()
     drainer.join()
     sink.close()

@@ -8,7 +8,9 @@ traffic runs at loopback speed. Each node has one client (curl piped into `opens
 so every copy is verified), all started together. Measured per run: total time until every client
 has the whole blob, origin bytes / blob size (the origin's own access log), per-node throughput,
 the CPU-seconds of every node's server together and how busy the machine's cores were meanwhile
-(/proc/stat): at 100% busy the time is set by the CPU every process needs, not by the swarm.
+(/proc/stat): at 100% busy the time is set by the CPU every process needs, not by the swarm. Before
+each run a probe writes 256 MiB into new pages where the caches go (`page_cost`): on this VM that
+cost moves 2-5x within an hour and every node pays it per byte, so compare runs whose probes agree.
 Every run starts fresh processes on empty cache directories; configurations alternate within a
 round so drift from other load on the machine hits them alike.
 
@@ -44,6 +46,7 @@ from _common import (
     make_blob,
     median,
     origin_blob_path,
+    page_cost,
     read_warm,
     recording,
     workdir,
@@ -258,6 +261,8 @@ def run_once(
 ) -> dict[str, object]:
     place = work / f"{config.replace(', ', '-').split()[0]}-{count}"
     caches = args.cache_root / f"p2p-swarm-{os.getpid()}-{place.name}" if args.cache_root else place / "caches"
+    # Every node writes its blob into new pages; what one costs moves 2-5x within an hour here.
+    new_pages = page_cost(args.cache_root or work)
     try:
         nodes = start_nodes(config, count, origin, place, digest, args.mirror_log_level, caches, args.baseline_tree)
     except BaseException:
@@ -312,6 +317,7 @@ def run_once(
         "nodes_cpu_by_thread": dict(sorted(by_thread.items(), key=lambda item: -item[1])),
         "machine_busy": machine.busy,
         "machine_steal": machine.steal,
+        "page_cost_cpu_s_per_gib": new_pages,
         **({"tracker_timeline": timeline} if timeline else {}),
     }
 
@@ -384,7 +390,8 @@ def main() -> None:
                         runs[config][count].append(result)
                         print(
                             f"round {round_no} N={count} {config}: {result['seconds']:.1f} s, "
-                            f"origin {result['origin_ratio']:.3f}x, {result['tracker_calls']} tracker calls "
+                            f"origin {result['origin_ratio']:.3f}x, new pages {result['page_cost_cpu_s_per_gib']:.2f} CPU-s/GiB, "
+                            f"{result['tracker_calls']} tracker calls "
                             f"{result['tracker_calls_by_operation']}; "
                             "servers' CPU by thread: "
                             + ", ".join(f"{name} {cpu:.1f}" for name, cpu in result["nodes_cpu_by_thread"].items()),  # type: ignore[attr-defined]
@@ -438,6 +445,7 @@ def report(
                     min(speeds),
                     median([float(r["nodes_cpu_seconds"]) for r in results]),  # type: ignore[arg-type]
                     f"{median([float(r['machine_busy']) for r in results]):.0%}",  # type: ignore[arg-type]
+                    median([float(r["page_cost_cpu_s_per_gib"]) for r in results]),  # type: ignore[arg-type]
                     "; ".join(goals),
                 ]
             )
@@ -447,6 +455,7 @@ def report(
                 "origin_ratio_max": ratio,
                 "nodes_cpu_seconds_median": median([float(r["nodes_cpu_seconds"]) for r in results]),  # type: ignore[arg-type]
                 "machine_busy_median": median([float(r["machine_busy"]) for r in results]),  # type: ignore[arg-type]
+                "page_cost_median": median([float(r["page_cost_cpu_s_per_gib"]) for r in results]),  # type: ignore[arg-type]
             }
     table = Table(
         [
@@ -460,6 +469,7 @@ def report(
             "node MB/s min",
             "servers CPU-s",
             "machine busy",
+            "new page CPU-s/GiB",
             "goals",
         ],
         rows,
