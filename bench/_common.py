@@ -264,23 +264,29 @@ def write_result(name: str, result: dict[str, object], tables: Sequence[Table]) 
     return path
 
 
-def page_cost(directory: Path, size: int = 256 * MiB) -> float:
-    """CPU-s per GiB of writing `size` bytes into a new file in `directory` after a pause of
-    FRESH_PAGES_PAUSE, then removing it: what a new page costs right now. On a VM whose host takes
-    freed memory back this moves 2-5x within an hour, and every fill pays it, so a figure that
-    writes new pages is only comparable with runs where this probe read alike."""
+def page_cost(directory: Path, size: int = GiB, tail: int = 256 * MiB) -> float:
+    """CPU-s per GiB of the last `tail` bytes of a `size`-byte file written into `directory` after
+    a pause of FRESH_PAGES_PAUSE: what a page past the guest's pool of recently freed ones costs
+    right now. On this VM the first few hundred MiB of any write take recycled pages (0.2-0.5
+    CPU-s/GiB) and the rest pages the host took back, whose first touch is a host fault (up to
+    8-10 CPU-s/GiB on 2026-12-03); every fill pays the latter once it has used the pool, so only
+    figures measured where this probe read alike compare. It pauses again after removing the
+    file, so what it touched is the host's again before the measured run starts."""
     chunk = os.urandom(MiB)
     time.sleep(FRESH_PAGES_PAUSE)
     fd, name = tempfile.mkstemp(prefix="page-cost-", dir=directory)
     try:
+        for offset in range(0, size - tail, MiB):
+            os.pwrite(fd, chunk, offset)
         started = time.thread_time()
-        for offset in range(0, size, MiB):
+        for offset in range(size - tail, size, MiB):
             os.pwrite(fd, chunk, offset)
         spent = time.thread_time() - started
     finally:
         os.close(fd)
         os.unlink(name)
-    return spent / (size / GiB)
+    time.sleep(FRESH_PAGES_PAUSE)
+    return spent / (tail / GiB)
 
 
 def timed(action: Callable[[], object]) -> float:

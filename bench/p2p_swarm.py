@@ -10,9 +10,10 @@ has the whole blob, origin bytes / blob size (the origin's own access log), per-
 the CPU-seconds of every node's server together and how busy the machine's cores were meanwhile
 (/proc/stat; "steal" is the share the hypervisor gave to other guests: above a few percent every
 CPU figure here inflates, up to 2x at 15-20%): at 100% busy the time is set by the CPU every process
-needs, not by the swarm. Before each run a probe writes 256 MiB into new pages where the caches go
-(`page_cost`): every node pays that cost per byte, and on this VM it moves with what the host does
-with freed guest memory, so compare runs whose probes and steal agree.
+needs, not by the swarm. Before each run a probe writes 1 GiB where the caches go and times its last
+256 MiB (`page_cost`: a new page past the guest's recycled ones): every node pays that per byte,
+and on this VM it moved 0.5-10 CPU-s/GiB with what the host does with freed guest memory, so
+compare runs whose probes and steal agree.
 Every run starts fresh processes on empty cache directories; configurations alternate within a
 round so drift from other load on the machine hits them alike.
 
@@ -263,7 +264,7 @@ def run_once(
 ) -> dict[str, object]:
     place = work / f"{config.replace(', ', '-').split()[0]}-{count}"
     caches = args.cache_root / f"p2p-swarm-{os.getpid()}-{place.name}" if args.cache_root else place / "caches"
-    # Every node writes its blob into new pages; what one costs moves 2-5x within an hour here.
+    # Every node writes its blob into new pages; what one costs moved 20x within a day here.
     new_pages = page_cost(args.cache_root or work)
     try:
         nodes = start_nodes(config, count, origin, place, digest, args.mirror_log_level, caches, args.baseline_tree)
