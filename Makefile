@@ -8,6 +8,8 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 # for the OCI archive; runc runs it under the tests' private containerd).
 DEBIAN_PACKAGES := docker-registry containerd runc skopeo umoci prometheus redis-server nginx wrk util-linux iproute2 aria2 \
 	podman mmdebstrap python3-venv
+# What only the benchmarks drive: ApacheBench for bench/manifest_head.py, perf for `--profile`.
+BENCH_DEBIAN_PACKAGES := apache2-utils linux-perf
 # What the image is built from: it is rebuilt only when one of these changes.
 IMAGE_SOURCES := pyproject.toml README.md packaging/image/build.sh \
 	$(shell git ls-files oci registry_mirror nvme_cache p2p catalog http_limits 2>/dev/null)
@@ -15,7 +17,7 @@ IMAGE := dist/registry-mirror.oci.tar
 # The wheels are built by the same Python release the image runs (Debian bookworm's).
 IMAGE_BUILD_PYTHON ?= /usr/bin/python3
 
-.PHONY: run test test-unit lint venv runtime-venv test-deps bench dist image clean
+.PHONY: run test test-unit lint venv runtime-venv test-deps bench-deps bench dist image clean
 
 # Runtime dependencies only: what `make run` (and a user's `pip install`) needs.
 $(VENV)/.runtime: pyproject.toml
@@ -38,8 +40,8 @@ run: runtime-venv
 
 # Installs only what is missing; Debian's maintainer scripts must not start system services,
 # so a policy-rc.d that refuses is in place while apt runs.
-test-deps:
-	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+define install_missing
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -48,6 +50,13 @@ test-deps:
 	  printf '#!/bin/sh\nexit 101\n' | $$SUDO tee /usr/sbin/policy-rc.d >/dev/null; $$SUDO chmod +x /usr/sbin/policy-rc.d; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
+
+test-deps:
+	$(call install_missing,$(DEBIAN_PACKAGES))
+
+bench-deps: test-deps
+	$(call install_missing,$(BENCH_DEBIAN_PACKAGES))
 
 test: test-deps venv
 	$(PY) -m pytest -p no:cacheprovider -q $(PYTEST_ARGS)
@@ -62,7 +71,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: venv
+bench: bench-deps venv
 	$(PY) bench/run_all.py
 
 # The wheel users install: `pip install dist/registry_mirror-$(VERSION)-py3-none-any.whl`.

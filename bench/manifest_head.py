@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 
 from _common import (
@@ -48,6 +49,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--tool", choices=("ab", "hey"), default="ab")
     args = parser.parse_args()
+    if shutil.which(args.tool) is None:  # before any server starts
+        how = " (`make bench-deps` installs it: apache2-utils)" if args.tool == "ab" else ""
+        parser.error(f"{args.tool} is not on PATH{how}")
     with workdir("head") as work:
         origin = OriginRegistry(work / "origin").start()
         mirror = nginx = None
