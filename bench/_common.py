@@ -269,7 +269,7 @@ def page_cost(directory: Path, size: int = GiB, tail: int = 256 * MiB) -> float:
     a pause of FRESH_PAGES_PAUSE: what a page past the guest's pool of recently freed ones costs
     right now. On this VM the first few hundred MiB of any write take recycled pages (0.2-0.5
     CPU-s/GiB) and the rest pages the host took back, whose first touch is a host fault (up to
-    8-10 CPU-s/GiB on 2026-12-03); every fill pays the latter once it has used the pool, so only
+    8-11 CPU-s/GiB on 2026-12-03); every fill pays the latter once it has used the pool, so only
     figures measured where this probe read alike compare. It pauses again after removing the
     file, so what it touched is the host's again before the measured run starts."""
     chunk = os.urandom(MiB)

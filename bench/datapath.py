@@ -611,7 +611,7 @@ def main() -> None:
         args.size_mib, args.range_size_mib, args.capped_size_mib, args.rounds = 64, 64, 32, 1
     size, range_size, capped_size = args.size_mib * MiB, args.range_size_mib * MiB, args.capped_size_mib * MiB
     global HUGE_TMPFS
-    # Steal over the whole run: at 15-20% every CPU-s figure here came out up to 2x the quiet one.
+    # Steal over the whole run: a run while other guests were busy is not comparable with a quiet one.
     with MachineCpu() as machine, workdir("datapath") as work, huge_tmpfs(work, args.huge_tmpfs) as huge:
         HUGE_TMPFS = huge
         origin = OriginRegistry(work / "origin").start()

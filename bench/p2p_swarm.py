@@ -8,11 +8,11 @@ traffic runs at loopback speed. Each node has one client (curl piped into `opens
 so every copy is verified), all started together. Measured per run: total time until every client
 has the whole blob, origin bytes / blob size (the origin's own access log), per-node throughput,
 the CPU-seconds of every node's server together and how busy the machine's cores were meanwhile
-(/proc/stat; "steal" is the share the hypervisor gave to other guests: above a few percent every
-CPU figure here inflates, up to 2x at 15-20%): at 100% busy the time is set by the CPU every process
+(/proc/stat; "steal" is the share the hypervisor gave to other guests: a run at more than a few
+percent is not comparable with one at none): at 100% busy the time is set by the CPU every process
 needs, not by the swarm. Before each run a probe writes 1 GiB where the caches go and times its last
 256 MiB (`page_cost`: a new page past the guest's recycled ones): every node pays that per byte,
-and on this VM it moved 0.5-10 CPU-s/GiB with what the host does with freed guest memory, so
+and on this VM it moved 0.3-11 CPU-s/GiB with what the host does with freed guest memory, so
 compare runs whose probes and steal agree.
 Every run starts fresh processes on empty cache directories; configurations alternate within a
 round so drift from other load on the machine hits them alike.
@@ -430,6 +430,10 @@ def report(
             seconds = median([float(r["seconds"]) for r in results])  # type: ignore[arg-type]
             ratio = max(float(r["origin_ratio"]) for r in results)  # type: ignore[arg-type]
             speeds = [s for r in results for s in r["node_mb_per_s"]]  # type: ignore[attr-defined]
+            medians = {
+                key: median([float(r[key]) for r in results])  # type: ignore[arg-type]
+                for key in ("nodes_cpu_seconds", "machine_busy", "machine_steal", "page_cost_cpu_s_per_gib")
+            }
             goals = []
             if config == "p2p":
                 goals.append(f"origin <= {ORIGIN_BYTES_GOAL}x {'met' if ratio <= ORIGIN_BYTES_GOAL else 'MISSED'}")
@@ -446,10 +450,10 @@ def report(
                     "/".join(str(r["origin_gets"]) for r in results),
                     median(speeds),
                     min(speeds),
-                    median([float(r["nodes_cpu_seconds"]) for r in results]),  # type: ignore[arg-type]
-                    f"{median([float(r['machine_busy']) for r in results]):.0%}",  # type: ignore[arg-type]
-                    f"{median([float(r['machine_steal']) for r in results]):.0%}",  # type: ignore[arg-type]
-                    median([float(r["page_cost_cpu_s_per_gib"]) for r in results]),  # type: ignore[arg-type]
+                    medians["nodes_cpu_seconds"],
+                    f"{medians['machine_busy']:.0%}",
+                    f"{medians['machine_steal']:.0%}",
+                    medians["page_cost_cpu_s_per_gib"],
                     "; ".join(goals),
                 ]
             )
@@ -457,10 +461,10 @@ def report(
                 "seconds_median": seconds,
                 "x_no_p2p": seconds / plain,
                 "origin_ratio_max": ratio,
-                "nodes_cpu_seconds_median": median([float(r["nodes_cpu_seconds"]) for r in results]),  # type: ignore[arg-type]
-                "machine_busy_median": median([float(r["machine_busy"]) for r in results]),  # type: ignore[arg-type]
-                "machine_steal_median": median([float(r["machine_steal"]) for r in results]),  # type: ignore[arg-type]
-                "page_cost_median": median([float(r["page_cost_cpu_s_per_gib"]) for r in results]),  # type: ignore[arg-type]
+                "nodes_cpu_seconds_median": medians["nodes_cpu_seconds"],
+                "machine_busy_median": medians["machine_busy"],
+                "machine_steal_median": medians["machine_steal"],
+                "page_cost_median": medians["page_cost_cpu_s_per_gib"],
             }
     table = Table(
         [
