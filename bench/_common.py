@@ -59,6 +59,7 @@ __all__ = [
     "mirror_blob_path",
     "origin_blob_path",
     "page_cost",
+    "proc_status_kib",
     "push",
     "read_warm",
     "registry_data_path",
@@ -161,6 +162,14 @@ def drop_from_page_cache(path: Path) -> None:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
+
+
+def proc_status_kib(pid: int | str, field: str) -> int:
+    """One KiB figure of /proc/PID/status ("VmRSS", "VmHWM"); `pid` may be "self"."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
 
 
 # -- servers ---------------------------------------------------------------------------------------

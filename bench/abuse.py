@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import MiB, MirrorProcess, OriginRegistry, Table, push, workdir, write_result
+from _common import MiB, MirrorProcess, OriginRegistry, Table, proc_status_kib, push, workdir, write_result
 
 from p2p.errors import TrackerError
 from p2p.tracker.auth import node_token
@@ -109,10 +109,7 @@ def blob_url(mirror: MirrorProcess, digest: str) -> str:
 
 # -- measuring ---------------------------------------------------------------------------------------
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return proc_status_kib(pid, "VmRSS") / 1024
 
 
 @contextmanager

@@ -28,7 +28,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
-from _common import MiB, Table, interleaved, median, read_warm, workdir, write_result
+from _common import MiB, Table, interleaved, median, proc_status_kib, read_warm, workdir, write_result
 
 from nvme_cache import BlobStore, CachedBlob, Digest, Fill
 
@@ -230,18 +230,11 @@ def restart_times(root: Path, count: int, rounds: int) -> dict[str, list[float]]
 
 
 # -- peak RSS (child process) ----------------------------------------------------------------------------
-def vm_hwm_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
 async def child_rss(root: Path, size: int, readers: int) -> dict[str, int]:
     store = new_store(root)
     digest = digest_of(size, seed=7)
     await asyncio.sleep(0)
-    idle = vm_hwm_kib()
+    idle = proc_status_kib("self", "VmHWM")
     handle = store.get(digest, memory_source(size, seed=7))
 
     async def drain() -> int:
@@ -252,7 +245,7 @@ async def child_rss(root: Path, size: int, readers: int) -> dict[str, int]:
     await store.aclose()
     if any(g != size for g in got):
         raise RuntimeError(f"a reader got {got}")
-    peak = vm_hwm_kib()
+    peak = proc_status_kib("self", "VmHWM")
     return {"idle_hwm_kib": idle, "peak_hwm_kib": peak, "delta_kib": peak - idle, "readers": readers}
 
 

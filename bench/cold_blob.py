@@ -1,11 +1,13 @@
 """Cold blob GET: through the mirror vs straight from the origin (one client), and 32 concurrent cold
-clients against the mirror vs docker-registry in proxy mode (origin GETs, origin bytes, total time).
+clients against the mirror vs docker-registry in proxy mode (origin GETs, origin bytes, total time),
+and the mirror's peak RSS while 16 clients read one cold 1 GiB fill (issue 10: +100 MiB at most).
 
 "Cold" means the mirror (or the proxy) has never seen the blob: each round starts a new process on
 an empty cache directory. The origin's own file is read just before each round, so the origin side
 is equally warm for every variant. Origin traffic is counted from the origin's access log.
 
     .venv/bin/python bench/cold_blob.py [--size-mib 1024] [--fanout-size-mib 256] [--clients 32] [--rounds 3]
+        [--rss-clients 16]
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from _common import (
     median,
     mirror_blob_path,
     origin_blob_path,
+    proc_status_kib,
     push,
     read_warm,
     start_mirror,
@@ -36,6 +39,7 @@ from _common import (
 )
 
 SINGLE_GOAL = 0.9  # mirror / direct
+RSS_BOUND_MIB = 100  # issue 10: a 1 GiB fill with 16 readers raises the mirror's RSS by this at most
 
 
 def main() -> None:
@@ -45,6 +49,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--fanout-rounds", type=int, default=2)
+    parser.add_argument("--rss-clients", type=int, default=16)
     args = parser.parse_args()
     with workdir("cold") as work:
         origin = OriginRegistry(work / "origin").start()
@@ -53,9 +58,10 @@ def main() -> None:
             fan = push(origin, work, args.fanout_size_mib * MiB, seed=2)
             single = single_client(origin, work, big, args.size_mib * MiB, args.rounds)
             fanout = many_clients(origin, work, fan, args.fanout_size_mib * MiB, args.clients, args.fanout_rounds)
+            rss = peak_rss(origin, work, big, args.size_mib * MiB, args.rss_clients, args.fanout_rounds)
         finally:
             origin.stop()
-    report(single, fanout, args)
+    report(single, fanout, rss, args)
 
 
 # -- one client ---------------------------------------------------------------------------------------
@@ -71,11 +77,20 @@ def single_client(origin: OriginRegistry, work: Path, digest: str, size: int, ro
     return speeds
 
 
-def with_fresh_mirror(origin: OriginRegistry, work: Path, digest: str, run: Callable[[str], float]) -> float:
+def with_fresh_mirror(
+    origin: OriginRegistry, work: Path, digest: str, run: Callable[[str], float], hwm: dict[str, int] | None = None
+) -> float:
+    """`hwm`, if given, gets the mirror's VmHWM (KiB) before the run ("idle") and after the fill
+    committed ("peak")."""
     mirror = start_mirror(work, origin.url)
+    pid = mirror.process.pid  # type: ignore[union-attr]
     try:
+        if hwm is not None:
+            hwm["idle"] = proc_status_kib(pid, "VmHWM")
         seconds = run(f"{mirror.url}/v2/{REPO}/blobs/{digest}")
         wait_for_file(mirror_blob_path(mirror.cache_dir, digest))  # the fill committed
+        if hwm is not None:
+            hwm["peak"] = proc_status_kib(pid, "VmHWM")
         return seconds
     finally:
         mirror.stop()
@@ -116,6 +131,30 @@ def many_clients(
     return runs
 
 
+# -- peak RSS --------------------------------------------------------------------------------------------
+def peak_rss(
+    origin: OriginRegistry, work: Path, digest: str, size: int, clients: int, rounds: int
+) -> list[dict[str, float]]:
+    """The mirror's high-water mark of resident memory while `clients` cold GETs share one fill,
+    over its own mark before the first request (imports made on the first request count too)."""
+    runs: list[dict[str, float]] = []
+    for round_no in range(rounds):
+        read_warm(origin_blob_path(origin, digest))
+        hwm: dict[str, int] = {}
+        seconds = with_fresh_mirror(
+            origin, work / f"rss-{round_no}", digest, lambda url: fetch_all([url] * clients, size), hwm
+        )
+        runs.append(
+            {
+                "seconds": seconds,
+                "idle_hwm_mib": hwm["idle"] / 1024,
+                "peak_hwm_mib": hwm["peak"] / 1024,
+                "delta_mib": (hwm["peak"] - hwm["idle"]) / 1024,
+            }
+        )
+    return runs
+
+
 def with_fresh_proxy(origin: OriginRegistry, work: Path, digest: str, run: Callable[[str], float]) -> float:
     proxy = ProxyRegistry(work, origin.url).start()
     try:
@@ -126,7 +165,12 @@ def with_fresh_proxy(origin: OriginRegistry, work: Path, digest: str, run: Calla
 
 
 # -- report ----------------------------------------------------------------------------------------------
-def report(single: dict[str, list[float]], fanout: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:
+def report(
+    single: dict[str, list[float]],
+    fanout: dict[str, list[dict[str, float]]],
+    rss: list[dict[str, float]],
+    args: argparse.Namespace,
+) -> None:
     direct = median(single["origin direct"])
     single_rows: list[list[object]] = []
     for name, values in single.items():
@@ -165,6 +209,27 @@ def report(single: dict[str, list[float]], fanout: dict[str, list[dict[str, floa
             ],
             fan_rows,
         ),
+        Table(
+            [
+                f"peak RSS, {args.size_mib} MiB cold fill",
+                "clients",
+                "idle VmHWM MiB",
+                "peak VmHWM MiB",
+                "delta MiB",
+                "goal",
+            ],
+            [
+                [
+                    f"round {number}",
+                    args.rss_clients,
+                    run["idle_hwm_mib"],
+                    run["peak_hwm_mib"],
+                    run["delta_mib"],
+                    f"<= {RSS_BOUND_MIB} {'met' if run['delta_mib'] <= RSS_BOUND_MIB else 'MISSED'}",
+                ]
+                for number, run in enumerate(rss, 1)
+            ],
+        ),
     ]
     write_result(
         "cold_blob",
@@ -176,6 +241,8 @@ def report(single: dict[str, list[float]], fanout: dict[str, list[dict[str, floa
             "single": {k: {"gb_per_s": v, "median": median(v)} for k, v in single.items()},
             "single_ratio_vs_direct": median(single["mirror (cold)"]) / direct,
             "fanout": fanout,
+            "rss_clients": args.rss_clients,
+            "peak_rss": rss,
         },
         tables,
     )
