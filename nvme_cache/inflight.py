@@ -121,7 +121,8 @@ class RangeSource(Protocol):
     parallel_min_size: int  # blobs smaller than this use one request
 
     def open(self, start: int, end: int | None) -> AbstractAsyncContextManager[RangeBody]:
-        """Bytes [start, end) (end None: to the end); raises on any error status."""
+        """Bytes [start, end) (end None: to the end); raises on any error status. A `start` past
+        the blob's end may be answered from byte 0 instead (`body.start`)."""
         ...
 
 
@@ -202,6 +203,7 @@ class Fill:
         self._reserved = 0
         self._received = 0
         self._tap: Callable[[int, Any], None] | None = None
+        self._hash_failure: BaseException | None = None  # why the hasher thread stopped the fill
         self._land: Callable[[int | None, bool], None] | None = None  # the stream's `land_in`, if any
         self._readback: memoryview | None = None  # _hash_landed's buffer, made on first use
         self._hasher = hashlib.new(digest.algorithm)
@@ -389,6 +391,8 @@ class Fill:
                 return
             if self.size is None:
                 raise SourceFailed(f"{self.digest}: a ranged answer without the blob's size")
+            if body.start == 0 < first_start:
+                first_start = 0  # the first reader's offset lies past the end (the size was not known)
             self._check_range(body, first_start)
             if not self._open_temp(self.size):
                 raise _Uncached()
@@ -452,6 +456,17 @@ class Fill:
     async def _fetch_uncached(self, ranges: RangeSource) -> None:
         """No room to cache it: one stream from byte 0 to the attached readers, hashed as it goes."""
         self.passthrough_from = 0
+        # A ranged attempt may have hashed its first bytes already (its hasher thread keeps the
+        # old state, see _hash_prefix): this stream is hashed from byte 0 on a state of its own.
+        self._hasher = hashlib.new(self.digest.algorithm)
+        self._checkpoints.clear()
+        if (fd := self._take_fd()) is not None:  # the attempt's temp file: give its room back
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.temp_path)
+        if self._reserved:
+            self._hooks.release(self._reserved)
+            self._reserved = 0
         async with ranges.open(0, None) as body:
             self.ranged_requests += 1
             self._set_size(body.total)
@@ -703,7 +718,8 @@ class Fill:
     def _take_buffer(self, free: SimpleQueue[int]) -> int:
         while True:
             if self._stopping:
-                raise FillFailed(f"fill of {self.digest} stopped")
+                why = f": hashing failed: {self._hash_failure!r}" if self._hash_failure is not None else ""
+                raise FillFailed(f"fill of {self.digest} stopped{why}")
             with contextlib.suppress(Empty):
                 return free.get(timeout=0.5)
 
@@ -718,9 +734,18 @@ class Fill:
             try:
                 self._hash_prefix()
             except BaseException as exc:  # handed to the fill task, which fails the fill
+                # The receivers wait for the buffers it holds, and the fill task awaits this only
+                # once they are done: stop them, or the fill and its readers wait for ever.
+                log.warning("hashing %s failed: %r", self.digest, exc)
+                self._hash_failure = exc
+                self._stop()
                 loop.call_soon_threadsafe(_settle_future, future, exc)
             else:
                 loop.call_soon_threadsafe(_settle_future, future, None)
+
+        # A fill whose receivers failed first never awaits it: its error is theirs, not asyncio's
+        # "exception was never retrieved".
+        future.add_done_callback(_retrieve)
 
         # Its own thread: it waits for pieces for the whole fill and must never wait for a
         # pool thread that is itself waiting.
@@ -731,6 +756,7 @@ class Fill:
         """Hasher thread: hash the contiguous prefix as it grows. Chunks handed over by the
         receiver are hashed from its buffer; bytes that landed out of order are read back once
         from the page cache when the prefix reaches them."""
+        hasher = self._hasher  # its own reference: a fill restarted uncached hashes on a new state
         fd = self._open_temp_for_reading()
         try:
             buffer = memoryview(bytearray(self._receive_chunk * 4))
@@ -753,7 +779,7 @@ class Fill:
                         upto = min([upto, hashed + len(buffer), *later])
                 if handed is not None:
                     view, release = handed
-                    self._hasher.update(view)
+                    hasher.update(view)
                     if self._tap is not None:
                         self._tap(hashed, view)
                     hashed += len(view)
@@ -763,7 +789,7 @@ class Fill:
                 count = os.preadv(fd, [buffer[: upto - hashed]], hashed)
                 if count <= 0:
                     raise SourceFailed(f"temp file of {self.digest} ended early")
-                self._hasher.update(buffer[:count])
+                hasher.update(buffer[:count])
                 if self._tap is not None:
                     self._tap(hashed, buffer[:count])
                 hashed += count
@@ -1335,6 +1361,11 @@ async def _trimmed(
 
 class _Uncached(Exception):
     """The blob cannot be cached here (no room): the fill restarts as a pass-through stream."""
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _settle_future(future: asyncio.Future[None], error: BaseException | None) -> None:

@@ -131,8 +131,16 @@ class OriginBody:
         self._reads = [0, 0]
         if self._response.isclosed() and not self._response.will_close:
             self._pool.give_back(self._target, self._connection)  # read to its end: reusable
-        else:
-            self._connection.close()
+            return
+        # A receiving thread may still be inside `readinto` (the fill failed or was cancelled):
+        # http.client's buffered reader holds its lock for the whole read, and `close` would wait
+        # for it on the event loop (up to read_timeout for a stalled origin). A shutdown ends
+        # that read at once.
+        sock = self._connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._connection.close()
 
 
 class OriginRanges:
@@ -178,13 +186,22 @@ class OriginRanges:
         url = self._client.blob_url(self._repository, self._digest)
         byte_range = f"bytes={start}-" + ("" if end is None else str(end - 1))
         sent = await self._client.authorization(self._repository)
-        for attempt in range(2):
+        challenged = False
+        for _ in range(3):
             status, headers, body = await self._follow(url, byte_range, sent)
-            if status == 401 and attempt == 0:
+            if status == 401 and not challenged:
+                challenged = True
                 retry_with = await self._client.answer_challenge(self._repository, headers, sent)
                 if retry_with is not None:
                     sent = retry_with
                     continue
+            if status == 416 and start > 0:
+                # A cold Range past the end of a blob whose size nobody knew yet: the fill starts
+                # at byte 0 instead (the body says so in `start`), and the reader gets its 416
+                # from the front end once the size is known, not a failed fill for every reader.
+                start, end = 0, None if end is None else end - start
+                byte_range = "bytes=0-" + ("" if end is None else str(end - 1))
+                continue
             if status == 416 and start == 0 and byte_range:
                 byte_range = ""  # an empty blob has no byte 0: ask for it whole
                 continue

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nvme_cache import Fill
-from tests.nvme_cache.sources import BytesSource, digest_of
+from tests.nvme_cache.sources import BytesRanges, BytesSource, digest_of
 from tests.nvme_cache.test_store import blob, collect, fill_from, make_store
 
 MiB = 1024 * 1024
@@ -73,4 +73,27 @@ async def test_a_blob_that_can_never_fit_evicts_nothing(small_tmpfs: Path) -> No
     assert handle.passthrough_from is not None
     assert store.stat(digest_of(data)) is None
     assert store.stat(digest_of(old)) is not None  # not evicted for nothing
+    store.close()
+
+
+async def test_disk_full_after_the_first_range_streams_uncached_from_byte_0(small_tmpfs: Path) -> None:
+    # The blob fits when its fill starts; while its first range (2 MiB) arrives and is hashed from
+    # the receive buffers, another writer takes the disk, so the whole blob can no longer be
+    # allocated. The fill starts over uncached from byte 0 on a hash state of its own and gives the
+    # first range's room back.
+    store = make_store(small_tmpfs, max_size=1 << 30, min_free_bytes=0, piece_size=MiB)
+    data = blob(4 * MiB, seed=7)
+    source = BytesRanges(data, max_parallel=1, parallel_min_size=2 * MiB, hold_at=3 * MiB // 2)
+    handle = store.get(digest_of(data), source.opener())  # type: ignore[arg-type]
+    assert isinstance(handle, Fill)
+    readers = asyncio.gather(collect(handle), collect(handle, 100, 3 * MiB))
+    assert await asyncio.to_thread(source.holding.wait, 10)
+    (small_tmpfs / "another-writer").write_bytes(bytes(7 * MiB // 2))  # 0.5 MiB left: the rest of the blob won't fit
+    source.release.set()
+    assert await readers == [data, data[100 : 3 * MiB]]
+    await handle.wait()
+    assert handle.hashed_in_memory > 0  # the case this covers: the ranged attempt had hashed bytes
+    assert handle.passthrough_from == 0
+    assert store.stat(digest_of(data)) is None
+    assert os.listdir(store.layout.tmp) == []
     store.close()

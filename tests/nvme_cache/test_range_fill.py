@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -178,4 +181,34 @@ async def test_a_thread_still_receiving_when_its_fill_ends_writes_only_into_that
             os.close(observer)
     finally:
         source.release.set()
+        store.close()
+
+
+async def test_a_failed_hasher_fails_the_fill_instead_of_hanging_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The receivers hand their buffers to the hasher thread; when it fails (here it cannot open
+    the temp file: EMFILE; an EIO on a read-back alike) it must stop them, or they wait for their
+    buffers for ever and so does every reader."""
+    data = blob(64 * PIECE)
+    opens_for_reading = Fill._open_temp_for_reading
+
+    def out_of_descriptors_on_the_hasher(self: Fill) -> int:
+        if threading.current_thread().name.startswith("hash"):
+            raise OSError(errno.EMFILE, "Too many open files")
+        return opens_for_reading(self)
+
+    monkeypatch.setattr(Fill, "_open_temp_for_reading", out_of_descriptors_on_the_hasher)
+    store = range_store(tmp_path)
+    source = BytesRanges(data, max_parallel=1, parallel_min_size=1 << 30, read_size=1024)
+    handle = store.get(digest_of(data), source.opener())  # type: ignore[arg-type]
+    assert isinstance(handle, Fill)
+    try:
+        with pytest.raises(FillFailed):
+            await asyncio.wait_for(collect(handle), 10)  # a TimeoutError here is the hang
+        with pytest.raises(FillFailed):
+            await asyncio.wait_for(handle.wait(), 10)
+        assert store.stat(digest_of(data)) is None
+    finally:
+        handle._stop()  # lets a stuck receiving thread go if the fill did hang
         store.close()

@@ -61,6 +61,24 @@ def test_cold_range_of_the_tail_is_fetched_first(
         assert streamed_digest(whole) == (digest, BLOB_SIZE)
 
 
+def test_a_cold_range_past_the_end_is_a_416_and_the_fill_goes_on(
+    mirror_process: MirrorFactory, origin: OriginRegistry, tmp_path: Path
+) -> None:
+    """The mirror does not know a cold blob's size: the first origin request starts at the
+    reader's offset, which lies past the end. The origin's 416 must not fail the fill (and every
+    reader joined to it): the fill starts at byte 0, the reader gets the API's 416."""
+    digest, data = _pushed(origin, tmp_path, "test/ranges", "past-end")
+    mirror = _mirror_for(mirror_process, origin, tmp_path)
+    url = f"{mirror.url}/v2/test/ranges/blobs/{digest}"  # type: ignore[attr-defined]
+    past = httpx.get(url, params=ns(origin), headers={"Range": f"bytes={BLOB_SIZE + 8 * MiB}-"}, timeout=30)
+    assert past.status_code == 416, past.text
+    assert past.json()["errors"][0]["code"] == "RANGE_INVALID"
+    assert past.headers["content-range"] == f"bytes */{BLOB_SIZE}"
+    wait_cached(mirror.cache_dir, digest)  # type: ignore[attr-defined]
+    with httpx.stream("GET", url, params=ns(origin), timeout=30) as whole:
+        assert streamed_digest(whole) == (digest, len(data))
+
+
 def test_the_mirrors_worker_threads_carry_their_names_into_the_kernel(
     mirror_process: MirrorFactory, origin: OriginRegistry, tmp_path: Path
 ) -> None:
