@@ -105,7 +105,7 @@ class ZeroCopySender:
             if cycle.disconnected or cycle.transport.is_closing():
                 raise ConnectionResetError(errno.ECONNRESET, "client went away")
             sock_fd = os.dup(self._fd)
-            own = FileSegment(os.dup(segment.fd), segment.offset, segment.count)
+            own = FileSegment(os.dup(segment.fd), segment.offset, segment.count, read_in=segment.read_in)
             loop = asyncio.get_running_loop()
             try:
                 sent = await asyncio.shield(loop.run_in_executor(self._executor, self._send_blocking, own, sock_fd))
@@ -141,12 +141,19 @@ class ZeroCopySender:
             self.sent += pushed
         return pushed
 
-    @staticmethod
-    async def _flush(transport: Any) -> None:
-        # The headers (or earlier body bytes) must be on the wire before the kernel sends ours.
-        while transport.get_write_buffer_size() > 0:
+    async def _flush(self, transport: Any) -> None:
+        # The headers (or earlier body bytes) must be on the wire before the kernel sends ours;
+        # a client that takes none of them for the stall timeout is cut off, as everywhere else.
+        loop = asyncio.get_running_loop()
+        last, since = transport.get_write_buffer_size(), loop.time()
+        while (size := transport.get_write_buffer_size()) > 0:
             if transport.is_closing():
                 raise ConnectionResetError(errno.ECONNRESET, "client went away")
+            if size < last:
+                last, since = size, loop.time()
+            elif loop.time() - since >= self._stall_timeout:
+                metrics.stalled_clients.add(1, {"path": "sendfile"})
+                raise ClientStalled(errno.ETIMEDOUT, "client read nothing for the stall timeout")
             await asyncio.sleep(0.001)
 
     def _send_blocking(self, segment: FileSegment, sock_fd: int) -> int:
