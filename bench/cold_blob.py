@@ -80,13 +80,14 @@ def single_client(origin: OriginRegistry, work: Path, digest: str, size: int, ro
 def with_fresh_mirror(
     origin: OriginRegistry, work: Path, digest: str, run: Callable[[str], float], hwm: dict[str, int] | None = None
 ) -> float:
-    """`hwm`, if given, gets the mirror's VmHWM (KiB) before the run ("idle") and after the fill
-    committed ("peak")."""
+    """`hwm`, if given, gets the mirror's resident memory (KiB) before the run ("idle": VmRSS, its
+    start-up's high-water mark may lie above it) and its high-water mark once the fill committed
+    ("peak": VmHWM)."""
     mirror = start_mirror(work, origin.url)
     pid = mirror.process.pid  # type: ignore[union-attr]
     try:
         if hwm is not None:
-            hwm["idle"] = proc_status_kib(pid, "VmHWM")
+            hwm["idle"] = proc_status_kib(pid, "VmRSS")
         seconds = run(f"{mirror.url}/v2/{REPO}/blobs/{digest}")
         wait_for_file(mirror_blob_path(mirror.cache_dir, digest))  # the fill committed
         if hwm is not None:
@@ -136,7 +137,7 @@ def peak_rss(
     origin: OriginRegistry, work: Path, digest: str, size: int, clients: int, rounds: int
 ) -> list[dict[str, float]]:
     """The mirror's high-water mark of resident memory while `clients` cold GETs share one fill,
-    over its own mark before the first request (imports made on the first request count too)."""
+    over its resident memory before the first request (imports made on the first request count too)."""
     runs: list[dict[str, float]] = []
     for round_no in range(rounds):
         read_warm(origin_blob_path(origin, digest))
@@ -147,7 +148,7 @@ def peak_rss(
         runs.append(
             {
                 "seconds": seconds,
-                "idle_hwm_mib": hwm["idle"] / 1024,
+                "idle_rss_mib": hwm["idle"] / 1024,
                 "peak_hwm_mib": hwm["peak"] / 1024,
                 "delta_mib": (hwm["peak"] - hwm["idle"]) / 1024,
             }
@@ -213,7 +214,7 @@ def report(
             [
                 f"peak RSS, {args.size_mib} MiB cold fill",
                 "clients",
-                "idle VmHWM MiB",
+                "idle VmRSS MiB",
                 "peak VmHWM MiB",
                 "delta MiB",
                 "goal",
@@ -222,7 +223,7 @@ def report(
                 [
                     f"round {number}",
                     args.rss_clients,
-                    run["idle_hwm_mib"],
+                    run["idle_rss_mib"],
                     run["peak_hwm_mib"],
                     run["delta_mib"],
                     f"<= {RSS_BOUND_MIB} {'met' if run['delta_mib'] <= RSS_BOUND_MIB else 'MISSED'}",
