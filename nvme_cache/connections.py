@@ -6,11 +6,15 @@ from __future__ import annotations
 import http.client
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 _IDLE_PER_HOST = 16
+# An idle connection is closed after this long (uvicorn closes its side after 5 s): without it,
+# every peer (or origin address) ever used keeps up to 16 descriptors open for the process's life.
+_IDLE_SECONDS = 4.0
 
 
 @dataclass(frozen=True)
@@ -29,18 +33,26 @@ class Target:
 class ConnectionPool:
     """Keep-alive connections per host, shared by every fill of one upstream (or of the swarm)."""
 
-    def __init__(self, tls: ssl.SSLContext | None, connect_timeout: float, read_timeout: float) -> None:
+    def __init__(
+        self,
+        tls: ssl.SSLContext | None,
+        connect_timeout: float,
+        read_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._tls = tls
+        self._clock = clock
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
-        self._idle: dict[Target, list[http.client.HTTPConnection]] = {}
+        self._idle: dict[Target, list[tuple[float, http.client.HTTPConnection]]] = {}
         self._lock = threading.Lock()
 
     def take(self, target: Target) -> http.client.HTTPConnection:
+        self._expire()
         with self._lock:
             idle = self._idle.get(target)
             if idle:
-                return idle.pop()
+                return idle.pop()[1]
         if target.scheme == "https":
             return http.client.HTTPSConnection(
                 target.host, target.port, timeout=self._connect_timeout, context=self._tls
@@ -51,9 +63,22 @@ class ConnectionPool:
         with self._lock:
             idle = self._idle.setdefault(target, [])
             if len(idle) < _IDLE_PER_HOST:
-                idle.append(connection)
+                idle.append((self._clock(), connection))
                 return
         connection.close()
+
+    def _expire(self) -> None:
+        """Closes the connections idle for longer than _IDLE_SECONDS, of every host."""
+        cutoff = self._clock() - _IDLE_SECONDS
+        stale: list[http.client.HTTPConnection] = []
+        with self._lock:
+            for target, idle in list(self._idle.items()):
+                stale += [connection for since, connection in idle if since < cutoff]
+                idle[:] = [(since, connection) for since, connection in idle if since >= cutoff]
+                if not idle:
+                    del self._idle[target]
+        for connection in stale:
+            connection.close()
 
     def exchange(
         self,
@@ -85,7 +110,7 @@ class ConnectionPool:
         with self._lock:
             idle, self._idle = self._idle, {}
         for connections in idle.values():
-            for connection in connections:
+            for _, connection in connections:
                 connection.close()
 
     def read_timeout(self) -> float:

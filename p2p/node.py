@@ -300,13 +300,23 @@ class P2PNode:
             if arrived is not None:
                 loop.call_soon_threadsafe(arrived, index, data)
 
-        future = loop.run_in_executor(
-            self.piece_threads, self._pieces.fetch, base_url, digest, wanted, buffers, abort, own, hand_over
-        )
         try:
-            return await future
+            work = self.piece_threads.submit(
+                self._pieces.fetch, base_url, digest, wanted, buffers, abort, own, hand_over
+            )
+        except BaseException:
+            if own is not None:
+                own.close()  # no thread will ever close it
+            raise
+        try:
+            return await asyncio.wrap_future(work)
         except asyncio.CancelledError:
             abort()  # the thread's blocked read fails now, instead of at its timeout
+            # Still queued behind busy receive threads: it never runs, so its descriptor (the
+            # fill's temp file, unlinked when the fill ends) is closed here, or it stays open and
+            # its blocks allocated for as long as the process lives.
+            if work.cancel() and own is not None:
+                own.close()
             raise
 
 

@@ -101,6 +101,7 @@ class Abort:
         self._lock = threading.Lock()
         self._connection: http.client.HTTPConnection | None = None
         self.requested = False
+        self.expired = False  # the piece deadline passed (`expire`): the run failed as stalled
 
     def attach(self, connection: http.client.HTTPConnection | None) -> None:
         with self._lock:
@@ -119,11 +120,46 @@ class Abort:
     def __call__(self) -> None:
         with self._lock:
             self.requested = True
-            if self._connection is not None and self._connection.sock is not None:
-                try:
-                    self._connection.sock.shutdown(2)  # wakes a blocked readinto
-                except OSError:
-                    pass
+            self._shut_down()
+
+    def expire(self) -> None:
+        """The piece deadline passed: a blocked `readinto` fails now (it loops until its slice is
+        full, so a peer trickling a byte per socket timeout would hold it for ever)."""
+        with self._lock:
+            self.expired = True
+            self._shut_down()
+
+    def _shut_down(self) -> None:
+        if self._connection is not None and self._connection.sock is not None:
+            try:
+                self._connection.sock.shutdown(2)  # wakes a blocked readinto
+            except OSError:
+                pass
+
+
+class _Watchdog:
+    """One thread per run: expires the run when the current piece's deadline passes."""
+
+    def __init__(self, abort: Abort, limit: float) -> None:
+        self._abort = abort
+        self._limit = limit
+        self._deadline = time.monotonic() + limit
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="p2p-piece-deadline", daemon=True)
+        self._thread.start()
+
+    def next_piece(self) -> float:
+        self._deadline = time.monotonic() + self._limit
+        return self._deadline
+
+    def stop(self) -> None:
+        self._done.set()
+
+    def _watch(self) -> None:
+        while not self._done.wait(max(0.0, self._deadline - time.monotonic())):
+            if time.monotonic() >= self._deadline:
+                self._abort.expire()
+                return
 
 
 class Buffers:
@@ -185,11 +221,12 @@ class PieceClient:
             headers["Authorization"] = f"Bearer {self._token}"
         connection: http.client.HTTPConnection | None = None
         reusable = False
+        watchdog = _Watchdog(abort, self._total_timeout)
         try:
             connection, response = self._open(target, path, headers, abort)
             self._check(response, start, end)
             for piece in wanted:
-                deadline = time.monotonic() + self._total_timeout
+                deadline = watchdog.next_piece()
                 if land is None:
                     data: bytearray | Landed = self._receive(response, piece, buffers, deadline)
                 else:
@@ -200,12 +237,15 @@ class PieceClient:
             reusable = response.isclosed() and not response.will_close
         except BaseException as exc:  # noqa: BLE001 - handed to the loop, which decides
             run.error = exc
+            if abort.expired and not abort.requested:
+                run.error = TimeoutError(f"a piece took longer than {self._total_timeout:g} s (trickled)")
         finally:
+            watchdog.stop()
             if land is not None:
                 land.close()
             abort.attach(None)
             if connection is not None:
-                if reusable and not abort.requested:
+                if reusable and not abort.requested and not abort.expired:
                     self._pool.give_back(target, connection)
                 else:
                     connection.close()

@@ -121,9 +121,10 @@ class SwarmStream:
         deadline = self._loop.time() + self._config.stall_timeout
         waited = False
         while True:
-            holdings = self._consistent(await self._node.holders(self._digest, self._excluded))
-            if holdings:
-                self.size, self._piece_size = self._size_hint, holdings[0].piece_size
+            found = await self._node.holders(self._digest, self._excluded)
+            piece_size = await self._piece_size_of(found)
+            if self._consistent(found, piece_size):
+                self.size, self._piece_size = self._size_hint, piece_size
                 metrics.p2p_fills.add(1, {"mode": "peer"})
                 return
             try:
@@ -147,11 +148,28 @@ class SwarmStream:
                 return
             await asyncio.sleep(self._config.poll_interval)
 
-    def _consistent(self, holdings: list[PeerHolding]) -> list[PeerHolding]:
+    async def _piece_size_of(self, found: list[PeerHolding]) -> int:
+        """The piece size of the seed's published hashes, which only pieces of that size can be
+        checked against; before any are published, that of the first holder with the right size.
+        Never simply the first holder's: one announcing another piece size would cut the
+        download off every hash and every honest holder."""
+        sized = [h for h in found if h.size == self._size_hint]
+        if not sized:
+            return self._piece_size
+        try:
+            published = await self._node.tracker.get_pieces(self._digest)
+        except TrackerError:
+            published = None
+        return published.piece_size if published is not None else sized[0].piece_size
+
+    def _consistent(self, holdings: list[PeerHolding], piece_size: int | None = None) -> list[PeerHolding]:
         """The holders whose announcement agrees with the size from the origin (or the listing):
-        a size is never taken from a peer. Without a trusted size, no peer is used at all."""
+        a size is never taken from a peer. Without a trusted size, no peer is used at all. A
+        partial holder must count pieces of `piece_size` (default: the download's); a complete
+        one serves any range, whatever piece size it announced."""
         if self._size_hint is None:
             return []
+        piece_size = self._piece_size if piece_size is None else piece_size
         usable: list[PeerHolding] = []
         for holding in holdings:
             if holding.size != self._size_hint:
@@ -163,7 +181,7 @@ class SwarmStream:
                     self._digest,
                     self._size_hint,
                 )
-            elif usable and holding.piece_size != usable[0].piece_size:
+            elif not holding.complete and holding.piece_size != piece_size:
                 continue  # another piece size: its pieces do not line up with these hashes
             else:
                 usable.append(holding)

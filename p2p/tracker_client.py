@@ -28,6 +28,9 @@ _FAILURES = (aiohttp.ClientError, TimeoutError, OSError)
 # Idle connections are dropped before a server would close them (uvicorn: after 5 s), so a request
 # rarely meets one the server just closed; when it does, it is sent once more on a new one.
 _KEEPALIVE_S = 2.0
+# A whole request may take this many `timeout`s: sock_read restarts with every byte, so without a
+# total a tracker (or a proxy) trickling its answer would hold every fill that asks it for ever.
+_TOTAL_TIMEOUTS = 4
 T = TypeVar("T")
 
 
@@ -42,7 +45,9 @@ class TrackerClient:
         self.base_url = base_url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_connect=timeout, sock_read=timeout)
+        self._timeout = aiohttp.ClientTimeout(
+            total=timeout * _TOTAL_TIMEOUTS, connect=timeout, sock_connect=timeout, sock_read=timeout
+        )
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> TrackerClient:

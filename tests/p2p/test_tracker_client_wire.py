@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 
 import pytest
@@ -17,6 +19,7 @@ import pytest
 from p2p.errors import TrackerError
 from p2p.tracker.models import PeerInfo
 from p2p.tracker_client import MAX_ANSWER_BYTES, TrackerClient
+from tests.support.rawhttp import RawServer, read_request, trickle
 
 Answer = Callable[[int, int], bytes | None]  # (connection number, request number on it) -> raw answer, None: hang up
 
@@ -143,3 +146,31 @@ async def test_an_error_answer_names_its_field_and_a_non_json_one_its_reason() -
                 await client.stats()
     assert (first.value.status, first.value.field, first.value.message) == (400, "digest", "stats: bad digest")
     assert (second.value.status, second.value.field, second.value.message) == (502, None, "stats: Bad Gateway")
+
+
+@pytest.fixture
+def trickling_tracker() -> Iterator[RawServer]:
+    """Answers with a head that promises 1 MB, then one byte every 0.3 s (JSON allows the spaces)."""
+    holder: dict[str, RawServer] = {}
+
+    def handle(conn: socket.socket) -> None:
+        read_request(conn)
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
+        trickle(conn, holder["server"], head, every=0.3)
+
+    server = holder["server"] = RawServer(handle)
+    yield server
+    server.close()
+
+
+async def test_a_trickling_tracker_answer_is_a_tracker_error_not_a_hang(trickling_tracker: RawServer) -> None:
+    """The read timeout restarts with every byte: only a limit on the whole request frees the fills
+    that wait on this lookup (and sends them to the origin)."""
+    client = TrackerClient(trickling_tracker.url, None, timeout=1.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TrackerError):
+            await asyncio.wait_for(client.peers("sha256:" + "ab" * 32), timeout=15)
+    finally:
+        await client.aclose()
+    assert time.monotonic() - started < 10
