@@ -80,6 +80,10 @@ lease_waits = meter.create_counter(
 p2p_fills = meter.create_counter(
     "registry_mirror_p2p_fills", description="Fills by how the bytes came: seed, peer, origin fallback, takeover"
 )
+origin_reread_bytes = meter.create_counter(
+    "registry_mirror_p2p_origin_reread_bytes",
+    description="Bytes a takeover read from the origin again and dropped: the origin ignored its Range",
+)
 upload_throttled_seconds = meter.create_counter(
     "registry_mirror_p2p_upload_throttled_seconds",
     description="Seconds piece uploads waited for the upload bandwidth cap (p2p.upload_bandwidth)",

@@ -156,6 +156,8 @@ class SwarmStream:
         sized = [h for h in found if h.size == self._size_hint]
         if not sized:
             return self._piece_size
+        if len({h.piece_size for h in sized}) == 1:
+            return sized[0].piece_size  # they agree: no need to ask (open polls while it waits)
         try:
             published = await self._node.tracker.get_pieces(self._digest)
         except TrackerError:
@@ -223,13 +225,23 @@ class SwarmStream:
             return None
         attempt = AsyncExitStack()
         body = await attempt.enter_async_context(ranges.open(offset, None))
-        if body.start != offset or body.total is None:
-            await attempt.aclose()  # no usable Range answer: the plain stream knows what to do
+        # An origin without Range support answers the whole blob: a takeover then reads its first
+        # `offset` bytes again and drops them, where asking the plain stream for a 206 would fail
+        # the pull (P2P must never make a pull fail that the origin alone would serve).
+        whole = not body.ranged and body.start == 0
+        if (body.start != offset and not whole) or body.total is None:
+            await attempt.aclose()  # no usable answer: the plain stream knows what to do
             return None
         self._exits.push_async_callback(attempt.aclose)
         if self._buffers is None:
             self._buffers = Buffers(self._piece_size, keep=4)
-        return _ThreadedBody(body, body.total - offset, self._piece_size, self._buffers, self._node.piece_threads)
+        skip = offset - body.start
+        if skip:
+            log.info("%s: the origin ignored a Range from %d; reading its first bytes again", self._digest, offset)
+            metrics.origin_reread_bytes.add(skip)
+        return _ThreadedBody(
+            body, body.total - offset, self._piece_size, self._buffers, self._node.piece_threads, skip=skip
+        )
 
     # -- the fill's view -------------------------------------------------------------------------
     def tap(self, offset: int, chunk: bytes) -> None:
@@ -507,8 +519,12 @@ class _ThreadedBody:
     """An origin body as a fill stream: piece-sized reads on a worker thread (`readinto`, GIL
     released), so a seed's bytes cost the kernel's copy and no event-loop work per socket read."""
 
-    def __init__(self, body: RangeBody, size: int, chunk: int, buffers: Buffers, threads: Executor) -> None:
+    def __init__(
+        self, body: RangeBody, size: int, chunk: int, buffers: Buffers, threads: Executor, skip: int = 0
+    ) -> None:
+        """`skip`: bytes at the body's start that are read and dropped first (`size` excludes them)."""
         self.size: int | None = size
+        self._skip = skip
         self._body = body
         self._chunk = chunk
         self._buffers = buffers
@@ -519,6 +535,13 @@ class _ThreadedBody:
 
     async def _chunks(self) -> AsyncIterator[bytearray]:
         loop = asyncio.get_running_loop()
+        while self._skip > 0:
+            scratch = self._buffers.take(min(self._chunk, self._skip))
+            try:
+                await loop.run_in_executor(self._threads, _read_exactly, self._body, scratch)
+            finally:
+                self._buffers.give(scratch)
+            self._skip -= len(scratch)
         remaining = self.size or 0
         while remaining > 0:
             buffer = self._buffers.take(min(self._chunk, remaining))

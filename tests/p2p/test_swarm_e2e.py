@@ -13,10 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.registry_mirror.test_e2e_support import metric_total
 from tests.support.corrupting_peer import COMMAND as CORRUPTING_PEER
 from tests.support.images import push_blob, write_random_file
 from tests.support.mirror import MirrorProcess
 from tests.support.net import free_port
+from tests.support.nginx import NginxServer
 from tests.support.origin import OriginRegistry
 
 pytestmark = pytest.mark.integration
@@ -169,3 +171,42 @@ def test_seed_killed_mid_transfer(big_blob, mirror_process) -> None:  # type: ig
         results = later.result(timeout=120)
     reader.join(10)
     assert results == [digest] * len(others), results
+
+
+def test_a_takeover_from_an_origin_that_ignores_range_still_serves_the_pull(big_blob, mirror_process, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The seed dies while its downloaders hold some pieces; the one that takes over asks the origin
+    for the rest with a Range, and this origin (nginx `max_ranges 0`, capped so the seed is still
+    mid-blob) answers the whole blob. The takeover reads its first bytes again and drops them: the
+    pull that the origin alone would have served is served, P2P or not."""
+    origin, digest, _size = big_blob
+    front = NginxServer.proxy(
+        tmp_path / "nginx", origin.url, 'proxy_set_header Range "";', "max_ranges 0;", "limit_rate 16m;", buffering=True
+    )
+    front.start()
+    try:
+        mirrors = start_swarm(mirror_process, front, 3, stall_timeout=3.0)  # type: ignore[arg-type]
+        seed, others = mirrors[1], [mirrors[0], mirrors[2]]
+        seeding = threading.Thread(target=get_all, args=([seed], f"/v2/test/big/blobs/{digest}"), daemon=True)
+        seeding.start()
+        deadline = time.monotonic() + 60
+        while not metric_total(httpx.get(f"{seed.url}/metrics").text, "registry_mirror_p2p_fills_total"):
+            assert time.monotonic() < deadline, "the seed never started its fill"  # it holds the lease now
+            time.sleep(0.05)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            later = pool.submit(get_all, others, f"/v2/test/big/blobs/{digest}")
+            while not all(
+                metric_total(httpx.get(f"{m.url}/metrics").text, "registry_mirror_p2p_pieces_received_total") >= 2
+                for m in others
+            ):
+                assert time.monotonic() < deadline, "the downloaders never got pieces from the seed"
+                time.sleep(0.1)
+            seed.kill9()
+            results = later.result(timeout=120)
+        assert results == [digest] * len(others), results
+        reread = sum(
+            metric_total(httpx.get(f"{m.url}/metrics").text, "registry_mirror_p2p_origin_reread_bytes_total")
+            for m in others
+        )
+        assert reread > 0  # the case this covers: a takeover past byte 0 met a whole-blob answer
+    finally:
+        front.stop()
