@@ -80,6 +80,10 @@ lease_waits = meter.create_counter(
 p2p_fills = meter.create_counter(
     "registry_mirror_p2p_fills", description="Fills by how the bytes came: seed, peer, origin fallback, takeover"
 )
+stale_piece_hashes = meter.create_counter(
+    "registry_mirror_p2p_stale_piece_hashes",
+    description="Bad pieces that were judged against withdrawn or replaced piece hashes: nobody accused",
+)
 origin_reread_bytes = meter.create_counter(
     "registry_mirror_p2p_origin_reread_bytes",
     description="Bytes a takeover read from the origin again and dropped: the origin ignored its Range",

@@ -226,6 +226,8 @@ class PieceClient:
             connection, response = self._open(target, path, headers, abort)
             self._check(response, start, end)
             for piece in wanted:
+                if abort.requested:  # given up while this thread was connecting: nothing to wake then
+                    raise PieceError("cancelled")
                 deadline = watchdog.next_piece()
                 if land is None:
                     data: bytearray | Landed = self._receive(response, piece, buffers, deadline)

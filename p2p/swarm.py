@@ -379,7 +379,9 @@ class SwarmStream:
                     else:
                         await asyncio.sleep(config.poll_interval)
                 for task, peer_id, indexes in _finished(inflight):
-                    if self._collect(task, indexes, peer_id, excluded, backoff, arrived):
+                    failed = None if task.cancelled() or task.exception() is not None else task.result().error
+                    accuse = not isinstance(failed, BadPiece) or await self._still_published(failed, hashes)
+                    if self._collect(task, indexes, peer_id, excluded, backoff, arrived, accuse=accuse):
                         last_progress = self._loop.time()
                 while next_index in ready:
                     yield ready.pop(next_index)
@@ -433,6 +435,24 @@ class SwarmStream:
             for index in run:
                 inflight[index] = (task, peer_id)
 
+    async def _still_published(self, bad: BadPiece, hashes: dict[int, str]) -> bool:
+        """Whether the hash a piece failed is still the one published. A seed that withdrew its
+        hashes (its blob did not verify) or a takeover seed that replaced them leaves this
+        download's copy stale: an honest peer's piece then fails it, which is no evidence against
+        that peer. Then the copy is refreshed (or dropped until hashes are published again)."""
+        try:
+            published = await self._node.tracker.get_pieces(self._digest)
+        except TrackerError:
+            return True  # cannot tell: judged on the hash it had, as before
+        current = {} if published is None or published.piece_size != self._piece_size else published.hashes
+        if current.get(bad.index) == bad.expected:
+            return True
+        log.info("piece hashes of %s changed under the download: piece %d is asked again", self._digest, bad.index)
+        metrics.stale_piece_hashes.add(1)
+        hashes.clear()
+        hashes.update(current)
+        return False
+
     def _collect(
         self,
         task: asyncio.Task[Run],
@@ -441,9 +461,12 @@ class SwarmStream:
         excluded: set[str],
         backoff: dict[str, float],
         arrived: Arrived,
+        *,
+        accuse: bool = True,
     ) -> bool:
         """Takes a finished run's verified pieces (those its thread did not hand over already);
-        judges the peer by why the run stopped."""
+        judges the peer by why the run stopped (a bad piece only if `accuse`: its hash was still
+        the published one)."""
         try:
             run = task.result()
         except Exception as exc:  # noqa: BLE001 - e.g. the piece threads shut down
@@ -460,7 +483,7 @@ class SwarmStream:
             # meets the full disk (evict and retry, else serve the blob uncached).
             log.warning("no room to land piece %d of %s: %s", index, self._digest, error)
             self.land_in(None, False)
-        elif isinstance(error, BadPiece):
+        elif isinstance(error, BadPiece) and accuse:
             metrics.bad_pieces.add(1)
             metrics.peers_excluded.add(1, {"reason": "bad_piece"})
             excluded.add(peer_id)
