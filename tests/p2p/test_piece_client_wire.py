@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import http.server
 import os
 import socket
 import threading
@@ -18,7 +17,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -28,7 +26,7 @@ from p2p.errors import PieceError
 from p2p.node import P2PNode
 from p2p.piece_client import Abort, Buffers, Landing, PieceClient, Run, WantedPiece
 from p2p.pieces import piece_digest, piece_hash_state
-from tests.support.rawhttp import RawServer, read_request, trickle
+from tests.support.rawhttp import RawServer, range_server, read_request, trickle
 
 DIGEST = "sha256:" + "cd" * 32
 PIECE = 64 * 1024
@@ -120,32 +118,16 @@ async def test_a_run_cancelled_before_its_thread_started_closes_its_descriptor(t
         node._pieces.close()
 
 
-class _Ranges(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as a peer's server is
-
-    def do_GET(self) -> None:  # noqa: N802 - the standard library's name
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def keep_alive_peer() -> Iterator[Target]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ranges)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield Target("http", "127.0.0.1", server.server_address[1])
-    server.shutdown()
-    server.server_close()
+    with range_server(b"ok") as url:
+        host, port = url.removeprefix("http://").split(":")
+        yield Target("http", host, int(port))
 
 
 def _used(pool: ConnectionPool, target: Target) -> http.client.HTTPConnection:
     connection = pool.take(target)
-    connection.request("GET", "/")
+    connection.request("GET", "/", headers={"Range": "bytes=0-1"})
     assert connection.getresponse().read() == b"ok"
     pool.give_back(target, connection)
     return connection
@@ -170,44 +152,22 @@ def test_idle_connections_are_closed_and_fresh_ones_kept(keep_alive_peer: Target
         pool.close()
 
 
-class _Piece(http.server.BaseHTTPRequestHandler):
-    """An honest peer holding one piece."""
-
-    protocol_version = "HTTP/1.1"
-    data = os.urandom(PIECE)
-
-    def do_GET(self) -> None:  # noqa: N802 - the standard library's name
-        first, last = self.headers["Range"].removeprefix("bytes=").split("-")
-        start, end = int(first), int(last) + 1
-        self.send_response(206)
-        self.send_header("Content-Range", f"bytes {start}-{end - 1}/{PIECE}")
-        self.send_header("Content-Length", str(end - start))
-        self.end_headers()
-        self.wfile.write(self.data[start:end])
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 def test_a_run_given_up_before_its_connection_existed_fetches_nothing() -> None:
     """The loop gives a run up while its thread is still connecting: there is no socket to shut
     down yet, and http.client connects again on the request. The run must stop before a piece."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Piece)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    data = os.urandom(PIECE)
     state = piece_hash_state()
-    state.update(_Piece.data)
+    state.update(data)
+    wanted = [WantedPiece(0, 0, PIECE, piece_digest(state))]
     client = PieceClient(None, None, STALL)
     try:
-        abort = Abort()
-        abort()
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        run = client.fetch(url, DIGEST, [WantedPiece(0, 0, PIECE, piece_digest(state))], Buffers(PIECE, 2), abort)
-        assert run.pieces == [] and isinstance(run.error, PieceError), run
-        # The same peer, asked by a run nobody gave up, answers: the stop above was the abort's.
-        good = client.fetch(url, DIGEST, [WantedPiece(0, 0, PIECE, piece_digest(state))], Buffers(PIECE, 2), Abort())
-        assert good.error is None and len(good.pieces) == 1
+        with range_server(data) as url:
+            abort = Abort()
+            abort()
+            run = client.fetch(url, DIGEST, wanted, Buffers(PIECE, 2), abort)
+            assert run.pieces == [] and isinstance(run.error, PieceError), run
+            # The same peer, asked by a run nobody gave up, answers: the stop above was the abort's.
+            good = client.fetch(url, DIGEST, wanted, Buffers(PIECE, 2), Abort())
+            assert good.error is None and len(good.pieces) == 1
     finally:
         client.close()
-        server.shutdown()
-        server.server_close()

@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import http.server
 import os
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from p2p.swarm import SwarmStream
 from p2p.tracker.models import BlobState, PeerInfo
 from p2p.tracker_client import TrackerClient
 from tests.p2p.harness import TOKEN
+from tests.support.rawhttp import range_server
 
 pytestmark = pytest.mark.integration
 
@@ -46,39 +46,9 @@ def _hashes(blob: bytes) -> dict[int, str]:
 
 @pytest.fixture
 def honest_peer() -> Iterator[Peer]:
-    """Starts peers that answer Range requests of `blob`; `first`, if given, runs (on the server's
-    thread) before the first answer."""
-    servers: list[http.server.ThreadingHTTPServer] = []
-
-    def start(blob: bytes, first: Callable[[], None] | None = None) -> str:
-        pending = [first] if first is not None else []
-
-        class Ranges(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 - the standard library's name
-                if pending:
-                    pending.pop()()
-                first_byte, last_byte = self.headers["Range"].removeprefix("bytes=").split("-")
-                begin, end = int(first_byte), int(last_byte) + 1
-                self.send_response(206)
-                self.send_header("Content-Range", f"bytes {begin}-{end - 1}/{len(blob)}")
-                self.send_header("Content-Length", str(end - begin))
-                self.end_headers()
-                self.wfile.write(blob[begin:end])
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ranges)
-        servers.append(server)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return f"http://127.0.0.1:{server.server_address[1]}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    """Starts peers that answer Range requests of `blob` (tests/support/rawhttp.py)."""
+    with ExitStack() as servers:
+        yield lambda blob, first: servers.enter_context(range_server(blob, first))
 
 
 class _Store:

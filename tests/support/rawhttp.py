@@ -1,12 +1,16 @@
-"""A raw HTTP server on 127.0.0.1 that misbehaves on cue (no framework in between): a peer or a
-tracker trickling its answer a byte at a time."""
+"""HTTP servers on 127.0.0.1 for the P2P wire tests: a raw one that misbehaves on cue (no
+framework in between: a peer or a tracker trickling its answer a byte at a time), and an honest
+peer answering Range requests."""
 
 from __future__ import annotations
 
+import http.server
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 
 class RawServer:
@@ -69,3 +73,37 @@ def trickle(conn: socket.socket, server: RawServer, head: bytes, every: float, b
     while not server.stopping:
         time.sleep(every)
         conn.sendall(byte)
+
+
+@contextmanager
+def range_server(blob: bytes, first: Callable[[], None] | None = None) -> Iterator[str]:
+    """An honest peer: the standard library's keep-alive HTTP/1.1 server answering Range requests
+    of `blob`; yields its URL. `first`, if given, runs (on the server's thread) before its first
+    answer."""
+    pending = [first] if first is not None else []
+
+    class Ranges(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+            if pending:
+                pending.pop()()
+            first_byte, last_byte = self.headers["Range"].removeprefix("bytes=").split("-")
+            begin, end = int(first_byte), int(last_byte) + 1
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {begin}-{end - 1}/{len(blob)}")
+            self.send_header("Content-Length", str(end - begin))
+            self.end_headers()
+            self.wfile.write(blob[begin:end])
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ranges)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
