@@ -1280,6 +1280,10 @@ class Fill:
             raise
         except Exception as exc:  # the source's own errors: the response must still end cleanly
             raise SourceFailed(f"{self.digest}: the reader's own stream failed: {exc}") from exc
+        bounds = [bound for bound in (end, self.size) if bound is not None]
+        if hasher is None and bounds and position < min(bounds):
+            # A Range reader has no digest to catch a short answer: it is an error, not an end.
+            raise SourceFailed(f"{self.digest}: the reader's own stream ended at {position}, expected {min(bounds)}")
         if hasher is not None and (
             (self.size is not None and position != self.size) or hasher.hexdigest() != self.digest.hex
         ):

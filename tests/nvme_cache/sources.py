@@ -73,7 +73,8 @@ class BytesRanges:
     the origin does: 206 for a range, or 200 with everything when `ranged` is off. Records every
     request; `delay` per read makes one connection slow; `corrupt_at` flips that byte; `hold_at`:
     a read that reaches that offset waits (on its thread) until `release` is set, after setting
-    `holding`."""
+    `holding`; `short_by`: a ranged answer that starts past byte 0 ends that many bytes early (its
+    headers still promise the whole range)."""
 
     source = "origin"
 
@@ -88,8 +89,10 @@ class BytesRanges:
         delay: float = 0.0,
         corrupt_at: int | None = None,
         hold_at: int | None = None,
+        short_by: int = 0,
     ) -> None:
         self.data = bytearray(data)
+        self.short_by = short_by
         self.hold_at = hold_at
         self.holding = threading.Event()
         self.release = threading.Event()
@@ -109,6 +112,8 @@ class BytesRanges:
             yield _RangeBody(self, 0, len(self.data), ranged=False)
             return
         stop = len(self.data) if end is None else min(end, len(self.data))
+        if start > 0:
+            stop -= self.short_by
         yield _RangeBody(self, start, stop, ranged=True)
 
     def opener(self) -> object:

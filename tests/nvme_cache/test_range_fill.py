@@ -152,6 +152,28 @@ async def test_no_room_streams_uncached(tmp_path: Path) -> None:
     store.close()
 
 
+async def test_a_short_answer_to_a_late_pass_through_reader_is_an_error(tmp_path: Path) -> None:
+    """No room: the blob streams uncached. A Range reader that joins after the stream passed its
+    offset gets a stream of its own from the origin; when that answer ends short, the reader must
+    fail, not end as if its range were complete."""
+    data = blob(40 * PIECE)
+    store = make_store(tmp_path, max_size=10 * PIECE)
+    held = 30 * PIECE
+    source = BytesRanges(data, hold_at=held, short_by=100)
+    handle = store.get(digest_of(data), source.opener())  # type: ignore[arg-type]
+    assert isinstance(handle, Fill)
+    whole = asyncio.ensure_future(collect(handle))
+    try:
+        assert await asyncio.to_thread(source.holding.wait, 10)  # the shared stream is at `held`
+        with pytest.raises(FillFailed):  # a Range read (no hold-back), before `held`: it reads alone
+            _ = [chunk async for chunk in handle.read(2 * PIECE, 6 * PIECE, hold_back=False)]
+        source.release.set()
+        assert await whole == data  # the shared stream is unharmed
+    finally:
+        source.release.set()
+        store.close()
+
+
 async def test_a_thread_still_receiving_when_its_fill_ends_writes_only_into_that_fills_file(tmp_path: Path) -> None:
     """A fill that ends (here: cancelled, its only reader left) closes its descriptor while a
     receiving thread may still be inside a read. The thread writes through a descriptor of its
