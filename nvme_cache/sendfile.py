@@ -17,12 +17,13 @@ import errno
 import os
 import select
 import threading
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nvme_cache import metrics
+from nvme_cache.errors import BlobVanished
 from nvme_cache.fileio import read_present
 from nvme_cache.readalong import LiveSegment
 from nvme_cache.threads import worker_pool
@@ -44,6 +45,12 @@ class FileSegment:
     # The bytes were written around the page cache into a file read without read-ahead: the
     # sending thread reads them in at once first (`sendfile` alone would read 64 KiB at a time).
     read_in: bool = False
+    # False once the file was quarantined (or dropped) under its reader: the send is cut off.
+    valid: Callable[[], bool] | None = field(default=None, compare=False)
+
+    def check(self) -> None:
+        if self.valid is not None and not self.valid():
+            raise BlobVanished(f"cached file behind fd {self.fd} was quarantined while it was sent")
 
 
 class ClientStalled(OSError):
@@ -105,7 +112,9 @@ class ZeroCopySender:
             if cycle.disconnected or cycle.transport.is_closing():
                 raise ConnectionResetError(errno.ECONNRESET, "client went away")
             sock_fd = os.dup(self._fd)
-            own = FileSegment(os.dup(segment.fd), segment.offset, segment.count, read_in=segment.read_in)
+            own = FileSegment(
+                os.dup(segment.fd), segment.offset, segment.count, read_in=segment.read_in, valid=segment.valid
+            )
             loop = asyncio.get_running_loop()
             try:
                 sent = await asyncio.shield(loop.run_in_executor(self._executor, self._send_blocking, own, sock_fd))
@@ -173,6 +182,7 @@ class ZeroCopySender:
         while remaining > 0:
             if self._abandoned.is_set() or self._cycle.disconnected:
                 raise ConnectionAbortedError(errno.ECONNABORTED, "response abandoned")
+            segment.check()
             try:
                 sent = os.sendfile(sock_fd, segment.fd, offset, remaining)
             except BlockingIOError:
@@ -292,6 +302,7 @@ async def segment_chunks(
         data = await ahead
         if not data:
             raise ShortRead(errno.EIO, "file ended before the segment did")
+        segment.check()
         offset += len(data)
         ahead = read_at(offset)
         yield data

@@ -372,6 +372,12 @@ class BlobStore:
     async def _file_segments(self, digest: Digest, start: int, end: int | None) -> AsyncIterator[FileSegment]:
         key = str(digest)
         fd = self._open_reader(key, digest)
+        entry = self.index.get(key)
+        index = self.index
+
+        def valid() -> bool:  # still the row this reader opened: not quarantined or dropped since
+            return index.get(key) is entry
+
         try:
             size = self._checked_size(key, fd)
             stop = size if end is None else min(end, size)
@@ -380,9 +386,13 @@ class BlobStore:
             offset = start
             while offset < stop:
                 count = min(_SEGMENT_MAX, stop - offset)
+                segment = FileSegment(fd, offset, count, valid=valid)
+                segment.check()
                 metrics.bytes_read.add(count)
-                yield FileSegment(fd, offset, count)
+                yield segment
                 offset += count
+            if offset > start:
+                FileSegment(fd, start, 0, valid=valid).check()
         finally:
             self._close_reader(key, fd)
 
@@ -394,11 +404,17 @@ class BlobStore:
         entry = self.index.get(key)
         size = entry.size if entry is not None else 0
         if start > 0 or (end is not None and end < size):
-            if not await self.verify(digest):
-                raise BlobCorrupt(f"{digest}: cached bytes do not match the digest (quarantined)")
-            ranged = self._file_segments(digest, start, end) if zero_copy else self._read_file(digest, start, end)
-            async for item in ranged:
-                yield item
+            # A reader from now on: the whole-file hash can take long, and eviction must not
+            # remove the blob under it (the 206's headers are already out).
+            hold = self._open_reader(key, digest)
+            try:
+                if not await self.verify(digest):
+                    raise BlobCorrupt(f"{digest}: cached bytes do not match the digest (quarantined)")
+                ranged = self._file_segments(digest, start, end) if zero_copy else self._read_file(digest, start, end)
+                async for item in ranged:
+                    yield item
+            finally:
+                self._close_reader(key, hold)
             return
         fd = self._open_reader(key, digest)
         try:

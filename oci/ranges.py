@@ -71,8 +71,12 @@ def parse_range(header: str | None, size: int | None) -> ByteRange | None:
 def _suffix(length: int, size: int | None) -> ByteRange | None:
     if size is None:
         return None
-    if length == 0 or size == 0:
+    if length == 0:
         raise UnsatisfiableRange(size)
+    if size == 0:
+        # RFC 9110 14.1.1: the one satisfiable form for an empty representation, but no
+        # Content-Range can name an empty range: serve the whole (empty) blob as a 200.
+        return None
     return ByteRange(max(0, size - length), size - 1)
 
 

@@ -58,16 +58,12 @@ class Framing:
     end: int | None  # exclusive; None: to the end
 
 
-def range_framing(size: int | None, byte_range: ByteRange | None, *, open_range: bool = True) -> Framing:
-    """`open_range`: a Range whose end is unknown yet (a chunked upstream) is a 206 with an open
-    Content-Range; off (the hub routes), such a request gets the whole blob."""
+def range_framing(size: int | None, byte_range: ByteRange | None) -> Framing:
+    """A Range whose end is unknown yet (a chunked upstream that ignores Range) gets the whole
+    blob, a 200: `bytes N-*/*` is no valid Content-Range (RFC 9110 14.4)."""
     whole = Framing(200, {} if size is None else {"Content-Length": str(size)}, 0, None)
-    if byte_range is None:
+    if byte_range is None or byte_range.end is None:
         return whole
-    if byte_range.end is None:
-        if not open_range:
-            return whole
-        return Framing(206, {"Content-Range": f"bytes {byte_range.start}-*/*"}, byte_range.start, None)
     headers = {"Content-Length": str(byte_range.length), "Content-Range": byte_range.content_range(size)}
     return Framing(206, headers, byte_range.start, byte_range.end + 1)
 

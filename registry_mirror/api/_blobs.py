@@ -70,8 +70,10 @@ async def get_blob(
             mirror.provenance.end(target, digest, fetched=fetched)
     byte_range = parse_range(headers.get("range"), blob.size)
     framing = range_framing(blob.size, byte_range)
-    # A full GET never completes unverified; a Range may finish on the source's bytes for it.
-    body = blob.handle.segments(framing.start, framing.end, hold_back=byte_range is None, live=True)
+    # A full GET never completes unverified, nor does a Range that asks for the whole blob
+    # (`bytes=0-`, `bytes=-<size>`): any other Range may finish on the source's bytes for it.
+    whole = framing.start == 0 and (framing.end is None or framing.end == blob.size)
+    body = blob.handle.segments(framing.start, framing.end, hold_back=framing.status == 200 or whole, live=True)
     source = blob.source
     return BlobResponse(
         framing.status,

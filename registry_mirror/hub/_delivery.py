@@ -97,7 +97,7 @@ async def serve_blob(
         byte_range = parse_range(request_headers.get("range"), blob.size)
     except OCIError as exc:
         return hub_error(416, RANGE_NOT_SATISFIABLE, "range not satisfiable", exc.headers)
-    framing = range_framing(blob.size, byte_range, open_range=False)
+    framing = range_framing(blob.size, byte_range)
     served_from = blob.source
     return BlobResponse(
         framing.status,
