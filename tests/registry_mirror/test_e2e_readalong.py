@@ -75,7 +75,9 @@ def test_a_slow_client_falls_behind_and_goes_on_from_the_file(
         assert result.returncode == 0, result.stderr
         assert _sha256(out) == digest
         assert _live_ends(mirror, "behind") >= 1
-        assert 0 < _pushed_bytes(mirror) < BLOB_SIZE // 2
+        # Some of it pushed, the rest from the file: how much fits in the loopback socket buffers
+        # before curl falls behind depends on the kernel's autotuning and the machine's load.
+        assert 0 < _pushed_bytes(mirror) < BLOB_SIZE
     finally:
         front.stop()
 
