@@ -334,14 +334,16 @@ class Fill:
         if not self._open_temp(size):
             return False
         if size and not await self._allocate(size):
+            log.warning("disk full while filling %s: serving it uncached", self.digest)
             self._drop_temp()
             return False
         return True
 
     def _drop_temp(self) -> None:
-        log.warning("disk full while filling %s: serving it uncached", self.digest)
+        """Closes and removes the temp file, if there is one: its room goes back to the disk."""
         fd = self._take_fd()
-        assert fd is not None
+        if fd is None:
+            return
         os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.temp_path)
@@ -460,10 +462,7 @@ class Fill:
         # old state, see _hash_prefix): this stream is hashed from byte 0 on a state of its own.
         self._hasher = hashlib.new(self.digest.algorithm)
         self._checkpoints.clear()
-        if (fd := self._take_fd()) is not None:  # the attempt's temp file: give its room back
-            os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.temp_path)
+        self._drop_temp()  # the attempt's temp file, if it made one
         if self._reserved:
             self._hooks.release(self._reserved)
             self._reserved = 0

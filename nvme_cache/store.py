@@ -373,10 +373,9 @@ class BlobStore:
         key = str(digest)
         fd = self._open_reader(key, digest)
         entry = self.index.get(key)
-        index = self.index
 
         def valid() -> bool:  # still the row this reader opened: not quarantined or dropped since
-            return index.get(key) is entry
+            return self.index.get(key) is entry
 
         try:
             size = self._checked_size(key, fd)
@@ -391,8 +390,8 @@ class BlobStore:
                 metrics.bytes_read.add(count)
                 yield segment
                 offset += count
-            if offset > start:
-                FileSegment(fd, start, 0, valid=valid).check()
+            if offset > start and not valid():
+                raise BlobVanished(f"{digest} was quarantined while it was sent")
         finally:
             self._close_reader(key, fd)
 

@@ -234,12 +234,14 @@ class P2PNode:
             answer["tracker_error"] = str(exc)
         return answer
 
-    async def piece_hashes(self, digest: str, piece_size: int) -> dict[int, str]:
+    async def piece_hashes(self, digest: str, piece_size: int) -> dict[int, str] | None:
+        """The published hashes of pieces of `piece_size` (none published: empty); None when the
+        tracker cannot be asked."""
         try:
             published = await self.tracker.get_pieces(digest)
         except TrackerError as exc:
             log.warning("piece hashes of %s unavailable: %s", digest, exc)
-            return {}
+            return None
         if published is None or published.piece_size != piece_size:
             return {}
         return dict(published.hashes)

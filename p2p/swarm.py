@@ -76,7 +76,7 @@ class SwarmNode(Protocol):
         self, digest: str, excluded: Iterable[str] = (), piece: int | None = None
     ) -> list[PeerHolding]: ...
 
-    async def piece_hashes(self, digest: str, piece_size: int) -> dict[int, str]: ...
+    async def piece_hashes(self, digest: str, piece_size: int) -> dict[int, str] | None: ...
 
     def report_later(self, peer_id: str, digest: str, bad: BadPiece) -> None: ...
 
@@ -369,7 +369,7 @@ class SwarmStream:
                     last_refresh = now
                     holdings = self._consistent(await self._node.holders(self._digest, excluded, piece=next_index))
                     if any(i not in hashes for i in range(next_index, min(count, next_index + config.window))):
-                        hashes.update(await self._node.piece_hashes(self._digest, self._piece_size))
+                        hashes.update(await self._node.piece_hashes(self._digest, self._piece_size) or {})
                 resting = excluded | {p for p, until in backoff.items() if until > self._loop.time()}
                 self._schedule(next_index, count, holdings, hashes, resting, inflight, ready, arrived)
                 if next_index not in ready:
@@ -440,11 +440,9 @@ class SwarmStream:
         hashes (its blob did not verify) or a takeover seed that replaced them leaves this
         download's copy stale: an honest peer's piece then fails it, which is no evidence against
         that peer. Then the copy is refreshed (or dropped until hashes are published again)."""
-        try:
-            published = await self._node.tracker.get_pieces(self._digest)
-        except TrackerError:
+        current = await self._node.piece_hashes(self._digest, self._piece_size)
+        if current is None:
             return True  # cannot tell: judged on the hash it had, as before
-        current = {} if published is None or published.piece_size != self._piece_size else published.hashes
         if current.get(bad.index) == bad.expected:
             return True
         log.info("piece hashes of %s changed under the download: piece %d is asked again", self._digest, bad.index)

@@ -184,7 +184,7 @@ class OriginRanges:
 
     async def _request(self, start: int, end: int | None) -> OriginBody:
         url = self._client.blob_url(self._repository, self._digest)
-        byte_range = f"bytes={start}-" + ("" if end is None else str(end - 1))
+        byte_range = _range_header(start, end)
         sent = await self._client.authorization(self._repository)
         challenged = False
         for _ in range(3):
@@ -200,7 +200,7 @@ class OriginRanges:
                 # at byte 0 instead (the body says so in `start`), and the reader gets its 416
                 # from the front end once the size is known, not a failed fill for every reader.
                 start, end = 0, None if end is None else end - start
-                byte_range = "bytes=0-" + ("" if end is None else str(end - 1))
+                byte_range = _range_header(start, end)
                 continue
             if status == 416 and start == 0 and byte_range:
                 byte_range = ""  # an empty blob has no byte 0: ask for it whole
@@ -253,3 +253,8 @@ class OriginRanges:
         body = response.read(ERROR_BODY_MAX_BYTES)
         connection.close()
         return response.status, reply, body
+
+
+def _range_header(start: int, end: int | None) -> str:
+    """Bytes [start, end) (end None: to the end) as a Range header."""
+    return f"bytes={start}-" + ("" if end is None else str(end - 1))
